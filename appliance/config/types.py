@@ -1,0 +1,181 @@
+"""Small constrained types shared by every section of the config model.
+
+Custom validation errors are raised as `PydanticCustomError("mamori", ...)` with both languages in the
+context, so that `appliance.config.messages` can show them in Japanese or English.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+
+ZoneName = Literal["wan", "lan", "guest", "devices", "vpn", "mgmt"]
+INTERNAL_ZONES: tuple[str, ...] = ("lan", "guest", "devices", "vpn", "mgmt")
+ALL_ZONES: tuple[str, ...] = ("wan", *INTERNAL_ZONES)
+
+
+def mamori_error(ja: str, en: str) -> PydanticCustomError:
+    """A validation error that carries its message in both languages."""
+    return PydanticCustomError("mamori", "{en}", {"ja": ja, "en": en})
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+_NAME_BAD = re.compile(r"[\x00-\x1f\x7f\"'`\\<>]")
+
+
+def _check_name(value: str) -> str:
+    if not value or len(value) > 32:
+        raise mamori_error("名前は1〜32文字で入力してください", "a name must be 1 to 32 characters long")
+    if _NAME_BAD.search(value):
+        raise mamori_error(
+            "名前に使えない文字（引用符、<>、\\、制御文字）が含まれています",
+            "a name may not contain quotes, <, >, backslashes or control characters",
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,14}$")
+
+
+def _check_ifname(value: str) -> str:
+    if not _IFNAME.match(value):
+        raise mamori_error(
+            "インターフェース名は英数字・「.」「-」「_」で15文字以内です（例: eth0, lan0.20）",
+            "an interface name is up to 15 letters, digits, '.', '-' or '_' (e.g. eth0, lan0.20)",
+        )
+    return value
+
+
+InterfaceName = Annotated[str, AfterValidator(_check_ifname)]
+
+
+def _check_interface_address(value: str) -> str:
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise mamori_error(
+            f"「{value}」はアドレス/プレフィックス長の形式ではありません（例: 192.168.10.1/24）",
+            f"'{value}' is not an address with prefix length (e.g. 192.168.10.1/24)",
+        ) from None
+    if "/" not in value:
+        raise mamori_error(
+            "プレフィックス長を付けてください（例: 192.168.10.1/24）",
+            "add the prefix length (e.g. 192.168.10.1/24)",
+        )
+    if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
+        raise mamori_error(
+            f"「{value}」はネットワークアドレスです。機器のアドレスを指定してください",
+            f"'{value}' is a network address; give the box's own address",
+        )
+    return str(iface)
+
+
+InterfaceAddress = Annotated[str, AfterValidator(_check_interface_address)]
+
+
+def _check_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise mamori_error(
+            f"「{value}」はIPアドレスではありません（例: 192.168.10.10）",
+            f"'{value}' is not an IP address (e.g. 192.168.10.10)",
+        ) from None
+
+
+IPAddress = Annotated[str, AfterValidator(_check_ip)]
+
+
+def _check_network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise mamori_error(
+            f"「{value}」はアドレスまたはネットワーク（例: 203.0.113.0/24）ではありません",
+            f"'{value}' is not an address or network (e.g. 203.0.113.0/24)",
+        ) from None
+
+
+Network = Annotated[str, AfterValidator(_check_network)]
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _check_mac(value: str) -> str:
+    mac = value.lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise mamori_error(
+            f"「{value}」はMACアドレスではありません（例: 52:54:00:12:34:56）",
+            f"'{value}' is not a MAC address (e.g. 52:54:00:12:34:56)",
+        )
+    return mac
+
+
+MacAddress = Annotated[str, AfterValidator(_check_mac)]
+
+_PORTSPEC = re.compile(r"^(tcp|udp)/(\d{1,5})(?:-(\d{1,5}))?$")
+
+
+def _check_portspec(value: str) -> str:
+    m = _PORTSPEC.match(value.lower())
+    bad = mamori_error(
+        f"「{value}」はポートの形式ではありません（例: tcp/443, udp/53, tcp/8000-8010）",
+        f"'{value}' is not a port (e.g. tcp/443, udp/53, tcp/8000-8010)",
+    )
+    if not m:
+        raise bad
+    low = int(m.group(2))
+    high = int(m.group(3) or low)
+    if not (1 <= low <= high <= 65535):
+        raise bad
+    return value.lower()
+
+
+PortSpec = Annotated[str, AfterValidator(_check_portspec)]
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _check_hhmm(value: str) -> str:
+    if not _HHMM.match(value):
+        raise mamori_error(
+            f"「{value}」は時刻の形式ではありません（例: 08:30）",
+            f"'{value}' is not a time of day (e.g. 08:30)",
+        )
+    return value
+
+
+TimeOfDay = Annotated[str, AfterValidator(_check_hhmm)]
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> int:
+    """'30m' -> 1800. Durations in the config are written as a number and one unit: s, m, h or d."""
+    m = _DURATION.match(value)
+    if not m or int(m.group(1)) == 0:
+        raise mamori_error(
+            f"「{value}」は期間の形式ではありません（例: 30m, 8h, 7d）",
+            f"'{value}' is not a duration (e.g. 30m, 8h, 7d)",
+        )
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]

@@ -1,0 +1,1 @@
+"""Firewall: nftables zones, default-deny policy, NAT, live block/allow/quarantine sets, DHCP/DNS, inventory."""

@@ -1,0 +1,3 @@
+"""SQLite migrations of firewall/ (append only; see appliance.storage)."""
+
+SCHEMA: list[str] = []

@@ -1,0 +1,1 @@
+"""IDS: Suricata lifecycle, rules, EVE ingestion, incidents in plain Japanese, automatic blocking."""

@@ -1,0 +1,38 @@
+"""The `ids:` section of the config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from appliance.config.types import Duration, InterfaceName, IPAddress, Strict
+
+
+class Suppression(Strict):
+    sid: int = Field(ge=1)
+    track: Literal["by_src", "by_dst", "by_either"] | None = None
+    ip: IPAddress | None = None
+
+
+class AutoBlock(Strict):
+    """Block external sources of alerts at or above a severity (1 = high, 3 = low)."""
+
+    enabled: bool = True
+    min_severity: Literal[1, 2, 3] = 2
+    duration: Duration = "24h"
+    quarantine_internal_on_c2: bool = False
+
+
+class IdsConfig(Strict):
+    enabled: bool = True
+    profile: Literal["clinic", "full"] = "clinic"
+    interfaces: list[InterfaceName] = Field(default_factory=list)
+    enable_sids: list[int] = Field(default_factory=list)
+    disable_sids: list[int] = Field(default_factory=list)
+    disable_categories: list[str] = Field(default_factory=list)
+    suppress: list[Suppression] = Field(default_factory=list)
+    auto_block: AutoBlock = Field(default_factory=AutoBlock)
+    incident_window: Duration = "1h"
+    retention_days: int = Field(default=180, ge=7, le=3650)
+    max_db_mb: int = Field(default=1024, ge=64)

@@ -1,0 +1,3 @@
+"""SQLite migrations of ids/ (append only; see appliance.storage)."""
+
+SCHEMA: list[str] = []

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs everything Mamori needs on a Debian 12 machine. Idempotent: a second run only checks.
+# Why a script and not a Makefile recipe: apt's retry and backports logic reads better in bash.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
+  conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban
+  python3-venv python3-pip systemd
+)
+BACKPORTS_PACKAGES=(suricata suricata-update)
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "make setup must run as root (apt-get and network namespaces need it)." >&2
+    exit 1
+  fi
+}
+
+missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+ensure_backports() {
+  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/mamori-backports.list
+    APT_UPDATED=0
+  fi
+}
+
+apt_update() {
+  # Third-party sources on a dev machine may be unreachable; Debian's own must work.
+  if [ "${APT_UPDATED:-0}" = 0 ]; then
+    apt-get update -o Acquire::Retries=3 || echo "apt-get update reported errors; continuing with Debian's sources" >&2
+    APT_UPDATED=1
+  fi
+}
+
+need_root
+ensure_backports
+export DEBIAN_FRONTEND=noninteractive
+mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}")
+mapfile -t missing_bp < <(missing_packages "${BACKPORTS_PACKAGES[@]}")
+if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_bp[@]}" -gt 0 ]; then
+  APT_UPDATED=0
+  apt_update
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+  if [ "${#missing_bp[@]}" -gt 0 ]; then
+    apt-get install -y --no-install-recommends -t bookworm-backports "${missing_bp[@]}"
+  fi
+fi
+# The Debian packages start their services on install where an init exists; Mamori supervises them itself.
+for svc in dnsmasq suricata fail2ban; do
+  if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
+done
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import nftables" 2>/dev/null; then
+  rm -rf .venv
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+echo "setup: ok"

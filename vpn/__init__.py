@@ -1,0 +1,1 @@
+"""VPN: WireGuard remote access with an MFA gate, per-user access lists and vendor maintenance windows."""

@@ -1,0 +1,3 @@
+"""SQLite migrations of vpn/ (append only; see appliance.storage)."""
+
+SCHEMA: list[str] = []

@@ -1,0 +1,1 @@
+"""Web UI (Flask): Japanese pages for the clinic and the vendor."""
