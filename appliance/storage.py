@@ -16,11 +16,12 @@ from pathlib import Path
 # never edited, so a box upgraded from any version ends with the same schema). Versions are per area.
 SCHEMA_MODULES: tuple[str, ...] = (
     "appliance.schema", "firewall.schema", "ids.schema", "vpn.schema", "webui.schema",
+    "appliance.backup.schema",
 )  # fmt: skip
 
 
 def _schemas() -> dict[str, list[str]]:
-    return {name.split(".")[0]: importlib.import_module(name).SCHEMA for name in SCHEMA_MODULES}
+    return {name.rsplit(".", 1)[0]: importlib.import_module(name).SCHEMA for name in SCHEMA_MODULES}
 
 
 class Database:
