@@ -1,0 +1,171 @@
+"""The audit log: every change and every login/admin action — who, when, from where, what.
+
+MHLW guideline 6.0 asks that logs be protected against deletion and tampering. Each entry carries an
+HMAC over its content and the previous entry's MAC, keyed with a secret kept in the keys directory (0600),
+so that editing, deleting or re-ordering a past entry breaks the chain, and recomputing the chain needs
+the key, not just write access to the database. The number of entries and the last MAC are also kept in
+the kv table, so that cutting entries off the end is detected too.
+Non-goal: protection against someone who has the key (root on the box); ship logs off the box for that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.storage import Database
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: float
+    actor: str
+    source: str
+    remote: str
+    action: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    broken_at: int | None = None
+    reason_ja: str = ""
+    reason_en: str = ""
+
+    def text(self, lang: str = "ja") -> str:
+        if self.ok:
+            if lang == "en":
+                return f"audit log intact ({self.checked} entries verified)"
+            return f"監査ログは改ざんされていません（{self.checked}件を確認）"
+        return self.reason_en if lang == "en" else self.reason_ja
+
+
+def _canonical(entry_id: int, ts: float, actor: str, source: str, remote: str, action: str, detail: str) -> bytes:
+    return json.dumps([entry_id, repr(ts), actor, source, remote, action, detail], ensure_ascii=False).encode()
+
+
+class AuditLog:
+    def __init__(self, db: Database, key_path: Path | None = None) -> None:
+        self.db = db
+        self.key_path = key_path or db.path.parent / "keys" / "audit.key"
+
+    def _key(self) -> bytes:
+        try:
+            return self.key_path.read_bytes()
+        except FileNotFoundError:
+            self.key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key = secrets.token_bytes(32)
+            # O_EXCL: two processes racing to create the key must not end with different keys.
+            try:
+                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return self.key_path.read_bytes()
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return key
+
+    def _mac(self, key: bytes, prev: str, content: bytes) -> str:
+        return hmac.new(key, prev.encode() + content, hashlib.sha256).hexdigest()
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        detail: dict[str, Any] | None = None,
+        source: str = "cli",
+        remote: str = "",
+        conn: sqlite3.Connection | None = None,
+    ) -> int:
+        """Append one entry. Pass `conn` to make the entry part of a caller's transaction."""
+        key = self._key()
+        detail_text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str)
+        if conn is not None:
+            return self._append(conn, key, actor, action, detail_text, source, remote)
+        with self.db.transaction() as c:
+            return self._append(c, key, actor, action, detail_text, source, remote)
+
+    def _append(
+        self, conn: sqlite3.Connection, key: bytes, actor: str, action: str, detail: str, source: str, remote: str
+    ) -> int:
+        row = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        prev = row["hash"] if row else GENESIS
+        entry_id = (row["id"] + 1) if row else 1
+        ts = time.time()
+        mac = self._mac(key, prev, _canonical(entry_id, ts, actor, source, remote, action, detail))
+        conn.execute(
+            "INSERT INTO audit(id, ts, actor, source, remote, action, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry_id, ts, actor, source, remote, action, detail, prev, mac),
+        )
+        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('audit_head', ?)", (f"{entry_id}:{mac}",))
+        return entry_id
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain from the first entry; report the first entry where it breaks."""
+        key = self._key()
+        prev, expected_id, checked = GENESIS, 1, 0
+        with self.db.connection() as conn:
+            for row in conn.execute("SELECT * FROM audit ORDER BY id"):
+                if row["id"] != expected_id or row["prev_hash"] != prev:
+                    return self._broken(checked, expected_id, "missing")
+                content = _canonical(
+                    row["id"], row["ts"], row["actor"], row["source"], row["remote"], row["action"], row["detail"]
+                )
+                if not hmac.compare_digest(self._mac(key, prev, content), row["hash"]):
+                    return self._broken(checked, row["id"], "modified")
+                prev, expected_id, checked = row["hash"], expected_id + 1, checked + 1
+            head = conn.execute("SELECT value FROM kv WHERE key = 'audit_head'").fetchone()
+        if checked and (head is None or head[0] != f"{checked}:{prev}"):
+            return self._broken(checked, checked + 1, "truncated")
+        return VerifyResult(ok=True, checked=checked)
+
+    @staticmethod
+    def _broken(checked: int, at: int, kind: str) -> VerifyResult:
+        ja = {
+            "missing": f"監査ログの {at} 番目の記録が削除または入れ替えられています",
+            "modified": f"監査ログの {at} 番目の記録が書き換えられています",
+            "truncated": f"監査ログの末尾（{at} 番目以降）が削除されています",
+        }[kind]
+        en = {
+            "missing": f"audit entry {at} was deleted or re-ordered",
+            "modified": f"audit entry {at} was modified",
+            "truncated": f"audit entries from {at} on were cut off",
+        }[kind]
+        return VerifyResult(ok=False, checked=checked, broken_at=at, reason_ja=ja, reason_en=en)
+
+    def search(
+        self, text: str | None = None, actor: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[AuditEntry]:
+        """Newest first. `text` matches the action or the detail, as a plain substring."""
+        sql, args = "SELECT * FROM audit WHERE 1=1", []
+        if text:
+            sql += " AND (instr(action, ?) > 0 OR instr(detail, ?) > 0)"
+            args += [text, text]
+        if actor:
+            sql += " AND actor = ?"
+            args.append(actor)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        with self.db.connection() as conn:
+            return [
+                AuditEntry(r["id"], r["ts"], r["actor"], r["source"], r["remote"], r["action"], json.loads(r["detail"]))
+                for r in conn.execute(sql, args)
+            ]
+
+
+__all__ = ["AuditEntry", "AuditLog", "VerifyResult"]

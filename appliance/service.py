@@ -1,0 +1,158 @@
+"""ConfigService: the one path by which a config change lands, shared by the CLI, the web UI and the daemon.
+
+validate -> apply to every engine all-or-nothing (appliance.apply) -> record the revision, write the
+config file (atomically) and the audit entry in one database transaction. With `confirm_seconds`, the
+revision stays `pending`; unless `confirm()` comes in time, `revert_if_unconfirmed()` (run by a detached
+timer process and by the daemon) puts the previous revision back by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from appliance.apply import apply_all, apply_lock
+from appliance.audit import AuditLog
+from appliance.config.load import LoadedConfig, parse_config
+from appliance.errors import MamoriError, NotFoundError
+from appliance.fileio import atomic_write
+from appliance.revisions import Revision, RevisionStore, readable_diff
+from appliance.subsystem import Context, Subsystem
+from appliance.subsystems import build_subsystems
+
+log = logging.getLogger(__name__)
+PENDING_KEY = "confirm.pending"
+
+
+class ConfigService:
+    def __init__(self, ctx: Context, subsystems: Sequence[Subsystem] | None = None) -> None:
+        self.ctx = ctx
+        ctx.paths.ensure()
+        ctx.db.migrate()
+        self.revisions = RevisionStore(ctx.db)
+        self.audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+        self._subsystems = subsystems
+
+    @property
+    def subsystems(self) -> Sequence[Subsystem]:
+        if self._subsystems is None:
+            self._subsystems = build_subsystems(self.ctx)
+        return self._subsystems
+
+    def current(self) -> Revision | None:
+        return self.revisions.live()
+
+    def validate(self, text: str) -> LoadedConfig:
+        return parse_config(text)
+
+    def diff(self, text: str) -> str:
+        parse_config(text)
+        live = self.current()
+        return readable_diff(live.config_text if live else None, text)
+
+    def history(self, limit: int = 50) -> list[Revision]:
+        return self.revisions.history(limit)
+
+    def apply(
+        self,
+        text: str,
+        author: str,
+        source: str,
+        comment: str = "",
+        confirm_seconds: int | None = None,
+        remote: str = "",
+    ) -> Revision:
+        loaded = parse_config(text)
+        with apply_lock(self.ctx.paths):
+            live = self.current()
+            previous = parse_config(live.config_text).model if live else None
+            try:
+                apply_all(self.subsystems, loaded.model, previous)
+            except MamoriError as exc:
+                self.audit.record(author, "config.apply_failed", {"error": exc.text("en")}, source, remote)
+                raise
+            diff = readable_diff(live.config_text if live else None, text)
+            status = "pending" if confirm_seconds else "applied"
+            with self.ctx.db.transaction() as conn:
+                rev = self.revisions.add(conn, text, author, source, comment, diff, status)
+                if confirm_seconds:
+                    pending = {"revision": rev.id, "previous": live.id if live else None,
+                               "deadline": time.time() + confirm_seconds}  # fmt: skip
+                    self.ctx.db.set_kv(PENDING_KEY, json.dumps(pending), conn)
+                else:
+                    self.ctx.db.set_kv(PENDING_KEY, None, conn)
+                detail = {"revision": rev.id, "comment": comment, "diff": diff, "confirm_seconds": confirm_seconds}
+                self.audit.record(author, "config.apply", detail, source, remote, conn=conn)
+            atomic_write(self.ctx.paths.config, text, mode=0o640)
+        if confirm_seconds:
+            self._start_confirm_timer()
+        return rev
+
+    def rollback(self, rev_id: int, author: str, source: str, remote: str = "") -> Revision:
+        target = self.revisions.get(rev_id)
+        if target is None:
+            raise NotFoundError(f"リビジョン {rev_id} はありません", f"no revision {rev_id}")
+        return self.apply(target.config_text, author, source, f"リビジョン {rev_id} に戻す", remote=remote)
+
+    def pending(self) -> dict | None:
+        raw = self.ctx.db.get_kv(PENDING_KEY)
+        return json.loads(raw) if raw else None
+
+    def confirm(self, author: str, source: str, remote: str = "") -> Revision:
+        with apply_lock(self.ctx.paths):
+            pending = self.pending()
+            if pending is None:
+                raise NotFoundError("確定を待っている変更はありません", "no change is waiting for confirmation")
+            with self.ctx.db.transaction() as conn:
+                self.revisions.set_status(conn, pending["revision"], "applied")
+                self.ctx.db.set_kv(PENDING_KEY, None, conn)
+                self.audit.record(author, "config.confirm", {"revision": pending["revision"]}, source, remote, conn=conn)
+        rev = self.revisions.get(pending["revision"])
+        assert rev is not None
+        return rev
+
+    def revert_if_unconfirmed(self, now: float | None = None) -> bool:
+        """Put the previous revision back if a pending one passed its deadline. True if it reverted."""
+        with apply_lock(self.ctx.paths):
+            pending = self.pending()
+            if pending is None or (now or time.time()) < pending["deadline"]:
+                return False
+            failed = self.revisions.get(pending["revision"])
+            previous = self.revisions.get(pending["previous"]) if pending["previous"] else None
+            new_model = parse_config(failed.config_text).model if failed else None
+            if previous is not None:
+                apply_all(self.subsystems, parse_config(previous.config_text).model, new_model)
+            with self.ctx.db.transaction() as conn:
+                self.revisions.set_status(conn, pending["revision"], "reverted")
+                if previous is not None:
+                    self.revisions.set_status(conn, previous.id, "applied")
+                self.ctx.db.set_kv(PENDING_KEY, None, conn)
+                detail = {"revision": pending["revision"], "restored": previous.id if previous else None}
+                self.audit.record("system", "config.auto_revert", detail, "timer", conn=conn)
+            if previous is not None:
+                atomic_write(self.ctx.paths.config, previous.config_text, mode=0o640)
+        log.warning("revision %s was not confirmed in time; reverted", pending["revision"])
+        return True
+
+    def reconcile(self) -> Revision | None:
+        """At daemon start: make the live revision live in the kernel again (after a reboot or crash)."""
+        self.revert_if_unconfirmed()
+        live = self.current()
+        if live is None:
+            return None
+        with apply_lock(self.ctx.paths):
+            apply_all(self.subsystems, parse_config(live.config_text).model, None)
+        return live
+
+    def _start_confirm_timer(self) -> None:
+        """A detached process that sleeps until the deadline and reverts unless confirmed."""
+        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.ctx.paths.config),
+                "--state-dir", str(self.ctx.paths.state_dir), "config", "confirm-timer"]  # fmt: skip
+        subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip

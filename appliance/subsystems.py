@@ -1,0 +1,29 @@
+"""The ordered list of subsystems a config is applied to: network first, then the firewall, then daemons."""
+
+from __future__ import annotations
+
+import importlib
+
+from appliance.subsystem import Context, Subsystem
+
+# Order matters: interfaces and addresses exist before the firewall names them; the firewall is live
+# before any service (dnsmasq, Suricata, WireGuard) starts answering.
+SUBSYSTEM_MODULES: tuple[str, ...] = (
+    "appliance.network",
+    "firewall.subsystem",
+    "ids.subsystem",
+    "vpn.subsystem",
+)
+
+
+def build_subsystems(ctx: Context, modules: tuple[str, ...] = SUBSYSTEM_MODULES) -> list[Subsystem]:
+    result: list[Subsystem] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an area not built into this image
+            if exc.name != name:
+                raise
+            continue
+        result.extend(module.subsystems(ctx))
+    return result

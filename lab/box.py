@@ -1,0 +1,63 @@
+"""Running the real Mamori appliance inside the lab's box namespace: the CLI and the daemon."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.topology import Lab
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "examples" / "clinic.yaml"
+
+
+@dataclass
+class Box:
+    lab: Lab
+    config: Path
+    state_dir: Path
+    daemon: subprocess.Popen | None = None
+
+    def mamori(self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None):
+        """Run `mamori ARGS` in the box namespace (as the appliance would run it)."""
+        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config),
+                "--state-dir", str(self.state_dir), *args]  # fmt: skip
+        res = self.lab.run("box", argv, check=False, timeout=timeout, input=stdin)
+        if check and res.returncode != 0:
+            raise AssertionError(f"mamori {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def nft_json(self) -> str:
+        return self.lab.run("box", ["nft", "-j", "list", "ruleset"]).stdout
+
+    def start_daemon(self, wait: float = 60) -> subprocess.Popen:
+        log_path = self.state_dir / "daemon.log"
+        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config),
+                "--state-dir", str(self.state_dir), "daemon"]  # fmt: skip
+        self.daemon = self.lab.spawn("box", argv, log_path=log_path)
+        pidfile = self.state_dir / "run" / "mamori.pid"
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.daemon.returncode}:\n{log_path.read_text()}")
+            if pidfile.exists():  # written once the live revision is applied and workers run
+                return self.daemon
+            time.sleep(0.1)
+        raise RuntimeError(f"daemon did not become ready:\n{log_path.read_text()}")
+
+    def stop_daemon(self) -> int | None:
+        if self.daemon is None:
+            return None
+        code = self.lab.stop(self.daemon)
+        self.daemon = None
+        return code
+
+
+def make_box(lab: Lab, state_dir: Path, config_text: str | None = None) -> Box:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir / "config.yaml"
+    config.write_text(config_text if config_text is not None else EXAMPLE_CONFIG.read_text(), encoding="utf-8")
+    return Box(lab, config, state_dir)
