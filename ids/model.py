@@ -36,3 +36,5 @@ class IdsConfig(Strict):
     incident_window: Duration = "1h"
     retention_days: int = Field(default=180, ge=7, le=3650)
     max_db_mb: int = Field(default=1024, ge=64)
+    # EVE lines longer than this are kept aside (quarantined), not parsed: a guard against memory blow-up.
+    eve_max_line_kb: int = Field(default=1024, ge=16, le=65536)

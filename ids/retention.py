@@ -1,0 +1,80 @@
+"""Retention: keep the IDS tables within an age and a size, so the disk of a small box never fills.
+
+Scope: ids_events, ids_alerts, ids_quarantine (by age and, for events, by total stored bytes) and
+incidents whose last alert is older than the age limit and that are not open (未対応 stays until handled).
+Deletion is in bounded chunks so the reader is never blocked for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from appliance.storage import Database
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    events_deleted: int
+    alerts_deleted: int
+    quarantine_deleted: int
+    incidents_deleted: int
+
+
+def _delete_older(db: Database, table: str, column: str, cutoff: float, max_rounds: int = 1000) -> int:
+    total = 0
+    for _ in range(max_rounds):
+        with db.transaction() as conn:
+            cur = conn.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ? ORDER BY id LIMIT ?)",
+                (cutoff, CHUNK),
+            )
+        total += cur.rowcount
+        if cur.rowcount < CHUNK:
+            break
+    return total
+
+
+def _shrink_events(db: Database, max_bytes: int, max_rounds: int = 1000) -> int:
+    """Delete the oldest events until the raw JSON stored is at most max_bytes."""
+    total = 0
+    for _ in range(max_rounds):
+        with db.transaction() as conn:
+            size = conn.execute("SELECT COALESCE(SUM(size), 0) FROM ids_events").fetchone()[0]
+            if size <= max_bytes:
+                break
+            excess = size - max_bytes
+            rows = conn.execute("SELECT id, size FROM ids_events ORDER BY id LIMIT ?", (CHUNK,)).fetchall()
+            freed, last_id = 0, None
+            for row in rows:
+                freed += row[1]
+                last_id = row[0]
+                if freed >= excess:
+                    break
+            if last_id is None:
+                break
+            cur = conn.execute("DELETE FROM ids_events WHERE id <= ?", (last_id,))
+        total += cur.rowcount
+    return total
+
+
+def apply_retention(db: Database, max_age_s: float, max_event_bytes: int, now: float | None = None) -> RetentionResult:
+    """Delete what is older than max_age_s, then the oldest events beyond max_event_bytes."""
+    cutoff = (time.time() if now is None else now) - max_age_s
+    events = _delete_older(db, "ids_events", "received", cutoff)
+    events += _shrink_events(db, max_event_bytes)
+    alerts = _delete_older(db, "ids_alerts", "ts", cutoff)
+    quarantine = _delete_older(db, "ids_quarantine", "received", cutoff)
+    with db.transaction() as conn:
+        incidents = conn.execute(
+            "DELETE FROM ids_incidents WHERE last_seen < ? AND state != '未対応'", (cutoff,)
+        ).rowcount
+    result = RetentionResult(events, alerts, quarantine, incidents)
+    if any((events, alerts, quarantine, incidents)):
+        log.info("IDS retention: %s", result)
+    return result
