@@ -6,7 +6,7 @@ Every message exists in Japanese (the default) and English (`--lang en`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,24 @@ class FieldIssue:
         return f"{where}: {self.message.text(lang)}"
 
 
-@dataclass
 class ConfigError(MamoriError):
     """The config is invalid. Carries every issue found, not only the first, so one edit can fix them all."""
 
-    issues: list[FieldIssue] = field(default_factory=list)
-    code: str = "config.invalid"
+    code = "config.invalid"
 
-    def __post_init__(self) -> None:
-        Exception.__init__(self, self.text("en"))
-        self.message = Message(
-            "設定に誤りがあります（" + str(len(self.issues)) + "件）",
+    def __init__(self, issues: list[FieldIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__(
+            f"設定に誤りがあります（{len(self.issues)}件）",
             f"The configuration is invalid ({len(self.issues)} problem(s))",
         )
 
     def text(self, lang: str = "ja") -> str:
         head = self.message.text(lang)
         return "\n".join([head, *("  - " + issue.text(lang) for issue in self.issues)])
+
+    def __str__(self) -> str:
+        return self.text("en")
 
 
 class ApplyError(MamoriError):

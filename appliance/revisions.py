@@ -32,8 +32,8 @@ class Revision:
 
 
 def normalized(text: str) -> str:
-    """The config as the model sees it (defaults dropped, comments gone): what a diff should compare."""
-    return dump_config(parse_config(text).model)
+    """The config as the model sees it (every default spelled out, comments gone): what a diff compares."""
+    return dump_config(parse_config(text).model, full=True)
 
 
 def readable_diff(old_text: str | None, new_text: str) -> str:

@@ -70,7 +70,8 @@ def load_config(path: Path) -> LoadedConfig:
     return parse_config(text)
 
 
-def dump_config(model: MamoriConfig) -> str:
-    data = model.model_dump(mode="json", exclude_defaults=True)
+def dump_config(model: MamoriConfig, full: bool = False) -> str:
+    """YAML for a model; `full` spells out every default (for diffs), otherwise only what was set."""
+    data = model.model_dump(mode="json", exclude_defaults=not full)
     data = {"schema_version": CURRENT_SCHEMA_VERSION, **data}
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
