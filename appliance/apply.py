@@ -49,8 +49,9 @@ def apply_all(subsystems: Sequence[Subsystem], new: MamoriConfig, previous: Mamo
     done: list[Subsystem] = []
     try:
         for subsystem, result in rendered:
-            subsystem.apply(result)
+            # Counted as touched before it runs: a subsystem that fails halfway is restored as well.
             done.append(subsystem)
+            subsystem.apply(result)
         for subsystem, result in rendered:
             subsystem.verify(result)
     except MamoriError as exc:

@@ -88,6 +88,13 @@ class NetworkSubsystem:
     def apply(self, plan: NetworkPlan) -> None:
         previous = self._managed()
         managed: dict[str, list[str]] = {}
+        # Record the intent first (old and new addresses), so that restoring after a failure halfway
+        # knows to remove the new addresses this run may already have added.
+        intent = {name: list(addrs) for name, addrs in previous.items()}
+        for link in plan.links:
+            intent[link.name] = sorted(set(intent.get(link.name, [])) | set(link.addresses))
+        self.ctx.db.set_kv(KV_KEY, json.dumps(intent))
+        previous = intent
         try:
             with IPRoute() as ipr:
                 for link in plan.links:
@@ -122,13 +129,15 @@ class NetworkSubsystem:
             f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)
         }
         wanted = {str(ipaddress.ip_interface(a)) for a in link.addresses}
-        for addr in wanted - live:
-            iface = ipaddress.ip_interface(addr)
-            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        # Remove before adding: deleting a primary address takes its secondaries in the same subnet along.
         for addr in set(previously) - wanted:
             if addr in live:
                 iface = ipaddress.ip_interface(addr)
                 ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        live = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)}
+        for addr in wanted - live:
+            iface = ipaddress.ip_interface(addr)
+            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
     def _drop_stale(self, ipr: IPRoute, name: str, addrs: list[str]) -> None:
         found = ipr.link_lookup(ifname=name)

@@ -69,6 +69,14 @@ def _check_interfaces(cfg: MamoriConfig, f: Findings) -> None:
                 "院内側のゾーンには固定アドレスが必要です（例: 192.168.10.1/24）",
                 "an internal zone needs a static address (e.g. 192.168.10.1/24)",
             )
+        if iface.gateway and iface.address not in (None, "dhcp"):
+            net = ipaddress.ip_interface(iface.address).network
+            if ipaddress.ip_address(iface.gateway) not in net:
+                f.error(
+                    f"{path}.gateway",
+                    f"ゲートウェイ {iface.gateway} は {iface.name} のネットワーク {net} の中にありません",
+                    f"gateway {iface.gateway} is not inside {iface.name}'s network {net}",
+                )
         if iface.zone != "wan" and iface.gateway:
             f.error(
                 f"{path}.gateway",

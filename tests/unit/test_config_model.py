@@ -90,6 +90,8 @@ INVALID = [
     ("name with markup", "hosts[0].name", "<b>x</b>", "hosts[0].name", "使えない文字", "may not contain"),
     ("gateway on lan", "interfaces[1].gateway", "192.168.10.254", "interfaces[1].gateway", "WAN 側にだけ",
      "only a wan"),
+    ("gateway off-link", "interfaces[0].gateway", "198.51.100.1", "interfaces[0].gateway", "ネットワーク 203.0.113.0/24 の中にありません",
+     "not inside"),
     ("vpn port out of range", "vpn.listen_port", 70000, "vpn.listen_port", "65535 以下", "at most 65535"),
     ("schema from the future", "schema_version", 99, "schema_version", "新しい版", "supports up to"),
     ("string for int", "ids.retention_days", "long", "ids.retention_days", "整数で入力してください", "whole number"),
