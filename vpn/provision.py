@@ -1,0 +1,68 @@
+"""Provisioning a device: the box makes the key pair and shows the config once, or the user brings his key.
+
+The box-generated private key exists only in the returned `Provisioned` (shown once as a QR code and a
+.conf download); it is not stored. Re-issuing a device name revokes the old key and takes it off the
+live interface in the same step, so a lost phone stops working as soon as the new one is issued.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import segno
+
+from appliance.config.model import MamoriConfig
+from appliance.subsystem import Context
+from vpn.keys import ensure_server_key, generate_keypair
+from vpn.render import RenderError, client_conf, render_server
+from vpn.store import Device, DeviceStore
+from vpn.wg import PeerDiff, WgInterface
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    device: Device
+    conf: str
+
+    def qr_svg(self) -> str:
+        buf = io.BytesIO()
+        segno.make(self.conf, error="m").save(buf, kind="svg", scale=4, xmldecl=False)
+        return buf.getvalue().decode("utf-8")
+
+    def qr_png(self) -> bytes:
+        buf = io.BytesIO()
+        segno.make(self.conf, error="m").save(buf, kind="png", scale=6)
+        return buf.getvalue()
+
+
+def sync_peers(ctx: Context, cfg: MamoriConfig, iface: WgInterface) -> PeerDiff | None:
+    """Push the stored devices to a running interface; None when the VPN interface is not up."""
+    if not cfg.vpn.enabled or not iface.exists():
+        return None
+    plan = render_server(cfg, DeviceStore(ctx.db).active(), iface.name)
+    return iface.set_peers(plan.peer_map())
+
+
+def provision(
+    ctx: Context, cfg: MamoriConfig, user: str, device: str, public_key: str | None = None,
+    iface: WgInterface | None = None,
+) -> Provisioned:  # fmt: skip
+    """Add (or re-issue) a device of `user` and return its client config, to be shown exactly once."""
+    if not any(u.name == user for u in cfg.vpn.users):
+        raise RenderError(f"VPN 利用者「{user}」は設定にありません", f"no VPN user '{user}' in the config")
+    private = None
+    if public_key is None:
+        private, public_key = generate_keypair()
+    dev = DeviceStore(ctx.db).add(
+        user, device, public_key, cfg.vpn.address, cfg.vpn.address6, box_generated=private is not None
+    )
+    _, server_public = ensure_server_key(ctx.paths.keys_dir)
+    conf = client_conf(cfg, dev, server_public, private)
+    if iface is not None:
+        sync_peers(ctx, cfg, iface)
+    log.info("vpn device %s/%s provisioned (%s key)", user, device, "box" if private else "own")
+    return Provisioned(dev, conf)

@@ -1,0 +1,132 @@
+"""Pure renderers of the VPN: the server's interface plan and peer list, and a device's client .conf.
+
+Nothing here reads or writes: the stored devices are passed in. Why the peer list depends on the config
+too: only devices of users that are named in `vpn.users` and enabled become peers, so removing or
+disabling a user in the config takes his keys off the interface (he can no longer even handshake).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from appliance.config.model import MamoriConfig
+from appliance.errors import MamoriError
+from vpn.store import Device
+
+
+class RenderError(MamoriError):
+    code = "vpn.render"
+
+
+@dataclass(frozen=True)
+class ServerPeer:
+    public_key: str
+    allowed_ips: tuple[str, ...]
+    user: str
+    device: str
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """What the WireGuard interface should look like. The private key is a file path, never the key."""
+
+    enabled: bool
+    ifname: str
+    address: str
+    address6: str | None
+    listen_port: int
+    peers: tuple[ServerPeer, ...]
+
+    def peer_map(self) -> dict[str, tuple[str, ...]]:
+        return {p.public_key: p.allowed_ips for p in self.peers}
+
+
+def device_allowed_ips(device: Device) -> tuple[str, ...]:
+    """The source addresses the box accepts from this device: exactly its tunnel addresses (anti-spoofing)."""
+    ips = [f"{device.ip4}/32"]
+    if device.ip6:
+        ips.append(f"{device.ip6}/128")
+    return tuple(ips)
+
+
+def render_server(cfg: MamoriConfig, devices: Iterable[Device], ifname: str) -> ServerPlan:
+    enabled_users = {u.name for u in cfg.vpn.users if u.enabled}
+    peers = tuple(
+        ServerPeer(d.public_key, device_allowed_ips(d), d.user, d.device)
+        for d in sorted(devices, key=lambda d: d.id)
+        if d.active and d.user in enabled_users
+    )
+    return ServerPlan(
+        enabled=cfg.vpn.enabled, ifname=ifname, address=cfg.vpn.address, address6=cfg.vpn.address6,
+        listen_port=cfg.vpn.listen_port, peers=peers if cfg.vpn.enabled else (),
+    )  # fmt: skip
+
+
+def access_networks(cfg: MamoriConfig, user_name: str) -> list[str]:
+    """Networks a user's device should route into the tunnel: the VPN net and his access destinations.
+
+    Routing is a convenience for the client; the firewall is what enforces the access list.
+    """
+    hosts = {h.name: h.ip for h in cfg.hosts if h.ip}
+    groups = {g.name: g.members for g in cfg.groups}
+    zones: dict[str, list[str]] = {}
+    for iface in cfg.interfaces:
+        for addr in (iface.address, iface.address6):
+            if addr and addr != "dhcp":
+                zones.setdefault(iface.zone, []).append(str(ipaddress.ip_interface(addr).network))
+    nets = [str(ipaddress.ip_interface(cfg.vpn.address).network)]
+    if cfg.vpn.address6:
+        nets.append(str(ipaddress.ip_interface(cfg.vpn.address6).network))
+    user = next((u for u in cfg.vpn.users if u.name == user_name), None)
+    if user is None:
+        raise RenderError(
+            f"VPN 利用者「{user_name}」は設定にありません", f"no VPN user '{user_name}' in the config"
+        )
+    for acc in user.access:
+        names = groups.get(acc.dst, [acc.dst])
+        for name in names:
+            if name in hosts:
+                ip = ipaddress.ip_address(hosts[name])
+                nets.append(f"{ip}/{ip.max_prefixlen}")
+            nets.extend(zones.get(name, []))
+    return list(dict.fromkeys(nets))
+
+
+def _endpoint(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+def client_conf(
+    cfg: MamoriConfig, device: Device, server_public_key: str, private_key: str | None = None
+) -> str:
+    """The device's wg-quick .conf. Without `private_key` (bring-your-own key) a placeholder line is left
+    for the user to fill in on his own device, so the private key never passes through the box."""
+    if not cfg.vpn.endpoint:
+        raise RenderError(
+            "vpn.endpoint（インターネットから見たこの機器のアドレスまたは名前）を設定してください",
+            "set vpn.endpoint (the box's address or name as seen from the internet)",
+        )
+    addresses = [f"{device.ip4}/32"] + ([f"{device.ip6}/128"] if device.ip6 else [])
+    lines = [
+        f"# Mamori VPN: {device.user} / {device.device}",
+        "[Interface]",
+        f"PrivateKey = {private_key}"
+        if private_key
+        else "# PrivateKey = (この端末で作った秘密鍵 / your own private key)",
+        f"Address = {', '.join(addresses)}",
+        "",
+        "[Peer]",
+        f"PublicKey = {server_public_key}",
+        f"Endpoint = {_endpoint(cfg.vpn.endpoint, cfg.vpn.listen_port)}",
+        f"AllowedIPs = {', '.join(access_networks(cfg, device.user))}",
+        "PersistentKeepalive = 25",
+        "",
+    ]
+    return "\n".join(lines)
