@@ -1,0 +1,280 @@
+"""Config model -> one libnftables JSON batch that replaces the `inet mamori` table whole.
+
+Pure: no I/O, no clock, no environment (schedules are converted to UTC here, see firewall.schedule).
+The batch adds the table, deletes it and adds it again with everything in it, so it applies in one
+kernel transaction whether or not the table existed, and never touches any other table. Dynamic set
+contents (blocked addresses, VPN sessions) are not rendered here; firewall.apply re-seeds them.
+
+Layout (details and the zone-to-zone table in docs/firewall.md):
+  input / forward (hooks, policy drop) -> guard (allowlist first, then blocked/feed sets) -> quarantine
+  -> ct state -> dispatch by interface to in_<zone> / fwd_<src>_<dst> -> default verdict of policy.py.
+Every chain an admin cares about has a named counter of the same name; every drop goes through a
+d_... chain that logs (rate-limited, NFLOG group LOG_GROUP, prefix naming zone pair and reason) and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from appliance.config.model import MamoriConfig
+from firewall import nftjson as nj
+from firewall.policy import BOX_SERVICE_PORTS, BOX_SERVICES, NEVER_WEB_ZONES, forward_default
+from firewall.render_rules import RuleRenderer
+from firewall.resolve import port_matches
+from firewall.schedule import windows
+
+VPN_INTERFACE = "mamori-wg"
+VPN_PORTAL_PORT = 8443
+VPN_PORTAL_PORTS: tuple[int, ...] = (443, VPN_PORTAL_PORT)
+LOG_GROUP = 7
+LOG_RATE_PER_MINUTE = 30
+TIMEOUT_SETS: dict[str, str] = {"blocked4": "ipv4_addr", "blocked6": "ipv6_addr", "quarantine4": "ipv4_addr"}
+INTERVAL_SETS: dict[str, str] = {
+    "allow4": "ipv4_addr",
+    "allow6": "ipv6_addr",
+    "feed4": "ipv4_addr",
+    "feed6": "ipv6_addr",
+}
+DYNAMIC_SETS: tuple[str, ...] = ("blocked4", "blocked6", "quarantine4", "feed4", "feed6")
+
+
+def vpn_set_name(user_name: str) -> str:
+    """Stable, nft-safe set name for a VPN user (names may be Japanese; set names should be ASCII)."""
+    return "vpnu_" + hashlib.sha1(user_name.encode("utf-8")).hexdigest()[:12]
+
+
+def zone_interfaces(cfg: MamoriConfig, vpn_interface: str = VPN_INTERFACE) -> dict[str, list[str]]:
+    zones: dict[str, list[str]] = {}
+    for iface in cfg.interfaces:
+        zones.setdefault(iface.zone, []).append(iface.name)
+    if cfg.vpn.enabled:
+        zones.setdefault("vpn", []).append(vpn_interface)
+    return zones
+
+
+def render_ruleset(
+    cfg: MamoriConfig,
+    vpn_users: Mapping[str, Sequence[str]] | None = None,
+    *,
+    vpn_interface: str = VPN_INTERFACE,
+) -> dict[str, Any]:
+    """The whole `inet mamori` table for `cfg`.
+
+    `vpn_users` optionally maps a VPN user name to tunnel addresses admitted without a timeout (static
+    peers); sessions admitted at run time go through firewall.sets.admit_vpn and survive a rebuild.
+    `vpn_interface` lets tests and the VPN subsystem use a unique WireGuard interface name.
+    """
+    return {"nftables": _Renderer(cfg, vpn_users or {}, vpn_interface).build()}
+
+
+class _Renderer:
+    def __init__(self, cfg: MamoriConfig, vpn_users: Mapping[str, Sequence[str]], vpn_interface: str) -> None:
+        self.cfg = cfg
+        self.vpn_users = vpn_users
+        self.zones = zone_interfaces(cfg, vpn_interface)
+        self.chains: list[dict] = []
+        self.counters: list[str] = []
+        self.rules: list[dict] = []
+        self.rule_renderer = RuleRenderer(cfg, self.zones)
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    def chain(
+        self, name: str, hook: str | None = None, prio: int = 0, kind: str = "filter", policy: str = "drop"
+    ) -> str:
+        body: dict[str, Any] = {"name": name}
+        if hook:
+            body.update(type=kind, hook=hook, prio=prio, policy=policy)
+        self.chains.append(nj.add("chain", body))
+        return name
+
+    def counted_chain(self, name: str) -> str:
+        self.chain(name)
+        self.counters.append(name)
+        self.add(name, [nj.counter(name)])
+        return name
+
+    def add(self, chain: str, exprs: list[nj.Expr], comment: str = "") -> None:
+        self.rules.append(nj.rule(chain, exprs, comment))
+
+    def drop_chain(self, where: str, reason: str) -> str:
+        """A chain that logs (rate-limited) and counts a drop; its name and counter are d_<where>_<reason>."""
+        name = f"d_{where}_{reason}".replace(">", "_")
+        if name in self.counters:
+            return name
+        self.chain(name)
+        self.counters.append(name)
+        if self.cfg.firewall.log_drops:
+            prefix = f"mamori drop {where} {reason}: "
+            self.add(name, [{"limit": {"rate": LOG_RATE_PER_MINUTE, "per": "minute", "burst": 10}},
+                            {"log": {"prefix": prefix, "group": LOG_GROUP}}])  # fmt: skip
+        self.add(name, [nj.counter(name), nj.DROP])
+        return name
+
+    # -- assembly -------------------------------------------------------------------------------------
+    def build(self) -> list[dict]:
+        table = {"family": nj.FAMILY, "name": nj.TABLE}
+        head = [
+            {"add": {"table": dict(table)}},
+            {"delete": {"table": dict(table)}},
+            {"add": {"table": dict(table)}},
+        ]
+        sets = self.sets()
+        self.guard()
+        self.input_chain()
+        self.forward_chain()
+        self.nat()
+        counters = [nj.add("counter", {"name": n}) for n in self.counters]
+        return [*head, *sets, *counters, *self.chains, *self.rules]
+
+    def sets(self) -> list[dict]:
+        out = []
+        for name, kind in TIMEOUT_SETS.items():
+            out.append(nj.add("set", {"name": name, "type": kind, "flags": ["timeout"]}))
+        for name, kind in INTERVAL_SETS.items():
+            body: dict[str, Any] = {"name": name, "type": kind, "flags": ["interval"]}
+            if name.startswith("allow"):
+                version = 4 if name.endswith("4") else 6
+                elems = [nj.addr_value(n) for n in self.cfg.firewall.allowlist
+                         if ipaddress.ip_network(n).version == version]  # fmt: skip
+                if elems:
+                    body["elem"] = elems
+            out.append(nj.add("set", body))
+        for user in self.cfg.vpn.users:
+            body = {"name": vpn_set_name(user.name), "type": "ipv4_addr", "flags": ["timeout"]}
+            if self.vpn_users.get(user.name):
+                body["elem"] = sorted(self.vpn_users[user.name])
+            out.append(nj.add("set", body))
+        return out
+
+    def guard(self) -> None:
+        """Allowlist first (never blocked), then the block and feed sets, both directions."""
+        self.chain("guard")
+        self.add("guard", [nj.match(nj.payload("ip", "saddr"), "@allow4"), nj.RETURN])
+        self.add("guard", [nj.match(nj.payload("ip6", "saddr"), "@allow6"), nj.RETURN])
+        for fam, proto in (("4", "ip"), ("6", "ip6")):
+            for kind in ("blocked", "feed"):
+                drop = self.drop_chain("any", kind)
+                for field in ("saddr", "daddr"):
+                    self.add("guard", [nj.match(nj.payload(proto, field), f"@{kind}{fam}"), nj.jump(drop)])
+
+    def input_chain(self) -> None:
+        self.chain("input", hook="input")
+        self.add("input", [nj.match(nj.meta("iifname"), "lo"), nj.ACCEPT])
+        self.add("input", [nj.jump("guard")])
+        self.quarantine_in()
+        self.add("input", [nj.match(nj.payload("ip", "saddr"), "@quarantine4"), nj.jump("in_quarantine")])
+        self.add("input", [nj.ct_state("invalid"), nj.DROP])
+        dispatch = []
+        for zone, names in sorted(self.zones.items()):
+            chain = self.input_zone(zone)
+            dispatch.extend([name, nj.jump(chain)] for name in sorted(names))
+        if dispatch:
+            self.add("input", [{"vmap": {"key": nj.meta("iifname"), "data": {"set": dispatch}}}])
+        self.add("input", [nj.jump(self.drop_chain("in", "unknown-interface"))])
+
+    def quarantine_in(self) -> None:
+        """A quarantined host may reach the box's web UI (to see why) and DHCP (to keep its address)."""
+        self.counted_chain("in_quarantine")
+        web_ifs = [n for z in self.cfg.web.zones if z not in NEVER_WEB_ZONES for n in self.zones.get(z, [])]
+        if web_ifs:
+            self.add(
+                "in_quarantine",
+                [nj.ifnames(web_ifs), *port_matches([f"tcp/{self.cfg.web.port}"])[0], nj.ACCEPT],
+            )
+        self.add("in_quarantine", [*port_matches(["udp/67"])[0], nj.ACCEPT])
+        self.add("in_quarantine", [nj.jump(self.drop_chain("quarantine", "quarantine"))])
+
+    def input_zone(self, zone: str) -> str:
+        chain = self.counted_chain(f"in_{zone}")
+        self.add(chain, [nj.ct_state("established", "related"), nj.ACCEPT])
+        nd = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"]
+        self.add(chain, [nj.match(nj.payload("icmpv6", "type"), {"set": nd}),
+                         nj.match(nj.payload("ip6", "hoplimit"), 255), nj.ACCEPT])  # fmt: skip
+        for matches in self.box_service_matches(zone):
+            self.add(chain, [*matches, nj.ACCEPT], comment=f"box service for {zone}")
+        self.add(chain, [nj.jump(self.drop_chain(f"{zone}>box", "policy"))])
+        return chain
+
+    def box_service_matches(self, zone: str) -> list[list[nj.Expr]]:
+        cfg = self.cfg
+        specs = [p for svc in BOX_SERVICES.get(zone, ()) for p in BOX_SERVICE_PORTS.get(svc, ())]
+        if zone in cfg.web.zones and zone not in NEVER_WEB_ZONES:
+            specs.append(f"tcp/{cfg.web.port}")
+        out = port_matches(specs) if specs else []
+        if "ping" in BOX_SERVICES.get(zone, ()):
+            out += [[nj.match(nj.payload("icmp", "type"), "echo-request")],
+                    [nj.match(nj.payload("icmpv6", "type"), "echo-request")]]  # fmt: skip
+        if zone == "wan" and cfg.vpn.enabled:
+            out.append(port_matches([f"udp/{cfg.vpn.listen_port}"])[0])
+        if zone == "wan" and any(i.address == "dhcp" for i in cfg.interfaces if i.zone == "wan"):
+            out.append([nj.match(nj.payload("udp", "sport"), 67), nj.match(nj.payload("udp", "dport"), 68)])
+        if zone == "vpn" and cfg.vpn.enabled:
+            box = str(ipaddress.ip_interface(cfg.vpn.address).ip)
+            out.append([nj.match(nj.payload("ip", "daddr"), box),
+                        nj.match(nj.payload("tcp", "dport"), {"set": list(VPN_PORTAL_PORTS)})])  # fmt: skip
+        return out
+
+    def forward_chain(self) -> None:
+        self.chain("forward", hook="forward")
+        self.add("forward", [nj.jump("guard")])
+        qdrop = self.drop_chain("quarantine", "quarantine")
+        for field in ("saddr", "daddr"):
+            self.add("forward", [nj.match(nj.payload("ip", field), "@quarantine4"), nj.jump(qdrop)])
+        self.add("forward", [nj.ct_state("invalid"), nj.DROP])
+        dispatch = []
+        for src in sorted(self.zones):
+            for dst in sorted(self.zones):
+                chain = self.pair_chain(src, dst)
+                for i in sorted(self.zones[src]):
+                    dispatch.extend([{"concat": [i, o]}, nj.jump(chain)] for o in sorted(self.zones[dst]))
+        key = {"concat": [nj.meta("iifname"), nj.meta("oifname")]}
+        self.add("forward", [{"vmap": {"key": key, "data": {"set": dispatch}}}])
+        self.add("forward", [nj.jump(self.drop_chain("fwd", "unknown-interface"))])
+
+    def pair_chain(self, src: str, dst: str) -> str:
+        chain = self.counted_chain(f"fwd_{src}_{dst}")
+        sched = self.cfg.firewall.zone_schedules.get(src)  # type: ignore[call-overload]
+        if sched:
+            self.add(chain, [nj.jump(self.zone_schedule_chain(src, sched))])
+        self.add(chain, [nj.ct_state("established", "related"), nj.ACCEPT])
+        verdict = forward_default(src, dst)
+        if verdict == "outbound" and self.cfg.firewall.blocked_outbound:
+            drop = self.drop_chain(f"{src}>{dst}", "blocked-outbound")
+            for matches in port_matches(self.cfg.firewall.blocked_outbound):
+                self.add(chain, [*matches, nj.jump(drop)])
+        if src == "wan":
+            for fwd in self.rule_renderer.forward_accepts(dst):
+                self.add(chain, fwd)
+        for exprs, comment in self.rule_renderer.vpn_rules(dst) if src == "vpn" else []:
+            self.add(chain, exprs, comment)
+        for exprs, comment in self.rule_renderer.custom_rules(src, dst):
+            self.add(chain, exprs, comment)
+        if verdict == "drop":
+            self.add(chain, [nj.jump(self.drop_chain(f"{src}>{dst}", "policy"))])
+        else:
+            self.add(chain, [nj.ACCEPT])
+        return chain
+
+    def zone_schedule_chain(self, zone: str, sched_name: str) -> str:
+        name = f"sched_{zone}"
+        if name in self.counters:
+            return name
+        self.counted_chain(name)
+        sched = next((s for s in self.cfg.firewall.schedules if s.name == sched_name), None)
+        if sched is not None:
+            for w in windows(sched.days, sched.start, sched.end, self.cfg.clinic.timezone):
+                self.add(name, [*RuleRenderer.window_matches(w), nj.RETURN], comment=f"open: {sched_name}")
+        self.add(name, [nj.jump(self.drop_chain(f"{zone}>any", "schedule"))])
+        return name
+
+    def nat(self) -> None:
+        wan = self.zones.get("wan", [])
+        self.chain("postrouting", hook="postrouting", prio=100, kind="nat", policy="accept")
+        if wan:
+            self.add("postrouting", [nj.oifnames(wan), {"masquerade": None}])
+        self.chain("prerouting", hook="prerouting", prio=-100, kind="nat", policy="accept")
+        for exprs, comment in self.rule_renderer.port_forwards():
+            self.add("prerouting", [nj.ifnames(wan), *exprs], comment)
