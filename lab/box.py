@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from lab.topology import Lab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,8 +58,16 @@ class Box:
         return code
 
 
+def lab_config_text(lab: Lab, text: str | None = None) -> str:
+    """The example config, with the one change a shared machine needs: a WireGuard interface name of its
+    own (WireGuard's UAPI sockets in /var/run/wireguard are global across namespaces)."""
+    data = yaml.safe_load(text if text is not None else EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    data.setdefault("vpn", {})["interface"] = lab.wg_name()
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
 def make_box(lab: Lab, state_dir: Path, config_text: str | None = None) -> Box:
     state_dir.mkdir(parents=True, exist_ok=True)
     config = state_dir / "config.yaml"
-    config.write_text(config_text if config_text is not None else EXAMPLE_CONFIG.read_text(), encoding="utf-8")
+    config.write_text(lab_config_text(lab, config_text), encoding="utf-8")
     return Box(lab, config, state_dir)

@@ -15,6 +15,7 @@ Used by `make demo`, the integration tests and the benchmarks.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -63,6 +64,10 @@ class Lab:
     namespaces: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     port_counter: int = 0
+
+    def wg_name(self) -> str:
+        """A WireGuard interface name unique on this machine (<= 15 chars), for this lab's box."""
+        return "wg" + hashlib.sha1(self.prefix.encode()).hexdigest()[:10]
 
     def ns(self, key: str) -> str:
         """The namespace of a host ('box', 'router', 'emr', ...) or a switch ('sw-lan', ...)."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from appliance.config.types import InterfaceAddress, Name, Strict, TimeOfDay
+from appliance.config.types import InterfaceAddress, InterfaceName, Name, Strict, TimeOfDay
 
 Role = Literal["doctor", "staff", "vendor"]
 
@@ -35,6 +35,8 @@ class VpnUser(Strict):
 
 class VpnConfig(Strict):
     enabled: bool = False
+    # The WireGuard interface. UAPI sockets (/var/run/wireguard) are global, so the lab gives each box its own.
+    interface: InterfaceName = "mamori-wg"
     listen_port: int = Field(default=51820, ge=1, le=65535)
     address: InterfaceAddress = "10.99.0.1/24"
     address6: InterfaceAddress | None = "fd4d:616d:6f72::1/64"

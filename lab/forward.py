@@ -1,0 +1,68 @@
+"""A TCP forwarder from this machine's loopback into the lab, so a browser here can reach the web UI.
+
+The demo creates the listening socket on 127.0.0.1 in the root namespace and hands it to this process,
+which runs inside a LAN host's namespace (`ip netns exec <reception> python -m lab.forward --fd N ...`):
+accepted connections come from the root namespace's loopback, outgoing ones leave from the reception PC,
+so the box sees an ordinary LAN client. Nothing is forwarded anywhere but the one target address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+
+MAX_CONNECTIONS = 64
+
+
+def pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def serve(listener: socket.socket, target: tuple[str, int]) -> None:
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    while True:
+        client, _ = listener.accept()
+        if not slots.acquire(blocking=False):
+            client.close()
+            continue
+        try:
+            upstream = socket.create_connection(target, timeout=5)
+        except OSError:
+            client.close()
+            slots.release()
+            continue
+
+        def run(c: socket.socket = client, u: socket.socket = upstream) -> None:
+            t = threading.Thread(target=pump, args=(u, c), daemon=True)
+            t.start()
+            pump(c, u)
+            t.join()
+            c.close()
+            u.close()
+            slots.release()
+
+        threading.Thread(target=run, daemon=True).start()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--to", required=True, help="host:port inside the lab")
+    args = parser.parse_args()
+    host, port = args.to.rsplit(":", 1)
+    serve(socket.socket(fileno=args.fd), (host, int(port)))
+
+
+if __name__ == "__main__":
+    main()
