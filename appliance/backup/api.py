@@ -1,0 +1,204 @@
+"""The three calls everything else uses: create_backup, restore_backup, test_backup.
+
+Each records what it did: in the audit log (who, what) and in the backup tables (evidence for the MHLW
+checklist). A refused restore or a failed test changes nothing of the box; only a test records its
+(failed) result, because a failed restore test is itself evidence the clinic needs to see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.audit import AuditLog
+from appliance.backup import archive as archive_mod
+from appliance.backup import records
+from appliance.backup.errors import BackupError
+from appliance.backup.manifest import Manifest
+from appliance.backup.passphrase import check_strength
+from appliance.backup.restore import swap_in, unpack
+from appliance.backup.store import default_dir, new_path, prune
+from appliance.subsystem import Context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The outcome of a restore test. `error_ja`/`error_en` are empty when ok."""
+
+    id: int
+    ts: float
+    archive: Path
+    ok: bool
+    manifest: Manifest | None
+    error_code: str = ""
+    error_ja: str = ""
+    error_en: str = ""
+
+    def text(self, lang: str = "ja") -> str:
+        if self.ok and self.manifest is not None:
+            n = len(self.manifest.files)
+            if lang == "en":
+                return f"restore test passed: {n} files verified (backup of {self.manifest.created})"
+            return f"復元テスト成功: {n} 個のファイルを確認しました（{self.manifest.created} のバックアップ）"
+        return (f"restore test FAILED: {self.error_en}" if lang == "en"
+                else f"復元テスト失敗: {self.error_ja}")  # fmt: skip
+
+
+def _audit(ctx: Context) -> AuditLog:
+    return AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+
+
+def _staging(ctx: Context, prefix: str) -> Path:
+    """A private directory next to the state directory: same filesystem, so renames are atomic."""
+    parent = ctx.paths.state_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".mamori-{prefix}-", dir=parent))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _as_backup_error(exc: OSError | sqlite3.Error) -> BackupError:
+    return BackupError(
+        f"バックアップの読み書きに失敗しました（{exc}）", f"backup I/O failed ({exc})", code="backup.io"
+    )
+
+
+def create_backup(
+    ctx: Context,
+    passphrase: str,
+    out_dir: Path | None = None,
+    *,
+    out_file: Path | None = None,
+    keep: int | None = None,
+    actor: str = "system",
+    source: str = "cli",
+    kind: str = "manual",
+) -> Path:
+    """Write an encrypted archive of the box into `out_dir` (default state_dir/backups) or `out_file`.
+
+    With `keep`, older generations in `out_dir` beyond the newest `keep` are deleted afterwards.
+    """
+    check_strength(passphrase)
+    ctx.db.migrate()
+    directory = Path(out_file).parent if out_file else Path(out_dir or default_dir(ctx.paths))
+    staging = _staging(ctx, "backup")
+    started = time.time()
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        manifest = archive_mod.build_manifest(ctx.paths, staging, {directory}, started)
+        target = Path(out_file) if out_file else new_path(directory, started)
+        _write_atomically(target, passphrase, manifest, staging)
+    except (BackupError, OSError, sqlite3.Error) as exc:
+        err = exc if isinstance(exc, BackupError) else _as_backup_error(exc)
+        log.error("backup: creating a backup failed: %s", err)
+        records.record_run(
+            ctx.db, kind=kind, ok=False, error_code=err.code, error=err.text("en"), actor=actor
+        )
+        _audit(ctx).record(actor, "backup.create_failed", {"error": err.text("en")}, source=source)
+        raise err from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    size, digest = target.stat().st_size, _sha256(target)
+    with ctx.db.transaction() as conn:
+        records.record_run(ctx.db, conn, kind=kind, archive=str(target), size=size, sha256=digest,
+                           files=len(manifest.files), ok=True, actor=actor)  # fmt: skip
+        _audit(ctx).record(actor, "backup.create", {"archive": str(target), "size": size, "sha256": digest,
+                                                    "files": len(manifest.files)}, source=source, conn=conn)  # fmt: skip
+    if keep is not None and out_file is None:
+        pruned = prune(directory, keep)
+        if pruned:
+            _audit(ctx).record(actor, "backup.prune", {"deleted": [p.name for p in pruned]}, source=source)
+    return target
+
+
+def _write_atomically(target: Path, passphrase: str, manifest: Manifest, staging: Path) -> None:
+    tmp = target.parent / f".{target.name}.tmp"
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            archive_mod.write_archive(out, passphrase, manifest, staging)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def restore_backup(
+    ctx: Context, archive: Path, passphrase: str, *, actor: str = "system", source: str = "cli"
+) -> Manifest:
+    """Replace the box's config and state with the archive's. Raises BackupError and changes nothing if not ok.
+
+    Restart the daemon afterwards so it reopens the database and re-applies the restored config.
+    """
+    staging = _staging(ctx, "restore")
+    previous = staging / "previous"
+    succeeded = False
+    try:
+        unpacked = unpack(Path(archive), passphrase, staging)
+        swap_in(ctx.paths, unpacked, previous)
+        succeeded = True
+    except (OSError, sqlite3.Error) as exc:
+        raise _as_backup_error(exc) from exc
+    finally:
+        if succeeded or not previous.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            log.critical(
+                "backup: undo after a failed restore did not finish; the old state is in %s", previous
+            )
+    manifest = unpacked.manifest
+    ctx.db.migrate()
+    detail = {"archive": str(archive), "created": manifest.created, "software_version": manifest.software_version,
+              "files": len(manifest.files)}  # fmt: skip
+    with ctx.db.transaction() as conn:
+        records.record_run(ctx.db, conn, kind="restore", archive=str(archive), files=len(manifest.files), ok=True,
+                           actor=actor)  # fmt: skip
+        _audit(ctx).record(actor, "backup.restore", detail, source=source, conn=conn)
+    return manifest
+
+
+def test_backup(
+    ctx: Context, archive: Path, passphrase: str, *, actor: str = "system", source: str = "cli"
+) -> TestResult:
+    """Decrypt and verify `archive` in a temp directory (the live box is untouched) and record the result."""
+    archive = Path(archive)
+    ctx.db.migrate()
+    staging = _staging(ctx, "test")
+    now = time.time()
+    manifest: Manifest | None = None
+    err: BackupError | None = None
+    try:
+        manifest = unpack(archive, passphrase, staging).manifest
+    except BackupError as exc:
+        err = exc
+    except (OSError, sqlite3.Error) as exc:
+        err = _as_backup_error(exc)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    digest = _sha256(archive) if archive.is_file() else ""
+    fields = {"ts": now, "archive": str(archive), "archive_sha256": digest, "ok": err is None, "actor": actor,
+              "backup_created": manifest.created if manifest else "", "files": len(manifest.files) if manifest else 0,
+              "error_code": err.code if err else "", "error": err.text("en") if err else ""}  # fmt: skip
+    with ctx.db.transaction() as conn:
+        test_id = records.record_test(ctx.db, conn, **fields)
+        _audit(ctx).record(actor, "backup.test", {k: fields[k] for k in ("archive", "ok", "error_code")},
+                           source=source, conn=conn)  # fmt: skip
+    if err is not None:
+        log.warning("backup: restore test of %s failed: %s", archive, err.text("en"))
+        return TestResult(test_id, now, archive, False, None, err.code, err.text("ja"), err.text("en"))
+    return TestResult(test_id, now, archive, True, manifest)
