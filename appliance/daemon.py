@@ -137,6 +137,10 @@ class Daemon:
     def reconcile(self) -> MamoriConfig | None:
         try:
             rev = self.service.reconcile()
+            if rev is None and self.ctx.paths.config.exists():
+                # First boot of a box whose config was prepared (by the vendor or the image): apply it.
+                text = self.ctx.paths.config.read_text(encoding="utf-8")
+                rev = self.service.apply(text, "system", "boot", "起動時に設定ファイルを反映")
         except MamoriError as exc:
             # The kernel keeps whatever policy it had (fail-closed); say loudly why nothing new was applied.
             log.critical("could not apply the live revision: %s", exc.text("en"))

@@ -67,7 +67,8 @@ fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e '.[dev]'
+  # compat mode: a .pth with the repo root, so packages added later are found without reinstalling
+  .venv/bin/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

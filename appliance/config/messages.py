@@ -69,7 +69,8 @@ def _message(err: dict[str, Any]) -> Message:
         return Message(ctx["ja"], ctx["en"])
     if err["type"] in _TEMPLATES:
         ja, en = _TEMPLATES[err["type"]]
-        return Message(_format(ja, ctx, err.get("input")), _format(en, ctx, err.get("input")))
+        ja_ctx = {k: v.replace(" or ", "、") if isinstance(v, str) else v for k, v in ctx.items()}
+        return Message(_format(ja, ja_ctx, err.get("input")), _format(en, ctx, err.get("input")))
     return Message("値が正しくありません（" + err["msg"] + "）", err["msg"])
 
 
