@@ -26,7 +26,7 @@ from firewall.render_rules import RuleRenderer
 from firewall.resolve import port_matches
 from firewall.schedule import windows
 
-VPN_INTERFACE = "mamori-wg"
+VPN_INTERFACE = "mamori-wg"  # the default of cfg.vpn.interface
 VPN_PORTAL_PORT = 8443
 VPN_PORTAL_PORTS: tuple[int, ...] = (443, VPN_PORTAL_PORT)
 LOG_GROUP = 7
@@ -46,12 +46,12 @@ def vpn_set_name(user_name: str) -> str:
     return "vpnu_" + hashlib.sha1(user_name.encode("utf-8")).hexdigest()[:12]
 
 
-def zone_interfaces(cfg: MamoriConfig, vpn_interface: str = VPN_INTERFACE) -> dict[str, list[str]]:
+def zone_interfaces(cfg: MamoriConfig, vpn_interface: str | None = None) -> dict[str, list[str]]:
     zones: dict[str, list[str]] = {}
     for iface in cfg.interfaces:
         zones.setdefault(iface.zone, []).append(iface.name)
     if cfg.vpn.enabled:
-        zones.setdefault("vpn", []).append(vpn_interface)
+        zones.setdefault("vpn", []).append(vpn_interface or cfg.vpn.interface)
     return zones
 
 
@@ -59,15 +59,15 @@ def render_ruleset(
     cfg: MamoriConfig,
     vpn_users: Mapping[str, Sequence[str]] | None = None,
     *,
-    vpn_interface: str = VPN_INTERFACE,
+    vpn_interface: str | None = None,
 ) -> dict[str, Any]:
     """The whole `inet mamori` table for `cfg`.
 
     `vpn_users` optionally maps a VPN user name to tunnel addresses admitted without a timeout (static
     peers); sessions admitted at run time go through firewall.sets.admit_vpn and survive a rebuild.
-    `vpn_interface` lets tests and the VPN subsystem use a unique WireGuard interface name.
+    `vpn_interface` overrides cfg.vpn.interface (default VPN_INTERFACE); the lab gives each box its own.
     """
-    return {"nftables": _Renderer(cfg, vpn_users or {}, vpn_interface).build()}
+    return {"nftables": _Renderer(cfg, vpn_users or {}, vpn_interface or cfg.vpn.interface).build()}
 
 
 class _Renderer:

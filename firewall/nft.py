@@ -1,0 +1,88 @@
+"""One libnftables handle per process, serialised, plus the lock that keeps set updates and rebuilds apart.
+
+Why a shared handle: creating an nft context costs more than the update itself, and one block must take a
+few milliseconds. libnftables contexts are not thread-safe, so every call goes through one lock.
+Why a file lock: the table rebuild reads the live set contents and re-adds them in the same batch; an
+element added by another process between that read and the commit would be lost. Both sides take it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nftables
+
+from appliance.errors import ApplyError
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_HANDLES: dict[int, nftables.Nftables] = {}
+
+
+def _handle() -> nftables.Nftables:
+    pid = os.getpid()  # a forked child must not share its parent's netlink socket
+    handle = _HANDLES.get(pid)
+    if handle is None:
+        handle = nftables.Nftables()
+        handle.set_json_output(True)
+        handle.set_handle_output(False)
+        _HANDLES.clear()
+        _HANDLES[pid] = handle
+    return handle
+
+
+def _error(action_ja: str, action_en: str, detail: str) -> ApplyError:
+    detail = detail.strip()[:2000]
+    return ApplyError(
+        f"ファイアウォール（nftables）が{action_ja}を受け付けませんでした。以前の状態のままです。詳細: {detail}",
+        f"nftables refused to {action_en}; the previous state is unchanged. Details: {detail}",
+        code="firewall.nft",
+    )
+
+
+def run_batch(batch: dict[str, Any], dry_run: bool = False) -> None:
+    """Send one JSON batch as one kernel transaction (all or nothing); raise ApplyError if refused."""
+    with _LOCK:
+        nft = _handle()
+        try:
+            nft.json_validate(batch)
+        except Exception as exc:  # jsonschema's ValidationError and friends; reported, not swallowed
+            raise _error("設定の形式", "validate the ruleset", str(exc)) from exc
+        nft.set_dry_run(dry_run)
+        try:
+            rc, _out, err = nft.json_cmd(batch)
+        finally:
+            nft.set_dry_run(False)
+    if rc != 0:
+        raise _error("変更", "apply the change", err)
+
+
+def list_json(command: str) -> list[dict[str, Any]] | None:
+    """`nft -j <command>` as parsed objects, or None when the object does not exist."""
+    with _LOCK:
+        rc, out, err = _handle().cmd(command)
+    if rc != 0:
+        if "No such file or directory" in err:
+            return None
+        raise _error("読み出し", f"run '{command}'", err)
+    return json.loads(out).get("nftables", []) if out.strip() else []
+
+
+@contextmanager
+def sets_lock(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "firewall-sets.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,40 @@
+"""The firewall as an appliance subsystem: render -> check (nft dry run) -> apply (one transaction) -> verify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appliance.config.model import MamoriConfig
+from appliance.subsystem import Context
+from firewall import apply as fw_apply
+from firewall.nft import sets_lock
+from firewall.render import render_ruleset
+
+
+class FirewallSubsystem:
+    name = "firewall"
+
+    def __init__(self, ctx: Context, vpn_interface: str | None = None) -> None:
+        self.ctx = ctx
+        self.vpn_interface = vpn_interface
+
+    def render(self, cfg: MamoriConfig) -> dict[str, Any]:
+        return render_ruleset(cfg, vpn_interface=self.vpn_interface)
+
+    def check(self, rendered: dict[str, Any]) -> None:
+        fw_apply.check(rendered)
+
+    def apply(self, rendered: dict[str, Any]) -> None:
+        with sets_lock(self.ctx.paths.run_dir):
+            fw_apply.apply(rendered)
+
+    def verify(self, rendered: dict[str, Any]) -> None:
+        fw_apply.verify(rendered)
+
+    def reset(self) -> None:
+        with sets_lock(self.ctx.paths.run_dir):
+            fw_apply.remove()
+
+
+def subsystems(ctx: Context) -> list[FirewallSubsystem]:
+    return [FirewallSubsystem(ctx)]
