@@ -354,7 +354,7 @@ class EveReader:
             counters["events"] = len(batch.events)
             for name, value in extra.items():
                 counters[name] = counters.get(name, 0) + value
-            _add_counters(conn, counters)
+            add_counters(conn, counters)
             self._save_position(conn, now)
         if stored and self.on_commit is not None:
             self.on_commit(stored)
@@ -371,10 +371,10 @@ class EveReader:
 
     def _bump(self, name: str) -> None:
         with self.db.transaction() as conn:
-            _add_counters(conn, {name: 1})
+            add_counters(conn, {name: 1})
 
 
-def _add_counters(conn: sqlite3.Connection, counters: dict[str, int]) -> None:
+def add_counters(conn: sqlite3.Connection, counters: dict[str, int]) -> None:
     conn.executemany(
         "INSERT INTO ids_counters(name, value) VALUES (?, ?)"
         " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",

@@ -1,0 +1,163 @@
+"""Normalise a Suricata EVE alert into the few fields Mamori shows, stores and acts on.
+
+Everything in an EVE record came from the network and is attacker-controlled: addresses are parsed as
+addresses, ports as integers in range, strings are cut to a sane length. A record that is not a usable
+alert raises AlertFormatError (the caller counts it; the raw event is already stored).
+Each side is placed in a zone of the config (lan, guest, devices, vpn, mgmt), 'box' for the box's own
+WAN address, or 'internet', and named from the inventory (cfg.hosts) when it is a known device.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from appliance.config.model import MamoriConfig
+from appliance.config.references import zone_of_ip
+from appliance.errors import MamoriError
+from ids.eve_reader import event_time
+
+ZONE_JA: dict[str, str] = {
+    "lan": "院内LAN", "guest": "患者さん用Wi-Fi", "devices": "医療機器ネットワーク", "vpn": "VPN（リモート接続）",
+    "mgmt": "管理用ネットワーク", "box": "Mamori 本体", "internet": "インターネット",
+}  # fmt: skip
+
+
+class AlertFormatError(MamoriError):
+    code = "ids.alert_format"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int | None
+    zone: str  # lan / guest / devices / vpn / mgmt / box / internet
+    name: str | None  # inventory name (電子カルテ, 受付PC...) when known
+
+    def label(self) -> str:
+        """How staff see this side: the device name if known, else the address, with its zone."""
+        who = self.name or self.ip
+        return f"{who}（{ZONE_JA.get(self.zone, self.zone)}）"
+
+    @property
+    def external(self) -> bool:
+        return self.zone == "internet"
+
+
+@dataclass(frozen=True)
+class Alert:
+    ts: float
+    sid: int
+    rev: int
+    signature: str
+    category: str
+    severity: int
+    src: Endpoint
+    dst: Endpoint
+    proto: str
+    app_proto: str | None = None
+    http_host: str | None = None
+    http_url: str | None = None
+    http_user_agent: str | None = None
+    tls_sni: str | None = None
+    dns_name: str | None = None
+
+    def detail(self) -> dict[str, Any]:
+        """The app-layer details and zones, for storage as JSON."""
+        d = asdict(self)
+        for key in ("ts", "sid", "rev", "signature", "category", "severity", "proto"):
+            d.pop(key)
+        return d
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    return value[:limit]
+
+
+def _port(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535 else None
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise AlertFormatError(f"アラートの {name} が不正です", f"alert field {name} is not an integer")
+
+
+class Resolver:
+    """Zone and inventory name of an address, for one config (cached: alerts repeat addresses)."""
+
+    def __init__(self, cfg: MamoriConfig, cache_size: int = 4096) -> None:
+        self.cfg = cfg
+        self.names = {h.ip: h.name for h in cfg.hosts if h.ip}
+        self.box = {
+            str(ipaddress.ip_interface(a).ip)
+            for i in cfg.interfaces_in("wan")
+            for a in (i.address, i.address6)
+            if a and a != "dhcp"
+        }
+        self.cache_size = cache_size
+        self._cache: dict[str, str] = {}
+
+    def zone(self, ip: str) -> str:
+        zone = self._cache.get(ip)
+        if zone is None:
+            zone = zone_of_ip(self.cfg, ip) or ("box" if ip in self.box else "internet")
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[ip] = zone
+        return zone
+
+    def endpoint(self, ip_value: Any, port: Any) -> Endpoint:
+        try:
+            ip = str(ipaddress.ip_address(ip_value)) if isinstance(ip_value, str) else None
+        except ValueError:
+            ip = None
+        if ip is None:
+            raise AlertFormatError("アラートのアドレスが不正です", "alert address is not an IP address")
+        return Endpoint(ip, _port(port), self.zone(ip), self.names.get(ip))
+
+
+def normalise(record: dict[str, Any], resolver: Resolver, received: float | None = None) -> Alert:
+    """An EVE alert record → Alert. Raises AlertFormatError if it is not a usable alert."""
+    alert = record.get("alert")
+    if record.get("event_type") != "alert" or not isinstance(alert, dict):
+        raise AlertFormatError("アラートではない記録です", "not an alert record")
+    ts = event_time(record)
+    if ts is None:
+        if received is None:
+            raise AlertFormatError("アラートの時刻が不正です", "alert timestamp is invalid")
+        ts = received
+    http = record.get("http") if isinstance(record.get("http"), dict) else {}
+    tls = record.get("tls") if isinstance(record.get("tls"), dict) else {}
+    dns = record.get("dns") if isinstance(record.get("dns"), dict) else {}
+    return Alert(
+        ts=ts,
+        sid=_int(alert.get("signature_id"), "signature_id"),
+        rev=_int(alert.get("rev", 0), "rev"),
+        signature=_text(alert.get("signature"), 300) or "",
+        category=_text(alert.get("category"), 120) or "",
+        severity=_int(alert.get("severity", 3), "severity"),
+        src=resolver.endpoint(record.get("src_ip"), record.get("src_port")),
+        dst=resolver.endpoint(record.get("dest_ip"), record.get("dest_port")),
+        proto=_text(record.get("proto"), 16) or "",
+        app_proto=_text(record.get("app_proto"), 32),
+        http_host=_text(http.get("hostname"), 253),
+        http_url=_text(http.get("url"), 2000),
+        http_user_agent=_text(http.get("http_user_agent"), 500),
+        tls_sni=_text(tls.get("sni"), 253),
+        dns_name=_dns_name(dns),
+    )
+
+
+def _dns_name(dns: dict[str, Any]) -> str | None:
+    """EVE v2 puts the question in `query` (alerts) or `rrname` (dns events)."""
+    query = dns.get("query")
+    if isinstance(query, list) and query and isinstance(query[0], dict):
+        return _text(query[0].get("rrname"), 253)
+    return _text(dns.get("rrname"), 253)

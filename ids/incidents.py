@@ -1,0 +1,136 @@
+"""Incidents: repeats of one alert (same sid, source and destination within ids.incident_window) grouped
+into one thing a person handles, with a count, first/last seen, a state 未対応 → 確認済み → 解決済み, and notes.
+
+Staff see incidents, not alerts: a scan that fires 500 times is one line. A repeat after the window
+has passed since the last one opens a new incident, so an old, resolved incident is never silently reopened.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from appliance.audit import AuditLog
+from appliance.errors import MamoriError, NotFoundError
+from appliance.storage import Database
+from ids.alerts import Alert
+from ids.explain import Explanation, explain
+
+OPEN, ACKNOWLEDGED, RESOLVED = "未対応", "確認済み", "解決済み"
+STATES: tuple[str, ...] = (OPEN, ACKNOWLEDGED, RESOLVED)
+STATE_EN: dict[str, str] = {OPEN: "open", ACKNOWLEDGED: "acknowledged", RESOLVED: "resolved"}
+STATE_FROM_EN: dict[str, str] = {v: k for k, v in STATE_EN.items()}
+
+
+class IncidentError(MamoriError):
+    code = "ids.incident"
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    sid: int
+    src_ip: str
+    dest_ip: str
+    first_seen: float
+    last_seen: float
+    count: int
+    severity: int
+    signature: str
+    category: str
+    state: str
+    notes: str
+
+    @property
+    def explanation(self) -> Explanation:
+        return explain(self.sid, self.category, self.severity, self.signature)
+
+
+_COLUMNS = "id, sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature, category, state, notes"
+
+
+def record_alert(conn: sqlite3.Connection, alert: Alert, window_s: float, event_id: int | None = None) -> tuple[int, bool]:
+    """Store one alert and attach it to its incident (inside the caller's transaction).
+
+    Returns (incident id, whether the incident is new)."""
+    row = conn.execute(
+        "SELECT id FROM ids_incidents WHERE sid = ? AND src_ip = ? AND dest_ip = ? AND last_seen >= ?"
+        " AND state != ? ORDER BY last_seen DESC LIMIT 1",
+        (alert.sid, alert.src.ip, alert.dst.ip, alert.ts - window_s, RESOLVED),
+    ).fetchone()
+    if row is not None:
+        incident_id, new = row[0], False
+        conn.execute(
+            "UPDATE ids_incidents SET count = count + 1, last_seen = MAX(last_seen, ?),"
+            " first_seen = MIN(first_seen, ?), severity = MIN(severity, ?) WHERE id = ?",
+            (alert.ts, alert.ts, alert.severity, incident_id),
+        )
+    else:
+        cur = conn.execute(
+            "INSERT INTO ids_incidents(sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature,"
+            " category) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            (alert.sid, alert.src.ip, alert.dst.ip, alert.ts, alert.ts, alert.severity, alert.signature,
+             alert.category),
+        )  # fmt: skip
+        incident_id, new = int(cur.lastrowid or 0), True
+    conn.execute(
+        "INSERT INTO ids_alerts(event_id, incident_id, ts, sid, rev, signature, category, severity, src_ip,"
+        " src_port, dest_ip, dest_port, proto, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, incident_id, alert.ts, alert.sid, alert.rev, alert.signature, alert.category, alert.severity,
+         alert.src.ip, alert.src.port, alert.dst.ip, alert.dst.port, alert.proto,
+         json.dumps(alert.detail(), ensure_ascii=False)),
+    )  # fmt: skip
+    return incident_id, new
+
+
+def _row(row: sqlite3.Row) -> Incident:
+    return Incident(*tuple(row))
+
+
+def get(db: Database, incident_id: int) -> Incident:
+    with db.connection() as conn:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM ids_incidents WHERE id = ?", (incident_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"インシデント {incident_id} はありません", f"no incident {incident_id}")
+    return _row(row)
+
+
+def list_incidents(db: Database, state: str | None = None, limit: int = 50) -> list[Incident]:
+    """Newest first; optionally only one state."""
+    sql = f"SELECT {_COLUMNS} FROM ids_incidents"
+    args: tuple = ()
+    if state is not None:
+        sql += " WHERE state = ?"
+        args = (state,)
+    sql += " ORDER BY last_seen DESC, id DESC LIMIT ?"
+    with db.connection() as conn:
+        return [_row(r) for r in conn.execute(sql, (*args, limit))]
+
+
+def set_state(
+    db: Database, incident_id: int, state: str, actor: str, note: str = "", source: str = "cli",
+    now: float | None = None,
+) -> Incident:  # fmt: skip
+    """Move an incident to 未対応/確認済み/解決済み (English names accepted), with an optional note; audited."""
+    state = STATE_FROM_EN.get(state, state)
+    if state not in STATES:
+        raise IncidentError(
+            f"状態「{state}」は使えません（未対応・確認済み・解決済み）",
+            f"unknown state '{state}' (open, acknowledged, resolved)",
+        )
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() if now is None else now))
+    with db.transaction() as conn:
+        row = conn.execute("SELECT state, notes FROM ids_incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"インシデント {incident_id} はありません", f"no incident {incident_id}")
+        notes = row[1]
+        if note:
+            notes = (notes + "\n" if notes else "") + f"[{stamp} {actor}] {note[:2000]}"
+        conn.execute("UPDATE ids_incidents SET state = ?, notes = ? WHERE id = ?", (state, notes, incident_id))
+        AuditLog(db).record(
+            actor, "ids.incident.state", {"incident": incident_id, "from": row[0], "to": state, "note": note},
+            source=source, conn=conn,
+        )  # fmt: skip
+    return get(db, incident_id)
