@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from appliance.backup.model import BackupConfig
 from appliance.config.catalogue import Service
 from appliance.config.types import (
     Duration,
@@ -113,6 +114,7 @@ class MamoriConfig(Strict):
     vpn: VpnConfig = Field(default_factory=VpnConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:
         return [i for i in self.interfaces if i.zone == zone]
