@@ -51,7 +51,8 @@ def device_allowed_ips(device: Device) -> tuple[str, ...]:
     return tuple(ips)
 
 
-def render_server(cfg: MamoriConfig, devices: Iterable[Device], ifname: str) -> ServerPlan:
+def render_server(cfg: MamoriConfig, devices: Iterable[Device], ifname: str | None = None) -> ServerPlan:
+    """`ifname` overrides `vpn.interface` (tests and benches need names unique on the machine)."""
     enabled_users = {u.name for u in cfg.vpn.users if u.enabled}
     peers = tuple(
         ServerPeer(d.public_key, device_allowed_ips(d), d.user, d.device)
@@ -59,7 +60,7 @@ def render_server(cfg: MamoriConfig, devices: Iterable[Device], ifname: str) -> 
         if d.active and d.user in enabled_users
     )
     return ServerPlan(
-        enabled=cfg.vpn.enabled, ifname=ifname, address=cfg.vpn.address, address6=cfg.vpn.address6,
+        enabled=cfg.vpn.enabled, ifname=ifname or cfg.vpn.interface, address=cfg.vpn.address, address6=cfg.vpn.address6,
         listen_port=cfg.vpn.listen_port, peers=peers if cfg.vpn.enabled else (),
     )  # fmt: skip
 

@@ -18,25 +18,26 @@ from appliance.subsystem import Context, Subsystem
 from vpn.keys import ensure_server_key, is_valid_key
 from vpn.render import ServerPlan, render_server
 from vpn.store import DeviceStore
-from vpn.wg import DEFAULT_IFNAME, WgInterface
+from vpn.wg import WgInterface
 
 log = logging.getLogger(__name__)
-
-try:  # the firewall owns the interface name its rules match; use its constant
-    from firewall.render import VPN_INTERFACE as _FW_IFNAME
-except ImportError:  # an image without the firewall area
-    _FW_IFNAME = DEFAULT_IFNAME
+KV_IFNAME = "vpn.interface"
 
 
 class VpnSubsystem:
     name = "vpn"
 
-    def __init__(self, ctx: Context, ifname: str = _FW_IFNAME, netns: str | None = None) -> None:
+    def __init__(self, ctx: Context, ifname: str | None = None, netns: str | None = None) -> None:
+        """The interface is `vpn.interface` from the config unless `ifname` overrides it (tests, bench)."""
         self.ctx = ctx
-        self.iface = WgInterface(ifname, run_dir=ctx.paths.run_dir, netns=netns)
+        self.ifname = ifname
+        self.netns = netns
+
+    def interface(self, plan: ServerPlan) -> WgInterface:
+        return WgInterface(plan.ifname, run_dir=self.ctx.paths.run_dir, netns=self.netns)
 
     def render(self, cfg: MamoriConfig) -> ServerPlan:
-        return render_server(cfg, DeviceStore(self.ctx.db).active(), self.iface.name)
+        return render_server(cfg, DeviceStore(self.ctx.db).active(), self.ifname)
 
     def check(self, plan: ServerPlan) -> None:
         if not plan.enabled:
@@ -59,23 +60,34 @@ class VpnSubsystem:
                 seen.add(net)
 
     def apply(self, plan: ServerPlan) -> None:
+        iface = self.interface(plan)
+        self._remove_renamed(plan.ifname)
         if not plan.enabled:
-            if self.iface.exists():
-                log.info("vpn disabled: removing %s", self.iface.name)
-                self.iface.delete()
+            if iface.exists():
+                log.info("vpn disabled: removing %s", iface.name)
+                iface.delete()
             return
         key_path, _ = ensure_server_key(self.ctx.paths.keys_dir)
-        if not self.iface.exists():
-            log.info("creating %s (%s)", self.iface.name, self.iface.create())
-        self.iface.configure(plan.address, plan.address6, plan.listen_port, key_path)
-        self.iface.set_peers(plan.peer_map())
+        if not iface.exists():
+            log.info("creating %s (%s)", iface.name, iface.create())
+        iface.configure(plan.address, plan.address6, plan.listen_port, key_path)
+        iface.set_peers(plan.peer_map())
+        self.ctx.db.set_kv(KV_IFNAME, plan.ifname)
+
+    def _remove_renamed(self, ifname: str) -> None:
+        """`vpn.interface` changed: the interface this subsystem made before is removed, not left behind."""
+        old = self.ctx.db.get_kv(KV_IFNAME)
+        if old and old != ifname:
+            WgInterface(old, run_dir=self.ctx.paths.run_dir, netns=self.netns).delete()
+            self.ctx.db.set_kv(KV_IFNAME, None)
 
     def verify(self, plan: ServerPlan) -> None:
+        iface = self.interface(plan)
         if not plan.enabled:
-            if self.iface.exists():
-                raise ApplyError("VPN を止められませんでした", f"{self.iface.name} still exists")
+            if iface.exists():
+                raise ApplyError("VPN を止められませんでした", f"{iface.name} still exists")
             return
-        state = self.iface.dump()
+        state = iface.dump()
         _, public = ensure_server_key(self.ctx.paths.keys_dir)
         if state.listen_port != plan.listen_port or state.public_key != public:
             raise ApplyError("VPN の待ち受け設定が反映されていません", "listen port or key not in force")

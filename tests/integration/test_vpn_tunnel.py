@@ -58,6 +58,7 @@ def rig(tmp_path_factory):
         sub.check(plan)
         sub.apply(plan)
         sub.verify(plan)
+        sub.iface = sub.interface(plan)
         yield lab, ctx, cfg, sub, tmp
     finally:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from appliance.config.load import parse_config
 from appliance.errors import ApplyError
@@ -93,12 +94,11 @@ def test_render_server_only_enabled_users_active_devices():
 
 
 def test_render_server_disabled_vpn_has_no_peers():
-    plan = render_server(
-        cfg(EXAMPLE.replace("  enabled: true\n  listen_port", "  enabled: false\n  listen_port")),
-        [dev(1)],
-        "x",
-    )
-    assert not plan.enabled and plan.peers == ()
+    data = yaml.safe_load(EXAMPLE)
+    data["vpn"]["enabled"] = False
+    plan = render_server(cfg(yaml.safe_dump(data, allow_unicode=True)), [dev(1)], "x")
+    assert not plan.enabled and plan.peers == () and plan.ifname == "x"
+    assert render_server(cfg(), [], None).ifname == cfg().vpn.interface
 
 
 @pytest.mark.parametrize(
