@@ -31,7 +31,7 @@ from appliance.subsystem import Context
 log = logging.getLogger("mamori.daemon")
 
 WORKER_MODULES: tuple[str, ...] = (
-    "firewall.daemon", "ids.daemon", "vpn.daemon", "appliance.backup.daemon",
+    "firewall.daemon", "ids.daemon", "vpn.daemon", "appliance.backup.daemon", "reports.daemon",
 )  # fmt: skip
 MAX_BACKOFF = 60.0
 
