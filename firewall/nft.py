@@ -49,12 +49,17 @@ def _error(action_ja: str, action_en: str, detail: str) -> ApplyError:
     )
 
 
-def run_batch(batch: dict[str, Any], dry_run: bool = False) -> None:
-    """Send one JSON batch as one kernel transaction (all or nothing); raise ApplyError if refused."""
+def run_batch(batch: dict[str, Any], dry_run: bool = False, validate: bool = True) -> None:
+    """Send one JSON batch as one kernel transaction (all or nothing); raise ApplyError if refused.
+
+    `validate=False` skips the JSON schema check for the tiny fixed-shape set updates (it costs more
+    than the update itself); the kernel still refuses anything malformed.
+    """
     with _LOCK:
         nft = _handle()
         try:
-            nft.json_validate(batch)
+            if validate:
+                nft.json_validate(batch)
         except Exception as exc:  # jsonschema's ValidationError and friends; reported, not swallowed
             raise _error("設定の形式", "validate the ruleset", str(exc)) from exc
         nft.set_dry_run(dry_run)

@@ -1,3 +1,25 @@
 """SQLite migrations of firewall/ (append only; see appliance.storage)."""
 
-SCHEMA: list[str] = []
+SCHEMA: list[str] = [
+    # 1: why an address is in a live set (the kernel keeps only the address and its timeout).
+    """
+    CREATE TABLE fw_entries (
+        kind TEXT NOT NULL,            -- 'block' or 'quarantine'
+        ip TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        expires_at REAL,               -- NULL: until removed by hand
+        PRIMARY KEY (kind, ip)
+    );
+    CREATE TABLE fw_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        action TEXT NOT NULL,          -- block, unblock, quarantine, release, admit_vpn, revoke_vpn
+        ip TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX fw_history_ts ON fw_history(ts)
+    """,
+]

@@ -95,3 +95,96 @@ def set_elements(ns: str, name: str) -> list[str]:
         for e in obj.get("set", {}).get("elem", []):
             out.append(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e)
     return out
+
+
+# -- a clinic from lab/topology.py with the box's addresses set by hand (the network subsystem is not ours) --
+
+
+def configure_box(lab: Any, cfg: Any) -> None:
+    """Give the box the addresses of the config, a default route, and forwarding; nothing else."""
+    for iface in cfg.interfaces:
+        if iface.address and iface.address != "dhcp":
+            lab.run("box", ["ip", "addr", "add", iface.address, "dev", iface.name])
+        if iface.gateway:
+            lab.run("box", ["ip", "route", "replace", "default", "via", iface.gateway])
+    lab.run("box", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    # the lab's router routes without NAT and needs the way back to nothing but the box's wan address
+
+
+def state_ctx(state_dir: str) -> Any:
+    from pathlib import Path
+
+    from appliance.paths import Paths
+    from appliance.storage import Database
+    from appliance.subsystem import Context
+
+    ctx = Context(Paths(state_dir=Path(state_dir)), Database(Path(state_dir) / "mamori.db"))
+    ctx.paths.ensure()
+    ctx.db.migrate()
+    return ctx
+
+
+def apply_config(cfg: Any, state_dir: str) -> None:
+    """Runs inside the box namespace: render, check, apply, verify (as the orchestrator would)."""
+    from firewall.subsystem import FirewallSubsystem
+
+    sub = FirewallSubsystem(state_ctx(state_dir))
+    rendered = sub.render(cfg)
+    sub.check(rendered)
+    sub.apply(rendered)
+    sub.verify(rendered)
+
+
+def sets_call(cfg: Any, state_dir: str, method: str, *args: Any) -> Any:
+    """Runs inside the box namespace: FirewallSets(ctx, cfg).<method>(*args)."""
+    from firewall.sets import FirewallSets
+
+    return getattr(FirewallSets(state_ctx(state_dir), cfg), method)(*args)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.2) -> float | None:
+    """Poll `check` (bounded in time); the seconds it took, or None if it never became true."""
+    import time
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None
+
+
+_CONNECT = "import socket,sys\nsocket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()"
+_UDP = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM);s.settimeout(float(sys.argv[3]))\n"
+    "s.sendto(b'ping', (sys.argv[1], int(sys.argv[2])));d,_=s.recvfrom(100);sys.exit(0 if d==b'ping' else 3)"
+)
+_UDP_ECHO = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM);s.bind(('0.0.0.0', int(sys.argv[1])))\n"
+    "while True:\n d,a=s.recvfrom(2000);s.sendto(d,a)\n"
+)
+
+
+def tcp_ok(lab: Any, key: str, address: str, port: int, timeout: float = 1.0) -> bool:
+    """A full TCP handshake from `key` to address:port (python, not nc: nc rejects fractional timeouts)."""
+    res = lab.run(
+        key, ["python3", "-c", _CONNECT, address, str(port), str(timeout)], check=False, timeout=timeout + 10
+    )
+    return res.returncode == 0
+
+
+def udp_ok(lab: Any, key: str, address: str, port: int, timeout: float = 1.0) -> bool:
+    """One UDP datagram there and its echo back."""
+    res = lab.run(
+        key, ["python3", "-c", _UDP, address, str(port), str(timeout)], check=False, timeout=timeout + 10
+    )
+    return res.returncode == 0
+
+
+def udp_echo(lab: Any, key: str, port: int) -> Any:
+    """A UDP echo server (killed by the lab by PID); returns once it is bound."""
+    proc = lab.spawn(key, ["python3", "-c", _UDP_ECHO, str(port)])
+    wait_until(lambda: f":{port} " in lab.run(key, ["ss", "-Hlun"], check=False).stdout, timeout=5, step=0.05)
+    return proc
