@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def test_block_stops_a_live_flow_and_unblock_restores_it(clinic: tuple, tmp_path
     out = ping_log.read_text()
     # the same long-running flow saw replies, then none while blocked, then replies again
     seqs = [int(line.split("icmp_seq=")[1].split()[0]) for line in out.splitlines() if "icmp_seq=" in line]
-    gaps = [b - a for a, b in zip(seqs, seqs[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(seqs)]
     assert seqs and max(gaps) >= 10 and seqs[-1] - seqs[-1 - 5] == 5, out[-2000:]
 
 
