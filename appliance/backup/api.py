@@ -101,8 +101,8 @@ def create_backup(
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         manifest = archive_mod.build_manifest(ctx.paths, staging, {directory}, started)
-        target = Path(out_file) if out_file else new_path(directory, started)
-        _write_atomically(target, passphrase, manifest, staging)
+        target = _write_atomically(directory, Path(out_file) if out_file else None, started, passphrase, manifest,
+                                   staging)  # fmt: skip
     except (BackupError, OSError, sqlite3.Error) as exc:
         err = exc if isinstance(exc, BackupError) else _as_backup_error(exc)
         log.error("backup: creating a backup failed: %s", err)
@@ -126,14 +126,31 @@ def create_backup(
     return target
 
 
-def _write_atomically(target: Path, passphrase: str, manifest: Manifest, staging: Path) -> None:
-    tmp = target.parent / f".{target.name}.tmp"
+def _write_atomically(directory: Path, out_file: Path | None, when: float, passphrase: str, manifest: Manifest,
+                      staging: Path) -> Path:  # fmt: skip
+    """Encrypt to a unique temp file, fsync, then give it its name.
+
+    A generation name is claimed with link(), which fails if the name exists: two backups started in
+    the same second (the daemon and a person) never overwrite each other. `--out` replaces its target.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=".mamori-backup-", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        with os.fdopen(fd, "wb") as out:
             archive_mod.write_archive(out, passphrase, manifest, staging)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, target)
+        if out_file is not None:
+            os.replace(tmp, out_file)
+            return out_file
+        for _ in range(100):
+            target = new_path(directory, when)
+            try:
+                os.link(tmp, target)
+                return target
+            except FileExistsError:
+                continue
+        raise BackupError("バックアップのファイル名を決められません", "cannot pick a backup file name")
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -171,7 +171,7 @@ def swap_in(paths: Paths, unpacked: Unpacked, aside: Path) -> None:
     """Put the verified state live. All or nothing: on failure the old state dir and config are put back."""
     state, config = paths.state_dir, paths.config
     old_config = config.read_bytes() if config.exists() else None
-    old_mode = config.stat().st_mode & 0o7777 if config.exists() else 0o640
+    old_mode = config.stat().st_mode & 0o7777 if config.exists() else None
     had_state = state.exists()
     undo: list[tuple[Path, Path]] = []  # (now at, put back to)
     try:
@@ -184,7 +184,8 @@ def swap_in(paths: Paths, unpacked: Unpacked, aside: Path) -> None:
             if (aside / name).is_dir():
                 os.rename(aside / name, state / name)
                 undo.append((state / name, aside / name))
-        install_config(config, unpacked.config.read_bytes(), old_mode)
+        new_mode = old_mode if old_mode is not None else unpacked.manifest.by_path()[CONFIG_NAME].mode & 0o777
+        install_config(config, unpacked.config.read_bytes(), new_mode)
         _fsync_dir(state.parent)
     except OSError as exc:
         log.error("backup: restore failed while swapping in, putting the old state back: %s", exc)
@@ -200,11 +201,13 @@ def install_config(config: Path, data: bytes, mode: int) -> None:
     atomic_write(config, data, mode=mode)
 
 
-def _undo(undo: list[tuple[Path, Path]], config: Path, old_config: bytes | None, old_mode: int) -> None:
+def _undo(
+    undo: list[tuple[Path, Path]], config: Path, old_config: bytes | None, old_mode: int | None
+) -> None:
     for now_at, back_to in reversed(undo):
         os.rename(now_at, back_to)
     if old_config is not None and (not config.exists() or config.read_bytes() != old_config):
-        atomic_write(config, old_config, mode=old_mode)
+        atomic_write(config, old_config, mode=old_mode if old_mode is not None else 0o640)
     elif old_config is None:
         config.unlink(missing_ok=True)
 

@@ -301,3 +301,31 @@ def test_missing_archive_is_a_typed_error(box: Context, tmp_path: Path) -> None:
     assert info.value.code == "backup.missing"
     result = api.test_backup(box, tmp_path / "nope.mbk", PASS)
     assert not result.ok and result.error_code == "backup.missing"
+
+
+def test_fresh_box_gets_the_config_mode_from_the_manifest(archive: Path, tmp_path: Path) -> None:
+    paths = Paths(tmp_path / "new" / "etc" / "config.yaml", tmp_path / "new" / "state")
+    api.restore_backup(Context(paths, Database(paths.db)), archive, PASS)
+    assert (paths.config.stat().st_mode & 0o777) == 0o640
+
+
+def test_two_backups_at_the_same_moment_never_overwrite_each_other(box: Context, tmp_path: Path) -> None:
+    import threading
+
+    made: list[Path] = []
+    threads = [threading.Thread(target=lambda: made.append(api.create_backup(box, PASS, tmp_path / "nas")))
+               for _ in range(3)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(made) == 3 and len(set(made)) == 3
+    assert all(api.test_backup(box, p, PASS).ok for p in made)
+    assert sorted(p.name for p in (tmp_path / "nas").iterdir()) == sorted(p.name for p in made)
+
+
+def test_public_api_is_importable_from_the_package() -> None:
+    from appliance.backup import Manifest, TestResult, create_backup, restore_backup, test_backup
+
+    assert create_backup is api.create_backup and restore_backup is api.restore_backup
+    assert test_backup is api.test_backup and TestResult is api.TestResult and Manifest.__name__ == "Manifest"
