@@ -22,4 +22,20 @@ SCHEMA: list[str] = [
     );
     CREATE INDEX fw_history_ts ON fw_history(ts)
     """,
+    # 2: recent drops read from NFLOG by the daemon (bounded; pruned to the newest rows).
+    """
+    CREATE TABLE fw_drops (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        prefix TEXT NOT NULL,
+        in_if TEXT NOT NULL DEFAULT '',
+        out_if TEXT NOT NULL DEFAULT '',
+        src TEXT NOT NULL,
+        dst TEXT NOT NULL,
+        proto TEXT NOT NULL,
+        sport INTEGER,
+        dport INTEGER
+    );
+    CREATE INDEX fw_drops_ts ON fw_drops(ts)
+    """,
 ]

@@ -188,3 +188,20 @@ def udp_echo(lab: Any, key: str, port: int) -> Any:
     proc = lab.spawn(key, ["python3", "-c", _UDP_ECHO, str(port)])
     wait_until(lambda: f":{port} " in lab.run(key, ["ss", "-Hlun"], check=False).stdout, timeout=5, step=0.05)
     return proc
+
+
+@contextmanager
+def clinic_lab(state: str, cfg: Any = None) -> Iterator[tuple[Any, Any, str]]:
+    """The lab clinic with the firewall of `cfg` (default: the example) applied in the box: (lab, cfg, state)."""
+    from lab.topology import Lab
+    from tests.unit.test_firewall_helpers import config
+
+    cfg = cfg or config()
+    lab = Lab(f"fwl{os.getpid() % 100000}{uuid.uuid4().hex[:3]}")
+    try:
+        lab.up()
+        configure_box(lab, cfg)
+        in_ns(lab.ns("box"), apply_config, cfg, state)
+        yield lab, cfg, state
+    finally:
+        lab.down()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,33 +10,16 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import ApplyError
-from lab.topology import Lab
-from tests.integration.test_firewall_helpers import (
-    apply_config,
-    configure_box,
-    in_ns,
-    sets_call,
-    tcp_ok,
-    wait_until,
-)
-from tests.unit.test_firewall_helpers import config
+from tests.integration.test_firewall_helpers import clinic_lab, in_ns, sets_call, tcp_ok, wait_until
 
 pytestmark = pytest.mark.integration
 SERVER, RECEPTION, BOX_LAN = "198.51.100.10", "192.168.10.20", "192.168.10.1"
 
 
 @pytest.fixture(scope="module")
-def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, object, str]]:
-    cfg = config()
-    state = str(tmp_path_factory.mktemp("fwsets"))
-    lab = Lab(f"fws{os.getpid() % 100000}")
-    try:
-        lab.up()
-        configure_box(lab, cfg)
-        in_ns(lab.ns("box"), apply_config, cfg, state)
-        yield lab, cfg, state
-    finally:
-        lab.down()
+def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    with clinic_lab(str(tmp_path_factory.mktemp("fwsets"))) as lab:
+        yield lab
 
 
 def _call(clinic: tuple, method: str, *args: object) -> object:
