@@ -48,7 +48,7 @@ def _is_sqlite(path: Path) -> bool:
 
 def snapshot_sqlite(src: Path, dst: Path) -> None:
     """Copy a (possibly live, WAL-mode) database with the online backup API: a consistent point in time."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+    source = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
         target = sqlite3.connect(dst)
         try:
@@ -90,8 +90,13 @@ def stage_state(
     for top_s, dirnames, filenames in os.walk(state_dir, followlinks=False):
         top = Path(top_s)
         rel_top = top.relative_to(state_dir)
-        dirnames[:] = sorted(d for d in dirnames if not _skip_dir(state_dir, top, d, excluded))
         arc_top = (Path("state") / rel_top).as_posix()
+        for d in [d for d in dirnames if (top / d).is_symlink()]:
+            log.warning("backup: skipping %s (a symlink to a directory)", top / d)
+            skipped.append(f"{arc_top}/{d}")
+        dirnames[:] = sorted(
+            d for d in dirnames if not (top / d).is_symlink() and not _skip_dir(state_dir, top, d, excluded)
+        )
         dirs[arc_top] = stat.S_IMODE(top.stat().st_mode)
         (staging / arc_top).mkdir(parents=True, exist_ok=True)
         for name in sorted(filenames):
@@ -99,16 +104,22 @@ def stage_state(
             arcname = f"{arc_top}/{name}"
             if _excluded_file(name):
                 continue
-            st = src.lstat()
-            if not stat.S_ISREG(st.st_mode):
-                log.warning("backup: skipping %s (not a regular file)", src)
+            try:
+                st = src.lstat()
+                if not stat.S_ISREG(st.st_mode):
+                    log.warning("backup: skipping %s (not a regular file)", src)
+                    skipped.append(arcname)
+                    continue
+                dst = staging / arcname
+                if _is_sqlite(src):
+                    snapshot_sqlite(src, dst)
+                else:
+                    shutil.copyfile(src, dst)
+            except FileNotFoundError:
+                # Deleted between listing and copying (a temp file of another process): not state.
+                log.warning("backup: %s vanished while being backed up; skipped", src)
                 skipped.append(arcname)
                 continue
-            dst = staging / arcname
-            if _is_sqlite(src):
-                snapshot_sqlite(src, dst)
-            else:
-                shutil.copyfile(src, dst)
             files.append(ManifestFile(arcname, _sha256(dst), dst.stat().st_size, stat.S_IMODE(st.st_mode)))
     return files, dirs, skipped
 
