@@ -1,0 +1,75 @@
+"""The monthly report on schedule: after the 1st of each month (clinic time), last month's report is made.
+
+Catch-up rather than an exact trigger: every check makes the previous month's report if there is no
+successful one yet, so a box that was off on the 1st still produces it when it comes back.
+Mail: Mamori has no mail sender yet (notifications.email is only config so far); when one exists, send
+the PDF from `MonthlyReportWorker.after_generate`. Until then the report is kept on the box only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from appliance.config.model import MamoriConfig
+from appliance.errors import MamoriError
+from appliance.subsystem import Context
+from reports.month_data import previous_month
+from reports.monthly import GeneratedReport, generate, has_report
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 3600.0
+RETRY_AFTER_FAILURE_S = 6 * 3600.0
+
+
+class MonthlyReportWorker:
+    name = "reports-monthly"
+
+    def __init__(self, ctx: Context, cfg: MamoriConfig, clock: Callable[[], float] = time.time,
+                 interval: float = CHECK_EVERY_S) -> None:  # fmt: skip
+        self.ctx = ctx
+        self.tz = cfg.clinic.timezone
+        self.mail_configured = cfg.notifications.email is not None
+        self.clock = clock
+        self.interval = interval
+        self._failed_at: dict[str, float] = {}
+
+    def due(self) -> str | None:
+        """The month whose report should be made now, or None."""
+        now = self.clock()
+        month = previous_month(now, self.tz)
+        if has_report(self.ctx, month.label):
+            return None
+        failed = self._failed_at.get(month.label)
+        return None if failed is not None and now - failed < RETRY_AFTER_FAILURE_S else month.label
+
+    def run_once(self) -> GeneratedReport | None:
+        label = self.due()
+        if label is None:
+            return None
+        try:
+            report = generate(self.ctx, previous_month(self.clock(), self.tz), now=self.clock())
+        except (MamoriError, OSError, sqlite3.Error) as exc:
+            self._failed_at[label] = self.clock()
+            log.error("reports: monthly report %s failed: %s", label, exc)
+            return None
+        self.after_generate(report)
+        return report
+
+    def after_generate(self, report: GeneratedReport) -> None:
+        if self.mail_configured:
+            log.warning("reports: notifications.email is set, but Mamori has no mail sender yet; report %s is"
+                        " kept on the box only (%s)", report.month, report.pdf)  # fmt: skip
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.run_once()
+            stop.wait(self.interval)
+
+
+def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list[MonthlyReportWorker]:
+    return [MonthlyReportWorker(ctx, cfg)]

@@ -1,0 +1,193 @@
+"""Fill a Snapshot from the box: the live config, every area's public API, and (read-only) their tables.
+
+A source that is not built yet (module missing, table missing) becomes `None` in the snapshot, never a
+guessed value; the reason is logged once per gather so a support engineer can see what was missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import shutil
+import sqlite3
+import subprocess
+from types import ModuleType
+
+from appliance import __version__
+from appliance.audit import AuditLog
+from appliance.config.load import parse_config
+from appliance.config.model import MamoriConfig
+from appliance.service import ConfigService
+from appliance.subsystem import Context
+from reports import answers as answers_mod
+from reports.snapshot import (
+    AuditState,
+    BackupState,
+    HostRow,
+    Snapshot,
+    SoftwareRow,
+    VpnUserRow,
+    WebAccountRow,
+)
+
+log = logging.getLogger(__name__)
+
+ZONE_LABELS = {"wan": "インターネット", "lan": "診療系(lan)", "guest": "患者さん用Wi-Fi(guest)",
+               "devices": "医療機器(devices)", "mgmt": "管理用(mgmt)", "vpn": "VPN"}  # fmt: skip
+VERDICT_LABELS = {"accept": "許可", "outbound": "許可（危険なポートを除く）", "drop": "遮断"}
+
+
+def optional_module(name: str) -> ModuleType | None:
+    """The module, or None if that area is not built (only the module itself missing counts)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        log.info("reports: %s is not available", name)
+        return None
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        is not None
+    )
+
+
+def live_config(ctx: Context) -> tuple[MamoriConfig | None, int | None]:
+    rev = ConfigService(ctx, subsystems=()).current()
+    if rev is None:
+        return None, None
+    return parse_config(rev.config_text).model, rev.id
+
+
+def zone_of(cfg: MamoriConfig, ip: str) -> str:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    for iface in cfg.interfaces:
+        if (
+            iface.address
+            and iface.address != "dhcp"
+            and addr in ipaddress.ip_interface(str(iface.address)).network
+        ):
+            return iface.zone
+    return ""
+
+
+def hosts(cfg: MamoriConfig) -> list[HostRow]:
+    return [HostRow(h.name, str(h.ip or ""), str(h.mac or ""), zone_of(cfg, str(h.ip)) if h.ip else "", h.description)
+            for h in cfg.hosts]  # fmt: skip
+
+
+def _access(cfg: MamoriConfig, dst: str, service: str | None) -> tuple[str, bool]:
+    zones = {i.zone for i in cfg.interfaces} | set(ZONE_LABELS)
+    broad = dst in zones
+    label = ZONE_LABELS.get(dst, dst) + (" 全体" if broad else "")
+    return f"{label} ({service or 'すべて'})", broad
+
+
+def vpn_users(ctx: Context, cfg: MamoriConfig) -> list[VpnUserRow] | None:
+    with ctx.db.connection() as conn:
+        if not all(has_table(conn, t) for t in ("vpn_devices", "vpn_credentials", "vpn_sessions")):
+            return None
+        devices = {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT user, SUM(revoked IS NULL), MIN(created) FROM vpn_devices GROUP BY user")}  # fmt: skip
+        creds = {r[0]: bool(r[1]) for r in conn.execute("SELECT user, disabled FROM vpn_credentials")}
+        last = dict(conn.execute("SELECT user, MAX(started) FROM vpn_sessions GROUP BY user").fetchall())
+    rows = []
+    for u in cfg.vpn.users:
+        access = [_access(cfg, a.dst, a.service) for a in u.access]
+        count, created = devices.get(u.name, (0, None))
+        rows.append(VpnUserRow(
+            name=u.name, role=u.role, display_name=u.display_name, access=tuple(a for a, _ in access),
+            broad=tuple(a for a, b in access if b), enabled=u.enabled and not creds.get(u.name, False),
+            session_hours=u.session_hours, hours=f"{u.hours.start}-{u.hours.end}" if u.hours else "",
+            devices=int(count or 0), mfa=True if u.name in creds else None, credential_disabled=creds.get(u.name),
+            last_used=last.get(u.name), created=created,
+        ))  # fmt: skip
+    return rows
+
+
+def web_accounts(ctx: Context) -> list[WebAccountRow] | None:
+    mod = optional_module("webui.accounts")
+    with ctx.db.connection() as conn:
+        present = has_table(conn, "web_users")
+    if mod is None or not present:
+        return None
+    return [WebAccountRow(a.name, a.display_name, a.role, a.totp_enabled, a.created_at, a.last_login, a.disabled,
+                          a.password_changed_at, a.expires_at) for a in mod.AccountStore(ctx.db).all()]  # fmt: skip
+
+
+def zone_policy(cfg: MamoriConfig) -> list[tuple[str, str, str]] | None:
+    policy = optional_module("firewall.policy")
+    if policy is None:
+        return None
+    zones = {i.zone for i in cfg.interfaces}
+    rows = [(ZONE_LABELS.get(a, a), ZONE_LABELS.get(b, b), VERDICT_LABELS.get(v, v))
+            for (a, b), v in policy.FORWARD_DEFAULT.items() if a in zones and b in zones]  # fmt: skip
+    rows.append(("上記以外", "（すべて）", "遮断"))
+    return rows
+
+
+def software(ctx: Context) -> list[SoftwareRow]:
+    rows = [SoftwareRow("Mamori", __version__, None)]
+    if shutil.which("suricata"):
+        try:
+            out = subprocess.run(["suricata", "-V"], capture_output=True, text=True, timeout=10).stdout
+            rows.append(
+                SoftwareRow("Suricata（侵入検知）", out.strip().split()[-1] if out.strip() else "不明", None)
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("reports: suricata -V failed: %s", exc)
+    render = optional_module("ids.render")
+    if render is not None:
+        rules = render.SuricataPaths.under(ctx.paths.run_dir).rules
+        mtime = rules.stat().st_mtime if rules.exists() else None
+        rows.append(SoftwareRow("検知ルール", "本機で生成" if mtime else "未生成", mtime))
+    return rows
+
+
+def backup_state(ctx: Context, cfg: MamoriConfig | None) -> BackupState | None:
+    records = optional_module("appliance.backup.records")
+    with ctx.db.connection() as conn:
+        present = has_table(conn, "backup_runs")
+    if records is None or not present:
+        return None
+    st = records.backup_status(ctx.db)
+    return BackupState(
+        last_ok_backup=st.last_ok_backup.ts if st.last_ok_backup else None,
+        last_backup_ok=st.last_backup.ok if st.last_backup else None,
+        last_backup_error=st.last_backup.error if st.last_backup else "",
+        last_ok_test=st.last_ok_test.ts if st.last_ok_test else None,
+        last_test_ok=st.last_test.ok if st.last_test else None,
+        last_test_error=st.last_test.error if st.last_test else "",
+        enabled=bool(cfg and cfg.backup.enabled),
+    )
+
+
+def audit_state(ctx: Context) -> AuditState:
+    result = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").verify()
+    return AuditState(result.ok, result.checked, result.text("ja"))
+
+
+def gather_snapshot(ctx: Context, now: float) -> Snapshot:
+    ctx.db.migrate()
+    cfg, rev = live_config(ctx)
+    web = optional_module("webui.passwords")
+    vpn_creds = optional_module("vpn.credentials")
+    return Snapshot(
+        now=now, clinic=cfg.clinic.name if cfg else "", timezone=cfg.clinic.timezone if cfg else "Asia/Tokyo",
+        config_revision=rev, hosts=hosts(cfg) if cfg else None, discovered=None,
+        vpn_users=vpn_users(ctx, cfg) if cfg else None, web_accounts=web_accounts(ctx),
+        web_password_policy=(web.MIN_LENGTH, web.MIN_LENGTH_WITH_MFA, web.HISTORY) if web else None,
+        vpn_password_min=vpn_creds.MIN_PASSWORD if vpn_creds else None,
+        zone_policy=zone_policy(cfg) if cfg else None,
+        allow_rules=[(r.src, r.dst, r.service or "", r.comment) for r in cfg.firewall.rules] if cfg else None,
+        port_forwards=[(str(p.port), p.to_host, p.comment) for p in cfg.firewall.port_forwards] if cfg else None,
+        web_zones=tuple(cfg.web.zones) if cfg else None, software=software(ctx),
+        backup=backup_state(ctx, cfg), audit=audit_state(ctx), answers=answers_mod.load(ctx.db),
+    )  # fmt: skip
