@@ -1,3 +1,48 @@
-"""SQLite migrations of webui/ (append only; see appliance.storage)."""
+"""SQLite migrations of webui/ (append only; see appliance.storage).
 
-SCHEMA: list[str] = []
+Accounts of the web UI (not VPN users), their password history (no reuse of the last five), server-side
+sessions (so that logout, lockout and role changes end a session at once) and login attempts per remote
+address (rate limiting shared by every server worker).
+"""
+
+SCHEMA: list[str] = [
+    """
+    CREATE TABLE web_users (
+        name TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL CHECK (role IN ('admin', 'viewer', 'vendor')),
+        password_hash TEXT NOT NULL,
+        totp_secret TEXT NOT NULL DEFAULT '',
+        totp_last_step INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        password_changed_at REAL NOT NULL,
+        last_login REAL,
+        failed_count INTEGER NOT NULL DEFAULT 0,
+        locked_until REAL NOT NULL DEFAULT 0,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        expires_at REAL,
+        grants TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE web_password_history (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        ts REAL NOT NULL
+    );
+    CREATE INDEX web_password_history_name ON web_password_history(name, ts);
+    CREATE TABLE web_sessions (
+        sid TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        remote TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE web_login_attempts (
+        id INTEGER PRIMARY KEY,
+        remote TEXT NOT NULL,
+        ts REAL NOT NULL,
+        ok INTEGER NOT NULL
+    );
+    CREATE INDEX web_login_attempts_remote ON web_login_attempts(remote, ts)
+    """,
+]

@@ -1,0 +1,113 @@
+"""Shared fixtures for the web UI tests: an app on a fresh state directory, a fake clock, sign-in helpers.
+
+The app is real (real SQLite, real Argon2id, real TOTP, real ConfigService). Unit tests pass
+`subsystems=[]` to ConfigService: a box with no engines, so that applying a config in a unit test touches
+no kernel state; the integration tests run the full set inside a network namespace.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
+from webui import create_app
+from webui.accounts import AccountStore
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "clinic.yaml"
+PASSWORD = "Kanja-no-Mamori-2026"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Clock:
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Box:
+    app: Flask
+    ctx: Context
+    clock: Clock
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def store(self) -> AccountStore:
+        return AccountStore(self.ctx.db, clock=self.clock)
+
+    def add(self, name: str, role: str, grants: tuple[str, ...] = (), expires_in: float = 8 * 3600) -> None:
+        secret = pyotp.random_base32() if role in ("admin", "vendor") else ""
+        expires = self.clock.now + expires_in if role == "vendor" else None
+        self.store().create(name, PASSWORD, role, totp_secret=secret, expires_at=expires, grants=grants)
+        self.secrets[name] = secret
+
+    def client(self) -> FlaskClient:
+        return self.app.test_client()
+
+    def login(self, client: FlaskClient, name: str, password: str = PASSWORD) -> None:
+        token = csrf(client, "/login")
+        r = client.post("/login", data={"csrf_token": token, "username": name, "password": password})
+        if self.secrets.get(name):
+            assert r.status_code == 302 and r.headers["Location"].endswith("/login/totp"), r.status_code
+            token = csrf(client, "/login/totp")
+            # Each TOTP step is accepted once: move the fake clock to a fresh step for every sign-in.
+            self.clock.advance(30)
+            code = pyotp.TOTP(self.secrets[name]).at(self.clock.now)
+            r = client.post("/login/totp", data={"csrf_token": token, "code": code})
+        assert r.status_code == 302, r.status_code
+        assert "/login" not in r.headers["Location"]
+
+
+def csrf(client: FlaskClient, path: str) -> str:
+    r = client.get(path)
+    m = CSRF_RE.search(r.get_data(as_text=True))
+    assert m, f"no CSRF token on {path} ({r.status_code})"
+    return m.group(1)
+
+
+def session_token(client: FlaskClient) -> str:
+    with client.session_transaction() as sess:
+        return sess["csrf"]
+
+
+def make_box(tmp_path: Path, with_config: bool = True) -> Box:
+    state = tmp_path / "state"
+    paths = Paths(config=tmp_path / "config.yaml", state_dir=state)
+    if with_config:
+        shutil.copy(EXAMPLE, paths.config)
+    ctx = Context(paths=paths, db=Database(paths.db))
+    clock = Clock()
+    app = create_app(ctx, testing=True, subsystems=[], clock=clock, confirm_seconds=None)
+    return Box(app=app, ctx=ctx, clock=clock)
+
+
+@pytest.fixture(name="box")
+def box_fixture(tmp_path: Path) -> Box:
+    """A box with the example clinic config on disk, one admin (admin), one viewer (staff), two vendors."""
+    b = make_box(tmp_path)
+    b.add("admin", "admin")
+    b.add("staff", "viewer")
+    b.add("vendor-fw", "vendor", grants=("firewall", "alerts"))
+    b.add("vendor-none", "vendor")
+    return b
+
+
+def audit_actions(box: Box, actor: str | None = None) -> list[str]:
+    from appliance.audit import AuditLog
+
+    return [e.action for e in AuditLog(box.ctx.db).search(actor=actor, limit=1000)]

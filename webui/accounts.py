@@ -1,0 +1,372 @@
+"""Web UI accounts: roles, Argon2id passwords, TOTP, lockout, rate limiting and server-side sessions.
+
+Roles: 管理者 (admin: everything), 閲覧 (viewer: dashboard and alerts, may acknowledge), 保守業者 (vendor:
+only the areas the clinic grants, until a set time). TOTP is mandatory for admin and vendor.
+Every decision that matters (login, failure, lockout, account change) is written to the audit log by
+the caller (`webui.auth`), which knows the remote address; this module only keeps the state.
+Non-goal: LDAP or SSO; a small clinic has a handful of accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from appliance.errors import MamoriError, NotFoundError
+from appliance.storage import Database
+from webui.passwords import HISTORY, check_password
+
+log = logging.getLogger(__name__)
+
+ROLES = ("admin", "viewer", "vendor")
+ROLE_LABELS = {"admin": "管理者", "viewer": "閲覧", "vendor": "保守業者"}
+MFA_ROLES = ("admin", "vendor")
+# Areas a clinic can grant a vendor; each area's view and change permissions come with it.
+GRANTABLE = ("alerts", "firewall", "vpn", "devices", "settings", "audit")
+GRANT_LABELS = {
+    "alerts": "アラート",
+    "firewall": "ファイアウォール",
+    "vpn": "VPN",
+    "devices": "機器一覧",
+    "settings": "設定",
+    "audit": "監査ログ",
+}
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+RATE_WINDOW = 5 * 60
+RATE_MAX_FAILURES = 20
+UNUSED_DAYS = 90
+
+_HASHER = PasswordHasher()  # argon2-cffi's default type is Argon2id (RFC 9106 low-memory profile).
+
+
+class AuthError(MamoriError):
+    code = "auth"
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    display_name: str
+    role: str
+    totp_enabled: bool
+    created_at: float
+    password_changed_at: float
+    last_login: float | None
+    failed_count: int
+    locked_until: float
+    disabled: bool
+    expires_at: float | None
+    grants: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS[self.role]
+
+    def locked(self, now: float) -> bool:
+        return self.locked_until > now
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def unused(self, now: float) -> bool:
+        """Flag for 不要なアカウントの削除: never signed in, or not for UNUSED_DAYS days."""
+        last = self.last_login or self.created_at
+        return now - last > UNUSED_DAYS * 86400
+
+
+def _account(row: sqlite3.Row) -> Account:
+    return Account(
+        name=row["name"],
+        display_name=row["display_name"],
+        role=row["role"],
+        totp_enabled=bool(row["totp_secret"]),
+        created_at=row["created_at"],
+        password_changed_at=row["password_changed_at"],
+        last_login=row["last_login"],
+        failed_count=row["failed_count"],
+        locked_until=row["locked_until"],
+        disabled=bool(row["disabled"]),
+        expires_at=row["expires_at"],
+        grants=tuple(json.loads(row["grants"] or "[]")),
+    )
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def password_matches(stored_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class AccountStore:
+    """All account state lives in the state database so that every server worker sees the same."""
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+
+    # -- reading -----------------------------------------------------------------------------------
+    def get(self, name: str) -> Account | None:
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT * FROM web_users WHERE name = ?", (name,)).fetchone()
+        return _account(row) if row else None
+
+    def require(self, name: str) -> Account:
+        account = self.get(name)
+        if account is None:
+            raise NotFoundError(f"アカウント「{name}」はありません", f"no account named {name!r}")
+        return account
+
+    def all(self) -> list[Account]:
+        with self.db.connection() as conn:
+            return [_account(r) for r in conn.execute("SELECT * FROM web_users ORDER BY role, name")]
+
+    def admin_exists(self) -> bool:
+        """An administrator who can actually sign in (TOTP enrolled, not disabled)."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM web_users WHERE role = 'admin' AND disabled = 0 AND totp_secret != '' LIMIT 1"
+            ).fetchone()
+        return row is not None
+
+    # -- creating and changing ---------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        password: str,
+        role: str,
+        display_name: str = "",
+        totp_secret: str = "",
+        expires_at: float | None = None,
+        grants: tuple[str, ...] = (),
+    ) -> Account:
+        _check_name(name)
+        if role not in ROLES:
+            raise AuthError(f"役割「{role}」はありません", f"unknown role {role!r}")
+        if role == "vendor" and expires_at is None:
+            raise AuthError(
+                "保守業者のアカウントには有効期限が必要です", "a vendor account needs an expiry time"
+            )
+        bad = [g for g in grants if g not in GRANTABLE]
+        if bad:
+            raise AuthError(f"許可できない範囲です: {', '.join(bad)}", f"cannot grant: {', '.join(bad)}")
+        check_password(password, name, mfa=role in MFA_ROLES or bool(totp_secret))
+        now = self.clock()
+        pw_hash = hash_password(password)
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO web_users(name, display_name, role, password_hash, totp_secret, created_at,"
+                    " password_changed_at, expires_at, grants) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        display_name,
+                        role,
+                        pw_hash,
+                        totp_secret,
+                        now,
+                        now,
+                        expires_at,
+                        json.dumps(list(grants)),
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO web_password_history(name, password_hash, ts) VALUES (?, ?, ?)",
+                    (name, pw_hash, now),
+                )
+        except sqlite3.IntegrityError:
+            raise AuthError(
+                f"「{name}」というアカウントはすでにあります", f"account {name!r} exists"
+            ) from None
+        return self.require(name)
+
+    def change_password(self, name: str, new_password: str) -> None:
+        account = self.require(name)
+        check_password(new_password, name, mfa=account.totp_enabled or account.role in MFA_ROLES)
+        with self.db.connection() as conn:
+            recent = conn.execute(
+                "SELECT password_hash FROM web_password_history WHERE name = ? ORDER BY ts DESC, id DESC LIMIT ?",
+                (name, HISTORY),
+            ).fetchall()
+        if any(password_matches(r[0], new_password) for r in recent):
+            raise AuthError(
+                f"最近{HISTORY}回のうちに使ったパスワードは使えません",
+                f"do not reuse any of the last {HISTORY} passwords",
+            )
+        now = self.clock()
+        pw_hash = hash_password(new_password)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE web_users SET password_hash = ?, password_changed_at = ? WHERE name = ?",
+                (pw_hash, now, name),
+            )
+            conn.execute(
+                "INSERT INTO web_password_history(name, password_hash, ts) VALUES (?, ?, ?)",
+                (name, pw_hash, now),
+            )
+
+    def update(self, name: str, **fields: object) -> None:
+        """Change display name, role, grants, expiry or the disabled flag (admin actions)."""
+        allowed = {"display_name", "role", "grants", "expires_at", "disabled"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise AuthError("変更できない項目です", f"cannot change {sorted(unknown)}")
+        if "grants" in fields:
+            fields["grants"] = json.dumps(list(fields["grants"]))  # type: ignore[arg-type]
+        self.require(name)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.db.transaction() as conn:
+            conn.execute(f"UPDATE web_users SET {sets} WHERE name = ?", (*fields.values(), name))
+            if fields.get("disabled") or "role" in fields:
+                conn.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
+
+    def delete(self, name: str) -> None:
+        self.require(name)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
+            conn.execute("DELETE FROM web_password_history WHERE name = ?", (name,))
+            conn.execute("DELETE FROM web_users WHERE name = ?", (name,))
+
+    def unlock(self, name: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE web_users SET failed_count = 0, locked_until = 0 WHERE name = ?", (name,))
+
+    # -- TOTP ----------------------------------------------------------------------------------------
+    def set_totp(self, name: str, secret: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE web_users SET totp_secret = ?, totp_last_step = 0 WHERE name = ?", (secret, name)
+            )
+
+    def check_totp(self, name: str, code: str) -> bool:
+        """Accept the current code (±1 step of clock drift), each step only once (no replay)."""
+        code = "".join(ch for ch in code if ch.isdigit())
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT totp_secret, totp_last_step FROM web_users WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None or not row[0] or len(code) != 6:
+                return False
+            step = verify_totp(row[0], code, self.clock())
+            if step is None or step <= row[1]:
+                return False
+            conn.execute("UPDATE web_users SET totp_last_step = ? WHERE name = ?", (step, name))
+            return True
+
+    # -- sign-in bookkeeping ------------------------------------------------------------------------
+    def verify_password(self, name: str, password: str) -> bool:
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT password_hash FROM web_users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            _HASHER.hash(password)  # same cost as a real check, so timing does not reveal which names exist
+            return False
+        return password_matches(row[0], password)
+
+    def record_failure(self, name: str, remote: str) -> bool:
+        """Count a failure; returns True when this failure locked the account."""
+        now = self.clock()
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO web_login_attempts(remote, ts, ok) VALUES (?, ?, 0)", (remote, now))
+            row = conn.execute("SELECT failed_count FROM web_users WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return False
+            count = row[0] + 1
+            locked_until = now + LOCK_SECONDS if count >= MAX_FAILURES else 0
+            conn.execute(
+                "UPDATE web_users SET failed_count = ?, locked_until = MAX(locked_until, ?) WHERE name = ?",
+                (0 if locked_until else count, locked_until, name),
+            )
+            return bool(locked_until)
+
+    def record_success(self, name: str, remote: str) -> None:
+        now = self.clock()
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO web_login_attempts(remote, ts, ok) VALUES (?, ?, 1)", (remote, now))
+            conn.execute("UPDATE web_users SET failed_count = 0, last_login = ? WHERE name = ?", (now, name))
+
+    def rate_limited(self, remote: str) -> bool:
+        """Too many failures from one address in the window, whatever the names tried."""
+        now = self.clock()
+        with self.db.connection() as conn:
+            conn.execute("DELETE FROM web_login_attempts WHERE ts < ?", (now - 86400,))
+            row = conn.execute(
+                "SELECT COUNT(*) FROM web_login_attempts WHERE remote = ? AND ok = 0 AND ts > ?",
+                (remote, now - RATE_WINDOW),
+            ).fetchone()
+        return row[0] >= RATE_MAX_FAILURES
+
+    # -- sessions ------------------------------------------------------------------------------------
+    def open_session(self, name: str, remote: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO web_sessions(sid, name, created_at, last_seen, remote) VALUES (?, ?, ?, ?, ?)",
+                (sid, name, now, now, remote),
+            )
+        return sid
+
+    def touch_session(self, sid: str, idle_seconds: int) -> Account | None:
+        """The account of a live session (and mark it used now); None if unknown, idle too long or barred."""
+        now = self.clock()
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT name, last_seen FROM web_sessions WHERE sid = ?", (sid,)).fetchone()
+            if row is None:
+                return None
+            if now - row["last_seen"] > idle_seconds:
+                conn.execute("DELETE FROM web_sessions WHERE sid = ?", (sid,))
+                return None
+            conn.execute("UPDATE web_sessions SET last_seen = ? WHERE sid = ?", (now, sid))
+        account = self.get(row["name"])
+        if account is None or account.disabled or account.expired(now) or account.locked(now):
+            self.close_session(sid)
+            return None
+        return account
+
+    def close_session(self, sid: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM web_sessions WHERE sid = ?", (sid,))
+
+    def session_count(self, name: str) -> int:
+        with self.db.connection() as conn:
+            return conn.execute("SELECT COUNT(*) FROM web_sessions WHERE name = ?", (name,)).fetchone()[0]
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def verify_totp(secret: str, code: str, now: float) -> int | None:
+    """The time step the code belongs to, if it is valid within ±1 step of `now`."""
+    totp = pyotp.TOTP(secret)
+    base = int(now) // totp.interval
+    for step in (base, base - 1, base + 1):
+        if secrets.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def _check_name(name: str) -> None:
+    if (
+        not (1 <= len(name) <= 32)
+        or not all(ch.isalnum() or ch in "._-" for ch in name)
+        or not name.isascii()
+    ):
+        raise AuthError(
+            "ユーザー名は半角英数字と「.」「_」「-」で32文字以内にしてください",
+            "a user name is up to 32 ASCII letters, digits, '.', '_' or '-'",
+        )

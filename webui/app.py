@@ -1,0 +1,154 @@
+"""The Flask app factory: one blueprint per area, security middleware, the first-boot gate.
+
+Order of the request pipeline: CSRF check on every state-changing request -> load the account from the
+server-side session (idle timeout enforced there) -> while no administrator exists, every page leads to
+the setup wizard -> the route's own permission gate (webui.context.requires).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flask import Flask, g, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
+
+from appliance.errors import MamoriError
+from appliance.subsystem import Context, Subsystem
+from webui import context as wctx
+from webui import security
+from webui.accounts import ROLE_LABELS
+from webui.core import idle_timeout_seconds, live_text
+from webui.permissions import NAVIGATION, permissions_of
+
+log = logging.getLogger(__name__)
+
+# Endpoints reachable without an account (the wizard guards its own steps).
+PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
+
+
+def create_app(
+    ctx: Context,
+    testing: bool = False,
+    *,
+    subsystems: Sequence[Subsystem] | None = None,
+    clock: Callable[[], float] | None = None,
+    confirm_seconds: int | None = 120,
+) -> Flask:
+    """Build the web app for one box. `subsystems`/`clock` are for tests; production passes neither."""
+    app = Flask(__name__)
+    ctx.paths.ensure()
+    ctx.db.migrate()
+    app.config.update(
+        TESTING=testing,
+        MAMORI_CTX=ctx,
+        MAMORI_SUBSYSTEMS=subsystems,
+        MAMORI_CLOCK=clock or time.time,
+        MAMORI_CONFIRM_SECONDS=confirm_seconds,
+    )
+    security.install(app, ctx.paths.keys_dir)
+    app.jinja_env.globals.update(can=wctx.can, role_labels=ROLE_LABELS, navigation=_navigation)
+    app.jinja_env.filters["jst"] = _format_time
+    _register_blueprints(app)
+    app.before_request(_before_request)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(MamoriError, _mamori_error)
+    app.add_url_rule("/healthz", "health", lambda: ("ok", 200, {"Content-Type": "text/plain"}))
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from webui.views import (
+        accounts_admin,
+        alerts,
+        auditlog,
+        auth,
+        dashboard,
+        devices,
+        firewall,
+        settings,
+        setup,
+        vpn,
+    )
+
+    for module in (
+        auth,
+        setup,
+        dashboard,
+        alerts,
+        firewall,
+        vpn,
+        devices,
+        settings,
+        auditlog,
+        accounts_admin,
+    ):
+        app.register_blueprint(module.bp)
+
+
+def _before_request() -> Any:
+    if request.endpoint == "static":
+        return None
+    if request.method not in security.SAFE_METHODS and not security.csrf_ok():
+        wctx.audit("web.csrf_rejected", {"path": request.path})
+        return render_template("errors/csrf.html"), 400
+    g.user = None
+    sid = session.get("sid")
+    if sid:
+        g.user = wctx.accounts().touch_session(sid, idle_timeout_seconds())
+        if g.user is None:
+            session.clear()
+            session["expired"] = True
+    store = wctx.accounts()
+    if not store.admin_exists():
+        if not (request.endpoint or "").startswith("setup.") and request.endpoint != "health":
+            return redirect(url_for("setup.start"))
+        return None
+    endpoint = request.endpoint or ""
+    if g.user is None and endpoint not in PUBLIC_ENDPOINTS and not endpoint.startswith("setup."):
+        session["next"] = request.path if request.method == "GET" else None
+        return redirect(url_for("auth.login"))
+    if g.user is not None and g.user.role == "admin" and not endpoint.startswith(("setup.", "auth.")):
+        if not _setup_finished():
+            return redirect(url_for("setup.clinic"))
+    return None
+
+
+def _setup_finished() -> bool:
+    """The wizard ran, or the box already had a config before the web UI first started (an upgrade, the lab)."""
+    from webui.views.setup import setup_done
+
+    return setup_done() or live_text() is not None
+
+
+def _navigation() -> list[tuple[str, str]]:
+    user = wctx.user()
+    if user is None:
+        return []
+    allowed = permissions_of(user)
+    return [(label, endpoint) for label, endpoint, perm in NAVIGATION if perm in allowed]
+
+
+def _http_error(exc: HTTPException) -> Any:
+    code = exc.code or 500
+    template = {403: "errors/403.html", 404: "errors/404.html"}.get(code, "errors/generic.html")
+    return render_template(template, code=code), code
+
+
+def _mamori_error(exc: MamoriError) -> Any:
+    log.warning("user-facing error on %s: %s", request.path, exc.text("en"))
+    return render_template("errors/generic.html", code=400, message=exc.text("ja")), 400
+
+
+def _format_time(ts: float | None) -> str:
+    """Box-local (Asia/Tokyo) time as clinics write it: 2026/11/26 09:15."""
+    if not ts:
+        return "—"
+    return time.strftime("%Y/%m/%d %H:%M", time.localtime(ts + _jst_offset()))
+
+
+def _jst_offset() -> float:
+    # The box clock may be UTC; clinics read Japan time. localtime() already applies TZ if it is set.
+    return 9 * 3600 - (time.localtime().tm_gmtoff or 0)

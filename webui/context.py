@@ -1,0 +1,77 @@
+"""Per-request helpers shared by every blueprint: the signed-in account, the audit log, the stores.
+
+`requires(permission)` is the one gate on every route: not signed in -> the sign-in page; signed in but
+not allowed -> 403, and the refusal is written to the audit log (a vendor probing outside his grant is
+exactly what the clinic wants to see later).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+
+from appliance.audit import AuditLog
+from appliance.subsystem import Context
+from webui.accounts import Account, AccountStore
+from webui.permissions import permissions_of
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ctx() -> Context:
+    return current_app.config["MAMORI_CTX"]
+
+
+def now() -> float:
+    return current_app.config.get("MAMORI_CLOCK", time.time)()
+
+
+def accounts() -> AccountStore:
+    return AccountStore(ctx().db, clock=current_app.config.get("MAMORI_CLOCK", time.time))
+
+
+def audit_log() -> AuditLog:
+    return AuditLog(ctx().db)
+
+
+def remote() -> str:
+    return request.remote_addr or ""
+
+
+def user() -> Account | None:
+    return g.get("user")
+
+
+def audit(action: str, detail: dict[str, Any] | None = None, actor: str | None = None) -> None:
+    """Record a web action; the actor is the signed-in account unless given (e.g. a failed sign-in)."""
+    who = actor if actor is not None else (user().name if user() else "anonymous")
+    audit_log().record(who, action, detail or {}, source="web", remote=remote())
+
+
+def can(permission: str) -> bool:
+    account = user()
+    return account is not None and permission in permissions_of(account)
+
+
+def requires(permission: str) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if user() is None:
+                session["next"] = request.path if request.method == "GET" else None
+                return redirect(url_for("auth.login"))
+            if not can(permission):
+                audit("web.forbidden", {"path": request.path, "method": request.method, "needs": permission})
+                abort(403)
+            return view(*args, **kwargs)
+
+        wrapped.permission = permission  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,54 @@
+"""ダッシュボード: is everything all right, and if not, what should the clinic do now."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, render_template
+
+from webui import context as wctx
+from webui import core, sources
+from webui.context import requires
+from webui.status import traffic_light, versions
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.route("/")
+@requires("dashboard.view")
+def index() -> Any:
+    db = wctx.ctx().db
+    now = wctx.now()
+    open_counts = sources.open_incident_count(db)
+    audit_ok = wctx.audit_log().verify().ok
+    svc = core.service()
+    pending = svc.pending()
+    counts = sources.alert_counts(db, now)
+    chart = None
+    if counts is not None:
+        hours = [time.strftime("%H時", time.gmtime(now + 9 * 3600 - (23 - i) * 3600)) for i in range(24)]
+        days = [time.strftime("%m/%d", time.gmtime(now + 9 * 3600 - (6 - i) * 86400)) for i in range(7)]
+        chart = {
+            "hourly": json.dumps({"labels": hours, "values": counts.hourly}),
+            "daily": json.dumps({"labels": days, "values": counts.daily}),
+        }
+    return render_template(
+        "dashboard/index.html",
+        light=traffic_light(open_counts, audit_ok, pending is not None),
+        incidents=_open_incidents(db),
+        counts=counts,
+        chart=chart,
+        vpn_online=sources.vpn_sessions_open(db, now),
+        blocks=sources.active_blocks(db, now, limit=10),
+        last_change=(svc.history(1) or [None])[0],
+        versions=versions(),
+    )
+
+
+def _open_incidents(db: Any) -> list[dict[str, Any]] | None:
+    from webui.views.alerts import decorate
+
+    rows = sources.incidents(db, state="open", limit=5)
+    return None if rows is None else [decorate(r) for r in rows]

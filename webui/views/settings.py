@@ -1,0 +1,123 @@
+"""設定: the config as text, an editor with Japanese messages beside the problem, the diff before applying,
+apply with the confirm timer, confirm, and rollback to an earlier revision. All through ConfigService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+
+from appliance.errors import ConfigError, MamoriError
+from webui import changes, core
+from webui import context as wctx
+from webui.context import requires
+from webui.yamlpath import line_of
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+EDIT_PERMISSIONS = ("settings.edit", "firewall.edit", "vpn.edit")
+
+
+@bp.route("/")
+@requires("settings.view")
+def index() -> Any:
+    svc = core.service()
+    return render_template(
+        "settings/index.html", text=core.live_text(), pending=svc.pending(), history=svc.history(20)
+    )
+
+
+@bp.route("/edit", methods=["GET", "POST"])
+@requires("settings.edit")
+def edit() -> Any:
+    if request.method == "GET":
+        return render_template("settings/edit.html", text=core.live_text() or "", annotated=None, comment="")
+    text = request.form.get("config", "").replace("\r\n", "\n")
+    comment = request.form.get("comment", "").strip()[:200]
+    try:
+        core.service().validate(text)
+    except ConfigError as exc:
+        return render_template(
+            "settings/edit.html", text=text, comment=comment, annotated=annotate(text, exc), issues=exc.issues
+        ), 400
+    token = changes.propose(text, comment or "設定画面からの変更", "settings.edit")
+    return redirect(url_for("settings.review", token=token))
+
+
+def annotate(text: str, exc: ConfigError) -> list[tuple[int, str, list[str]]]:
+    """(line number, line, messages for that line) for the whole text: messages sit beside the problem."""
+    by_line: dict[int, list[str]] = {}
+    for issue in exc.issues:
+        line = line_of(text, issue.path) or 1
+        where = f"{issue.path}: " if issue.path else ""
+        by_line.setdefault(line, []).append(where + issue.message.ja)
+    lines = text.split("\n")
+    return [(n, line, by_line.get(n, [])) for n, line in enumerate(lines, start=1)]
+
+
+@bp.route("/review/<token>", methods=["GET", "POST"])
+@requires("dashboard.view")
+def review(token: str) -> Any:
+    proposal = changes.load(token)
+    if proposal is None:
+        flash("この変更案は期限が切れたか、見つかりません。もう一度やり直してください。", "warn")
+        return redirect(url_for("dashboard.index"))
+    if not wctx.can(proposal.permission):
+        wctx.audit("web.forbidden", {"path": request.path, "needs": proposal.permission})
+        abort(403)
+    svc = core.service()
+    if request.method == "GET":
+        return render_template("settings/review.html", proposal=proposal, diff=svc.diff(proposal.text))
+    if request.form.get("decision") == "cancel":
+        changes.discard(token)
+        flash("変更を取りやめました。何も変わっていません。", "info")
+        return redirect(url_for("dashboard.index"))
+    seconds = current_app.config.get("MAMORI_CONFIRM_SECONDS")
+    try:
+        rev = svc.apply(proposal.text, wctx.user().name, "web", proposal.comment, confirm_seconds=seconds,
+                        remote=wctx.remote())  # fmt: skip
+    except MamoriError as exc:
+        return render_template("settings/review.html", proposal=proposal, diff=svc.diff(proposal.text),
+                               error=exc.text("ja")), 400  # fmt: skip
+    changes.discard(token)
+    if seconds:
+        flash(
+            f"変更を適用しました（リビジョン {rev.id}）。問題がなければ {seconds // 60} 分以内に「確定」を押してください。押さないと自動で元に戻ります。",
+            "warn",
+        )
+    else:
+        flash(f"変更を適用しました（リビジョン {rev.id}）。", "ok")
+    return redirect(url_for("settings.status"))
+
+
+@bp.route("/status")
+@requires("dashboard.view")
+def status() -> Any:
+    if not any(wctx.can(p) for p in EDIT_PERMISSIONS):
+        wctx.audit("web.forbidden", {"path": request.path, "needs": "settings.edit"})
+        abort(403)
+    return render_template("settings/status.html", pending=core.service().pending())
+
+
+@bp.route("/confirm", methods=["POST"])
+@requires("dashboard.view")
+def confirm() -> Any:
+    if not any(wctx.can(p) for p in EDIT_PERMISSIONS):
+        wctx.audit("web.forbidden", {"path": request.path, "needs": "settings.edit"})
+        abort(403)
+    rev = core.service().confirm(wctx.user().name, "web", remote=wctx.remote())
+    flash(f"変更（リビジョン {rev.id}）を確定しました。", "ok")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/rollback/<int:rev_id>", methods=["POST"])
+@requires("settings.edit")
+def rollback(rev_id: int) -> Any:
+    token = changes.propose(_revision_text(rev_id), f"リビジョン {rev_id} に戻す", "settings.edit")
+    return redirect(url_for("settings.review", token=token))
+
+
+def _revision_text(rev_id: int) -> str:
+    rev = core.service().revisions.get(rev_id)
+    if rev is None:
+        abort(404)
+    return rev.config_text

@@ -1,0 +1,202 @@
+"""First-boot setup wizard. No default password exists: the first visitor creates the administrator.
+
+Steps: 1 administrator -> 2 TOTP -> 3 clinic name -> 4 ports and zones -> 5 notice address -> 6 summary
+and apply. Steps 1-2 run while no administrator exists (every other page redirects here); the first
+administrator to finish TOTP wins and any other half-made administrator is removed, so a second browser
+racing the wizard cannot keep an account. Steps 3-6 need that administrator signed in. The config is
+applied through ConfigService, the same path as the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+
+from appliance.errors import ConfigError, MamoriError
+from webui import context as wctx
+from webui import core
+from webui.accounts import new_totp_secret, verify_totp
+from webui.interfaces import detect_ports
+from webui.qr import svg, totp_uri
+from webui.views.auth import finish_login
+from webui.wizard import ZONE_CHOICES, ZONE_LABELS, build_config_text
+
+bp = Blueprint("setup", __name__, url_prefix="/setup")
+DONE_KEY = "webui.setup_done"
+
+
+def setup_done() -> bool:
+    return wctx.ctx().db.get_kv(DONE_KEY) == "1"
+
+
+def _wizard() -> dict[str, Any]:
+    return dict(session.get("wizard") or {})
+
+
+def _save(**values: Any) -> None:
+    data = _wizard()
+    data.update(values)
+    session["wizard"] = data
+
+
+def _admin_only() -> None:
+    """Steps after the first two: the administrator made in step 1, signed in."""
+    user = wctx.user()
+    if user is None or user.role != "admin":
+        abort(403)
+
+
+@bp.route("/", methods=["GET", "POST"])
+def start() -> Any:
+    store = wctx.accounts()
+    if store.admin_exists():
+        return redirect(url_for("setup.clinic") if wctx.user() else url_for("auth.login"))
+    if request.method == "GET":
+        return render_template("setup/admin.html", form={})
+    name = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    form = {"username": name, "display_name": request.form.get("display_name", "").strip()[:64]}
+    if password != request.form.get("confirm", ""):
+        return render_template(
+            "setup/admin.html", form=form, error="パスワードが2回とも同じになっていません。"
+        ), 400
+    secret = new_totp_secret()
+    try:
+        store.create(name, password, "admin", display_name=form["display_name"])
+    except MamoriError as exc:
+        return render_template("setup/admin.html", form=form, error=exc.text("ja")), 400
+    session.clear()
+    session["setup_admin"] = {"name": name, "secret": secret}
+    wctx.audit("web.setup_admin_created", {"user": name}, actor=name)
+    return redirect(url_for("setup.totp"))
+
+
+@bp.route("/totp", methods=["GET", "POST"])
+def totp() -> Any:
+    pending = session.get("setup_admin")
+    store = wctx.accounts()
+    if store.admin_exists() or not pending or store.get(pending["name"]) is None:
+        session.pop("setup_admin", None)
+        return redirect(url_for("setup.start"))
+    qr = svg(totp_uri(pending["secret"], pending["name"]))
+    if request.method == "GET":
+        return render_template("setup/totp.html", qr=qr, secret=pending["secret"])
+    if verify_totp(pending["secret"], request.form.get("code", "").strip(), wctx.now()) is None:
+        wctx.audit("web.login_failed", {"factor": "totp_enroll"}, actor=pending["name"])
+        return render_template(
+            "setup/totp.html",
+            qr=qr,
+            secret=pending["secret"],
+            error="確認コードが違います。アプリに今表示されている6桁を入力してください。",
+        ), 400
+    store.set_totp(pending["name"], pending["secret"])
+    for other in store.all():
+        if other.role == "admin" and not other.totp_enabled:
+            store.delete(other.name)
+            wctx.audit("web.setup_admin_discarded", {"user": other.name}, actor=pending["name"])
+    wctx.audit("web.totp_enrolled", {}, actor=pending["name"])
+    finish_login(store.require(pending["name"]))
+    return redirect(url_for("setup.clinic"))
+
+
+@bp.route("/clinic", methods=["GET", "POST"])
+def clinic() -> Any:
+    _admin_only()
+    cfg = core.live_config()
+    if request.method == "GET":
+        name = _wizard().get("clinic_name") or (cfg.clinic.name if cfg else "")
+        return render_template("setup/clinic.html", clinic_name=name)
+    name = request.form.get("clinic_name", "").strip()
+    if not (1 <= len(name) <= 64):
+        return render_template(
+            "setup/clinic.html", clinic_name=name, error="医院名を1〜64文字で入力してください。"
+        ), 400
+    _save(clinic_name=name)
+    return redirect(url_for("setup.ports"))
+
+
+@bp.route("/ports", methods=["GET", "POST"])
+def ports() -> Any:
+    _admin_only()
+    detected = detect_ports()
+    cfg = core.live_config()
+    current = {i.name: i for i in cfg.interfaces} if cfg else {}
+    if request.method == "GET":
+        rows = _wizard().get("interfaces") or [
+            {"name": p.name, "zone": current[p.name].zone if p.name in current else "",
+             "address": (current[p.name].address or "") if p.name in current else "",
+             "gateway": (current[p.name].gateway or "") if p.name in current else ""}
+            for p in detected
+        ]  # fmt: skip
+        return render_template("setup/ports.html", ports=detected, rows=rows, zones=ZONE_CHOICES)
+    names = {p.name for p in detected} | set(current)
+    rows = []
+    for name in sorted(names):
+        zone = request.form.get(f"zone_{name}", "")
+        if zone and zone in ZONE_LABELS:
+            rows.append({"name": name, "zone": zone, "address": request.form.get(f"address_{name}", "").strip(),
+                         "gateway": request.form.get(f"gateway_{name}", "").strip()})  # fmt: skip
+    error = _ports_problem(rows)
+    if error:
+        return render_template(
+            "setup/ports.html", ports=detected, rows=rows, zones=ZONE_CHOICES, error=error
+        ), 400
+    _save(interfaces=rows)
+    return redirect(url_for("setup.notify"))
+
+
+def _ports_problem(rows: list[dict[str, str]]) -> str | None:
+    if sum(1 for r in rows if r["zone"] == "wan") != 1:
+        return "「インターネット側」にするポートを1つだけ選んでください。"
+    if not any(r["zone"] == "lan" for r in rows):
+        return "「院内」にするポートを1つ以上選んでください。"
+    return None
+
+
+@bp.route("/notify", methods=["GET", "POST"])
+def notify() -> Any:
+    _admin_only()
+    if request.method == "GET":
+        return render_template("setup/notify.html", form=_wizard())
+    form = {k: request.form.get(k, "").strip() for k in ("notify_email", "smtp_host", "smtp_sender")}
+    if form["notify_email"] and "@" not in form["notify_email"]:
+        return render_template(
+            "setup/notify.html",
+            form=form,
+            error="メールアドレスの形式ではありません（例: info@example.jp）。",
+        ), 400
+    if form["notify_email"] and not form["smtp_host"]:
+        return render_template(
+            "setup/notify.html",
+            form=form,
+            error="メールを送るには送信サーバーが必要です。保守業者から案内された値を入力してください。",
+        ), 400
+    _save(**form)
+    return redirect(url_for("setup.summary"))
+
+
+@bp.route("/summary", methods=["GET", "POST"])
+def summary() -> Any:
+    _admin_only()
+    answers = _wizard()
+    if "clinic_name" not in answers:
+        return redirect(url_for("setup.clinic"))
+    text = build_config_text(core.live_text(), answers)
+    svc = core.service()
+    try:
+        diff = svc.diff(text)
+    except ConfigError as exc:
+        return render_template(
+            "setup/summary.html", answers=answers, zone_labels=ZONE_LABELS, issues=exc.issues
+        ), 400
+    if request.method == "GET":
+        return render_template("setup/summary.html", answers=answers, zone_labels=ZONE_LABELS, diff=diff)
+    rev = svc.apply(
+        text, wctx.user().name, "web", comment="初期設定（セットアップ画面）", remote=wctx.remote()
+    )
+    wctx.ctx().db.set_kv(DONE_KEY, "1")
+    wctx.audit("web.setup_done", {"revision": rev.id})
+    session.pop("wizard", None)
+    flash("初期設定が終わりました。Mamori がクリニックのネットワークを見守っています。", "ok")
+    return redirect(url_for("dashboard.index"))

@@ -1,0 +1,40 @@
+"""Find the line of a config field ('firewall.rules[1].dst') in the YAML text, to show a message beside it.
+
+Walks the YAML node tree (yaml.compose keeps source positions). A path that does not exist in the text
+(a missing required field) resolves to the line of its nearest existing parent.
+"""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def line_of(text: str, path: str) -> int | None:
+    """1-based line number, or None if the text is not YAML at all."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for key, index in _PART.findall(path or ""):
+        child = None
+        if key and isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if child is not None:
+                key_node = next(k for k, v in node.value if v is child)
+                line = key_node.start_mark.line + 1
+        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            child = node.value[int(index)]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            line = node.start_mark.line + 1
+    return line
