@@ -22,7 +22,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "unknown_device": ("この端末は登録されていません", "this device is not registered"),
     "unknown": ("パスワードまたは確認コードが違います", "wrong password or code"),
     "bad": ("パスワードまたは確認コードが違います", "wrong password or code"),
-    "disabled": ("この利用者は停止されています。医院にお問い合わせください", "this user is disabled; contact the clinic"),
+    "disabled": (
+        "この利用者は停止されています。医院にお問い合わせください",
+        "this user is disabled; contact the clinic",
+    ),
     "locked": (
         "失敗が続いたため一時的にロックしました。しばらくしてからお試しください",
         "too many failures; locked for a while",

@@ -65,7 +65,9 @@ class WindowStore:
         """Record the clinic's approval. A reason and at least one target are required: they are what the
         session report is checked against afterwards."""
         if not reason.strip() or len(reason) > 200:
-            raise WindowError("作業の理由を200文字以内で入力してください", "give the reason (up to 200 characters)")
+            raise WindowError(
+                "作業の理由を200文字以内で入力してください", "give the reason (up to 200 characters)"
+            )
         if not targets or any(not t.strip() or len(t) > 64 for t in targets):
             raise WindowError("作業対象のシステムを入力してください", "name the target systems")
         if ends <= starts or ends - starts > MAX_WINDOW_S:
@@ -79,33 +81,48 @@ class WindowStore:
             cur = conn.execute(
                 "INSERT INTO vpn_windows(user, starts, ends, reason, targets, approved_by, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user, starts, ends, reason.strip(), json.dumps(targets, ensure_ascii=False), approved_by, self.clock()),
+                (
+                    user,
+                    starts,
+                    ends,
+                    reason.strip(),
+                    json.dumps(targets, ensure_ascii=False),
+                    approved_by,
+                    self.clock(),
+                ),
             )
             row = conn.execute("SELECT * FROM vpn_windows WHERE id = ?", (cur.lastrowid,)).fetchone()
         log.info("maintenance window %d approved for %s by %s", row["id"], user, approved_by)
         return _row(row)
 
-    def approve_next(self, user: str, hours: float, reason: str, targets: list[str], approved_by: str) -> Window:
+    def approve_next(
+        self, user: str, hours: float, reason: str, targets: list[str], approved_by: str
+    ) -> Window:
         now = self.clock()
         return self.approve(user, now, now + hours * 3600, reason, targets, approved_by)
 
     def cancel(self, window_id: int) -> Window:
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE vpn_windows SET cancelled = ? WHERE id = ? AND cancelled IS NULL", (self.clock(), window_id)
+                "UPDATE vpn_windows SET cancelled = ? WHERE id = ? AND cancelled IS NULL",
+                (self.clock(), window_id),
             )
         return self.get(window_id)
 
     def mark_closed(self, window_id: int) -> None:
         """The expiry worker has cut everything of this window (so it is not cut again)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE vpn_windows SET closed = ? WHERE id = ? AND closed IS NULL", (self.clock(), window_id))
+            conn.execute(
+                "UPDATE vpn_windows SET closed = ? WHERE id = ? AND closed IS NULL", (self.clock(), window_id)
+            )
 
     def get(self, window_id: int) -> Window:
         with self.db.connection() as conn:
             row = conn.execute("SELECT * FROM vpn_windows WHERE id = ?", (window_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"保守の時間枠 {window_id} はありません", f"no maintenance window {window_id}")
+            raise NotFoundError(
+                f"保守の時間枠 {window_id} はありません", f"no maintenance window {window_id}"
+            )
         return _row(row)
 
     def open_for(self, user: str, now: float | None = None) -> Window | None:
@@ -118,7 +135,8 @@ class WindowStore:
         t = self.clock() if now is None else now
         with self.db.connection() as conn:
             rows = conn.execute(
-                "SELECT * FROM vpn_windows WHERE closed IS NULL AND (cancelled IS NOT NULL OR ends <= ?)", (t,)
+                "SELECT * FROM vpn_windows WHERE closed IS NULL AND (cancelled IS NOT NULL OR ends <= ?)",
+                (t,),
             ).fetchall()
         return [_row(r) for r in rows]
 

@@ -1,0 +1,142 @@
+"""Reads `wg show dump` continuously and turns changes into a per-user session log and a few events.
+
+Log kinds: connect (a fresh handshake after silence), disconnect (no handshake for HANDSHAKE_GAP_S),
+endpoint (the device's public address changed), bytes (transfer since the last record). Events a person
+should look at: two_endpoints (one user connected from two places at once), large_transfer (more than
+LARGE_TRANSFER bytes between two records). `changes` is pure so it is tested without a kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.subsystem import Context
+from vpn.store import Device, DeviceStore
+from vpn.wg import DumpState, PeerState, WgInterface
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_GAP_S = 180  # WireGuard re-handshakes every 2 min while traffic flows; 3 min of silence = gone
+BYTES_EVERY_S = 60
+LARGE_TRANSFER = 2 * 1024**3
+EVENT_KINDS = ("two_endpoints", "large_transfer")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    ts: float
+    user: str
+    device_id: int
+    kind: str
+    endpoint: str = ""
+    rx: int = 0
+    tx: int = 0
+    detail: str = ""
+
+
+@dataclass
+class _Track:
+    connected: bool = False
+    endpoint: str | None = None
+    rx: int = 0
+    tx: int = 0
+    bytes_at: float = 0.0
+
+
+def _host(endpoint: str | None) -> str:
+    return (endpoint or "").rsplit(":", 1)[0].strip("[]")
+
+
+def changes(
+    tracks: dict[str, _Track], state: DumpState, devices: dict[str, Device], now: float
+) -> list[LogEntry]:
+    """Compare the live state with what was seen before (`tracks`, updated in place)."""
+    out: list[LogEntry] = []
+    live_from: dict[str, set[str]] = {}
+    for key, peer in state.peers.items():
+        dev = devices.get(key)
+        if dev is None:
+            continue  # a peer not in the store (being added right now): seen on the next poll
+        t = tracks.setdefault(key, _Track(rx=peer.rx, tx=peer.tx, bytes_at=now))
+        fresh = peer.latest_handshake > 0 and now - peer.latest_handshake < HANDSHAKE_GAP_S
+        out += _peer_changes(t, peer, dev, fresh, now)
+        if fresh and peer.endpoint:
+            live_from.setdefault(dev.user, set()).add(_host(peer.endpoint))
+    for user, hosts in sorted(live_from.items()):
+        if len(hosts) > 1:
+            dev = next(d for d in devices.values() if d.user == user)
+            out.append(LogEntry(now, user, dev.id, "two_endpoints", detail=",".join(sorted(hosts))))
+    for key in [k for k in tracks if k not in state.peers]:
+        del tracks[key]
+    return out
+
+
+def _peer_changes(t: _Track, peer: PeerState, dev: Device, fresh: bool, now: float) -> list[LogEntry]:
+    out: list[LogEntry] = []
+    ep = peer.endpoint or ""
+    if fresh and not t.connected:
+        out.append(LogEntry(now, dev.user, dev.id, "connect", ep, peer.rx, peer.tx))
+    elif fresh and t.endpoint and peer.endpoint and peer.endpoint != t.endpoint:
+        out.append(LogEntry(now, dev.user, dev.id, "endpoint", ep, detail=f"{t.endpoint} -> {ep}"))
+    drx, dtx = max(0, peer.rx - t.rx), max(0, peer.tx - t.tx)
+    if (drx or dtx) and (now - t.bytes_at >= BYTES_EVERY_S or not fresh):
+        out.append(LogEntry(now, dev.user, dev.id, "bytes", ep, drx, dtx))
+        if drx + dtx > LARGE_TRANSFER:
+            out.append(LogEntry(now, dev.user, dev.id, "large_transfer", ep, drx, dtx))
+        t.rx, t.tx, t.bytes_at = peer.rx, peer.tx, now
+    if t.connected and not fresh:
+        out.append(LogEntry(now, dev.user, dev.id, "disconnect", ep))
+    t.connected, t.endpoint = fresh, peer.endpoint or t.endpoint
+    return out
+
+
+def record(ctx: Context, entries: list[LogEntry]) -> None:
+    if not entries:
+        return
+    with ctx.db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO vpn_peer_log(ts, user, device_id, kind, endpoint, rx, tx, detail) VALUES (?,?,?,?,?,?,?,?)",
+            [(e.ts, e.user, e.device_id, e.kind, e.endpoint, e.rx, e.tx, e.detail) for e in entries],
+        )
+    for e in entries:
+        if e.kind in EVENT_KINDS:
+            log.warning("vpn event %s for %s: %s", e.kind, e.user, e.detail or f"{e.rx + e.tx} bytes")
+
+
+class MonitorWorker:
+    """Daemon worker: polls the interface every `interval` seconds while it exists."""
+
+    name = "vpn-monitor"
+
+    def __init__(self, ctx: Context, iface: WgInterface, interval: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.ctx, self.iface, self.interval, self.clock = ctx, iface, interval, clock
+        self.tracks: dict[str, _Track] = {}
+
+    def poll(self) -> list[LogEntry]:
+        if not self.iface.exists():
+            return []
+        devices = {d.public_key: d for d in DeviceStore(self.ctx.db).active()}
+        entries = changes(self.tracks, self.iface.dump(), devices, self.clock())
+        record(self.ctx, entries)
+        return entries
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            self.poll()
+
+
+def peer_log(ctx: Context, user: str | None = None, since: float = 0.0, limit: int = 500) -> list[LogEntry]:
+    sql = "SELECT * FROM vpn_peer_log WHERE ts >= ?"
+    args: list[object] = [since]
+    if user is not None:
+        sql += " AND user = ?"
+        args.append(user)
+    with ctx.db.connection() as conn:
+        rows = conn.execute(sql + " ORDER BY ts DESC, id DESC LIMIT ?", (*args, limit)).fetchall()
+    return [LogEntry(r["ts"], r["user"], r["device_id"], r["kind"], r["endpoint"], r["rx"], r["tx"], r["detail"])
+            for r in rows]  # fmt: skip

@@ -1,0 +1,187 @@
+"""VPN portal sessions: sign-in (policy + password + TOTP) admits the tunnel address in the firewall;
+logout, expiry, a disabled user, a lockout or the end of a vendor's window revoke it and cut its
+connections. Every decision goes to the audit log.
+
+Who is signing in is known from the tunnel address the request came from (WireGuard only accepts a
+peer's own AllowedIPs, so it cannot be spoofed from another device); the form only proves it is him.
+The admitted address is always the device's IPv4 tunnel address: that is what the firewall sets hold.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from appliance.audit import AuditLog
+from appliance.config.model import MamoriConfig
+from appliance.subsystem import Context
+from vpn.credentials import Credentials
+from vpn.gate import FirewallGate
+from vpn.model import VpnUser
+from vpn.policy import Decision, decide
+from vpn.store import Device, DeviceStore
+from vpn.windows import WindowStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    user: str
+    tunnel_ip: str
+    window_id: int | None
+    started: float
+    expires: float
+    ended: float | None
+    end_reason: str
+    remote: str
+
+
+class Gate(Protocol):
+    def admit(self, user: str, ip: str, timeout_s: int) -> None: ...
+
+    def revoke(self, user: str, ip: str) -> int: ...
+
+
+def _row(r: sqlite3.Row) -> Session:
+    return Session(r["id"], r["user"], r["tunnel_ip"], r["window_id"], r["started"], r["expires"], r["ended"],
+                   r["end_reason"], r["remote"])  # fmt: skip
+
+
+class SessionManager:
+    def __init__(
+        self, ctx: Context, config: Callable[[], MamoriConfig], clock: Callable[[], float] = time.time,
+        gate: Gate | None = None,
+    ) -> None:  # fmt: skip
+        self.ctx = ctx
+        self.config = config
+        self.clock = clock
+        self.gate: Gate = gate or FirewallGate(ctx, config)
+        self.devices = DeviceStore(ctx.db, clock)
+        self.creds = Credentials(ctx.db, clock)
+        self.windows = WindowStore(ctx.db, clock)
+        self.audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+
+    def who(self, remote_ip: str) -> tuple[Device | None, VpnUser | None]:
+        try:
+            ip = str(ipaddress.ip_address(remote_ip))
+        except ValueError:
+            return None, None
+        dev = self.devices.by_tunnel_ip(ip)
+        if dev is None:
+            return None, None
+        return dev, next((u for u in self.config().vpn.users if u.name == dev.user), None)
+
+    def current(self, remote_ip: str) -> Session | None:
+        dev, _ = self.who(remote_ip)
+        if dev is None:
+            return None
+        with self.ctx.db.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM vpn_sessions WHERE tunnel_ip = ? AND ended IS NULL AND expires > ? ORDER BY id DESC",
+                (dev.ip4, self.clock()),
+            ).fetchone()
+        return _row(row) if row else None
+
+    def sign_in(self, remote_ip: str, password: str, code: str) -> Decision:
+        now = self.clock()
+        dev, user = self.who(remote_ip)
+        window = self.windows.open_for(user.name, now) if user and user.role == "vendor" else None
+        decision = decide(user, now, self.config().clinic.timezone, window)
+        if decision.allowed and self.creds.exists(user.name) is False:
+            decision = Decision(False, "unknown")
+        if decision.allowed:
+            verdict = self.creds.verify(user.name, password[:256], code[:16])
+            if not verdict.ok:
+                decision = Decision(False, verdict.reason)
+                if verdict.locked_now:
+                    self.end_user(user.name, "locked")
+        actor = user.name if user else "?"
+        if not decision.allowed:
+            self.audit.record(
+                actor, "vpn.signin.refused", {"reason": decision.reason}, source="vpn", remote=remote_ip
+            )
+            return decision
+        assert dev is not None and user is not None
+        self._end_where("tunnel_ip = ?", (dev.ip4,), "replaced", revoke=False)
+        self.gate.admit(user.name, dev.ip4, max(1, math.ceil(decision.expires - now)))
+        with self.ctx.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO vpn_sessions(user, tunnel_ip, window_id, started, expires, remote) VALUES (?, ?, ?, ?, ?, ?)",
+                (user.name, dev.ip4, window.id if window else None, now, decision.expires, remote_ip),
+            )
+            self.audit.record(
+                user.name, "vpn.signin", {"device": dev.device, "ip": dev.ip4, "until": decision.expires,
+                                          "window": window.id if window else None},
+                source="vpn", remote=remote_ip, conn=conn,
+            )  # fmt: skip
+        return decision
+
+    def logout(self, remote_ip: str) -> list[Session]:
+        dev, _ = self.who(remote_ip)
+        if dev is None:
+            return []
+        return self._end_where("tunnel_ip = ?", (dev.ip4,), "logout")
+
+    def end_user(self, user: str, reason: str) -> list[Session]:
+        return self._end_where("user = ?", (user,), reason)
+
+    def disable_user(self, user: str, actor: str, source: str = "cli") -> list[Session]:
+        """Stop a user now: no more sign-ins and every open session cut."""
+        if self.creds.exists(user):
+            self.creds.set_disabled(user, True)
+        ended = self.end_user(user, "disabled")
+        self.audit.record(
+            actor, "vpn.user.disable", {"user": user, "sessions_cut": len(ended)}, source=source
+        )
+        return ended
+
+    def _end_where(self, where: str, args: tuple, reason: str, revoke: bool = True) -> list[Session]:
+        now = self.clock()
+        with self.ctx.db.transaction() as conn:
+            rows = [
+                _row(r)
+                for r in conn.execute(f"SELECT * FROM vpn_sessions WHERE ended IS NULL AND {where}", args)
+            ]
+            conn.executemany(
+                "UPDATE vpn_sessions SET ended = ?, end_reason = ? WHERE id = ?",
+                [(now, reason, s.id) for s in rows],
+            )
+        for s in rows:
+            if revoke:
+                self.gate.revoke(s.user, s.tunnel_ip)
+            self.audit.record(s.user, "vpn.session.end", {"session": s.id, "reason": reason, "ip": s.tunnel_ip},
+                              source="vpn")  # fmt: skip
+        return rows
+
+    def expire_due(self) -> list[Session]:
+        """End sessions past their time, of users no longer enabled, and of maintenance windows that closed."""
+        now = self.clock()
+        ended: list[Session] = []
+        for window in self.windows.due_to_close(now):  # first, so a vendor's session ends as "window_end"
+            ended += self._end_where("window_id = ?", (window.id,), "window_end")
+            self.windows.mark_closed(window.id)
+            self.audit.record(
+                "mamori", "vpn.window.closed", {"window": window.id, "user": window.user}, source="vpn"
+            )
+        ended += self._end_where("expires <= ?", (now,), "expired")
+        enabled = {u.name for u in self.config().vpn.users if u.enabled}
+        with self.ctx.db.connection() as conn:
+            users = {r[0] for r in conn.execute("SELECT DISTINCT user FROM vpn_sessions WHERE ended IS NULL")}
+        for user in sorted(users - enabled):
+            ended += self.end_user(user, "disabled")
+        return ended
+
+    def list(self, user: str | None = None, limit: int = 100) -> list[Session]:
+        sql, args = "SELECT * FROM vpn_sessions", ()
+        if user is not None:
+            sql, args = sql + " WHERE user = ?", (user,)
+        with self.ctx.db.connection() as conn:
+            return [_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
