@@ -1,0 +1,195 @@
+"""The portal and session manager on the paths that admit nothing (no kernel touched), the tunnel
+monitor's change detection, and the window report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from appliance.config.load import parse_config
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
+from vpn.credentials import Credentials
+from vpn.keys import generate_keypair
+from vpn.monitor import HANDSHAKE_GAP_S, LARGE_TRANSFER, _Track, changes
+from vpn.portal import create_portal_app
+from vpn.report import render_text, window_report
+from vpn.sessions import SessionManager
+from vpn.store import Device, DeviceStore
+from vpn.wg import DumpState, PeerState
+from vpn.windows import WindowStore
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "clinic.yaml").read_text(encoding="utf-8")
+CFG = parse_config(
+    EXAMPLE.replace('hours: {start: "07:00", end: "23:00"}', 'hours: {start: "00:00", end: "00:00"}')
+).model
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    c = Context(Paths(config=tmp_path / "c.yaml", state_dir=tmp_path), Database(tmp_path / "m.db"))
+    c.paths.ensure()
+    c.db.migrate()
+    return c
+
+
+@pytest.fixture()
+def people(ctx):
+    store, creds = DeviceStore(ctx.db), Credentials(ctx.db)
+    doc = store.add("yamada", "pc", generate_keypair()[1], CFG.vpn.address, CFG.vpn.address6)
+    ven = store.add("vendor-a", "pc", generate_keypair()[1], CFG.vpn.address, CFG.vpn.address6)
+    return doc, ven, creds.set("yamada", PASSWORD), creds.set("vendor-a", PASSWORD)
+
+
+def client(ctx, ip):
+    app = create_portal_app(SessionManager(ctx, lambda: CFG))
+    return app.test_client(), {"REMOTE_ADDR": ip}
+
+
+def csrf(c, env) -> str:
+    page = c.get("/", environ_base=env).get_data(as_text=True)
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_unknown_device_sees_no_form(ctx, people):
+    c, env = client(ctx, "10.99.0.200")
+    page = c.get("/", environ_base=env).get_data(as_text=True)
+    assert "登録されていません" in page and 'name="password"' not in page
+
+
+def test_form_is_japanese_and_phone_friendly(ctx, people):
+    c, env = client(ctx, people[0].ip4)
+    page = c.get("/", environ_base=env).get_data(as_text=True)
+    assert 'lang="ja"' in page and 'name="viewport"' in page and "山田 院長" in page
+    assert 'inputmode="numeric"' in page and 'autocomplete="one-time-code"' in page
+
+
+def test_missing_csrf_is_refused(ctx, people):
+    c, env = client(ctx, people[0].ip4)
+    c.get("/", environ_base=env)
+    r = c.post("/login", data={"password": PASSWORD, "code": "123456"}, environ_base=env)
+    assert r.status_code == 400
+
+
+def test_wrong_code_is_401_and_audited(ctx, people):
+    c, env = client(ctx, people[0].ip4)
+    r = c.post(
+        "/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": "000000"}, environ_base=env
+    )
+    assert r.status_code == 401 and "確認コードが違います" in r.get_data(as_text=True)
+    with ctx.db.connection() as conn:
+        row = conn.execute("SELECT actor, action, detail FROM audit").fetchone()
+    assert (row["actor"], row["action"], json.loads(row["detail"])) == (
+        "yamada",
+        "vpn.signin.refused",
+        {"reason": "bad"},
+    )
+
+
+def test_vendor_without_window_is_403_even_with_the_right_code(ctx, people):
+    c, env = client(ctx, people[1].ip4)
+    code = pyotp.TOTP(people[3]).now()
+    r = c.post("/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": code}, environ_base=env)
+    assert r.status_code == 403 and "時間枠" in r.get_data(as_text=True)
+    assert SessionManager(ctx, lambda: CFG).list() == []
+
+
+def test_hostile_form_input_is_capped(ctx, people):
+    c, env = client(ctx, people[0].ip4)
+    r = c.post(
+        "/login", data={"csrf": csrf(c, env), "password": "x" * 5000, "code": "<script>"}, environ_base=env
+    )
+    assert r.status_code in (401, 413) and "<script>" not in r.get_data(as_text=True)
+
+
+def dev(i: int, user: str) -> Device:
+    return Device(i, user, f"d{i}", f"K{i}", f"10.99.0.{i}", None, True, 0.0, None)
+
+
+def peer(key: str, hs: int, ep: str | None, rx: int = 0, tx: int = 0) -> PeerState:
+    return PeerState(key, ep, (), hs, rx, tx, None)
+
+
+def test_monitor_connect_endpoint_bytes_disconnect():
+    devices = {"K1": dev(1, "yamada"), "K2": dev(2, "yamada")}
+    tracks: dict[str, _Track] = {}
+    t0 = 1_800_000_000.0
+
+    def kinds(peers, now):
+        state = DumpState("S", 51820, {p.public_key: p for p in peers})
+        return [(e.kind, e.device_id) for e in changes(tracks, state, devices, now)]
+
+    assert kinds([peer("K1", 0, None)], t0) == []
+    assert kinds([peer("K1", int(t0), "198.51.100.20:5000", 100, 50)], t0 + 1) == [("connect", 1)]
+    assert kinds([peer("K1", int(t0), "198.51.100.21:6000", 100, 50)], t0 + 2) == [("endpoint", 1)]
+    both = kinds(
+        [peer("K1", int(t0), "198.51.100.21:6000", 200, 50), peer("K2", int(t0) + 5, "203.0.113.99:1")],
+        t0 + 70,
+    )
+    assert ("connect", 2) in both and ("bytes", 1) in both and ("two_endpoints", 1) in both
+    gone = kinds([peer("K1", int(t0), "198.51.100.21:6000", 200, 50)], t0 + HANDSHAKE_GAP_S + 1)
+    assert gone == [("disconnect", 1)]
+
+
+def test_monitor_large_transfer():
+    devices = {"K1": dev(1, "vendor-a")}
+    tracks: dict[str, _Track] = {}
+    t0 = 1_800_000_000.0
+    changes(tracks, DumpState("S", 1, {"K1": peer("K1", int(t0), "1.2.3.4:5")}), devices, t0)
+    out = changes(
+        tracks,
+        DumpState("S", 1, {"K1": peer("K1", int(t0) + 60, "1.2.3.4:5", LARGE_TRANSFER + 1)}),
+        devices,
+        t0 + 61,
+    )
+    assert [e.kind for e in out] == ["bytes", "large_transfer"]
+
+
+def test_window_report_lists_flows_and_calls_out_other_hosts(ctx, people):
+    windows = WindowStore(ctx.db)
+    w = windows.approve_next("vendor-a", 1, "電子カルテ更新", ["電子カルテ"], "院長")
+    ven = people[1]
+    with ctx.db.transaction() as conn:
+        conn.execute("INSERT INTO vpn_sessions(user, tunnel_ip, window_id, started, expires, ended, end_reason)"
+                     " VALUES ('vendor-a', ?, ?, ?, ?, ?, 'window_end')", (ven.ip4, w.id, w.starts, w.ends, w.ends))  # fmt: skip
+        for raw in (
+            {
+                "event_type": "flow",
+                "src_ip": ven.ip4,
+                "dest_ip": "192.168.10.10",
+                "dest_port": 22,
+                "proto": "TCP",
+            },
+            {
+                "event_type": "flow",
+                "src_ip": ven.ip4,
+                "dest_ip": "192.168.10.30",
+                "dest_port": 445,
+                "proto": "TCP",
+            },
+            {
+                "event_type": "flow",
+                "src_ip": "10.99.0.99",
+                "dest_ip": "192.168.10.20",
+                "dest_port": 1,
+                "proto": "TCP",
+            },
+            {"event_type": "flow", "src_ip": ven.ip4, "dest_ip": "not-an-ip", "proto": "TCP"},
+        ):
+            conn.execute("INSERT INTO ids_events(received, ts, event_type, size, raw) VALUES (?, ?, 'flow', 1, ?)",
+                         (w.starts + 10, w.starts + 10, json.dumps(raw)))  # fmt: skip
+    rep = window_report(ctx, CFG, w.id)
+    assert set(rep.reached) == {("192.168.10.10", 22, "TCP"), ("192.168.10.30", 445, "TCP")}
+    assert rep.outside_targets == ["192.168.10.30"] and rep.malformed_flows == 1
+    text = render_text(rep)
+    assert (
+        "遠隔保守 作業報告" in text
+        and "承認された対象以外への接続: 192.168.10.30" in text
+        and "window_end" in text
+    )
+    assert "Remote maintenance report" in render_text(rep, lang="en")
