@@ -88,6 +88,7 @@ def create_backup(
     actor: str = "system",
     source: str = "cli",
     kind: str = "manual",
+    now: float | None = None,
 ) -> Path:
     """Write an encrypted archive of the box into `out_dir` (default state_dir/backups) or `out_file`.
 
@@ -97,7 +98,7 @@ def create_backup(
     ctx.db.migrate()
     directory = Path(out_file).parent if out_file else Path(out_dir or default_dir(ctx.paths))
     staging = _staging(ctx, "backup")
-    started = time.time()
+    started = time.time() if now is None else now
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         manifest = archive_mod.build_manifest(ctx.paths, staging, {directory}, started)

@@ -45,6 +45,7 @@ class ScheduledBackup:
         poll: float = POLL_SECONDS,
     ) -> None:
         self.ctx, self.cfg, self.tz, self.clock, self.poll = ctx, cfg, tz, clock, poll
+        self._migrated = False
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -62,8 +63,11 @@ class ScheduledBackup:
 
     def tick(self) -> Path | None:
         """Make the day's backup if it is due. Returns the archive made, if any."""
-        self.ctx.db.migrate()
-        day = self.due_day(self.clock())
+        if not self._migrated:
+            self.ctx.db.migrate()
+            self._migrated = True
+        now = self.clock()
+        day = self.due_day(now)
         if day is None:
             return None
         self.ctx.db.set_kv(LAST_RUN_KEY, day)
@@ -77,7 +81,7 @@ class ScheduledBackup:
         directory = resolve_dir(self.ctx.paths, self.cfg.dir)
         try:
             path = create_backup(self.ctx, passphrase, directory, keep=self.cfg.keep, actor="daemon",
-                                 source="daemon", kind="scheduled")  # fmt: skip
+                                 source="daemon", kind="scheduled", now=now)  # fmt: skip
         except BackupError as exc:
             log.error("backup: scheduled backup failed (recorded; next try tomorrow): %s", exc.text("en"))
             return None

@@ -52,9 +52,9 @@ class Manifest:
             raw = json.loads(data.decode("utf-8"))
             files = [ManifestFile(**f) for f in raw.pop("files")]
             manifest = cls(files=files, **raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError):
+            manifest.check()
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError, AttributeError, ValueError):
             raise CorruptArchiveError("目録を読めません", "the manifest is unreadable") from None
-        manifest.check()
         return manifest
 
     def check(self) -> None:
@@ -62,7 +62,8 @@ class Manifest:
             raise CorruptArchiveError("目録の形式が不明です", f"unknown manifest format {self.format!r}")
         seen: set[str] = set()
         for f in self.files:
-            if not (isinstance(f.sha256, str) and len(f.sha256) == 64 and type(f.size) is int):
+            if not (isinstance(f.sha256, str) and len(f.sha256) == 64 and type(f.size) is int and f.size >= 0
+                    and type(f.mode) is int):  # fmt: skip
                 raise CorruptArchiveError("目録の内容が不正です", "manifest entry is malformed")
             check_member_name(f.path)
             if f.path in seen:
@@ -82,9 +83,9 @@ class Manifest:
 
 def check_member_name(name: str) -> None:
     """Only `config.yaml` and relative paths under `state/` without `..`: no member may land elsewhere."""
-    if not isinstance(name, str) or name == CONFIG_NAME:
-        if name == CONFIG_NAME:
-            return
+    if name == CONFIG_NAME:
+        return
+    if not isinstance(name, str):
         raise CorruptArchiveError("不正なファイル名があります", "a member name is not text")
     path = PurePosixPath(name)
     parts = path.parts
@@ -93,6 +94,7 @@ def check_member_name(name: str) -> None:
         or len(parts) < 2
         or parts[0] != "state"
         or any(p in ("", ".", "..") for p in parts)
+        or path.as_posix() != name  # "state/./x", "state//x": one file, one spelling
         or "\\" in name
         or "\x00" in name
     ):

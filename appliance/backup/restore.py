@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sqlite3
 import tarfile
 from dataclasses import dataclass
@@ -23,13 +24,14 @@ from typing import BinaryIO
 from appliance.backup.archive import EXCLUDED_DIRS
 from appliance.backup.crypto import ArchiveHeader, decrypt_stream
 from appliance.backup.errors import BackupError, CorruptArchiveError, RestoreError
-from appliance.backup.manifest import CONFIG_NAME, MANIFEST_NAME, Manifest
+from appliance.backup.manifest import CONFIG_NAME, MANIFEST_NAME, Manifest, ManifestFile
 from appliance.fileio import atomic_write
 from appliance.paths import Paths
 
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST = 16 << 20
+SPACE_MARGIN = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def _extract(payload: Path, root: Path) -> Manifest:
         if first is None or first.name != MANIFEST_NAME or not first.isfile() or first.size > MAX_MANIFEST:
             raise CorruptArchiveError("目録が先頭にありません", "the manifest is not the first member")
         manifest = Manifest.from_json(_read_member(tar, first))
+        _check_space(manifest, root)
         expected = manifest.by_path()
         seen: set[str] = set()
         # tar.next(), not `for member in tar`: iterating restarts from the first (already read) member.
@@ -93,7 +96,7 @@ def _extract(payload: Path, root: Path) -> Manifest:
                 raise CorruptArchiveError(f"目録にないファイル {member.name!r} があります",
                                           f"member {member.name!r} is not in the manifest")  # fmt: skip
             seen.add(member.name)
-            _write_member(tar, member, root / member.name, entry.sha256, entry.mode)
+            _write_member(tar, member, root / member.name, entry)
         missing = sorted(set(expected) - seen)
         if missing:
             raise CorruptArchiveError(
@@ -101,7 +104,7 @@ def _extract(payload: Path, root: Path) -> Manifest:
             )
     for d, mode in manifest.dirs.items():
         (root / d).mkdir(parents=True, exist_ok=True)
-        os.chmod(root / d, mode & 0o7777)
+        os.chmod(root / d, mode & 0o777)  # never setuid/setgid/sticky from an archive
     return manifest
 
 
@@ -112,22 +115,37 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     return fh.read()
 
 
-def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dst: Path, sha256: str, mode: int) -> None:
+def _check_space(manifest: Manifest, root: Path) -> None:
+    """Refuse up front rather than fill the disk of a running box halfway through."""
+    need = sum(f.size for f in manifest.files)
+    free = shutil.disk_usage(root).free
+    if need + SPACE_MARGIN > free:
+        raise BackupError(
+            f"復元に必要な空き容量がありません（必要 {need // 2**20} MB、空き {free // 2**20} MB）",
+            f"not enough free space to restore (need {need // 2**20} MB, free {free // 2**20} MB)",
+            code="backup.space",
+        )
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dst: Path, entry: ManifestFile) -> None:
+    """Write one member, never more bytes than the manifest says, and check its hash."""
     dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fh = tar.extractfile(member)
-    if fh is None:
-        raise CorruptArchiveError(f"{member.name} を読めません", f"cannot read {member.name}")
+    if fh is None or member.size != entry.size:
+        raise CorruptArchiveError(
+            f"{member.name} の大きさが目録と違います", f"{member.name} has the wrong size"
+        )
     digest = hashlib.sha256()
     with _private_file(dst) as out:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
             out.write(block)
-    if digest.hexdigest() != sha256:
+    if digest.hexdigest() != entry.sha256:
         log.warning("backup: %s fails its sha256 in the manifest", member.name)
         raise CorruptArchiveError(
             f"{member.name} のハッシュ値が目録と一致しません", f"{member.name} fails its sha256"
         )
-    os.chmod(dst, mode & 0o7777)
+    os.chmod(dst, entry.mode & 0o777)
 
 
 def _check_databases(unpacked: Unpacked) -> None:

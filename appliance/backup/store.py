@@ -44,14 +44,13 @@ def resolve_dir(paths: Paths, configured: str | Path | None) -> Path:
 
 
 def new_path(directory: Path, when: float) -> Path:
-    """A fresh name sorting by time; a second backup in the same second gets a counter."""
+    """A fresh name sorting by time. Later backups in the same second get a higher counter than any
+    existing one, so that a name freed by pruning is never reused for a newer backup."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
-    candidate = directory / f"mamori-backup-{stamp}{SUFFIX}"
-    for k in range(2, 1000):
-        if not candidate.exists():
-            return candidate
-        candidate = directory / f"mamori-backup-{stamp}-{k}{SUFFIX}"
-    raise BackupError("バックアップのファイル名を決められません", "cannot pick a backup file name")
+    same = [p for p in generations(directory) if _generation_key(p)[0] == stamp]
+    if not same:
+        return directory / f"mamori-backup-{stamp}{SUFFIX}"
+    return directory / f"mamori-backup-{stamp}-{max(_generation_key(p)[1] for p in same) + 1}{SUFFIX}"
 
 
 def _generation_key(path: Path) -> tuple[str, int]:

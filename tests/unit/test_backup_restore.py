@@ -229,14 +229,23 @@ def _manifest_listing(path: str) -> Callable[[str, bytes], tuple[str, bytes]]:
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (lambda n, d: (n, b"evil key") if n.endswith("wg-server.key") else (n, d), "fails its sha256"),
+        (lambda n, d: (n, bytes(32)) if n.endswith("wg-server.key") else (n, d), "fails its sha256"),
+        (lambda n, d: (n, b"evil key") if n.endswith("wg-server.key") else (n, d), "wrong size"),
         (lambda n, d: None if n.endswith("audit.key") else (n, d), "members missing"),
-        (lambda n, d: (n, d + b"x") if n == "state/mamori.db" else (n, d), "fails its sha256"),
+        (lambda n, d: (n, d[:-1] + b"x") if n == "state/mamori.db" else (n, d), "fails its sha256"),
         (_manifest_listing("state/../../../etc/evil"), "unsafe member name"),
         (_manifest_listing("/etc/evil"), "unsafe member name"),
         (lambda n, d: ("state/extra", d) if n.endswith("cert.pem") else (n, d), "not in the manifest"),
     ],
-    ids=["changed-key", "missing-member", "changed-db", "dotdot", "absolute", "unlisted-member"],
+    ids=[
+        "changed-key",
+        "resized-key",
+        "missing-member",
+        "changed-db",
+        "dotdot",
+        "absolute",
+        "unlisted-member",
+    ],
 )
 def test_member_failing_verification_changes_nothing(
     archive: Path,

@@ -110,3 +110,16 @@ def test_passphrase_strength(tmp_path: Path, passphrase: str, ok: bool) -> None:
             set_passphrase(paths, passphrase)
         assert info.value.text("ja") and info.value.text("en") != info.value.text("ja")
         assert load_passphrase(paths) is None
+
+
+def test_a_name_freed_by_pruning_is_never_reused_for_a_newer_backup(tmp_path: Path) -> None:
+    when = time.mktime((2026, 11, 26, 3, 0, 0, 0, 0, -1))
+    first = store.new_path(tmp_path, when)
+    first.write_bytes(b"1")
+    second = store.new_path(tmp_path, when)
+    second.write_bytes(b"2")
+    first.unlink()
+    third = store.new_path(tmp_path, when)
+    assert third.name == "mamori-backup-20261126-030000-3.mbk"
+    third.write_bytes(b"3")
+    assert store.generations(tmp_path) == [second, third]
