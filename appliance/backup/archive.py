@@ -37,6 +37,8 @@ from appliance.paths import Paths
 log = logging.getLogger(__name__)
 
 EXCLUDED_DIRS = frozenset({"run", "backups", "cache", "caches", "tmp"})
+# Caches of other areas, relative to the state dir: re-created on demand, often large.
+CACHE_PATHS = frozenset({"ids/suricata-update"})
 EXCLUDED_SUFFIXES = (".tmp", ".lock", ".pid", ".sock", "-wal", "-shm", "-journal")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -75,7 +77,13 @@ def _excluded_file(name: str) -> bool:
 
 def _skip_dir(state_dir: Path, top: Path, name: str, extra: set[Path]) -> bool:
     full = (top / name).resolve()
-    return (top == state_dir and name in EXCLUDED_DIRS) or name.startswith(".mamori-") or full in extra
+    rel = (top / name).relative_to(state_dir).as_posix()
+    return (
+        (top == state_dir and name in EXCLUDED_DIRS)
+        or rel in CACHE_PATHS
+        or name.startswith(".mamori-")
+        or full in extra
+    )
 
 
 def stage_state(

@@ -46,6 +46,8 @@ def paths(tmp_path: Path) -> Paths:
         ("mamori.db-shm", False),
         ("keys/.wg-server.key.abc.tmp", False),
         ("ids/run/ok.txt", True),  # only the top-level run/ is transient
+        ("ids/sources/et-open/emerging-scan.rules", True),
+        ("ids/suricata-update/data/rules.tar.gz", False),
     ],
 )
 def test_inclusion(paths: Paths, tmp_path: Path, relpath: str, included: bool) -> None:
