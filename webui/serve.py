@@ -1,0 +1,113 @@
+"""Run the web UI: gunicorn (threads) over HTTPS only, plus a plain-HTTP listener that only redirects.
+
+    python -m webui.serve --config /etc/mamori/config.yaml --state-dir /var/lib/mamori --bind 0.0.0.0:443 \
+        [--http-bind 0.0.0.0:80]
+
+The lab and the daemon start it in the box's namespace; which zones may reach it is the firewall's job
+(cfg.web.zones, never wan or guest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
+from webui.tls import ensure_certificate, harden
+
+log = logging.getLogger(__name__)
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[[0-9A-Fa-f:.]{2,45}\]$")
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, app: Any, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.application
+
+
+def _ssl_context(conf: Any, default_factory: Any) -> Any:
+    return harden(default_factory())
+
+
+def redirect_handler(https_port: int) -> type[BaseHTTPRequestHandler]:
+    class Redirect(BaseHTTPRequestHandler):
+        """Answers every plain-HTTP request with a redirect to the same path over HTTPS, nothing else."""
+
+        server_version = "Mamori"
+        sys_version = ""
+
+        def _redirect(self) -> None:
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0] if "]" not in (self.headers.get("Host") or "") \
+                else (self.headers.get("Host") or "").split("]")[0] + "]"  # fmt: skip
+            if not _HOST.match(host):
+                host = self.server.server_address[0]  # type: ignore[index]
+            path = self.path if self.path.startswith("/") and not self.path.startswith("//") else "/"
+            port = "" if https_port == 443 else f":{https_port}"
+            self.send_response(301)
+            self.send_header("Location", f"https://{host}{port}{path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_POST = _redirect
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http redirect: " + format, *args)
+
+    return Redirect
+
+
+def start_redirect(bind: str, https_port: int) -> ThreadingHTTPServer:
+    host, port = bind.rsplit(":", 1)
+    server = ThreadingHTTPServer((host.strip("[]"), int(port)), redirect_handler(https_port))
+    threading.Thread(target=server.serve_forever, name="http-redirect", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webui.serve", description="Mamori web UI (HTTPS)")
+    parser.add_argument("--config", type=Path, default=Paths().config)
+    parser.add_argument("--state-dir", type=Path, default=Paths().state_dir)
+    parser.add_argument("--bind", default="0.0.0.0:443", help="HTTPS address:port")
+    parser.add_argument(
+        "--http-bind", default="", help="plain-HTTP address:port that only redirects (optional)"
+    )
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    paths = Paths(config=args.config, state_dir=args.state_dir)
+    ctx = Context(paths=paths, db=Database(paths.db))
+    from webui import create_app
+
+    app = create_app(ctx)
+    cert, key = ensure_certificate(paths.keys_dir)
+    https_port = int(args.bind.rsplit(":", 1)[1])
+    if args.http_bind:
+        start_redirect(args.http_bind, https_port)
+    options = {
+        "bind": [args.bind], "workers": 1, "worker_class": "gthread", "threads": args.threads,
+        "certfile": str(cert), "keyfile": str(key), "ssl_context": _ssl_context,
+        "accesslog": "-", "errorlog": "-", "timeout": 60, "graceful_timeout": 5, "forwarded_allow_ips": "",
+    }  # fmt: skip
+    _Gunicorn(app, options).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
