@@ -205,3 +205,42 @@ def clinic_lab(state: str, cfg: Any = None) -> Iterator[tuple[Any, Any, str]]:
         yield lab, cfg, state
     finally:
         lab.down()
+
+
+_MULTI = (
+    "import selectors,socket,sys\n"
+    "sel=selectors.DefaultSelector()\n"
+    "for spec in sys.argv[1:]:\n"
+    " proto,port=spec.split('/')\n"
+    " s=socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto=='tcp' else socket.SOCK_DGRAM)\n"
+    " s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',int(port)))\n"
+    " if proto=='tcp': s.listen(64)\n"
+    " sel.register(s,selectors.EVENT_READ,proto)\n"
+    "conns=[]\n"
+    "while True:\n"
+    " for key,_ in sel.select():\n"
+    "  s=key.fileobj\n"
+    "  if key.data=='tcp':\n"
+    "   c,a=s.accept();c.sendall(a[0].encode()+b'\\n');conns.append(c)\n"
+    "  else:\n"
+    "   d,a=s.recvfrom(2000);s.sendto(d,a)\n"
+)
+
+
+def serve(lab: Any, key: str, specs: list[str]) -> Any:
+    """One process answering on every 'tcp/N' (sends the peer's address) and 'udp/N' (echo) given."""
+    proc = lab.spawn(key, ["python3", "-c", _MULTI, *specs])
+    tcp = [s.split("/")[1] for s in specs if s.startswith("tcp/")]
+    ready = wait_until(lambda: all(f":{p} " in lab.run(key, ["ss", "-Hltn"], check=False).stdout for p in tcp),
+                       timeout=5, step=0.05)  # fmt: skip
+    if ready is None:
+        raise RuntimeError(f"listeners on {key} did not start")
+    return proc
+
+
+_WHO = "import socket,sys\nc=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\nprint(c.recv(100).decode().strip())"
+
+
+def tcp_peer_seen(lab: Any, key: str, address: str, port: int) -> str:
+    """Connect and return the source address the server saw (shows NAT)."""
+    return lab.run(key, ["python3", "-c", _WHO, address, str(port)], check=False, timeout=15).stdout.strip()
