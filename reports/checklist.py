@@ -63,6 +63,11 @@ def _days(now: float, ts: float | None) -> int | None:
     return None if ts is None else int((now - ts) // 86400)
 
 
+def ago(days: int, ni: bool = False) -> str:
+    """「今日」「昨日」「N日前(に)」: what a person says, not "0 日前"."""
+    return {0: "今日", 1: "昨日"}.get(days, f"{days}日前" + ("に" if ni else ""))
+
+
 def ledger(s: Snapshot) -> Item:
     """2① 台帳: the hosts named in the config, plus devices seen on the network that nobody named."""
     cols = ("名前", "IPアドレス", "MACアドレス", "ゾーン", "説明", "出どころ")
@@ -248,19 +253,21 @@ def patches(s: Snapshot) -> Item:
     """2⑪ the box's own software and detection rules, with their age."""
     wording = "セキュリティパッチ（最新ファームウェアや更新プログラム）を適用している。"
     cols = ("ソフトウェア", "版", "更新日", "経過日数")
-    rows = [(r.name, r.version, _date(r.updated), str(_days(s.now, r.updated) if r.updated else "不明"))
-            for r in s.software]  # fmt: skip
+    rows = [(r.name, r.version, _date(r.updated) if r.updated else "不明",
+             f"{_days(s.now, r.updated)}日" if r.updated else "不明") for r in s.software]  # fmt: skip
     rules = [r for r in s.software if r.name.startswith("検知ルール")]
     other = "院内の各機器の更新は別途確認してください。"
-    if not rules or rules[0].updated is None:
+    if not rules:
         return Item("2-11", "2⑪", wording, CHECK, f"検知ルールの更新日: {UNAVAILABLE}。{other}", cols, rows)
+    if rules[0].updated is None:
+        text = f"外部の検知ルール（ET Open）が入っていません。販売店に導入を依頼してください。{other}"
+        return Item("2-11", "2⑪", wording, CHECK, text, cols, rows)
     age = _days(s.now, rules[0].updated) or 0
     if age > RULES_MAX_AGE_DAYS:
         text = f"検知ルールが {age} 日更新されていません（目安 {RULES_MAX_AGE_DAYS} 日以内）。{other}"
         return Item("2-11", "2⑪", wording, NO, text, cols, rows)
-    return Item(
-        "2-11", "2⑪", wording, YES, f"本機の検知ルールは {age} 日前に更新されています。{other}", cols, rows
-    )
+    text = f"本機の検知ルールは{ago(age, True)}更新されています。{other}"
+    return Item("2-11", "2⑪", wording, YES, text, cols, rows)
 
 
 def source_restriction(s: Snapshot) -> Item:
@@ -289,23 +296,23 @@ def backups(s: Snapshot) -> Item:
     if b is None:
         return Item("3-2", "3②", wording, CHECK, f"本機のバックアップ: {UNAVAILABLE}", cols)
     rows = [("最後に成功したバックアップ", _date(b.last_ok_backup), "成功" if b.last_ok_backup else "なし"),
-            ("最新のバックアップ", "", {True: "成功", False: f"失敗: {b.last_backup_error}", None: "なし"}[b.last_backup_ok]),
+            ("最新のバックアップ", _date(b.last_backup_ts), {True: "成功", False: f"失敗: {b.last_backup_error}", None: "なし"}[b.last_backup_ok]),
             ("最後に成功した復元テスト", _date(b.last_ok_test), "成功" if b.last_ok_test else "なし"),
-            ("最新の復元テスト", "", {True: "成功", False: f"失敗: {b.last_test_error}", None: "なし"}[b.last_test_ok])]  # fmt: skip
+            ("最新の復元テスト", _date(b.last_test_ts), {True: "成功", False: f"失敗: {b.last_test_error}", None: "なし"}[b.last_test_ok])]  # fmt: skip
     other = "電子カルテなど各システムのバックアップは別途確認してください。"
     age = _days(s.now, b.last_ok_backup)
     if age is None or age > BACKUP_MAX_AGE_DAYS:
         text = (
             "本機のバックアップがありません。"
             if age is None
-            else f"本機の最後のバックアップは {age} 日前です。"
+            else f"本機の最後のバックアップは{ago(age)}です（目安 {BACKUP_MAX_AGE_DAYS} 日以内）。"
         )
         return Item("3-2", "3②", wording, NO, text + other, cols, rows)
     test_age = _days(s.now, b.last_ok_test)
     if test_age is None or test_age > RESTORE_TEST_MAX_AGE_DAYS:
-        text = f"本機のバックアップは {age} 日前にありますが、1年以内に成功した復元テストがありません。"
+        text = f"本機のバックアップは{ago(age, True)}成功していますが、1年以内に成功した復元テストがありません。"
         return Item("3-2", "3②", wording, CHECK, text + other, cols, rows)
-    text = f"本機のバックアップ: {age} 日前に成功。復元テスト: {test_age} 日前に成功。"
+    text = f"本機のバックアップは{ago(age, True)}、復元テストは{ago(test_age, True)}成功しています。"
     return Item("3-2", "3②", wording, YES, text + other, cols, rows)
 
 

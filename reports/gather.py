@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -133,21 +134,29 @@ def zone_policy(cfg: MamoriConfig) -> list[tuple[str, str, str]] | None:
     return rows
 
 
+def _suricata_version() -> str | None:
+    if not shutil.which("suricata"):
+        return None
+    try:
+        out = subprocess.run(["suricata", "-V"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("reports: suricata -V failed: %s", exc)
+        return None
+    match = re.search(r"version\s+(\S+)", out)
+    return match.group(1) if match else None
+
+
 def software(ctx: Context) -> list[SoftwareRow]:
+    """The box's own software, and the third-party detection rules with the time they were installed."""
     rows = [SoftwareRow("Mamori", __version__, None)]
-    if shutil.which("suricata"):
-        try:
-            out = subprocess.run(["suricata", "-V"], capture_output=True, text=True, timeout=10).stdout
-            rows.append(
-                SoftwareRow("Suricata（侵入検知）", out.strip().split()[-1] if out.strip() else "不明", None)
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("reports: suricata -V failed: %s", exc)
-    render = optional_module("ids.render")
-    if render is not None:
-        rules = render.SuricataPaths.under(ctx.paths.run_dir).rules
-        mtime = rules.stat().st_mtime if rules.exists() else None
-        rows.append(SoftwareRow("検知ルール", "本機で生成" if mtime else "未生成", mtime))
+    version = _suricata_version()
+    if version:
+        rows.append(SoftwareRow("Suricata（侵入検知）", version, None))
+    sources = optional_module("ids.sources")
+    if sources is not None:
+        current = sources.current_source(ctx.paths)
+        updated = current.stat().st_mtime if current is not None else None
+        rows.append(SoftwareRow("検知ルール（ET Open）", "導入済み" if current else "未導入", updated))
     return rows
 
 
@@ -161,9 +170,11 @@ def backup_state(ctx: Context, cfg: MamoriConfig | None) -> BackupState | None:
     return BackupState(
         last_ok_backup=st.last_ok_backup.ts if st.last_ok_backup else None,
         last_backup_ok=st.last_backup.ok if st.last_backup else None,
+        last_backup_ts=st.last_backup.ts if st.last_backup else None,
         last_backup_error=st.last_backup.error if st.last_backup else "",
         last_ok_test=st.last_ok_test.ts if st.last_ok_test else None,
         last_test_ok=st.last_test.ok if st.last_test else None,
+        last_test_ts=st.last_test.ts if st.last_test else None,
         last_test_error=st.last_test.error if st.last_test else "",
         enabled=bool(cfg and cfg.backup.enabled),
     )

@@ -66,6 +66,7 @@ class MonthData:
     vendor_windows: list[dict] | None
     new_vpn_devices: list[dict] | None
     new_hosts: list[str]
+    first_setup: bool  # no config before the month began: every host is "new"
     config_changes: list[dict]
     other_actions: dict[str, int]
 
@@ -156,6 +157,11 @@ def new_hosts(ctx: Context, m: Month) -> list[str]:
         return sorted(_hosts_at(conn, m.end) - _hosts_at(conn, m.start))
 
 
+def first_setup(ctx: Context, m: Month) -> bool:
+    with ctx.db.connection() as conn:
+        return conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (m.start,)).fetchone() is None
+
+
 def audit_month(ctx: Context, m: Month) -> tuple[list[dict], dict[str, int]]:
     with ctx.db.connection() as conn:
         rows = [dict(r) for r in conn.execute(
@@ -179,6 +185,7 @@ def gather_month(ctx: Context, m: Month) -> MonthData:
         month=m, incidents=incidents(ctx, m), alerts_per_day=(per_day := alerts_per_day(ctx, m)),
         alerts_total=sum(per_day) if per_day is not None else None, blocks=blocks(ctx, m),
         vpn_sessions=vpn_sessions(ctx, m), vpn_volumes=vpn_volumes(ctx, m), vendor_windows=vendor_windows(ctx, m),
-        new_vpn_devices=new_vpn_devices(ctx, m), new_hosts=new_hosts(ctx, m), config_changes=changes,
+        new_vpn_devices=new_vpn_devices(ctx, m), new_hosts=new_hosts(ctx, m), first_setup=first_setup(ctx, m),
+        config_changes=changes,
         other_actions=other,
     )  # fmt: skip

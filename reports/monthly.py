@@ -28,8 +28,15 @@ log = logging.getLogger(__name__)
 
 SOURCE_LABELS = {"cli": "コマンド", "web": "管理画面", "boot": "起動時", "timer": "自動", "vpn": "VPN",
                  "ids": "侵入検知（自動）", "daemon": "自動", "api": "管理画面"}  # fmt: skip
-ACTION_LABELS = {"config.apply": "設定の反映", "config.confirm": "設定の確定", "config.auto_revert": "確定がなく自動で元に戻した",
-                 "config.apply_failed": "設定の反映に失敗（変更なし）"}  # fmt: skip
+ACTION_LABELS = {
+    "config.apply": "設定の反映", "config.confirm": "設定の確定", "config.auto_revert": "確定がなく自動で元に戻した",
+    "config.apply_failed": "設定の反映に失敗（変更なし）", "backup.create": "バックアップの作成",
+    "backup.create_failed": "バックアップの失敗", "backup.test": "復元テスト", "backup.restore": "バックアップからの復元",
+    "backup.prune": "古いバックアップの削除", "ids.incident.state": "インシデントの状態・対応の記録",
+    "reports.checklist.answer": "チェックリストへの回答", "vpn.signin": "VPNへのサインイン",
+    "vpn.signin.refused": "VPNへのサインインの拒否", "vpn.session.end": "VPN接続の終了",
+    "vpn.window.closed": "保守時間の終了", "web.login": "管理画面へのログイン", "web.login_failed": "管理画面へのログイン失敗",
+}  # fmt: skip
 END_REASONS = {"logout": "ログアウト", "expired": "時間切れ", "window_end": "保守時間の終了", "disabled": "利用停止",
                "lockout": "ロック", "": "接続中"}  # fmt: skip
 ROLE_LABELS = {"doctor": "医師", "staff": "職員", "vendor": "保守業者", "admin": "管理者", "viewer": "閲覧"}

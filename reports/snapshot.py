@@ -69,9 +69,11 @@ class BackupState:
     last_ok_backup: float | None
     last_backup_ok: bool | None  # the newest run, success or not
     last_backup_error: str
+    last_backup_ts: float | None
     last_ok_test: float | None
     last_test_ok: bool | None
     last_test_error: str
+    last_test_ts: float | None
     enabled: bool  # scheduled backups on in the config
 
 
