@@ -111,3 +111,91 @@ def audit_actions(box: Box, actor: str | None = None) -> list[str]:
     from appliance.audit import AuditLog
 
     return [e.action for e in AuditLog(box.ctx.db).search(actor=actor, limit=1000)]
+
+
+# -- integration: the real server in a network namespace of its own --------------------------------------
+
+
+@dataclass
+class Served:
+    ns: str
+    state: Path
+    config: Path
+    https_port: int
+    http_port: int
+    proc: object
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
+
+
+def _ip(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+def _wait_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def serve_in_namespace(tmp: Path, tag: str, https_port: int = 8443, http_port: int = 8080):
+    """Context manager: a namespace `wb<pid><tag>` with lo, wan0 and lan0 (veth pairs inside it), the real
+    `python -m webui.serve` running there, and THIS thread switched into it (pyroute2 pushns) so that the
+    test's own sockets and the browser it starts reach the server on the namespace's loopback. The root
+    namespace is never touched; everything is removed and the thread switched back at the end."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pyroute2.netns import popns, pushns
+
+    @contextlib.contextmanager
+    def manager():
+        ns = f"wb{os.getpid()}{tag}"
+        _ip("netns", "add", ns)
+        proc = None
+        pushed = False
+        try:
+            _ip("-n", ns, "link", "set", "lo", "up")
+            for a, b in (("wan0", "wan0peer"), ("lan0", "lan0peer")):
+                _ip("-n", ns, "link", "add", a, "type", "veth", "peer", "name", b)
+                _ip("-n", ns, "link", "set", a, "up")
+                _ip("-n", ns, "link", "set", b, "up")
+            state, config = tmp / "state", tmp / "config.yaml"
+            pushns(ns)
+            pushed = True
+            log = open(tmp / "serve.log", "wb")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "webui.serve", "--config", str(config), "--state-dir", str(state),
+                 "--bind", f"127.0.0.1:{https_port}", "--http-bind", f"127.0.0.1:{http_port}", "--threads", "4"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+                start_new_session=True,
+            )  # fmt: skip
+            _wait_port(https_port)
+            yield Served(ns, state, config, https_port, http_port, proc)
+        finally:
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)  # gunicorn master and its worker: our own process group
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+            if pushed:
+                popns()
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=30)
+
+    return manager()
