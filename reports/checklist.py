@@ -310,7 +310,9 @@ def backups(s: Snapshot) -> Item:
         return Item("3-2", "3②", wording, NO, text + other, cols, rows)
     test_age = _days(s.now, b.last_ok_test)
     if test_age is None or test_age > RESTORE_TEST_MAX_AGE_DAYS:
-        text = f"本機のバックアップは{ago(age, True)}成功していますが、1年以内に成功した復元テストがありません。"
+        text = (
+            f"本機のバックアップは{ago(age, True)}成功していますが、1年以内に成功した復元テストがありません。"
+        )
         return Item("3-2", "3②", wording, CHECK, text + other, cols, rows)
     text = f"本機のバックアップは{ago(age, True)}、復元テストは{ago(test_age, True)}成功しています。"
     return Item("3-2", "3②", wording, YES, text + other, cols, rows)

@@ -159,7 +159,10 @@ def new_hosts(ctx: Context, m: Month) -> list[str]:
 
 def first_setup(ctx: Context, m: Month) -> bool:
     with ctx.db.connection() as conn:
-        return conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (m.start,)).fetchone() is None
+        return (
+            conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (m.start,)).fetchone()
+            is None
+        )
 
 
 def audit_month(ctx: Context, m: Month) -> tuple[list[dict], dict[str, int]]:

@@ -56,7 +56,9 @@ def seed(config: Path, state_dir: Path) -> None:
     reader.poll()
     reader.close()
     first = list_incidents(ctx.db, limit=100)[-1]
-    set_state(ctx.db, first.id, "解決済み", "院長", note="ルーターの設定を確認し、外部からのRDPは届かないことを確認")
+    set_state(
+        ctx.db, first.id, "解決済み", "院長", note="ルーターの設定を確認し、外部からのRDPは届かないことを確認"
+    )
     sets = FirewallSets(ctx, cfg)
     sets.block("198.51.100.66", 86400, "RDPへの攻撃（侵入検知）", "ids")
     sets.block("198.51.100.77", None, "不審なアクセスのため手動で遮断", "cli")
@@ -100,14 +102,25 @@ def _db_numbers(db: Path, start: float, end: float) -> dict:
     with sqlite3.connect(db) as conn:
         one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
         return {
-            "incidents": one("SELECT COUNT(*) FROM ids_incidents WHERE last_seen >= ? AND first_seen < ?", start, end),
+            "incidents": one(
+                "SELECT COUNT(*) FROM ids_incidents WHERE last_seen >= ? AND first_seen < ?", start, end
+            ),
             "alerts": one("SELECT COUNT(*) FROM ids_alerts WHERE ts >= ? AND ts < ?", start, end),
-            "blocks": one("SELECT COUNT(*) FROM fw_history WHERE action = 'block' AND ts >= ? AND ts < ?", start, end),
-            "sessions": one("SELECT COUNT(*) FROM vpn_sessions WHERE started < ? AND COALESCE(ended, expires) >= ?",
-                            end, start),  # fmt: skip
+            "blocks": one(
+                "SELECT COUNT(*) FROM fw_history WHERE action = 'block' AND ts >= ? AND ts < ?", start, end
+            ),
+            "sessions": one(
+                "SELECT COUNT(*) FROM vpn_sessions WHERE started < ? AND COALESCE(ended, expires) >= ?",
+                end,
+                start,
+            ),
             "windows": one("SELECT COUNT(*) FROM vpn_windows WHERE starts < ? AND ends >= ?", end, start),
-            "changes": one("SELECT COUNT(*) FROM audit WHERE action LIKE 'config.%' AND ts >= ? AND ts < ?", start, end),
-            "per_user": dict(conn.execute("SELECT user, COUNT(*) FROM vpn_sessions GROUP BY user").fetchall()),
+            "changes": one(
+                "SELECT COUNT(*) FROM audit WHERE action LIKE 'config.%' AND ts >= ? AND ts < ?", start, end
+            ),
+            "per_user": dict(
+                conn.execute("SELECT user, COUNT(*) FROM vpn_sessions GROUP BY user").fetchall()
+            ),
         }
 
 
@@ -143,7 +156,9 @@ def test_monthly_report_pdf_carries_the_database_numbers(box, tmp_path: Path) ->
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000 for p in pngs)
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
                           check=True, timeout=60).stdout  # fmt: skip
-    plain = subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True, check=True, timeout=60).stdout
+    plain = subprocess.run(
+        ["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     flat = re.sub(r"\s+", "", plain)  # table cells wrap long text over lines
     for phrase in ("さくら内科クリニック", "セキュリティ月次報告", "インシデント", "確認者", "監査ログの改ざん検査",
                    "電子カルテのバージョンアップ", "ルーターの設定を確認", NEW_HOST, "受付PCを増設", "BCPの案を作成中"):  # fmt: skip
@@ -152,7 +167,9 @@ def test_monthly_report_pdf_carries_the_database_numbers(box, tmp_path: Path) ->
 
     start, end = _month_bounds(month)
     db = _db_numbers(box.state_dir / "mamori.db", start, end)
-    assert db["incidents"] >= 1 and db["alerts"] >= db["incidents"] and db["blocks"] == 2 and db["sessions"] == 2
+    assert (
+        db["incidents"] >= 1 and db["alerts"] >= db["incidents"] and db["blocks"] == 2 and db["sessions"] == 2
+    )
     assert _summary_values(text) == [db["incidents"], db["alerts"], db["blocks"], db["sessions"], db["windows"],
                                      db["changes"]]  # fmt: skip
     for user, count in db["per_user"].items():

@@ -1,0 +1,67 @@
+"""`mamori report ...` through the real CLI entry point (no root: the config is recorded as a revision)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+from appliance.paths import Paths
+from appliance.revisions import RevisionStore
+from appliance.storage import Database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    paths = Paths(tmp_path / "config.yaml", tmp_path / "state")
+    paths.ensure()
+    db = Database(paths.db)
+    db.migrate()
+    text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
+    with db.transaction() as conn:
+        RevisionStore(db).add(conn, text, "院長", "cli", "", "", "applied")
+    return paths.state_dir
+
+
+def run(state: Path, *argv: str) -> int:
+    return main(["--state-dir", str(state), "--author", "院長", *argv])
+
+
+def test_checklist_formats(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(state, "report", "checklist") == 0
+    text = capsys.readouterr().out
+    assert (
+        "2①  [はい]  サーバ、端末PC、ネットワーク機器の台帳管理を行っている。" in text and "X線装置" in text
+    )
+    assert run(state, "report", "checklist", "--format", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["revision"] == 1 and doc["audit_ok"] is True
+    assert {i["key"]: i["state"] for i in doc["items"]}["3-2"] == "いいえ"  # no backup of this box yet
+    assert run(state, "report", "checklist", "--format", "html") == 0
+    html = capsys.readouterr().out
+    assert (
+        html.startswith("<!DOCTYPE html>") and "<script" not in html and "接続元制限を実施している。" in html
+    )
+
+
+def test_answer_then_checklist_shows_it(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(state, "report", "answer", "3-3", "いいえ") == 1  # refused: no target date
+    assert "目標日" in capsys.readouterr().err
+    assert run(state, "report", "answer", "3-3", "no", "--target-date", "2027-03-31") == 0
+    assert run(state, "report", "checklist", "--format", "json") == 0
+    out = capsys.readouterr().out
+    item = next(i for i in json.loads(out[out.index("{") :])["items"] if i["key"] == "3-3")
+    assert (item["answer"], item["target_date"]) == ("いいえ", "2027-03-31")
+
+
+def test_monthly_html_only(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        run(state, "report", "monthly", "--month", "2026-10", "--out", str(tmp_path / "o"), "--no-pdf") == 0
+    )
+    assert capsys.readouterr().out.strip() == str(tmp_path / "o" / "2026-10.html")
+    assert "2026年10月" in (tmp_path / "o" / "2026-10.html").read_text(encoding="utf-8")
+    assert run(state, "report", "monthly", "--month", "2026/10") == 1
