@@ -47,7 +47,7 @@ def command(path: Path, name: str, arguments: dict[str, Any] | None = None, time
             msg: dict[str, Any] = {"command": name}
             if arguments:
                 msg["arguments"] = arguments
-            sock.sendall(json.dumps(msg).encode())
+            sock.sendall(json.dumps(msg).encode() + b"\n")  # Suricata reads a command up to the newline
             reply = _recv_json(sock)
     except OSError as exc:
         raise SuricataSocketError(

@@ -1,0 +1,106 @@
+"""The IDS end to end in the lab, with the real `mamori daemon`, real Suricata and real packets:
+the internet-side attacker scans the clinic and tries RDP → alerts ingested → one incident per rule,
+explained in Japanese → the attacker blocked in the nft set → its next connection fails.
+Also: Suricata killed by PID is restarted by the supervisor, and `mamori ids` commands show it all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
+from ids.incidents import list_incidents
+from ids.supervisor import read_status, wait_running
+from lab.box import EXAMPLE_CONFIG, make_box
+from lab.topology import BOX_WAN, Lab
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+    pytest.mark.skipif(shutil.which("suricata") is None, reason="suricata is not installed"),
+]
+ATTACKER = "198.51.100.66"
+
+
+def config_text() -> str:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    data["firewall"]["port_forwards"] = [{"port": "tcp/8443", "to_host": "電子カルテ", "comment": "検査結果"}]
+    data["ids"]["interfaces"] = ["wan0"]
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    lab = Lab(f"ids{os.getpid()}")
+    lab.up()
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, tmp_path: Path) -> None:
+    box = make_box(lab, tmp_path / "state", config_text())
+    box.start_daemon(wait=180)
+    ctx = Context(Paths(config=box.config, state_dir=box.state_dir), Database(box.state_dir / "mamori.db"))
+    status = wait_running(ctx, timeout=120)
+    suri_log = box.state_dir / "run" / "suricata" / "log" / "suricata.log"
+    assert status.state == "running", (status, suri_log.read_text()[-3000:] if suri_log.exists() else "no log")
+    time.sleep(1.0)  # af-packet socket bound after the unix socket answers
+
+    lab.listen_tcp("emr", 8443)
+    assert wait_for(lambda: lab.tcp_connect("attacker", BOX_WAN, 8443), timeout=15), "forward must work before"
+
+    t0 = time.monotonic()
+    lab.run("attacker", ["nmap", "-n", "-Pn", "-sS", "-p", "1-200,3389", "--max-retries", "0", "-T4", BOX_WAN],
+            check=False, timeout=60)  # fmt: skip
+    incidents = wait_for(lambda: [i for i in list_incidents(ctx.db) if i.src_ip == ATTACKER], timeout=30)
+    sids = sorted(i.sid for i in incidents)
+    assert 1990001 in sids and 1990004 in sids, sids
+    assert len(sids) == len(set(sids)), "repeats of one rule must be one incident"
+    rdp = next(i for i in incidents if i.sid == 1990001)
+    assert rdp.explanation.title == "インターネットからリモートデスクトップ（RDP）への接続の試み"
+    assert rdp.explanation.importance == "高" and rdp.state == "未対応"
+
+    def blocked() -> bool:
+        out = lab.run("box", ["nft", "-j", "list", "set", "inet", "mamori", "blocked4"], check=False).stdout
+        return ATTACKER in out
+
+    assert wait_for(blocked, timeout=10), "attacker not in the blocked set"
+    print(f"\nscan start → attacker in nft set: {time.monotonic() - t0:.2f} s")
+    assert not lab.tcp_connect("attacker", BOX_WAN, 8443), "the blocked attacker still connects"
+    assert lab.tcp_connect("doctor", BOX_WAN, 8443), "other internet hosts must be unaffected"
+    with ctx.db.connection() as conn:
+        row = conn.execute("SELECT incident_id FROM ids_blocks WHERE ip = ?", (ATTACKER,)).fetchone()
+    assert row is not None and row[0] in {i.id for i in incidents}
+
+    out = box.mamori("ids", "incidents").stdout
+    assert "リモートデスクトップ" in out and ATTACKER in out
+    assert "ET " not in out.split("技術情報")[0] if "技術情報" in out else True
+
+    pid = read_status(ctx).pid
+    os.kill(pid, signal.SIGKILL)  # a crash: the supervisor restarts Suricata
+    restarted = wait_for(lambda: (s := read_status(ctx)).state == "running" and s.pid != pid and s, timeout=90)
+    assert restarted and restarted.restarts >= 1 and restarted.last_exit is not None
+    status_out = box.mamori("ids", "status").stdout
+    assert "動作中" in status_out and json.dumps(restarted.pid) in status_out
