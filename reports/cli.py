@@ -7,7 +7,9 @@ import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 
+from appliance.fileio import atomic_write
 from appliance.subsystem import Context
 from reports import answers
 from reports.checklist import Item, build_checklist, summary
@@ -77,6 +79,18 @@ def cmd_answer(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_ledger(args: argparse.Namespace, ctx: Context) -> int:
+    from reports.api import ledger_csv
+
+    text = ledger_csv(ctx)
+    if args.out:
+        atomic_write(Path(args.out), text, mode=0o640)
+        print(args.out)
+    else:
+        print(text.lstrip("\ufeff"), end="")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="チェックリストと月次報告 / checklist and monthly report")
     sub = report.add_subparsers(dest="report_cmd", required=True)
@@ -88,6 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="出力先（既定は state_dir/reports） / output directory")
     p.add_argument("--no-pdf", action="store_true", help="HTML だけ作る / HTML only")
     p.set_defaults(func=cmd_monthly)
+    p = sub.add_parser("ledger", help="機器台帳を CSV で出力 / device ledger as CSV")
+    p.add_argument("--out", help="保存するファイル（Excel 用に BOM 付き） / file to write")
+    p.set_defaults(func=cmd_ledger)
     p = sub.add_parser("answer", help="機器で判定できない項目への回答 / the clinic's answer to an item")
     p.add_argument("item", help="項目（例: 1-1, 2-3, 3-1） / item key")
     p.add_argument("answer", help="はい / いいえ / yes / no / none")

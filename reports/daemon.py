@@ -42,10 +42,18 @@ class MonthlyReportWorker:
         """The month whose report should be made now, or None."""
         now = self.clock()
         month = previous_month(now, self.tz)
-        if has_report(self.ctx, month.label):
+        if has_report(self.ctx, month.label) or not self._existed_during(month.end):
             return None
         failed = self._failed_at.get(month.label)
         return None if failed is not None and now - failed < RETRY_AFTER_FAILURE_S else month.label
+
+    def _existed_during(self, month_end: float) -> bool:
+        """No report for a month before the box was set up (its first config revision)."""
+        with self.ctx.db.connection() as conn:
+            return (
+                conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (month_end,)).fetchone()
+                is not None
+            )
 
     def run_once(self) -> GeneratedReport | None:
         label = self.due()

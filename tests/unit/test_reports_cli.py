@@ -65,3 +65,16 @@ def test_monthly_html_only(state: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().out.strip() == str(tmp_path / "o" / "2026-10.html")
     assert "2026年10月" in (tmp_path / "o" / "2026-10.html").read_text(encoding="utf-8")
     assert run(state, "report", "monthly", "--month", "2026/10") == 1
+
+
+def test_ledger_csv_opens_in_excel(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(state, "report", "ledger") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "名前,IPアドレス,MACアドレス,ゾーン,説明,出どころ"
+    assert "X線装置,192.168.30.40,,devices,一般撮影装置（更新できない古い機器）,設定" in lines
+    target = tmp_path / "ledger.csv"
+    assert run(state, "report", "ledger", "--out", str(target)) == 0
+    raw = target.read_bytes()
+    assert (
+        raw.startswith("\ufeff".encode()) and raw.count(b"\r\n") == 5
+    )  # header + the 4 hosts of clinic.yaml

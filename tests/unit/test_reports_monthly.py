@@ -129,9 +129,10 @@ def test_report_numbers_equal_the_database(ctx: Context) -> None:
 
 def test_worker_makes_last_month_once(ctx: Context) -> None:
     text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
-    _apply_revision(ctx, text, "初期設定")
     clock = [ts("2026-12-01T00:05")]
     worker = MonthlyReportWorker(ctx, parse_config(text).model, clock=lambda: clock[0])
+    assert worker.due() is None  # no report for a month before the box was set up
+    _apply_revision(ctx, text, "初期設定")
     assert worker.due() == "2026-11"
     report = worker.run_once()
     assert report is not None and report.pdf is not None and report.pdf.read_bytes()[:5] == b"%PDF-"
