@@ -182,8 +182,9 @@ class Lab:
         res = self.run(key, ["ping", "-n", "-c", str(count), "-W", str(wait), "-i", "0.2", address], check=False)
         return res.returncode == 0
 
-    def tcp_connect(self, key: str, address: str, port: int, timeout: float = 1.5) -> bool:
-        res = self.run(key, ["nc", "-z", "-w", str(timeout), address, str(port)], check=False, timeout=timeout + 5)
+    def tcp_connect(self, key: str, address: str, port: int, timeout: int = 2) -> bool:
+        """True if a TCP handshake completes (OpenBSD nc; its -w takes whole seconds only)."""
+        res = self.run(key, ["nc", "-z", "-w", str(int(timeout)), address, str(port)], check=False, timeout=timeout + 5)
         return res.returncode == 0
 
     def listen_tcp(self, key: str, port: int) -> subprocess.Popen:
