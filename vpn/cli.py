@@ -26,7 +26,7 @@ from vpn.credentials import Credentials
 from vpn.keys import ensure_server_key
 from vpn.model import VpnUser
 from vpn.monitor import peer_log
-from vpn.provision import Provisioned, provision
+from vpn.provision import Provisioned, provision, revoke_device
 from vpn.render import client_conf
 from vpn.report import render_text, window_report
 from vpn.sessions import SessionManager
@@ -156,6 +156,16 @@ def cmd_show_config(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_revoke(args: argparse.Namespace, ctx: Context) -> int:
+    cfg = live_config(ctx)
+    iface = WgInterface(cfg.vpn.interface, run_dir=ctx.paths.run_dir)
+    dev = revoke_device(ctx, cfg, args.user, args.device, iface=iface)
+    _audit(ctx, args, "vpn.device.revoke", {"user": args.user, "device": args.device, "ip": dev.ip4})
+    _say(args, f"端末 {args.user}/{args.device} を無効にしました（もう接続できません）",
+         f"device {args.user}/{args.device} revoked (it can no longer connect)")  # fmt: skip
+    return 0
+
+
 def cmd_disable(args: argparse.Namespace, ctx: Context) -> int:
     cfg = live_config(ctx)
     _user(cfg, args.user)
@@ -273,6 +283,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out")
     p.set_defaults(func=cmd_show_config)
+    p = vpn.add_parser("revoke", help="端末を無効にする（紛失・廃棄） / revoke a device")
+    p.add_argument("user")
+    p.add_argument("device")
+    p.set_defaults(func=cmd_revoke)
     p = vpn.add_parser("disable", help="利用者を停止して切断 / disable a user and cut him")
     p.add_argument("user")
     p.add_argument("--enable", action="store_true", help="停止とロックを解除 / enable and unlock again")

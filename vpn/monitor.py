@@ -52,9 +52,15 @@ def _host(endpoint: str | None) -> str:
 
 
 def changes(
-    tracks: dict[str, _Track], state: DumpState, devices: dict[str, Device], now: float
-) -> list[LogEntry]:
-    """Compare the live state with what was seen before (`tracks`, updated in place)."""
+    tracks: dict[str, _Track], state: DumpState, devices: dict[str, Device], now: float,
+    multi: dict[str, str] | None = None,
+) -> list[LogEntry]:  # fmt: skip
+    """Compare the live state with what was seen before (`tracks` and `multi`, updated in place).
+
+    `multi` remembers, per user, the places he is connected from when there is more than one, so that
+    "two_endpoints" is logged when it starts or changes, not on every poll.
+    """
+    multi = {} if multi is None else multi
     out: list[LogEntry] = []
     live_from: dict[str, set[str]] = {}
     for key, peer in state.peers.items():
@@ -67,9 +73,14 @@ def changes(
         if fresh and peer.endpoint:
             live_from.setdefault(dev.user, set()).add(_host(peer.endpoint))
     for user, hosts in sorted(live_from.items()):
-        if len(hosts) > 1:
+        where = ",".join(sorted(hosts))
+        if len(hosts) > 1 and multi.get(user) != where:
             dev = next(d for d in devices.values() if d.user == user)
-            out.append(LogEntry(now, user, dev.id, "two_endpoints", detail=",".join(sorted(hosts))))
+            out.append(LogEntry(now, user, dev.id, "two_endpoints", detail=where))
+        if len(hosts) > 1:
+            multi[user] = where
+    for user in [u for u in multi if len(live_from.get(u, ())) < 2]:
+        del multi[user]
     for key in [k for k in tracks if k not in state.peers]:
         del tracks[key]
     return out
@@ -116,12 +127,13 @@ class MonitorWorker:
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.ctx, self.iface, self.interval, self.clock = ctx, iface, interval, clock
         self.tracks: dict[str, _Track] = {}
+        self.multi: dict[str, str] = {}
 
     def poll(self) -> list[LogEntry]:
         if not self.iface.exists():
             return []
         devices = {d.public_key: d for d in DeviceStore(self.ctx.db).active()}
-        entries = changes(self.tracks, self.iface.dump(), devices, self.clock())
+        entries = changes(self.tracks, self.iface.dump(), devices, self.clock(), self.multi)
         record(self.ctx, entries)
         return entries
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from appliance.errors import MamoriError
 from vpn.policy import REASONS
 from vpn.sessions import SessionManager
 
@@ -71,9 +72,15 @@ def index() -> tuple[str, int]:
 def login() -> tuple[str, int] | Response:
     if not _csrf_ok():
         return _page("画面を開き直してからもう一度お試しください。", status=400)
-    decision = _manager().sign_in(
-        request.remote_addr or "", request.form.get("password", "")[:256], request.form.get("code", "")[:16]
-    )
+    try:
+        decision = _manager().sign_in(
+            request.remote_addr or "",
+            request.form.get("password", "")[:256],
+            request.form.get("code", "")[:16],
+        )
+    except MamoriError as exc:  # e.g. the firewall refused the admission: say so, admit nothing
+        log.error("vpn sign-in could not be completed: %s", exc.text("en"))
+        return _page("いまサインインを完了できませんでした。医院の担当者にお知らせください。", status=503)
     if decision.allowed:
         return redirect(url_for("vpn_portal.index"))
     status = 403 if decision.reason in ("no_window", "outside_hours", "disabled", "unknown_device") else 401

@@ -1,7 +1,7 @@
 """Provisioning a device: the box makes the key pair and shows the config once, or the user brings his key.
 
 The box-generated private key exists only in the returned `Provisioned` (shown once as a QR code and a
-.conf download); it is not stored. Re-issuing a device name revokes the old key and takes it off the
+.conf download); it is not stored. Re-issuing a device name revokes the old key, ends its session and takes it off the
 live interface in the same step, so a lost phone stops working as soon as the new one is issued.
 """
 
@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import segno
 
 from appliance.config.model import MamoriConfig
+from appliance.errors import NotFoundError
 from appliance.subsystem import Context
 from vpn.keys import ensure_server_key, generate_keypair
 from vpn.render import RenderError, client_conf, render_server
+from vpn.sessions import SessionManager
 from vpn.store import Device, DeviceStore
 from vpn.wg import PeerDiff, WgInterface
 
@@ -57,12 +59,31 @@ def provision(
     private = None
     if public_key is None:
         private, public_key = generate_keypair()
-    dev = DeviceStore(ctx.db).add(
+    store = DeviceStore(ctx.db)
+    old = next((d for d in store.active(user) if d.device == device), None)
+    dev = store.add(
         user, device, public_key, cfg.vpn.address, cfg.vpn.address6, box_generated=private is not None
     )
+    if old is not None:  # re-issued: the old key is revoked; its admitted address must not stay admitted
+        SessionManager(ctx, lambda: cfg).end_ip(old.ip4, "reissued")
     _, server_public = ensure_server_key(ctx.paths.keys_dir)
     conf = client_conf(cfg, dev, server_public, private)
     if iface is not None:
         sync_peers(ctx, cfg, iface)
     log.info("vpn device %s/%s provisioned (%s key)", user, device, "box" if private else "own")
     return Provisioned(dev, conf)
+
+
+def revoke_device(
+    ctx: Context, cfg: MamoriConfig, user: str, device: str, iface: WgInterface | None = None
+) -> Device:
+    """Revoke a device for good: its key leaves the interface and its open session is cut."""
+    dev = next((d for d in DeviceStore(ctx.db).active(user) if d.device == device), None)
+    if dev is None:
+        raise NotFoundError(f"端末「{user}/{device}」はありません", f"no device {user}/{device}")
+    revoked = DeviceStore(ctx.db).revoke(dev.id)
+    SessionManager(ctx, lambda: cfg).end_ip(dev.ip4, "revoked")
+    if iface is not None:
+        sync_peers(ctx, cfg, iface)
+    log.info("vpn device %s/%s revoked", user, device)
+    return revoked

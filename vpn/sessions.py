@@ -130,6 +130,10 @@ class SessionManager:
             return []
         return self._end_where("tunnel_ip = ?", (dev.ip4,), "logout")
 
+    def end_ip(self, tunnel_ip: str, reason: str) -> list[Session]:
+        """End the sessions of one tunnel address (its device was revoked or re-issued)."""
+        return self._end_where("tunnel_ip = ?", (tunnel_ip,), reason)
+
     def end_user(self, user: str, reason: str) -> list[Session]:
         return self._end_where("user = ?", (user,), reason)
 

@@ -107,3 +107,15 @@ def test_disable_and_enable_are_audited(box, capsys):
     audit = capsys.readouterr().out
     assert "vpn.user.disable" in audit and "vpn.user.enable" in audit and "院長" in audit
     assert run("vpn", "disable", "nobody")[0] != 0
+
+
+def test_revoke_device(box, capsys):
+    run, _ = box
+    assert run("vpn", "add", "yamada", "pc", "--password-stdin", stdin="a-long-password\n")[0] == 0
+    assert run("vpn", "revoke", "yamada", "pc")[0] == 0
+    assert "無効にしました" in capsys.readouterr().out
+    assert run("vpn", "users")[0] == 0
+    assert re.search(r"yamada\s+医師\s+有効\s+devices=0", capsys.readouterr().out)
+    assert run("vpn", "revoke", "yamada", "pc")[0] != 0  # already gone
+    assert run("audit", "list", "--search", "vpn.device")[0] == 0
+    assert "vpn.device.revoke" in capsys.readouterr().out

@@ -118,11 +118,12 @@ def peer(key: str, hs: int, ep: str | None, rx: int = 0, tx: int = 0) -> PeerSta
 def test_monitor_connect_endpoint_bytes_disconnect():
     devices = {"K1": dev(1, "yamada"), "K2": dev(2, "yamada")}
     tracks: dict[str, _Track] = {}
+    multi: dict[str, str] = {}
     t0 = 1_800_000_000.0
 
     def kinds(peers, now):
         state = DumpState("S", 51820, {p.public_key: p for p in peers})
-        return [(e.kind, e.device_id) for e in changes(tracks, state, devices, now)]
+        return [(e.kind, e.device_id) for e in changes(tracks, state, devices, now, multi)]
 
     assert kinds([peer("K1", 0, None)], t0) == []
     assert kinds([peer("K1", int(t0), "198.51.100.20:5000", 100, 50)], t0 + 1) == [("connect", 1)]
@@ -132,6 +133,8 @@ def test_monitor_connect_endpoint_bytes_disconnect():
         t0 + 70,
     )
     assert ("connect", 2) in both and ("bytes", 1) in both and ("two_endpoints", 1) in both
+    again = [peer("K1", int(t0), "198.51.100.21:6000", 200, 50), peer("K2", int(t0) + 5, "203.0.113.99:1")]
+    assert kinds(again, t0 + 71) == []  # still two places: not logged again on every poll
     gone = kinds([peer("K1", int(t0), "198.51.100.21:6000", 200, 50)], t0 + HANDSHAKE_GAP_S + 1)
     assert gone == [("disconnect", 1)]
 
