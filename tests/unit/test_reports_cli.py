@@ -80,8 +80,12 @@ def test_ledger_csv_opens_in_excel(state: Path, tmp_path: Path, capsys: pytest.C
     )  # header + the 4 hosts of clinic.yaml
 
 
-def test_a_box_without_config_says_so_instead_of_guessing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_box_without_config_says_so_instead_of_guessing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(tmp_path / "empty", "report", "checklist", "--format", "json") == 0
     items = {i["key"]: i for i in json.loads(capsys.readouterr().out)["items"]}
-    assert items["2-1"]["state"] == "要確認" and "データがありません（機能未提供）" in items["2-1"]["evidence"]
+    assert (
+        items["2-1"]["state"] == "要確認" and "データがありません（機能未提供）" in items["2-1"]["evidence"]
+    )
     assert items["2-13"]["state"] == "要確認" and items["2-13"]["rows"] == []
