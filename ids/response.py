@@ -52,7 +52,7 @@ def _wan_neighbourhood(cfg: MamoriConfig) -> list:
 def protected(cfg: MamoriConfig, ip: str) -> str | None:
     """Why `ip` must never be blocked automatically, or None."""
     addr = ipaddress.ip_address(ip)
-    if not addr.is_global and not addr.is_private:
+    if addr.is_loopback or addr.is_multicast or addr.is_unspecified or addr.is_link_local or addr.is_reserved:
         return "special-purpose address"
     for net in cfg.firewall.allowlist:
         if addr in ipaddress.ip_network(net):

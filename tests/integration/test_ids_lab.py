@@ -35,7 +35,7 @@ ATTACKER = "198.51.100.66"
 def config_text() -> str:
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data["firewall"]["port_forwards"] = [{"port": "tcp/8443", "to_host": "電子カルテ", "comment": "検査結果"}]
-    data["ids"]["interfaces"] = ["wan0"]
+    assert data["ids"]["interfaces"] == ["wan0", "lan0"]
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
@@ -97,6 +97,15 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     out = box.mamori("ids", "incidents").stdout
     assert "リモートデスクトップ" in out and ATTACKER in out
     assert "ET " not in out.split("技術情報")[0] if "技術情報" in out else True
+
+    # Lateral movement: 受付PC opens SMB to many hosts (routed through the box, seen on lan0).
+    lab.run("reception", ["nmap", "-n", "-Pn", "-sS", "-p", "445", "--max-retries", "0", "-T4",
+                          "192.168.30.1-30"], check=False, timeout=60)  # fmt: skip
+    lateral = wait_for(lambda: [i for i in list_incidents(ctx.db) if i.sid == 1990006], timeout=30)
+    assert len(lateral) == 1 and lateral[0].src_ip == "192.168.10.20"
+    assert "ランサムウェア" in lateral[0].explanation.meaning
+    assert "192.168.10.20" not in lab.run("box", ["nft", "list", "set", "inet", "mamori", "blocked4"]).stdout
+    assert "受付PC（院内LAN）" in box.mamori("ids", "incidents").stdout
 
     pid = read_status(ctx).pid
     os.kill(pid, signal.SIGKILL)  # a crash: the supervisor restarts Suricata
