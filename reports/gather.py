@@ -80,8 +80,13 @@ def zone_of(cfg: MamoriConfig, ip: str) -> str:
 
 
 def hosts(cfg: MamoriConfig) -> list[HostRow]:
-    return [HostRow(h.name, str(h.ip or ""), str(h.mac or ""), zone_of(cfg, str(h.ip)) if h.ip else "", h.description)
-            for h in cfg.hosts]  # fmt: skip
+    rows = []
+    for h in cfg.hosts:
+        zone = zone_of(cfg, str(h.ip)) if h.ip else ""
+        rows.append(
+            HostRow(h.name, str(h.ip or ""), str(h.mac or ""), ZONE_LABELS.get(zone, zone), h.description)
+        )
+    return rows
 
 
 def _access(cfg: MamoriConfig, dst: str, service: str | None) -> tuple[str, bool]:

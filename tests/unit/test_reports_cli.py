@@ -71,7 +71,7 @@ def test_ledger_csv_opens_in_excel(state: Path, tmp_path: Path, capsys: pytest.C
     assert run(state, "report", "ledger") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "名前,IPアドレス,MACアドレス,ゾーン,説明,出どころ"
-    assert "X線装置,192.168.30.40,,devices,一般撮影装置（更新できない古い機器）,設定" in lines
+    assert "X線装置,192.168.30.40,,医療機器(devices),一般撮影装置（更新できない古い機器）,設定" in lines
     target = tmp_path / "ledger.csv"
     assert run(state, "report", "ledger", "--out", str(target)) == 0
     raw = target.read_bytes()
