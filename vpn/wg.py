@@ -132,11 +132,17 @@ class WgInterface:
         if self.run(["ip", "link", "add", self.name, "type", "wireguard"], check=False).returncode == 0:
             return "kernel"
         log.info("no WireGuard kernel module: starting wireguard-go for %s", self.name)
-        proc = subprocess.Popen(
-            self._argv(["wireguard-go", "-f", self.name]),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,  # survives the CLI that started it; stopped by pid in delete()
-        )  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                self._argv(["wireguard-go", "-f", self.name]),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI that started it; stopped by pid in delete()
+            )  # fmt: skip
+        except FileNotFoundError:
+            raise ApplyError(
+                "WireGuard が使えません（カーネルモジュールも wireguard-go もありません）",
+                "WireGuard is unavailable: no kernel module and no wireguard-go",
+            ) from None
         if self.pid_file:
             self.pid_file.parent.mkdir(parents=True, exist_ok=True)
             self.pid_file.write_text(str(proc.pid))

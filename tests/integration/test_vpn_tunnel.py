@@ -3,6 +3,7 @@ to the box; a revoked device can no longer handshake; peers come and go without 
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -112,6 +113,17 @@ def test_adding_and_removing_peers_never_disturbs_another(rig):
             if dev.device.startswith("churn"):
                 store.revoke(dev.id)
                 sync_peers(ctx, cfg, sub.iface)
+        # and the 250, added one by one and then removed one by one, through the same in-place
+        # reconcile (bench/bench_vpn.py times it)
+        want = {d.public_key: tuple(sub.iface.dump().peers[d.public_key].allowed_ips) for d in store.active()}
+        keys = [base64.b64encode(os.urandom(32)).decode() for _ in range(250)]
+        for i, key in enumerate(keys):
+            want[key] = (f"10.99.{1 + i // 200}.{i % 200 + 1}/32",)
+            sub.iface.set_peers(dict(want))
+        assert len(sub.iface.dump().peers) == 251
+        for key in keys:
+            del want[key]
+            sub.iface.set_peers(dict(want))
         time.sleep(0.3)
     finally:
         ping.send_signal(2)  # SIGINT: ping prints its summary
