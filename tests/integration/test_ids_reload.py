@@ -1,0 +1,140 @@
+"""Suricata supervised for real in a throw-away namespace: rule changes go live with `reload-rules`
+(same process, capture not restarted), a reload that Suricata rejects is rolled back, a YAML change
+restarts it, a crash is restarted with back-off, and disabling the IDS stops it."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.config.load import load_config
+from appliance.errors import ApplyError
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
+from ids import suricatasc
+from ids.render import SuricataPaths
+from ids.subsystem import IdsSubsystem
+from ids.supervisor import SuricataSupervisor, read_status
+
+REPO = Path(__file__).resolve().parents[2]
+CLONE_NEWNET = 0x40000000
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+    pytest.mark.skipif(shutil.which("suricata") is None, reason="suricata is not installed"),
+]
+
+
+def _enter_netns(name: str) -> None:
+    """Move the calling thread (only) into a namespace; children it starts are born there."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns failed")
+    finally:
+        os.close(fd)
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def netns():
+    name = f"ids{os.getpid()}r"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for argv in (["ip", "link", "add", "wan0", "type", "veth", "peer", "name", "lan0"],
+                     ["ip", "link", "set", "wan0", "up"], ["ip", "link", "set", "lan0", "up"]):  # fmt: skip
+            subprocess.run(["ip", "netns", "exec", name, *argv], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def cfg_with(**ids):
+    cfg = load_config(REPO / "examples" / "clinic.yaml").model
+    return cfg.model_copy(update={"ids": cfg.ids.model_copy(update=ids)})
+
+
+def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None:
+    paths = Paths(config=tmp_path / "c.yaml", state_dir=tmp_path / "state")
+    paths.ensure()
+    db = Database(paths.db)
+    db.migrate()
+    ctx = Context(paths, db)
+    live = SuricataPaths.under(paths.run_dir)
+    sub = IdsSubsystem(ctx)
+    first = sub.render(cfg_with(interfaces=["wan0"]))
+    sub.check(first)
+    sub.apply(first)
+
+    sup = SuricataSupervisor(ctx, min_backoff=0.5, max_backoff=2.0, tick=0.2)
+    stop = threading.Event()
+
+    def run() -> None:
+        _enter_netns(netns)
+        sup.run(stop)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: read_status(ctx).state == "running", 90), read_status(ctx)
+        pid = read_status(ctx).pid
+        before = suricatasc.command(live.socket, "ruleset-reload-time")
+
+        # 1. A rule change: live reload, same process.
+        second = sub.render(cfg_with(interfaces=["wan0"], disable_sids=[1990001]))
+        sub.check(second)
+        sub.apply(second)
+        assert "# alert tcp $EXTERNAL_NET any -> $HOME_NET 3389" in live.rules.read_text()
+        assert suricatasc.command(live.socket, "ruleset-reload-time") != before
+        assert read_status(ctx).pid == pid and sup.child.poll() is None
+
+        # 2. A rule set Suricata rejects on reload: the previous files come back, still the same process.
+        third = sub.render(cfg_with(interfaces=["wan0"], disable_sids=[1990002]))
+        sub._built = {third: 'alert tcp any any -> any any (msg:"bad"; nosuchkeyword; sid:1999999;)\n'}
+        with pytest.raises(ApplyError) as err:
+            sub.apply(third)
+        assert err.value.code == "ids.reload_failed" and "元のルールに戻しました" in err.value.text("ja")
+        assert "nosuchkeyword" not in live.rules.read_text() and "sid:1990001" in live.rules.read_text()
+        stats = suricatasc.command(live.socket, "ruleset-stats")
+        assert stats[0]["rules_failed"] == 0 and read_status(ctx).pid == pid
+
+        # 3. A crash: restarted with back-off.
+        os.kill(pid, signal.SIGKILL)
+        st = wait_for(lambda: (s := read_status(ctx)).state == "running" and s.pid != pid and s, 90)
+        assert st and st.restarts == 1 and st.last_exit == -signal.SIGKILL
+        pid = st.pid
+
+        # 4. A YAML change (capture on another interface): restarted by the supervisor.
+        fourth = sub.render(cfg_with(interfaces=["lan0"], disable_sids=[1990001]))
+        sub.apply(fourth)
+        st = wait_for(lambda: (s := read_status(ctx)).state == "running" and s.pid != pid and s, 90)
+        assert st, read_status(ctx)
+
+        # 5. Disabled: stopped, and says so.
+        sub.apply(sub.render(cfg_with(enabled=False)))
+        assert wait_for(lambda: read_status(ctx).state == "disabled", 30)
+        assert sup.child is None
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        sup.shutdown()
