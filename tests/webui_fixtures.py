@@ -137,16 +137,24 @@ def _ip(*args: str) -> None:
 
 
 def _wait_port(port: int, timeout: float = 30.0) -> None:
-    import socket
+    """Until /healthz answers over HTTPS: the port opens before gunicorn's worker has booted."""
+    import http.client
+    import ssl
 
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+        try:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
                 return
+        except (OSError, http.client.HTTPException):
+            pass
         time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+    raise TimeoutError(f"the web UI did not answer on 127.0.0.1:{port}")
 
 
 def serve_in_namespace(tmp: Path, tag: str, https_port: int = 8443, http_port: int = 8080):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 
@@ -57,7 +58,8 @@ def versions() -> dict[str, str]:
         out = subprocess.run(
             ["suricata", "-V"], capture_output=True, text=True, timeout=5, check=False
         ).stdout
-        result["Suricata（侵入検知）"] = out.strip().split(" ")[-1] if out.strip() else "不明"
+        found = re.search(r"version (\S+)", out)
+        result["Suricata（侵入検知）"] = found.group(1) if found else "不明"
     except (OSError, subprocess.TimeoutExpired):
         result["Suricata（侵入検知）"] = "見つかりません"
     return result

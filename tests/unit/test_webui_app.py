@@ -255,3 +255,36 @@ def test_audit_page_shows_integrity(box: Box) -> None:
     page = client.get("/audit/?q=web.login").get_data(as_text=True)
     assert "書き換えられています" in page
     assert "要対応" in client.get("/").get_data(as_text=True)
+
+
+def test_vpn_device_qr_is_shown_once_and_vendor_window_is_approved(box: Box) -> None:
+    client = box.client()
+    box.login(client, "admin")
+    token = session_token(client)
+    r = client.post("/vpn/devices", data={"csrf_token": token, "user": "yamada", "device": "iPhone"})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "<svg" in page and "PrivateKey" in page and "[Peer]" in page
+    assert r.headers["Cache-Control"] == "no-store"
+    listing = client.get("/vpn/").get_data(as_text=True)
+    assert "iPhone" in listing and "PrivateKey" not in listing  # the key is never shown again
+    r = client.post("/vpn/windows", data={"csrf_token": token, "user": "vendor-a", "hours": "2",
+                                          "reason": "電子カルテの更新", "targets": "電子カルテ"})  # fmt: skip
+    assert r.status_code == 302
+    listing = client.get("/vpn/").get_data(as_text=True)
+    assert "電子カルテの更新" in listing and "取り消す" in listing
+    assert {"vpn.device_added", "vpn.window_approved"} <= set(audit_actions(box, "admin"))
+    r = client.post("/vpn/windows", data={"csrf_token": token, "user": "vendor-a", "hours": "2", "reason": "",
+                                          "targets": "電子カルテ"})  # fmt: skip
+    assert "理由" in client.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def test_vpn_user_is_added_through_the_review_page(box: Box) -> None:
+    client = box.client()
+    box.login(client, "admin")
+    token = session_token(client)
+    r = client.post("/vpn/users", data={"csrf_token": token, "name": "suzuki", "role": "doctor",
+                                        "display_name": "鈴木 医師", "dst": "電子カルテ", "service": "HTTPS"})  # fmt: skip
+    review = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "suzuki" in review and 'class="add"' in review
+    client.post(r.headers["Location"], data={"csrf_token": token, "decision": "apply"})
+    assert "suzuki" in box.ctx.paths.config.read_text(encoding="utf-8")

@@ -10,9 +10,10 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from appliance.config.references import zone_of_ip
 from ids.explain import explain
 from webui import context as wctx
-from webui import incident_actions, sources
+from webui import core, incident_actions, sources
 from webui.context import requires
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -56,10 +57,13 @@ def detail(incident_id: int) -> Any:
 
 
 def _external(ip: str) -> bool:
+    """Outside the clinic = in none of the box's internal networks (documentation ranges count as outside)."""
+    cfg = core.live_config()
     try:
-        return ipaddress.ip_address(ip).is_global
+        ipaddress.ip_address(ip)
     except ValueError:
         return False
+    return cfg is None or zone_of_ip(cfg, ip) is None
 
 
 def _alert_fields(detail: str) -> dict[str, str]:

@@ -19,7 +19,10 @@ ACTION_LABELS = {
     "alerts.ack": "アラートの確認", "alerts.resolve": "アラートの解決", "alerts.block": "遮断",
     "alerts.unblock": "遮断の解除", "accounts.create": "アカウント作成", "accounts.delete": "アカウント削除",
     "accounts.update": "アカウント変更", "accounts.unlock": "ロック解除", "web.password_changed": "パスワード変更",
-    "vpn.window_approved": "保守作業の承認", "vpn.device_added": "VPN機器の追加", "devices.export": "機器一覧の保存",
+    "vpn.window_approved": "保守作業の承認", "vpn.window_cancelled": "保守作業の取り消し",
+    "web.setup_admin_created": "初期設定: 管理者の作成", "web.setup_admin_discarded": "初期設定: 途中の管理者を削除",
+    "web.setup_done": "初期設定の完了", "web.totp_enrolled": "2段階認証の登録",
+    "web.login_rate_limited": "ログインの一時停止（失敗が多い）", "vpn.device_added": "VPN機器の追加", "devices.export": "機器一覧の保存",
 }  # fmt: skip
 
 

@@ -1,0 +1,201 @@
+"""The web UI in a real headless Chromium, served by the real server on a namespace's loopback.
+
+Walks through the first-boot wizard (administrator, TOTP computed here, clinic name, ports, notices,
+apply through ConfigService in that namespace), signs in again with TOTP, checks that alert text carrying
+<script> and onerror= payloads is shown as text and runs nothing, acknowledges the incident, and takes a
+screenshot of every page into MAMORI_SCREENS (default /tmp/mamori-screens) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from tests.webui_fixtures import Served, serve_in_namespace
+
+pytestmark = pytest.mark.integration
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENS = Path(os.environ.get("MAMORI_SCREENS", "/tmp/mamori-screens"))
+ADMIN, PASSWORD = "incho", "Sakura-Naika-2026!"
+PAYLOAD = "<script>window.__mamori_xss=1;alert(1)</script>"
+IMG_PAYLOAD = '<img src=x onerror="window.__mamori_xss=2">'
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium / chromium-driver are not installed (make setup installs them)")
+    with serve_in_namespace(tmp_path_factory.mktemp("browser"), "b", https_port=8443, http_port=8080) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def driver(served: Served) -> Iterator[webdriver.Chrome]:
+    profile = tempfile.mkdtemp(prefix="mamori-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--ignore-certificate-errors",
+                 f"--user-data-dir={profile}", "--window-size=1100,1400", "--lang=ja"):  # fmt: skip
+        options.add_argument(flag)
+    drv = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(drv: webdriver.Chrome, name: str) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    height = drv.execute_script("return document.body.scrollHeight")
+    drv.set_window_size(1100, min(max(int(height) + 120, 800), 6000))
+    drv.save_screenshot(str(SCREENS / f"{name}.png"))
+
+
+def fill(drv: webdriver.Chrome, **fields: str) -> None:
+    for name, value in fields.items():
+        element = drv.find_element(By.NAME, name)
+        element.clear()
+        element.send_keys(value)
+
+
+def click(drv: webdriver.Chrome, element: object) -> None:
+    """Click and, when the click leaves the page, wait until the next page has replaced it."""
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    html = drv.find_element(By.TAG_NAME, "html")
+    is_button = element.tag_name == "button"  # type: ignore[attr-defined]
+    element.click()  # type: ignore[attr-defined]
+    if is_button:
+        WebDriverWait(drv, 20).until(staleness_of(html))
+        WebDriverWait(drv, 20).until(lambda x: x.execute_script("return document.readyState") == "complete")
+
+
+def submit(drv: webdriver.Chrome) -> None:
+    click(drv, drv.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+
+
+def fresh_code(secret: str) -> str:
+    """A code from a TOTP step not used yet (the server refuses a step twice)."""
+    totp = pyotp.TOTP(secret)
+    wait = totp.interval - (time.time() % totp.interval) + 0.5
+    time.sleep(min(wait, totp.interval + 1))
+    return totp.now()
+
+
+def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.Chrome) -> None:
+    d = driver
+    d.get(served.url + "/alerts/")
+    assert d.current_url.endswith("/setup/"), d.page_source[:3000]
+    shot(d, "01-setup-admin")
+    fill(d, username=ADMIN, display_name="桜井 院長", password=PASSWORD, confirm=PASSWORD)
+    submit(d)
+    assert d.current_url.endswith("/setup/totp"), d.find_element(By.TAG_NAME, "main").text
+    assert d.find_element(By.CSS_SELECTOR, "figure.qr svg")
+    shot(d, "02-setup-totp")
+    secret = d.find_element(By.CSS_SELECTOR, "code.secret").text.strip()
+    fill(d, code=pyotp.TOTP(secret).now())
+    submit(d)
+    assert d.current_url.endswith("/setup/clinic"), d.find_element(By.TAG_NAME, "main").text
+    shot(d, "03-setup-clinic")
+    fill(d, clinic_name="さくら内科クリニック")
+    submit(d)
+    Select(d.find_element(By.NAME, "zone_wan0")).select_by_value("wan")
+    fill(d, address_wan0="203.0.113.2/24", gateway_wan0="203.0.113.1")
+    Select(d.find_element(By.NAME, "zone_lan0")).select_by_value("lan")
+    fill(d, address_lan0="192.168.10.1/24")
+    shot(d, "04-setup-ports")
+    submit(d)
+    assert d.current_url.endswith("/setup/notify"), d.page_source[-2000:]
+    shot(d, "05-setup-notify")
+    submit(d)
+    assert d.current_url.endswith("/setup/summary")
+    shot(d, "06-setup-summary")
+    submit(d)
+    assert d.current_url == served.url + "/", d.page_source[-3000:]
+    assert "初期設定が終わりました" in d.page_source
+    shot(d, "07-dashboard-first")
+    # The apply went through ConfigService in the server's namespace: the address is on lan0 there.
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname="lan0")[0]
+        assert "192.168.10.1" in [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)]
+
+    _seed_hostile_incident(served.state / "mamori.db")
+    d.get(served.url + "/alerts/")
+    shot(d, "08-alerts")
+    d.get(served.url + "/alerts/7")
+    d.execute_script("document.querySelectorAll('details').forEach(function (e) { e.open = true; });")
+    texts = [e.get_attribute("textContent") for e in d.find_elements(By.CSS_SELECTOR, "code.untrusted")]
+    assert any(PAYLOAD in t for t in texts) and any(IMG_PAYLOAD in t for t in texts), texts
+    assert d.execute_script("return window.__mamori_xss === undefined")
+    with pytest.raises(NoAlertPresentException):
+        d.switch_to.alert.text  # noqa: B018
+    assert not d.find_elements(By.CSS_SELECTOR, "main img")
+    shot(d, "09-alert-detail")
+    click(d, d.find_element(By.XPATH, "//button[contains(., '確認しました')]"))
+    assert "確認済み" in d.find_element(By.CSS_SELECTOR, "dl.summary").text
+
+    # Sign out and in again with the second factor.
+    click(d, d.find_element(By.XPATH, "//button[contains(., 'ログアウト')]"))
+    assert d.current_url.endswith("/login")
+    shot(d, "10-login")
+    fill(d, username=ADMIN, password=PASSWORD)
+    submit(d)
+    assert d.current_url.endswith("/login/totp")
+    shot(d, "11-login-totp")
+    fill(d, code=fresh_code(secret))
+    submit(d)
+    assert d.current_url == served.url + "/"
+    assert "注意" in d.find_element(By.CSS_SELECTOR, ".light-label").text or "要対応" in d.page_source
+    shot(d, "12-dashboard")
+    for name, path in (("13-firewall", "/firewall/"), ("14-vpn", "/vpn/"), ("15-devices", "/devices/"),
+                       ("16-settings", "/settings/"), ("17-settings-edit", "/settings/edit"),
+                       ("18-audit", "/audit/"), ("19-accounts", "/accounts/"), ("20-me", "/me")):  # fmt: skip
+        d.get(served.url + path)
+        assert "うまくいきませんでした" not in d.page_source, path
+        shot(d, name)
+    d.get(served.url + "/audit/")
+    assert "改ざんされていません" in d.page_source
+
+
+def _seed_hostile_incident(db: Path) -> None:
+    """An incident as the IDS would store it, with attacker-chosen HTTP host, URL and user agent."""
+    now = time.time()
+    detail = {"http": {"hostname": PAYLOAD, "url": "/" + IMG_PAYLOAD, "http_user_agent": PAYLOAD}}
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO ids_incidents(id, sid, src_ip, dest_ip, first_seen, last_seen, count, severity,"
+                " signature, category) VALUES (7, 2024897, '198.51.100.66', '192.168.10.10', ?, ?, 2, 2, ?,"
+                " 'Web Application Attack')",
+                (now - 600, now, "ET WEB_SERVER " + PAYLOAD),
+            )
+            conn.execute(
+                "INSERT INTO ids_alerts(incident_id, ts, sid, rev, signature, category, severity, src_ip,"
+                " src_port, dest_ip, dest_port, proto, detail) VALUES (7, ?, 2024897, 1, ?, 'Web Application"
+                " Attack', 2, '198.51.100.66', 40000, '192.168.10.10', 80, 'TCP', ?)",
+                (now, "ET WEB_SERVER " + PAYLOAD, json.dumps(detail)),
+            )
+    finally:
+        conn.close()
