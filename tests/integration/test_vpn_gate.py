@@ -109,6 +109,18 @@ def release(proc: subprocess.Popen) -> str:
     return out
 
 
+USED_STEPS: set[tuple[str, int]] = set()
+
+
+def fresh_code(secret: str) -> str:
+    """A TOTP code of a step not used yet by this secret (a code is accepted once), waiting if needed."""
+    totp = pyotp.TOTP(secret)
+    while (secret, int(time.time() // 30)) in USED_STEPS:
+        time.sleep(0.5)
+    USED_STEPS.add((secret, int(time.time() // 30)))
+    return totp.now()
+
+
 def totp_secret(output: str) -> str:
     return re.search(r"secret=([A-Z2-7]+)", output).group(1)
 
@@ -165,7 +177,7 @@ def test_wrong_code_is_refused_and_admits_nothing(clinic):
 
 def test_signin_admits_exactly_the_access_list_and_logout_cuts(clinic):
     lab, box, secrets = clinic
-    status, body = portal(lab, "doctor", "login", PASSWORD, pyotp.TOTP(secrets["yamada"]).now())
+    status, body = portal(lab, "doctor", "login", PASSWORD, fresh_code(secrets["yamada"]))
     assert status == 200 and "接続中です" in body, body
     assert wait_for(lambda: reachable(lab, "doctor", EMR, 443), 5)
     assert not reachable(lab, "doctor", EMR, 22)  # SSH is not in his access list
@@ -180,17 +192,19 @@ def test_signin_admits_exactly_the_access_list_and_logout_cuts(clinic):
     sessions = box.mamori("vpn", "sessions", "yamada").stdout
     assert "logout" in sessions
     assert "vpn.signin" in box.mamori("audit", "list", "--search", "vpn").stdout
+    # the daemon's monitor logged the tunnel from `wg show dump`: connect with the doctor's home address
+    tunnel_log = lambda: box.mamori("vpn", "sessions", "yamada", "--log").stdout  # noqa: E731
+    assert wait_for(lambda: re.search(r"yamada\s+connect\s+198\.51\.100\.20:\d+", tunnel_log()), 15)
 
 
 def test_vendor_only_inside_window_and_cut_at_its_end(clinic):
     lab, box, secrets = clinic
-    totp = pyotp.TOTP(secrets["vendor-a"])
-    status, body = portal(lab, "server", "login", PASSWORD, totp.now())
+    status, body = portal(lab, "server", "login", PASSWORD, pyotp.TOTP(secrets["vendor-a"]).now())
     assert status == 403 and "時間枠が承認されていません" in body
     assert not reachable(lab, "server", EMR, 22)
     box.mamori("vpn", "windows", "--approve", "vendor-a", "--hours", "0.006", "--reason", "電子カルテ更新",
                "--target", "電子カルテ")  # ~22 s  # fmt: skip
-    status, body = portal(lab, "server", "login", PASSWORD, totp.now())
+    status, body = portal(lab, "server", "login", PASSWORD, fresh_code(secrets["vendor-a"]))
     assert status == 200 and "接続中です" in body, body
     assert wait_for(lambda: reachable(lab, "server", EMR, 22), 5)
     assert not reachable(lab, "server", EMR, 443)
@@ -201,3 +215,21 @@ def test_vendor_only_inside_window_and_cut_at_its_end(clinic):
     assert not reachable(lab, "server", EMR, 22)
     report = box.mamori("vpn", "windows", "--report", "1").stdout
     assert "遠隔保守 作業報告 #1" in report and "電子カルテ更新" in report and "window_end" in report
+
+
+def test_repeated_wrong_codes_lock_and_cut_an_open_session(clinic):
+    lab, box, secrets = clinic
+    status, body = portal(lab, "doctor", "login", PASSWORD, fresh_code(secrets["yamada"]))
+    assert status == 200 and "接続中です" in body, body
+    assert wait_for(lambda: reachable(lab, "doctor", EMR, 443), 5)
+    open_conn = hold(lab, "doctor", EMR, 443)
+    answers = [portal(lab, "doctor", "login", PASSWORD, "000000") for _ in range(5)]
+    assert [a[0] for a in answers] == [401] * 5 and "ロック" in answers[-1][1]
+    out = release(open_conn)
+    assert "ALIVE" not in out and "CUT" in out, out
+    assert not reachable(lab, "doctor", EMR, 443)
+    assert "locked" in box.mamori("vpn", "sessions", "yamada").stdout
+    # even the right code is refused while locked, until the clinic unlocks him
+    assert portal(lab, "doctor", "login", PASSWORD, fresh_code(secrets["yamada"]))[0] == 401
+    box.mamori("vpn", "disable", "yamada", "--enable")
+    assert "vpn.user.enable" in box.mamori("audit", "list", "--search", "vpn.user").stdout
