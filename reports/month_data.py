@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sqlite3
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -100,10 +101,29 @@ def alerts_per_day(ctx: Context, m: Month) -> list[int] | None:
     return per_day
 
 
+_IDS_REASON = re.compile(r"^IDS incident (\d+):")
+
+
 def blocks(ctx: Context, m: Month) -> list[dict] | None:
-    """Every address the firewall blocked this month (automatic by the IDS or by hand), from its trail."""
-    return _rows(ctx, "fw_history", "SELECT ts, ip, detail, source FROM fw_history WHERE action = 'block'"
+    """Every address the firewall blocked this month (automatic by the IDS or by hand), from its trail.
+
+    The IDS writes its reason in English for the support vendor ("IDS incident 7: sid ..."); the clinic
+    reads the incident's Japanese title instead."""
+    rows = _rows(ctx, "fw_history", "SELECT ts, ip, detail, source FROM fw_history WHERE action = 'block'"
                  " AND ts >= ? AND ts < ? ORDER BY ts, id", (m.start, m.end))  # fmt: skip
+    explain = optional_module("ids.explain")
+    for r in rows or []:
+        match = _IDS_REASON.match(r["detail"] or "")
+        found = (
+            _rows(ctx, "ids_incidents", "SELECT * FROM ids_incidents WHERE id = ?", (int(match.group(1)),))
+            if match
+            else None
+        )
+        if found and explain is not None:
+            i = found[0]
+            title = explain.explain(i["sid"], i["category"], i["severity"], i["signature"]).title
+            r["detail"] = f"侵入検知のインシデント {i['id']}: {title}"
+    return rows
 
 
 def vpn_sessions(ctx: Context, m: Month) -> list[dict] | None:

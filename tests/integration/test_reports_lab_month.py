@@ -1,7 +1,8 @@
-"""The monthly report of a real box: examples/clinic.yaml applied in the lab, a config change, real Suricata
-EVE alerts ingested into incidents, real blocks in nft sets, real VPN devices and portal sign-ins (the gate
-admits in the box's nft sets), a vendor maintenance window, a backup and its restore test. Then the PDF is
-rendered to PNG pages (pdftoppm) and its text (pdftotext) must carry the same numbers as the database.
+"""The monthly report of a real box: examples/clinic.yaml applied in the lab, a config change, the real
+`mamori daemon` with real Suricata seeing a real scan from the internet-side attacker (incidents and the
+automatic block), a manual block in the nft sets, real VPN devices and portal sign-ins (the gate admits in
+the box's nft sets), a vendor maintenance window, a backup and its restore test. Then the PDF is rendered
+to PNG pages (pdftoppm) and its text (pdftotext) must carry the same numbers as the database.
 
 The seeding runs inside the box namespace: this file is executed there as a script (`seed` below),
 because blocks and VPN admissions change nft sets of the box's own table.
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-EVE_FIXTURE = REPO / "tests" / "fixtures" / "eve" / "suricata-7.0.10.jsonl"
+ATTACKER, MANUAL_BLOCK, BOX_WAN = "198.51.100.66", "198.51.100.77", "203.0.113.2"
+RDP_SID = 1990001  # ids/rules/mamori.rules: RDP from the internet
 PASSWORDS = {"yamada": "karte-no-kagi-2026", "vendor-a": "hoshu-gyosha-pass-01"}
 BACKUP_PASS = "sakura naika no backup kagi desu"
 NEW_HOST = "新しい受付PC"
@@ -38,9 +40,7 @@ def seed(config: Path, state_dir: Path) -> None:
     from appliance.storage import Database
     from appliance.subsystem import Context
     from firewall.sets import FirewallSets
-    from ids.eve_reader import EveReader
     from ids.incidents import list_incidents, set_state
-    from ids.ingest import AlertIngest
     from reports.answers import set_answer
     from vpn.credentials import Credentials
     from vpn.provision import provision
@@ -49,19 +49,10 @@ def seed(config: Path, state_dir: Path) -> None:
 
     ctx = Context(Paths(config, state_dir), Database(state_dir / "mamori.db"))
     cfg = parse_config(config.read_text(encoding="utf-8")).model
-    eve = state_dir / "eve.json"
-    shutil.copy(EVE_FIXTURE, eve)
-    ingest = AlertIngest(cfg)
-    reader = EveReader(ctx.db, eve, sink=ingest.sink, on_commit=ingest.on_commit)
-    reader.poll()
-    reader.close()
-    first = list_incidents(ctx.db, limit=100)[-1]
-    set_state(
-        ctx.db, first.id, "解決済み", "院長", note="ルーターの設定を確認し、外部からのRDPは届かないことを確認"
-    )
-    sets = FirewallSets(ctx, cfg)
-    sets.block("198.51.100.66", 86400, "RDPへの攻撃（侵入検知）", "ids")
-    sets.block("198.51.100.77", None, "不審なアクセスのため手動で遮断", "cli")
+    rdp = next(i for i in list_incidents(ctx.db, limit=100) if i.sid == RDP_SID)
+    note = "ルーターの設定を確認し、外部からのRDPは届かないことを確認"
+    set_state(ctx.db, rdp.id, "解決済み", "院長", note=note)
+    FirewallSets(ctx, cfg).block(MANUAL_BLOCK, None, "不審なアクセスのため手動で遮断", "cli")
     creds, windows = Credentials(ctx.db), WindowStore(ctx.db)
     manager = SessionManager(ctx, lambda: cfg)
     windows.approve_next("vendor-a", 2, "電子カルテのバージョンアップ", ["電子カルテ"], "院長")
@@ -137,11 +128,59 @@ def _summary_values(layout: str) -> list[int]:
     return [int(v) for v in re.findall(r"(\d+)\s*[件回]", values)]
 
 
+def _wait_for(predicate, timeout: float, step: float = 0.3):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def _attack(box) -> None:  # type: ignore[no-untyped-def]
+    """The internet-side attacker scans the box: Suricata, run by the daemon, must see it and the IDS must
+    block the attacker, as in production."""
+    from appliance.paths import Paths
+    from appliance.storage import Database
+    from appliance.subsystem import Context
+    from ids.supervisor import wait_running
+
+    ctx = Context(Paths(box.config, box.state_dir), Database(box.state_dir / "mamori.db"))
+    assert wait_running(ctx, timeout=120).state == "running"
+    time.sleep(1.0)  # the capture socket is bound shortly after Suricata's control socket answers
+    db = box.state_dir / "mamori.db"
+
+    def seen() -> bool:
+        with sqlite3.connect(db) as conn:
+            incident = conn.execute("SELECT 1 FROM ids_incidents WHERE sid = ?", (RDP_SID,)).fetchone()
+            block = conn.execute(
+                "SELECT 1 FROM fw_history WHERE action = 'block' AND ip = ?", (ATTACKER,)
+            ).fetchone()
+        return incident is not None and block is not None
+
+    scan = ["nmap", "-n", "-Pn", "-sS", "-p", "21-25,80,445,3389", "--max-retries", "0", "-T4", BOX_WAN]
+    for _ in range(3):  # bounded: a scan, then up to 20 s for the incident and the block; three times at most
+        box.lab.run("attacker", scan, check=False, timeout=60)
+        if _wait_for(seen, timeout=20):
+            return
+    log = (box.state_dir / "daemon.log").read_text(encoding="utf-8", errors="replace")
+    raise AssertionError("the scan was not detected and blocked:\n" + log[-3000:])
+
+
 def test_monthly_report_pdf_carries_the_database_numbers(box, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _change_config(box)
-    seeded = box.lab.run("box", [sys.executable, __file__, "seed", str(box.config), str(box.state_dir)],
-                         check=False, timeout=240, cwd=str(REPO))  # fmt: skip
-    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    box.start_daemon(wait=180)
+    try:
+        _attack(box)
+        seeded = box.lab.run("box", [sys.executable, __file__, "seed", str(box.config), str(box.state_dir)],
+                             check=False, timeout=240, cwd=str(REPO))  # fmt: skip
+        assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+        _check_report(box, tmp_path)
+    finally:
+        box.stop_daemon()
+
+
+def _check_report(box, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     month = dt.datetime.now(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m")
     out = tmp_path / "out"
     res = box.mamori("report", "monthly", "--month", month, "--out", str(out))
@@ -161,18 +200,18 @@ def test_monthly_report_pdf_carries_the_database_numbers(box, tmp_path: Path) ->
     ).stdout
     flat = re.sub(r"\s+", "", plain)  # table cells wrap long text over lines
     for phrase in ("さくら内科クリニック", "セキュリティ月次報告", "インシデント", "確認者", "監査ログの改ざん検査",
-                   "電子カルテのバージョンアップ", "ルーターの設定を確認", NEW_HOST, "受付PCを増設", "BCPの案を作成中"):  # fmt: skip
+                   "電子カルテのバージョンアップ", "ルーターの設定を確認", NEW_HOST, "受付PCを増設", "BCPの案を作成中", "侵入検知のインシデント"):  # fmt: skip
         assert phrase in flat, phrase
     assert "データがありません（機能未提供）" in text  # sources not built yet are named, not invented
 
     start, end = _month_bounds(month)
     db = _db_numbers(box.state_dir / "mamori.db", start, end)
     assert (
-        db["incidents"] >= 1 and db["alerts"] >= db["incidents"] and db["blocks"] == 2 and db["sessions"] == 2
+        db["incidents"] >= 1 and db["alerts"] >= db["incidents"] and db["blocks"] >= 2 and db["sessions"] == 2
     )
     assert _summary_values(text) == [db["incidents"], db["alerts"], db["blocks"], db["sessions"], db["windows"],
                                      db["changes"]]  # fmt: skip
     for user, count in db["per_user"].items():
         assert re.search(rf"^\s*{re.escape(user)}\s+{count}\s", text, re.M), user
-    assert "198.51.100.66" in text and "198.51.100.77" in text
+    assert ATTACKER in text and MANUAL_BLOCK in text
     assert re.search(r"検査結果:\s*正常", text)
