@@ -22,7 +22,7 @@ def index() -> Any:
     db = wctx.ctx().db
     now = wctx.now()
     open_counts = sources.open_incident_count(db)
-    audit_ok = wctx.audit_log().verify().ok
+    audit_ok = _audit_ok(now)
     svc = core.service()
     pending = svc.pending()
     counts = sources.alert_counts(db, now)
@@ -45,6 +45,21 @@ def index() -> Any:
         last_change=(svc.history(1) or [None])[0],
         versions=versions(),
     )
+
+
+_VERIFY_CACHE: dict[str, tuple[float, bool]] = {}
+VERIFY_EVERY = 60.0
+
+
+def _audit_ok(now: float) -> bool:
+    """The full chain check costs O(entries); the dashboard repeats it at most once a minute per box.
+    The 監査ログ page always checks afresh."""
+    key = str(wctx.ctx().db.path)
+    cached = _VERIFY_CACHE.get(key)
+    if cached is None or not (0 <= now - cached[0] < VERIFY_EVERY):
+        cached = (now, wctx.audit_log().verify().ok)
+        _VERIFY_CACHE[key] = cached
+    return cached[1]
 
 
 def _open_incidents(db: Any) -> list[dict[str, Any]] | None:
