@@ -121,25 +121,56 @@ def test_report_numbers_equal_the_database(ctx: Context) -> None:
     )
     assert incidents > 0 and (data.alerts_per_day or [])[when.day - 1] > 0
     assert [ch["comment"] for ch in data.config_changes] == ["初期設定"]
-    assert data.blocks == [] and data.first_setup and "電子カルテ" in data.new_hosts
+    assert data.blocks == []
     html = render_month(ctx, month, now)
     assert "さくら内科クリニック" in html and "<script" not in html and "<svg" in html and "確認者" in html
     assert f"{incidents} 件" in html
 
 
-def test_worker_makes_last_month_once(ctx: Context) -> None:
+def test_new_hosts_are_those_added_during_the_month(ctx: Context) -> None:
+    import yaml
+
     text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
-    clock = [ts("2026-12-01T00:05")]
+    data = yaml.safe_load(text)
+    data["hosts"].append({"name": "新しい受付PC", "ip": "192.168.10.21"})
+    _apply_revision(ctx, text, "初期設定")
+    _apply_revision(ctx, yaml.safe_dump(data, allow_unicode=True), "増設")
+    month = parse_month("2026-10", "Asia/Tokyo")
+    with ctx.db.transaction() as conn:  # the revisions' times, as if made before and during October
+        conn.execute("UPDATE revisions SET created_at = ? WHERE id = 1", (month.start - 86400,))
+        conn.execute("UPDATE revisions SET created_at = ? WHERE id = 2", (month.start + 10 * 86400,))
+    got = gather_month(ctx, month)
+    assert (got.new_hosts, got.first_setup) == (["新しい受付PC"], False)
+    september = gather_month(ctx, parse_month("2026-09", "Asia/Tokyo"))
+    assert (september.new_hosts, september.first_setup) == (
+        sorted(h["name"] for h in yaml.safe_load(text)["hosts"]),
+        True,
+    )
+
+
+def _first_of_next_month(day: dt.datetime) -> dt.datetime:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(
+        day=1, hour=0, minute=5, second=0, microsecond=0
+    )
+
+
+def test_worker_makes_last_month_once(ctx: Context) -> None:
+    """The box is set up now (the revision's real time); the clock then moves to the 1st of next month."""
+    text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
+    this_month = dt.datetime.now(TOKYO)
+    first = _first_of_next_month(this_month)
+    clock = [first.timestamp()]
     worker = MonthlyReportWorker(ctx, parse_config(text).model, clock=lambda: clock[0])
     assert worker.due() is None  # no report for a month before the box was set up
     _apply_revision(ctx, text, "初期設定")
-    assert worker.due() == "2026-11"
+    label = this_month.strftime("%Y-%m")
+    assert worker.due() == label
     report = worker.run_once()
     assert report is not None and report.pdf is not None and report.pdf.read_bytes()[:5] == b"%PDF-"
-    assert report.html.parent == ctx.paths.state_dir / "reports" and has_report(ctx, "2026-11")
+    assert report.html.parent == ctx.paths.state_dir / "reports" and has_report(ctx, label)
     assert worker.due() is None and worker.run_once() is None  # made once, not every hour
-    clock[0] = ts("2027-01-01T09:00")
-    assert worker.due() == "2026-12"
+    clock[0] = _first_of_next_month(first).timestamp() + 9 * 3600
+    assert worker.due() == first.strftime("%Y-%m")
 
 
 def test_worker_loop_stops_when_asked(ctx: Context) -> None:
