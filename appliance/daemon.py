@@ -27,6 +27,7 @@ from appliance.errors import MamoriError
 from appliance.fileio import atomic_write
 from appliance.service import ConfigService
 from appliance.subsystem import Context
+from appliance.webserver import WebServerWorker
 
 log = logging.getLogger("mamori.daemon")
 
@@ -110,7 +111,9 @@ class ConfirmWatch:
                 self.service.revert_if_unconfirmed()
 
 
-def collect_workers(ctx: Context, cfg: MamoriConfig, modules: tuple[str, ...] = WORKER_MODULES) -> list[Worker]:
+def collect_workers(
+    ctx: Context, cfg: MamoriConfig, modules: tuple[str, ...] = WORKER_MODULES
+) -> list[Worker]:
     workers: list[Worker] = []
     for name in modules:
         try:
@@ -124,7 +127,9 @@ def collect_workers(ctx: Context, cfg: MamoriConfig, modules: tuple[str, ...] = 
 
 
 class Daemon:
-    def __init__(self, ctx: Context, worker_factory: Callable[[Context, MamoriConfig], list[Worker]] = collect_workers):
+    def __init__(
+        self, ctx: Context, worker_factory: Callable[[Context, MamoriConfig], list[Worker]] = collect_workers
+    ):
         self.ctx = ctx
         self.service = ConfigService(ctx)
         self.worker_factory = worker_factory
@@ -132,6 +137,7 @@ class Daemon:
         self.reload = threading.Event()
         self.generation_stop = threading.Event()
         self.supervised: list[Supervised] = []
+        self.persistent: list[Supervised] = []
         self.live_revision: int | None = None
 
     def reconcile(self) -> MamoriConfig | None:
@@ -152,11 +158,18 @@ class Daemon:
         log.info("revision %s is live", rev.id)
         return parse_config(rev.config_text).model
 
+    def start_persistent(self) -> None:
+        """Workers that live as long as the daemon, across config changes (the web UI must not blink)."""
+        self.persistent = [
+            Supervised(w, self.stop_all) for w in (ConfirmWatch(self.service), WebServerWorker(self.ctx))
+        ]
+        for s in self.persistent:
+            s.start()
+
     def start_workers(self, cfg: MamoriConfig | None) -> None:
+        """Workers of the areas, restarted with the new config whenever the live revision changes."""
         self.generation_stop = threading.Event()
-        workers: list[Worker] = [ConfirmWatch(self.service)]
-        if cfg is not None:
-            workers += self.worker_factory(self.ctx, cfg)
+        workers: list[Worker] = self.worker_factory(self.ctx, cfg) if cfg is not None else []
         self.supervised = [Supervised(w, self.generation_stop) for w in workers]
         for s in self.supervised:
             s.start()
@@ -174,6 +187,7 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop_all.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
         self.start_workers(self.reconcile())
+        self.start_persistent()
         atomic_write(pidfile, f"{os.getpid()}\n")  # written when ready: the lab and tests wait for it
         sd_notify("READY=1\nSTATUS=running")
         watchdog = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
@@ -191,7 +205,11 @@ class Daemon:
                     self.start_workers(self.reconcile() if not changed else self._adopt(current))
         finally:
             sd_notify("STOPPING=1")
+            self.stop_all.set()
             self.stop_workers()
+            for s in self.persistent:
+                if s.thread:
+                    s.thread.join(timeout=20)
             pidfile.unlink(missing_ok=True)
         log.info("stopped")
         return 0

@@ -1,0 +1,98 @@
+"""The web UI as a child process of the daemon: started, restarted with back-off if it dies, moved when
+the management addresses change, stopped with the daemon.
+
+It listens only on the box's addresses in the zones of `web.zones` (never wan or guest; the firewall
+enforces the same). A separate process, not a thread: a crash or a slow request in the UI must never stall
+the daemon's firewall and IDS work.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from appliance.config.load import parse_config
+from appliance.config.model import MamoriConfig
+from appliance.revisions import RevisionStore
+from appliance.subsystem import Context
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 30.0
+
+
+def web_binds(cfg: MamoriConfig) -> list[str]:
+    """host:port for every static address of an interface in a management zone."""
+    binds = []
+    for iface in cfg.interfaces:
+        if iface.zone not in cfg.web.zones or iface.zone in ("wan", "guest"):
+            continue
+        for addr in (iface.address, iface.address6):
+            if addr and addr != "dhcp":
+                ip = ipaddress.ip_interface(addr).ip
+                host = f"[{ip}]" if ip.version == 6 else str(ip)
+                binds.append(f"{host}:{cfg.web.port}")
+    return binds
+
+
+class WebServerWorker:
+    name = "webui"
+
+    def __init__(self, ctx: Context, poll: float = 2.0) -> None:
+        self.ctx = ctx
+        self.poll = poll
+        self.child: subprocess.Popen | None = None
+        self.binds: list[str] = []
+
+    def _wanted_binds(self) -> list[str]:
+        rev = RevisionStore(self.ctx.db).live()
+        return web_binds(parse_config(rev.config_text).model) if rev else []
+
+    def _start(self, binds: list[str]) -> None:
+        argv = [sys.executable, "-m", "webui.serve", "--config", str(self.ctx.paths.config),
+                "--state-dir", str(self.ctx.paths.state_dir)]  # fmt: skip
+        for bind in binds:
+            argv += ["--bind", bind]
+        log_file = open(self.ctx.paths.run_dir / "webui.log", "ab")
+        self.child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        log_file.close()
+        self.binds = binds
+        log.info("web UI started (pid %d) on %s", self.child.pid, ", ".join(binds))
+
+    def _stop_child(self) -> None:
+        if self.child and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            try:
+                self.child.wait(15)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait(5)
+        self.child = None
+
+    def run(self, stop: threading.Event) -> None:
+        backoff, started_at = 1.0, 0.0
+        try:
+            while not stop.is_set():
+                wanted = self._wanted_binds()
+                if self.child is not None and self.child.poll() is not None:
+                    log.error("web UI exited with %s; restarting in %.0f s", self.child.returncode, backoff)
+                    self.child = None
+                    if time.monotonic() - started_at > 60:  # it had been running well: start over
+                        backoff = 1.0
+                    if stop.wait(backoff):
+                        break
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                elif self.child is not None and wanted != self.binds:
+                    self._stop_child()
+                if self.child is None and wanted:
+                    self._start(wanted)
+                    started_at = time.monotonic()
+                stop.wait(self.poll)
+        finally:
+            self._stop_child()
