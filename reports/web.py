@@ -1,0 +1,81 @@
+"""The checklist in the web UI: a Flask blueprint for webui to register (`app.register_blueprint(reports.web.bp)`).
+
+It uses the web UI's own gate (`webui.context.requires`) and CSRF check (the app's before_request), so
+it adds no second login or permission model. Viewing is `audit.view` (inspection evidence, like the
+audit log). The clinic's own answers need `accounts.manage`: a vendor can never be granted that, so a
+vendor cannot answer the checklist for the clinic.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+
+from reports import api
+from reports.answers import set_answer
+from reports.checklist import summary
+from reports.monthly import reports_dir
+from reports.render import fmt_ts
+from webui import context as wctx
+from webui.context import requires
+
+bp = Blueprint("reports", __name__, url_prefix="/reports", template_folder="templates")
+_REPORT_NAME = re.compile(r"^(\d{4}-\d{2})\.(html|pdf)$")
+
+
+@bp.route("/")
+@requires("audit.view")
+def index() -> Any:
+    items = api.checklist(wctx.ctx(), wctx.now())
+    return render_template("reports/web_checklist.html", items=items, counts=summary(items),
+                           can_answer=wctx.can("accounts.manage"), monthly=_monthly_files())  # fmt: skip
+
+
+@bp.route("/checklist.html")
+@requires("audit.view")
+def printable() -> Any:
+    return Response(api.checklist_html(wctx.ctx(), wctx.now()), mimetype="text/html")
+
+
+@bp.route("/ledger.csv")
+@requires("audit.view")
+def ledger() -> Any:
+    wctx.audit("reports.ledger_export")
+    return Response(api.ledger_csv(wctx.ctx()), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=ledger.csv"})  # fmt: skip
+
+
+@bp.route("/answer", methods=["POST"])
+@requires("accounts.manage")
+def answer() -> Any:
+    account = wctx.user()
+    assert account is not None  # requires() let us in
+    form = request.form
+    set_answer(wctx.ctx().db, form.get("item", "")[:16], form.get("answer", "")[:8],
+               form.get("target_date", "")[:10], form.get("note", "")[:500], actor=account.name, source="web",
+               remote=wctx.remote())  # fmt: skip
+    flash("回答を記録しました。", "ok")
+    return redirect(url_for("reports.index"))
+
+
+def _monthly_files() -> list[tuple[str, str, str]]:
+    """(month, file name, time written) of every stored monthly report, newest first."""
+    directory = reports_dir(wctx.ctx())
+    if not directory.is_dir():
+        return []
+    found = [(m.group(1), p.name, fmt_ts(p.stat().st_mtime))
+             for p in directory.iterdir() if (m := _REPORT_NAME.match(p.name))]  # fmt: skip
+    return sorted(found, reverse=True)
+
+
+@bp.route("/monthly/<name>")
+@requires("audit.view")
+def monthly(name: str) -> Any:
+    if not _REPORT_NAME.match(name):  # only YYYY-MM.html / .pdf: no path can be named through this
+        abort(404)
+    path = reports_dir(wctx.ctx()) / name
+    if not path.is_file():
+        abort(404)
+    return send_file(path, as_attachment=name.endswith(".pdf"), download_name=name)
