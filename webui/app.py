@@ -110,6 +110,9 @@ def _before_request() -> Any:
     if g.user is None and endpoint not in PUBLIC_ENDPOINTS and not endpoint.startswith("setup."):
         session["next"] = request.path if request.method == "GET" else None
         return redirect(url_for("auth.login"))
+    if g.user is not None and g.user.role == "vendor":
+        # A vendor works for the clinic under its eyes: every request, reading included, is recorded.
+        wctx.audit("web.vendor_request", {"method": request.method, "path": request.full_path.rstrip("?")})
     if g.user is not None and g.user.role == "admin" and not endpoint.startswith(("setup.", "auth.")):
         if not _setup_finished():
             return redirect(url_for("setup.clinic"))

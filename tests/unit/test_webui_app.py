@@ -289,3 +289,27 @@ def test_vpn_user_is_added_through_the_review_page(box: Box) -> None:
     assert "suzuki" in review and 'class="add"' in review
     client.post(r.headers["Location"], data={"csrf_token": token, "decision": "apply"})
     assert "suzuki" in box.ctx.paths.config.read_text(encoding="utf-8")
+
+
+def test_certificate_upload_checks_the_key(box: Box, tmp_path: Path) -> None:
+    import io
+
+    from webui.tls import ensure_certificate
+
+    first = ensure_certificate(tmp_path / "a")
+    second = ensure_certificate(tmp_path / "b")
+    client = box.client()
+    box.login(client, "admin")
+    token = session_token(client)
+
+    def upload(cert: Path, key: Path) -> int:
+        data = {"csrf_token": token, "cert": (io.BytesIO(cert.read_bytes()), "web.crt"),
+                "key": (io.BytesIO(key.read_bytes()), "web.key")}  # fmt: skip
+        return client.post("/settings/certificate", data=data, content_type="multipart/form-data").status_code
+
+    assert upload(first[0], second[1]) == 400  # key of another certificate
+    assert upload(first[0], first[1]) == 302
+    installed = box.ctx.paths.keys_dir / "web.crt"
+    assert installed.read_bytes() == first[0].read_bytes()
+    assert (box.ctx.paths.keys_dir / "web.key").stat().st_mode & 0o077 == 0
+    assert "web.certificate_replaced" in audit_actions(box, "admin")

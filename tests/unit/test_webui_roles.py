@@ -43,6 +43,8 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("GET", "/settings/status", "settings.status", (A, VF)),
     ("POST", "/settings/confirm", "settings.confirm", (A, VF)),
     ("POST", "/settings/rollback/1", "settings.rollback", (A,)),
+    ("GET", "/settings/certificate", "settings.certificate", (A,)),
+    ("POST", "/settings/certificate", "settings.certificate", (A,)),
     ("GET", "/audit/", "auditlog.index", (A,)),
     ("GET", "/accounts/", "accounts.index", (A,)),
     ("POST", "/accounts/", "accounts.create", (A,)),
@@ -112,6 +114,18 @@ def test_anonymous_is_sent_to_sign_in(box: Box) -> None:
         assert r.status_code in (302, 400), path
         if r.status_code == 302:
             assert r.headers["Location"].endswith("/login")
+
+
+def test_every_vendor_request_is_audited(rbox: Box) -> None:
+    client = rbox.client()
+    rbox.login(client, "vendor-fw")
+    client.get("/firewall/")
+    client.get("/alerts/?state=all")
+    from appliance.audit import AuditLog
+
+    paths = [e.detail["path"] for e in AuditLog(rbox.ctx.db).search(actor="vendor-fw", limit=50)
+             if e.action == "web.vendor_request"]  # fmt: skip
+    assert "/firewall/" in paths and "/alerts/?state=all" in paths
 
 
 def test_navigation_shows_only_what_the_role_may_open(box: Box) -> None:

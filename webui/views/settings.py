@@ -121,3 +121,38 @@ def _revision_text(rev_id: int) -> str:
     if rev is None:
         abort(404)
     return rev.config_text
+
+
+@bp.route("/certificate", methods=["GET", "POST"])
+@requires("settings.edit")
+def certificate() -> Any:
+    """Replace the self-signed certificate with the clinic's own (takes effect when the server restarts)."""
+    from webui.tls import cert_paths, install_certificate
+
+    cert_path, _ = cert_paths(wctx.ctx().paths.keys_dir)
+    if request.method == "POST":
+        cert = request.files.get("cert")
+        key = request.files.get("key")
+        if cert is None or key is None:
+            return render_template(
+                "settings/certificate.html", error="証明書と秘密鍵の両方を選んでください。"
+            ), 400
+        try:
+            install_certificate(wctx.ctx().paths.keys_dir, cert.read(64 * 1024), key.read(64 * 1024))
+        except MamoriError as exc:
+            return render_template("settings/certificate.html", error=exc.text("ja")), 400
+        wctx.audit("web.certificate_replaced", {})
+        flash("証明書を差し替えました。Mamori の再起動後に使われます。", "ok")
+        return redirect(url_for("settings.certificate"))
+    current = cert_path.read_text(encoding="ascii") if cert_path.exists() else None
+    return render_template("settings/certificate.html", current=_describe(current))
+
+
+def _describe(pem: str | None) -> dict[str, str] | None:
+    if pem is None:
+        return None
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "until": cert.not_valid_after_utc.strftime("%Y/%m/%d")}  # fmt: skip
