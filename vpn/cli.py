@@ -29,7 +29,7 @@ from vpn.monitor import peer_log
 from vpn.provision import Provisioned, provision, revoke_device
 from vpn.render import client_conf
 from vpn.report import render_text, window_report
-from vpn.sessions import SessionManager
+from vpn.sessions import END_REASON_JA, SessionManager
 from vpn.store import DeviceStore
 from vpn.wg import WgInterface
 from vpn.windows import WindowStore
@@ -257,8 +257,13 @@ def cmd_sessions(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     for s in SessionManager(ctx, lambda: cfg).list(args.user, args.limit):
         end = _when(cfg, s.ended) if s.ended else ("接続中" if _ja(args) else "open")
-        print(f"{s.id:>5} {s.user:<14} {s.tunnel_ip:<15} {_when(cfg, s.started)} - {end:<16} "
-              f"{s.end_reason:<10} {'window ' + str(s.window_id) if s.window_id else ''}")  # fmt: skip
+        reason = s.end_reason
+        if _ja(args) and reason in END_REASON_JA:
+            reason = f"{END_REASON_JA[reason]}({reason})"
+        window = (f"時間枠 {s.window_id}" if _ja(args) else f"window {s.window_id}") if s.window_id else ""
+        print(
+            f"{s.id:>5} {s.user:<14} {s.tunnel_ip:<15} {_when(cfg, s.started)} - {end:<16} {reason:<12} {window}"
+        )
     return 0
 
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.monitor import LogEntry, peer_log
-from vpn.sessions import Session, SessionManager
+from vpn.sessions import END_REASON_JA, Session, SessionManager
 from vpn.windows import Window, WindowStore
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,10 @@ def render_text(rep: WindowReport, tz: str = "Asia/Tokyo", lang: str = "ja") -> 
         f"{'Sessions' if en else 'サインイン'}: {len(rep.sessions)}",
     ]
     for s in rep.sessions:
-        lines.append(
-            f"  {t(s.started)} - {t(s.ended)} ({s.end_reason or ('open' if en else '接続中')}) {s.tunnel_ip}"
-        )
+        reason = s.end_reason or ("open" if en else "接続中")
+        if not en and s.end_reason in END_REASON_JA:
+            reason = f"{END_REASON_JA[s.end_reason]}: {s.end_reason}"
+        lines.append(f"  {t(s.started)} - {t(s.ended)} ({reason}) {s.tunnel_ip}")
     lines.append(f"{'Bytes received/sent' if en else '受信/送信バイト数'}: {rx} / {tx}")
     for e in rep.log:
         if e.kind in ("connect", "endpoint", "disconnect", "two_endpoints", "large_transfer"):

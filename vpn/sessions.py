@@ -30,6 +30,12 @@ from vpn.windows import WindowStore
 
 log = logging.getLogger(__name__)
 
+# Why a session ended (stable codes stored in vpn_sessions.end_reason) and how the clinic reads them.
+END_REASON_JA = {
+    "logout": "ログアウト", "expired": "時間切れ", "window_end": "時間枠の終了", "locked": "ロック",
+    "disabled": "停止", "replaced": "再サインイン", "reissued": "端末の再発行", "revoked": "端末の無効化",
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Session:
