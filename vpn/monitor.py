@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appliance.audit import AuditLog
 from appliance.subsystem import Context
 from vpn.store import Device, DeviceStore
 from vpn.wg import DumpState, PeerState, WgInterface
@@ -113,9 +114,12 @@ def record(ctx: Context, entries: list[LogEntry]) -> None:
             "INSERT INTO vpn_peer_log(ts, user, device_id, kind, endpoint, rx, tx, detail) VALUES (?,?,?,?,?,?,?,?)",
             [(e.ts, e.user, e.device_id, e.kind, e.endpoint, e.rx, e.tx, e.detail) for e in entries],
         )
-    for e in entries:
-        if e.kind in EVENT_KINDS:
-            log.warning("vpn event %s for %s: %s", e.kind, e.user, e.detail or f"{e.rx + e.tx} bytes")
+    events = [e for e in entries if e.kind in EVENT_KINDS]
+    audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key") if events else None
+    for e in events:  # what a person should look at also goes to the audit log the web UI shows
+        log.warning("vpn event %s for %s: %s", e.kind, e.user, e.detail or f"{e.rx + e.tx} bytes")
+        audit.record("mamori", f"vpn.event.{e.kind}", {"user": e.user, "device": e.device_id, "detail": e.detail,
+                                                       "rx": e.rx, "tx": e.tx}, source="vpn")  # fmt: skip
 
 
 class MonitorWorker:

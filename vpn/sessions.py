@@ -108,6 +108,8 @@ class SessionManager:
             if not verdict.ok:
                 decision = Decision(False, verdict.reason)
                 if verdict.locked_now:
+                    self.audit.record(user.name, "vpn.user.locked", {"device": dev.device}, source="vpn",
+                                      remote=remote_ip)  # fmt: skip
                     self.end_user(user.name, "locked")
         actor = user.name if user else "?"
         if not decision.allowed:

@@ -196,3 +196,16 @@ def test_window_report_lists_flows_and_calls_out_other_hosts(ctx, people):
         and "window_end" in text
     )
     assert "Remote maintenance report" in render_text(rep, lang="en")
+
+
+def test_monitor_records_log_and_audits_only_events(ctx):
+    from vpn.monitor import LogEntry, peer_log, record
+
+    t = 1_800_000_000.0
+    record(ctx, [LogEntry(t, "yamada", 1, "bytes", "1.2.3.4:5", 10, 20),
+                 LogEntry(t + 1, "yamada", 1, "two_endpoints", detail="1.2.3.4,5.6.7.8")])  # fmt: skip
+    assert [e.kind for e in peer_log(ctx, "yamada")] == ["two_endpoints", "bytes"]
+    assert peer_log(ctx, "sato") == []
+    with ctx.db.connection() as conn:
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit")]
+    assert actions == ["vpn.event.two_endpoints"]
