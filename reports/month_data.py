@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from appliance.config.load import parse_config
+from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
 from appliance.subsystem import Context
 from reports.gather import has_table, optional_module
@@ -132,18 +133,34 @@ def vpn_sessions(ctx: Context, m: Month) -> list[dict] | None:
 
 
 def vpn_volumes(ctx: Context, m: Month) -> dict[str, tuple[int, int]] | None:
+    """Bytes received/sent per user: the tunnel monitor's "bytes" records (deltas since its last record)."""
     with ctx.db.connection() as conn:
-        if (
-            not has_table(conn, "vpn_peer_log")
-            or conn.execute("SELECT 1 FROM vpn_peer_log LIMIT 1").fetchone() is None
-        ):
+        if not has_table(conn, "vpn_peer_log"):
             return None
-        rows = conn.execute("SELECT user, SUM(rx), SUM(tx) FROM vpn_peer_log WHERE ts >= ? AND ts < ? GROUP BY user",
-                            (m.start, m.end)).fetchall()  # fmt: skip
+        rows = conn.execute("SELECT user, SUM(rx), SUM(tx) FROM vpn_peer_log WHERE kind = 'bytes' AND ts >= ?"
+                            " AND ts < ? GROUP BY user", (m.start, m.end)).fetchall()  # fmt: skip
     return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
 
 
-def vendor_windows(ctx: Context, m: Month) -> list[dict] | None:
+def _window_report(ctx: Context, cfg: MamoriConfig | None, window_id: int) -> dict | None:
+    """vpn.report's session report of one maintenance window, as plain data for the template."""
+    report = optional_module("vpn.report")
+    if report is None or cfg is None:
+        return None
+    rep = report.window_report(ctx, cfg, window_id)
+    rx, tx = rep.bytes_total
+    reached = [f"{dst} {proto}/{port if port is not None else '-'}（{n}回）"
+               for (dst, port, proto), n in sorted(rep.reached.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))]  # fmt: skip
+    return {
+        "rx": rx,
+        "tx": tx,
+        "reached": reached,
+        "outside": rep.outside_targets,
+        "malformed": rep.malformed_flows,
+    }
+
+
+def vendor_windows(ctx: Context, m: Month, cfg: MamoriConfig | None = None) -> list[dict] | None:
     rows = _rows(ctx, "vpn_windows", "SELECT * FROM vpn_windows WHERE starts < ? AND ends >= ? ORDER BY starts",
                  (m.end, m.start))  # fmt: skip
     for r in rows or []:
@@ -151,6 +168,7 @@ def vendor_windows(ctx: Context, m: Month) -> list[dict] | None:
         sessions = _rows(ctx, "vpn_sessions", "SELECT * FROM vpn_sessions WHERE window_id = ? ORDER BY started",
                          (r["id"],)) or []  # fmt: skip
         r["sessions"] = sessions
+        r["report"] = _window_report(ctx, cfg, r["id"])
     return rows
 
 
@@ -202,12 +220,12 @@ def audit_month(ctx: Context, m: Month) -> tuple[list[dict], dict[str, int]]:
     return changes, other
 
 
-def gather_month(ctx: Context, m: Month) -> MonthData:
+def gather_month(ctx: Context, m: Month, cfg: MamoriConfig | None = None) -> MonthData:
     changes, other = audit_month(ctx, m)
     return MonthData(
         month=m, incidents=incidents(ctx, m), alerts_per_day=(per_day := alerts_per_day(ctx, m)),
         alerts_total=sum(per_day) if per_day is not None else None, blocks=blocks(ctx, m),
-        vpn_sessions=vpn_sessions(ctx, m), vpn_volumes=vpn_volumes(ctx, m), vendor_windows=vendor_windows(ctx, m),
+        vpn_sessions=vpn_sessions(ctx, m), vpn_volumes=vpn_volumes(ctx, m), vendor_windows=vendor_windows(ctx, m, cfg),
         new_vpn_devices=new_vpn_devices(ctx, m), new_hosts=new_hosts(ctx, m), first_setup=first_setup(ctx, m),
         config_changes=changes,
         other_actions=other,

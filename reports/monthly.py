@@ -19,7 +19,7 @@ from appliance.fileio import atomic_write
 from appliance.subsystem import Context
 from reports import charts
 from reports.checklist import CHECK, NO, Item, build_checklist, summary
-from reports.gather import gather_snapshot
+from reports.gather import gather_snapshot, live_config
 from reports.month_data import Month, MonthData, gather_month
 from reports.render import html_to_pdf, render_html
 from reports.snapshot import UNAVAILABLE, Snapshot
@@ -109,7 +109,8 @@ def context(snap: Snapshot, data: MonthData, generated: float) -> dict:
 def render_month(ctx: Context, month: Month, now: float | None = None) -> str:
     now = time.time() if now is None else now
     snap = gather_snapshot(ctx, now)
-    return render_html("monthly.html", **context(snap, gather_month(ctx, month), now))
+    cfg, _ = live_config(ctx)
+    return render_html("monthly.html", **context(snap, gather_month(ctx, month, cfg), now))
 
 
 def _record(ctx: Context, month: str, html: Path | None, pdf: Path | None, error: str = "") -> None:

@@ -200,7 +200,7 @@ def _check_report(box, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ).stdout
     flat = re.sub(r"\s+", "", plain)  # table cells wrap long text over lines
     for phrase in ("さくら内科クリニック", "セキュリティ月次報告", "インシデント", "確認者", "監査ログの改ざん検査",
-                   "電子カルテのバージョンアップ", "ルーターの設定を確認", NEW_HOST, "受付PCを増設", "BCPの案を作成中", "侵入検知のインシデント"):  # fmt: skip
+                   "電子カルテのバージョンアップ", "ルーターの設定を確認", NEW_HOST, "受付PCを増設", "BCPの案を作成中", "侵入検知のインシデント", "承認した対象以外への接続"):  # fmt: skip
         assert phrase in flat, phrase
     assert "データがありません（機能未提供）" in text  # sources not built yet are named, not invented
 
