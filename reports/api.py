@@ -33,13 +33,19 @@ def checklist_html(ctx: Context, now: float | None = None) -> str:
                        revision=snap.config_revision, items=items, counts=summary(items))  # fmt: skip
 
 
+def _cell(value: str) -> str:
+    """A spreadsheet runs a cell starting with = + - @ as a formula; names and descriptions come from
+    anyone who can edit the config, and DHCP names from the devices themselves."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def ledger_csv(ctx: Context) -> str:
     """The device ledger (2①) as CSV with a BOM, so that Excel on a clinic PC opens the Japanese correctly."""
     item = next(i for i in checklist(ctx) if i.key == "2-1")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(LEDGER_COLUMNS)
-    writer.writerows(item.rows)
+    writer.writerows([[_cell(v) for v in row] for row in item.rows])
     return "\ufeff" + out.getvalue()
 
 

@@ -89,6 +89,39 @@ def hosts(cfg: MamoriConfig) -> list[HostRow]:
     return rows
 
 
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def discovered(ctx: Context, cfg: MamoriConfig) -> list[HostRow] | None:
+    """Devices that took a DHCP lease from the box (dnsmasq's lease file: "expiry mac ip name clientid").
+
+    The names come from the devices themselves (attacker-controlled): only checked fields are used, the
+    name is cut to 64 characters, and malformed lines are counted and logged, never guessed at."""
+    if optional_module("firewall.dnsmasq") is None:
+        return None
+    path = ctx.paths.state_dir / "dnsmasq.leases"
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[:5000]
+    except FileNotFoundError:
+        return []
+    rows, bad = [], 0
+    for line in lines:
+        parts = line.split()
+        try:
+            ip = str(ipaddress.ip_address(parts[2]))
+            if not _MAC.match(parts[1].lower()):
+                raise ValueError(parts[1])
+        except (IndexError, ValueError):
+            bad += 1
+            continue
+        name = parts[3][:64] if len(parts) > 3 and parts[3] != "*" else "（名前なし）"
+        zone = zone_of(cfg, ip)
+        rows.append(HostRow(name, ip, parts[1].lower(), ZONE_LABELS.get(zone, zone), "", "検出（DHCP）"))
+    if bad:
+        log.warning("reports: %d malformed line(s) in %s skipped", bad, path)
+    return rows
+
+
 def _access(cfg: MamoriConfig, dst: str, service: str | None) -> tuple[str, bool]:
     zones = {i.zone for i in cfg.interfaces} | set(ZONE_LABELS)
     broad = dst in zones
@@ -197,7 +230,7 @@ def gather_snapshot(ctx: Context, now: float) -> Snapshot:
     vpn_creds = optional_module("vpn.credentials")
     return Snapshot(
         now=now, clinic=cfg.clinic.name if cfg else "", timezone=cfg.clinic.timezone if cfg else "Asia/Tokyo",
-        config_revision=rev, hosts=hosts(cfg) if cfg else None, discovered=None,
+        config_revision=rev, hosts=hosts(cfg) if cfg else None, discovered=discovered(ctx, cfg) if cfg else None,
         vpn_users=vpn_users(ctx, cfg) if cfg else None, web_accounts=web_accounts(ctx),
         web_password_policy=(web.MIN_LENGTH, web.MIN_LENGTH_WITH_MFA, web.HISTORY) if web else None,
         vpn_password_min=vpn_creds.MIN_PASSWORD if vpn_creds else None,

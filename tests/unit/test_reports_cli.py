@@ -89,3 +89,29 @@ def test_a_box_without_config_says_so_instead_of_guessing(
         items["2-1"]["state"] == "要確認" and "データがありません（機能未提供）" in items["2-1"]["evidence"]
     )
     assert items["2-13"]["state"] == "要確認" and items["2-13"]["rows"] == []
+
+
+def test_dhcp_devices_not_in_the_ledger_are_called_out(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dnsmasq's lease file as dnsmasq writes it; names come from the devices (hostile ones included)."""
+    leases = [
+        "1795700000 aa:bb:cc:dd:ee:01 192.168.10.20 uketsuke-pc 01:aa:bb:cc:dd:ee:01",  # 受付PC: in the ledger
+        "1795700000 aa:bb:cc:dd:ee:02 192.168.10.150 =HYPERLINK(evil) *",  # unknown, formula-looking name
+        "1795700000 aa:bb:cc:dd:ee:03 192.168.20.120 * *",  # guest phone without a name
+        "garbage line",
+        "1795700000 not-a-mac 192.168.10.151 x *",
+        "1795700000 aa:bb:cc:dd:ee:04 999.1.1.1 x *",
+    ]
+    (state / "dnsmasq.leases").write_text("\n".join(leases) + "\n", encoding="utf-8")
+    assert run(state, "report", "checklist", "--format", "json") == 0
+    item = next(i for i in json.loads(capsys.readouterr().out)["items"] if i["key"] == "2-1")
+    assert item["state"] == "要確認" and "台帳にない機器が 2 台" in item["evidence"]
+    found = [r for r in item["rows"] if r[5] == "検出（DHCP）"]
+    assert [(r[0], r[1], r[3]) for r in found] == [
+        ("=HYPERLINK(evil)", "192.168.10.150", "診療系(lan)"),
+        ("（名前なし）", "192.168.20.120", "患者さん用Wi-Fi(guest)"),
+    ]
+    assert run(state, "report", "ledger") == 0
+    out = capsys.readouterr().out
+    assert "'=HYPERLINK(evil),192.168.10.150" in out and "\n=HYPERLINK" not in out  # never a live formula
