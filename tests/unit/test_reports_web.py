@@ -18,7 +18,8 @@ from tests.webui_fixtures import EXAMPLE, Box, csrf, make_box
 @pytest.fixture
 def box(tmp_path: Path) -> Box:
     b = make_box(tmp_path)
-    b.app.register_blueprint(bp)  # what webui's app factory does once it lists reports.web
+    if "reports" not in b.app.blueprints:  # webui's app factory registers it (OPTIONAL_BLUEPRINTS)
+        b.app.register_blueprint(bp)
     with b.ctx.db.transaction() as conn:
         RevisionStore(b.ctx.db).add(
             conn, EXAMPLE.read_text(encoding="utf-8"), "admin", "web", "", "", "applied"
