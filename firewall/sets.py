@@ -144,6 +144,50 @@ class FirewallSets:
         log.info("blocked %s for %s s by %s: %s", addr, timeout_s, source, reason)
         return str(addr)
 
+    def block_many(
+        self, items: list[tuple[str, float | None, str]], source: str
+    ) -> tuple[list[str], list[tuple[str, MamoriError]]]:
+        """Block several (ip, timeout_s, reason) in one nft transaction and one database transaction.
+
+        Added for the IDS under a flood (1,000 alerts/s): one `block` per address costs a database
+        transaction each. Same guards as `block`; refused addresses come back with their error.
+        The batch adds, deletes and re-adds every element, so present ones get their timeout renewed."""
+        accepted: dict[str, list[tuple[str, float | None, str]]] = {}
+        refused: list[tuple[str, MamoriError]] = []
+        for ip, timeout_s, reason in items:
+            try:
+                addr = parse_ip(ip)
+            except FirewallSetError as exc:
+                refused.append((ip, exc))
+                continue
+            why = self._protected(addr)
+            if why:
+                refused.append((ip, FirewallSetError(f"{addr} は{why[0]}なので遮断できません",
+                                                     f"{addr} is {why[1]} and is never blocked",
+                                                     code="firewall.protected")))  # fmt: skip
+                continue
+            accepted.setdefault(f"blocked{addr.version}", []).append((str(addr), timeout_s, reason[:500]))
+        if not accepted:
+            return [], refused
+        cmds = []
+        for set_name, entries in accepted.items():
+            elems = [_elem(ip, t) for ip, t, _ in entries]
+            cmds += [_element_cmd("add", set_name, elems), _element_cmd("delete", set_name, [e[0] for e in entries]),
+                     _element_cmd("add", set_name, elems)]  # fmt: skip
+        with sets_lock(self.ctx.paths.run_dir):
+            run_batch({"nftables": cmds}, validate=False)
+        now = time.time()
+        done = [e for entries in accepted.values() for e in entries]
+        with self.ctx.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO fw_entries(kind, ip, reason, source, created_at, expires_at) VALUES (?,?,?,?,?,?)",
+                [("block", ip, reason, source[:64], now, now + t if t else None) for ip, t, reason in done],
+            )
+            conn.executemany("INSERT INTO fw_history(ts, action, ip, detail, source) VALUES (?, ?, ?, ?, ?)",
+                             [(now, "block", ip, reason, source[:64]) for ip, _, reason in done])  # fmt: skip
+        log.info("blocked %d addresses by %s", len(done), source)
+        return [ip for ip, _, _ in done], refused
+
     def unblock(self, ip: str, source: str = "cli") -> bool:
         addr = parse_ip(ip)
         with sets_lock(self.ctx.paths.run_dir):

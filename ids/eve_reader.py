@@ -20,18 +20,25 @@ the reader has drained the file.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.storage import Database
+
+try:  # orjson: ~4x faster, and it refuses invalid UTF-8 in the same pass
+    from orjson import JSONDecodeError as _JSONError
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the standard library is the fallback, correct but slower
+    from json import JSONDecodeError as _JSONError
+    from json import loads as _loads
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ class Position:
     skipping: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
     """One EVE record as stored: its row id and the decoded object (attacker-controlled content)."""
 
@@ -59,10 +66,29 @@ class Event:
     record: dict[str, Any]
 
 
-# sink(conn, events) runs inside the transaction that stores the events (normalise alerts, incidents);
-# on_commit(events) runs after it committed (side effects such as blocking an address).
-Sink = Callable[[sqlite3.Connection, list[Event]], None]
-OnCommit = Callable[[list[Event]], None]
+@dataclass(frozen=True)
+class Stored:
+    """The events of one committed batch: row ids base_id, base_id+1, ... (no per-event object unless asked:
+    at 100k events/s the allocation shows)."""
+
+    base_id: int
+    received: float
+    records: list[dict[str, Any]]  # stored in ids_events with ids base_id, base_id+1, ...
+    unstored: list[dict[str, Any]] = field(default_factory=list)  # read and counted, not kept (flows...)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def of_type(self, event_type: str) -> Iterator[Event]:
+        for i, rec in enumerate(self.records):
+            if rec.get("event_type") == event_type:
+                yield Event(self.base_id + i, self.received, rec)
+
+
+# sink(conn, stored) runs inside the transaction that stores the events (normalise alerts, incidents);
+# on_commit(stored) runs after it committed (side effects such as blocking an address).
+Sink = Callable[[sqlite3.Connection, Stored], None]
+OnCommit = Callable[[Stored], None]
 
 
 @dataclass
@@ -113,6 +139,7 @@ class EveReader:
         sink: Sink | None = None,
         on_commit: OnCommit | None = None,
         clock: Callable[[], float] = time.time,
+        skip_store: frozenset[str] = frozenset(),
     ) -> None:
         self.db = db
         self.path = Path(path)
@@ -122,14 +149,35 @@ class EveReader:
         self.sink = sink
         self.on_commit = on_commit
         self.clock = clock
+        # Event types read, counted and handed to the sink but not stored raw (flow, stats: ~90% of a
+        # box's EVE volume; storing them would wear out a Raspberry Pi's SD card for no reader).
+        self.skip_store = skip_store
         self._read_size = max(1 << 20, max_line + 1)
         self._fd: int | None = None
         self._pos: Position | None = None
+        self._conn: sqlite3.Connection | None = None
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT on the reader's own connection (opening one costs milliseconds)."""
+        if self._conn is None:
+            self._conn = self.db.connect()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -305,8 +353,9 @@ class EveReader:
             self._quarantine(batch, "invalid_utf8", line)
             return
         try:
-            record = json.loads(text)
-        except ValueError:
+            record = _loads(line)
+        except (_JSONError, ValueError):
+            # orjson also refuses lone surrogates escaped in the text (\ud800): still not valid UTF-8 data
             self._quarantine(batch, "invalid_json", line)
             return
         if not isinstance(record, dict) or not isinstance(record.get("event_type"), str):
@@ -331,18 +380,10 @@ class EveReader:
             if head_len > self._pos.head_len:
                 self._pos = replace(self._pos, head_len=head_len, head_hash=head_hash)
         now = self.clock()
-        stored: list[Event] = []
-        with self.db.transaction() as conn:
+        stored: Stored | None = None
+        with self._transaction() as conn:
             if batch.events:
-                base = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_events").fetchone()[0] + 1
-                stored = [Event(base + i, now, rec) for i, rec in enumerate(batch.events)]
-                conn.executemany(
-                    "INSERT INTO ids_events(id, received, ts, event_type, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (ev.id, now, event_time(ev.record), ev.record["event_type"][:32], size, raw)
-                        for ev, size, raw in zip(stored, batch.sizes, batch.raws, strict=True)
-                    ],
-                )
+                stored = self._insert(conn, batch, now)
                 if self.sink is not None:
                     self.sink(conn, stored)
             if batch.quarantine:
@@ -356,9 +397,30 @@ class EveReader:
                 counters[name] = counters.get(name, 0) + value
             add_counters(conn, counters)
             self._save_position(conn, now)
-        if stored and self.on_commit is not None:
+        if stored is not None and self.on_commit is not None:
             self.on_commit(stored)
-        return len(stored)
+        return len(batch.events)
+
+    def _insert(self, conn: sqlite3.Connection, batch: _Batch, now: float) -> Stored:
+        base = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_events").fetchone()[0] + 1
+        keep: list[dict[str, Any]] = []
+        rows: list[tuple] = []
+        unstored: list[dict[str, Any]] = []
+        skip = self.skip_store
+        for rec, size, raw in zip(batch.events, batch.sizes, batch.raws, strict=True):
+            etype = rec["event_type"]
+            if etype in skip:
+                unstored.append(rec)
+                continue
+            rows.append((base + len(keep), now, event_time(rec), etype[:32], size, raw))
+            keep.append(rec)
+        if rows:
+            conn.executemany(
+                "INSERT INTO ids_events(id, received, ts, event_type, size, raw) VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
+        if unstored:
+            batch.counters["events_not_stored"] = batch.counters.get("events_not_stored", 0) + len(unstored)
+        return Stored(base, now, keep, unstored)
 
     def _save_position(self, conn: sqlite3.Connection, now: float) -> None:
         p = self._pos
@@ -370,7 +432,7 @@ class EveReader:
         )
 
     def _bump(self, name: str) -> None:
-        with self.db.transaction() as conn:
+        with self._transaction() as conn:
             add_counters(conn, {name: 1})
 
 

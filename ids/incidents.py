@@ -55,34 +55,64 @@ def record_alert(conn: sqlite3.Connection, alert: Alert, window_s: float, event_
     """Store one alert and attach it to its incident (inside the caller's transaction).
 
     Returns (incident id, whether the incident is new)."""
+    return record_alerts(conn, [(alert, event_id)], window_s)[0]
+
+
+def _find_open(conn: sqlite3.Connection, alert: Alert, window_s: float) -> tuple[int, float] | None:
     row = conn.execute(
-        "SELECT id FROM ids_incidents WHERE sid = ? AND src_ip = ? AND dest_ip = ? AND last_seen >= ?"
+        "SELECT id, last_seen FROM ids_incidents WHERE sid = ? AND src_ip = ? AND dest_ip = ? AND last_seen >= ?"
         " AND state != ? ORDER BY last_seen DESC LIMIT 1",
         (alert.sid, alert.src.ip, alert.dst.ip, alert.ts - window_s, RESOLVED),
     ).fetchone()
-    if row is not None:
-        incident_id, new = row[0], False
-        conn.execute(
-            "UPDATE ids_incidents SET count = count + 1, last_seen = MAX(last_seen, ?),"
-            " first_seen = MIN(first_seen, ?), severity = MIN(severity, ?) WHERE id = ?",
-            (alert.ts, alert.ts, alert.severity, incident_id),
-        )
-    else:
-        cur = conn.execute(
-            "INSERT INTO ids_incidents(sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature,"
-            " category) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
-            (alert.sid, alert.src.ip, alert.dst.ip, alert.ts, alert.ts, alert.severity, alert.signature,
-             alert.category),
-        )  # fmt: skip
-        incident_id, new = int(cur.lastrowid or 0), True
-    conn.execute(
+    return (row[0], row[1]) if row else None
+
+
+def _new_incident(conn: sqlite3.Connection, alert: Alert) -> int:
+    cur = conn.execute(
+        "INSERT INTO ids_incidents(sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature,"
+        " category) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        (alert.sid, alert.src.ip, alert.dst.ip, alert.ts, alert.ts, alert.severity, alert.signature, alert.category),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def record_alerts(
+    conn: sqlite3.Connection, items: list[tuple[Alert, int | None]], window_s: float
+) -> list[tuple[int, bool]]:
+    """Store a batch of alerts and group them into incidents, with one lookup and one update per incident
+    (a scan is hundreds of alerts of one incident per batch). Returns (incident id, new) per alert."""
+    cache: dict[tuple[int, str, str], tuple[int, float]] = {}
+    agg: dict[int, list] = {}  # incident id -> [added count, first, last, min severity]
+    results: list[tuple[int, bool]] = []
+    rows = []
+    for alert, event_id in items:
+        key = (alert.sid, alert.src.ip, alert.dst.ip)
+        hit = cache.get(key)
+        if hit is None or hit[1] < alert.ts - window_s:
+            hit = _find_open(conn, alert, window_s) if hit is None else None
+        new = hit is None
+        if hit is None:
+            hit = (_new_incident(conn, alert), alert.ts)
+        incident_id = hit[0]
+        cache[key] = (incident_id, max(hit[1], alert.ts))
+        a = agg.setdefault(incident_id, [0, alert.ts, alert.ts, alert.severity])
+        a[0] += 1
+        a[1], a[2], a[3] = min(a[1], alert.ts), max(a[2], alert.ts), min(a[3], alert.severity)
+        results.append((incident_id, new))
+        rows.append((event_id, incident_id, alert.ts, alert.sid, alert.rev, alert.signature, alert.category,
+                     alert.severity, alert.src.ip, alert.src.port, alert.dst.ip, alert.dst.port, alert.proto,
+                     json.dumps(alert.detail(), ensure_ascii=False)))  # fmt: skip
+    conn.executemany(
+        "UPDATE ids_incidents SET count = count + ?, first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),"
+        " severity = MIN(severity, ?) WHERE id = ?",
+        [(*a, incident_id) for incident_id, a in agg.items()],
+    )
+    conn.executemany(
         "INSERT INTO ids_alerts(event_id, incident_id, ts, sid, rev, signature, category, severity, src_ip,"
         " src_port, dest_ip, dest_port, proto, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (event_id, incident_id, alert.ts, alert.sid, alert.rev, alert.signature, alert.category, alert.severity,
-         alert.src.ip, alert.src.port, alert.dst.ip, alert.dst.port, alert.proto,
-         json.dumps(alert.detail(), ensure_ascii=False)),
-    )  # fmt: skip
-    return incident_id, new
+        rows,
+    )
+    return results
 
 
 def _row(row: sqlite3.Row) -> Incident:

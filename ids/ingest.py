@@ -8,6 +8,7 @@ happen only for alerts that are durably stored.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -16,10 +17,24 @@ from dataclasses import dataclass
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
 from ids.alerts import Alert, AlertFormatError, Resolver, normalise
-from ids.eve_reader import Event, add_counters
-from ids.incidents import record_alert
+from ids.eve_reader import Stored, add_counters
+from ids.incidents import record_alerts
 
 log = logging.getLogger(__name__)
+
+
+STATS_KEY = "ids.suricata.stats"
+
+
+def capture_stats(record: dict) -> dict:
+    """The few numbers of a Suricata stats record that tell whether it keeps up (drops) and works."""
+    stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
+    capture = stats.get("capture") if isinstance(stats.get("capture"), dict) else {}
+    detect = stats.get("detect") if isinstance(stats.get("detect"), dict) else {}
+    decoder = stats.get("decoder") if isinstance(stats.get("decoder"), dict) else {}
+    return {"timestamp": str(record.get("timestamp", ""))[:40], "uptime": stats.get("uptime"),
+            "packets": decoder.get("pkts"), "kernel_packets": capture.get("kernel_packets"),
+            "kernel_drops": capture.get("kernel_drops"), "alerts": detect.get("alert")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,23 +56,28 @@ class AlertIngest:
         self.responders = list(responders or [])
         self._pending: list[StoredAlert] = []
 
-    def sink(self, conn: sqlite3.Connection, events: list[Event]) -> None:
+    def sink(self, conn: sqlite3.Connection, stored: Stored) -> None:
         self._pending = []
         bad = 0
-        for ev in events:
-            if ev.record.get("event_type") != "alert":
-                continue
+        items: list[tuple[Alert, int | None]] = []
+        for ev in stored.of_type("alert"):
             try:
-                alert = normalise(ev.record, self.resolver, received=ev.received)
+                items.append((normalise(ev.record, self.resolver, received=ev.received), ev.id))
             except AlertFormatError as exc:
                 bad += 1
                 log.warning("EVE alert %d not usable: %s", ev.id, exc.text("en"))
-                continue
-            incident_id, new = record_alert(conn, alert, self.window_s, event_id=ev.id)
-            self._pending.append(StoredAlert(alert, incident_id, new))
+        if items:
+            results = record_alerts(conn, items, self.window_s)
+            self._pending = [StoredAlert(a, iid, new) for (a, _), (iid, new) in zip(items, results, strict=True)]
         add_counters(conn, {"alerts": len(self._pending), "alert_malformed": bad})
+        stats = [r for r in stored.unstored if r.get("event_type") == "stats"]
+        stats += [e.record for e in stored.of_type("stats")]
+        if stats:
+            last = stats[-1]
+            conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)",
+                         (STATS_KEY, json.dumps(capture_stats(last))))  # fmt: skip
 
-    def on_commit(self, events: list[Event]) -> None:
+    def on_commit(self, stored: Stored) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return

@@ -38,3 +38,5 @@ class IdsConfig(Strict):
     max_db_mb: int = Field(default=1024, ge=64)
     # EVE lines longer than this are kept aside (quarantined), not parsed: a guard against memory blow-up.
     eve_max_line_kb: int = Field(default=1024, ge=16, le=65536)
+    # Flow and stats records are analysed and counted but not stored raw unless asked (SD card wear, size).
+    store_flows: bool = False

@@ -100,36 +100,70 @@ class AutoResponder:
 
     def __call__(self, stored: list[StoredAlert]) -> None:
         now = time.monotonic()
+        todo: dict[str, tuple[Decision, StoredAlert]] = {}
         for item in stored:
             decision = decide_block(item.alert, self.cfg)
             if decision.action == "none" or decision.ip is None or self._done.get(decision.ip, 0) > now:
                 continue
-            self._execute(decision, item)
+            todo.setdefault(decision.ip, (decision, item))
+        blocks = [(d, i) for d, i in todo.values() if d.action == "block"]
+        if blocks:
+            self._block(blocks)
+        for decision, item in todo.values():
+            if decision.action == "quarantine":
+                self._execute(decision, item)
+        for decision, _ in todo.values():
             self._done[decision.ip] = now + min(decision.timeout_s, 300)
         if len(self._done) > 10_000:
             self._done = {ip: t for ip, t in self._done.items() if t > now}
 
+    @staticmethod
+    def _reason(item: StoredAlert) -> str:
+        return f"IDS incident {item.incident_id}: sid {item.alert.sid} {item.alert.signature}"[:500]
+
+    def _block(self, blocks: list[tuple[Decision, StoredAlert]]) -> None:
+        """All new addresses of one ingest batch in one firewall transaction (when the firewall offers it)."""
+        if not hasattr(self.sets, "block_many"):
+            for decision, item in blocks:
+                self._execute(decision, item)
+            return
+        try:
+            done, refused = self.sets.block_many(
+                [(d.ip, d.timeout_s, self._reason(i)) for d, i in blocks], "ids"
+            )
+        except MamoriError as exc:
+            log.error("auto-block of %d addresses failed: %s", len(blocks), exc.text("en"))
+            done, refused = [], [(d.ip, exc) for d, _ in blocks]
+        for ip, exc in refused:
+            log.warning("auto-block of %s refused: %s", ip, exc.text("en"))
+        ok = set(done)
+        self._record([(d, i) for d, i in blocks if d.ip in ok], refused=len(refused))
+
+    def _record(self, done: list[tuple[Decision, StoredAlert]], refused: int = 0) -> None:
+        with self.ctx.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [(time.time(), d.ip, d.timeout_s, f"{d.action}: {self._reason(i)}", "ids", i.incident_id)
+                 for d, i in done],
+            )  # fmt: skip
+            counters: dict[str, int] = {"auto_block_refused": refused}
+            for d, _ in done:
+                counters[f"auto_{d.action}"] = counters.get(f"auto_{d.action}", 0) + 1
+            add_counters(conn, counters)
+        for d, i in done:
+            log.info("auto-%s %s for %d s (incident %d)", d.action, d.ip, d.timeout_s, i.incident_id)
+
     def _execute(self, decision: Decision, item: StoredAlert) -> None:
-        reason = f"IDS incident {item.incident_id}: sid {item.alert.sid} {item.alert.signature}"[:500]
         try:
             if decision.action == "block":
-                self.sets.block(decision.ip, decision.timeout_s, reason, "ids")
+                self.sets.block(decision.ip, decision.timeout_s, self._reason(item), "ids")
             else:
-                self.sets.quarantine(decision.ip, decision.timeout_s, reason, "ids")
+                self.sets.quarantine(decision.ip, decision.timeout_s, self._reason(item), "ids")
         except MamoriError as exc:
             log.warning("auto-%s of %s refused: %s", decision.action, decision.ip, exc.text("en"))
-            with self.ctx.db.transaction() as conn:
-                add_counters(conn, {"auto_block_refused": 1})
+            self._record([], refused=1)
             return
-        with self.ctx.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), decision.ip, decision.timeout_s, f"{decision.action}: {reason}", "ids",
-                 item.incident_id),
-            )  # fmt: skip
-            add_counters(conn, {f"auto_{decision.action}": 1})
-        log.info("auto-%s %s for %d s (incident %d)", decision.action, decision.ip, decision.timeout_s,
-                 item.incident_id)  # fmt: skip
+        self._record([(decision, item)])
 
 
 def manual_block(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, timeout_s: int | None,
