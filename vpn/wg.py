@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IFNAME = "mamori-wg"
 WAIT_S = 5.0
+UAPI_DIR = Path("/var/run/wireguard")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ class WgInterface:
             pid = int(pid_file.read_text().strip() or 0)
             _stop_pid(pid)
             pid_file.unlink(missing_ok=True)
+            # A wireguard-go killed hard leaves its UAPI socket behind; it was ours, so it goes too.
+            (UAPI_DIR / f"{self.name}.sock").unlink(missing_ok=True)
 
 
 def peer_args(diff: PeerDiff) -> list[str]:

@@ -19,6 +19,7 @@ import yaml
 from lab.box import EXAMPLE_CONFIG, Box, make_box
 from lab.topology import Lab
 from vpn.client import parse_client_conf, up_client
+from vpn.wg import WgInterface
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +137,7 @@ def onboard(box: Box, host: str, user: str, device: str, ifname: str, tmp: Path)
 def clinic(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vpngate")
     lab = Lab(f"vg{os.getpid()}")
+    box: Box | None = None
     try:
         lab.up()
         data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
@@ -156,7 +158,17 @@ def clinic(tmp_path_factory):
         )
         yield lab, box, secrets
     finally:
-        lab.down()
+        try:
+            if box is not None:
+                box.stop_daemon()
+            for host, name, run_dir in (
+                ("box", lab.wg_name(), tmp / "state" / "run"),
+                ("doctor", f"wgd{lab.prefix[2:]}", tmp),
+                ("server", f"wgv{lab.prefix[2:]}", tmp),
+            ):
+                WgInterface(name, run_dir=run_dir, netns=lab.ns(host)).delete()
+        finally:
+            lab.down()
 
 
 def test_before_signin_only_the_portal(clinic):
