@@ -7,12 +7,13 @@ the setup wizard -> the route's own permission gate (webui.context.requires).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flask import Flask, g, redirect, render_template, request, session, url_for
+from flask import Flask, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
 from appliance.errors import MamoriError
@@ -26,6 +27,7 @@ from webui.permissions import NAVIGATION, permissions_of
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without an account (the wizard guards its own steps).
+OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web",)
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
 
 
@@ -86,6 +88,14 @@ def _register_blueprints(app: Flask) -> None:
         accounts_admin,
     ):
         app.register_blueprint(module.bp)
+    for name in OPTIONAL_BLUEPRINTS:  # other areas' pages, gated by webui.context.requires like ours
+        try:
+            optional = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.register_blueprint(optional.bp)
 
 
 def _before_request() -> Any:
@@ -131,7 +141,10 @@ def _navigation() -> list[tuple[str, str]]:
     if user is None:
         return []
     allowed = permissions_of(user)
-    return [(label, endpoint) for label, endpoint, perm in NAVIGATION if perm in allowed]
+    views = current_app.view_functions
+    return [
+        (label, endpoint) for label, endpoint, perm in NAVIGATION if perm in allowed and endpoint in views
+    ]
 
 
 def _http_error(exc: HTTPException) -> Any:

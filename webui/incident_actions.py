@@ -1,62 +1,64 @@
-"""Changes the alert pages make: an incident's state, and blocking / unblocking its source address.
+"""Changes the alert pages make, through the IDS area's own functions: an incident's state
+(ids.incidents.set_state, which audits), and blocking / unblocking its source address
+(ids.response.manual_block / unblock, which go through firewall.sets and audit).
 
-The incident state is a column of the IDS area's table (ids_incidents.state: 未対応 / 確認済み / 解決済み);
-the web UI sets it with one UPDATE until the IDS area offers a function for it. Blocking goes through
-the firewall area's blocked-address sets; when that module is not in this build the page says so.
+Blocking touches the kernel's nftables sets of the namespace the server runs in, so it is offered only
+by an app built with the real engines (production, the lab); an app built with `subsystems=[]` (unit
+tests: a box with no engines) says the function is not available rather than touching the host.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
-from appliance.errors import MamoriError, NotFoundError
+from flask import current_app
+
+from appliance.config.types import parse_duration
+from appliance.errors import MamoriError
 from appliance.storage import Database
 from appliance.subsystem import Context
-from webui.sources import STATES
+from webui import core, sources
 
 log = logging.getLogger(__name__)
 
 
-def set_state(db: Database, incident_id: int, state: str) -> None:
-    if state not in STATES:
-        raise MamoriError(f"状態「{state}」はありません", f"unknown state {state!r}")
-    with db.transaction() as conn:
-        cur = conn.execute("UPDATE ids_incidents SET state = ? WHERE id = ?", (state, incident_id))
-        if cur.rowcount != 1:
-            raise NotFoundError(f"アラート {incident_id} はありません", f"no incident {incident_id}")
+def set_state(db: Database, incident_id: int, state: str, actor: str) -> None:
+    from ids.incidents import set_state as ids_set_state
 
-
-def _sets_module() -> Any | None:
-    try:
-        module = importlib.import_module("firewall.sets")
-    except ModuleNotFoundError:
-        return None
-    if callable(getattr(module, "block", None)) and callable(getattr(module, "unblock", None)):
-        return module
-    return None
+    ids_set_state(db, incident_id, state, actor, source="web")
 
 
 def blocking_available() -> bool:
-    return _sets_module() is not None
+    if current_app.config.get("MAMORI_SUBSYSTEMS") is not None:
+        return False
+    try:
+        import firewall.sets  # noqa: F401
+        import ids.response  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
 
 
-def is_blocked(ip: str) -> bool:
-    module = _sets_module()
-    checker = getattr(module, "is_blocked", None) if module else None
-    return bool(checker and checker(ip))
+def is_blocked(db: Database, ip: str, now: float) -> bool:
+    return any(b["ip"] == ip for b in sources.active_blocks(db, now) or [])
 
 
 def block(ctx: Context, incident: dict[str, Any], unblock: bool, actor: str) -> None:
-    module = _sets_module()
-    if module is None:
+    if not blocking_available():
         raise MamoriError(
             "遮断の機能はこの版ではまだ利用できません",
             "blocking is not available in this build",
             code="unavailable",
         )
+    from ids.response import manual_block
+    from ids.response import unblock as ids_unblock
+
+    cfg = core.live_config()
+    if cfg is None:
+        raise MamoriError("設定がないため遮断できません", "no config: cannot block", code="unavailable")
     if unblock:
-        module.unblock(ctx, incident["src_ip"], actor=actor)
+        ids_unblock(ctx, cfg, incident["src_ip"], actor, source="web")
     else:
-        module.block(ctx, incident["src_ip"], reason=f"incident {incident['id']}", actor=actor)
+        timeout_s = parse_duration(cfg.firewall.block_timeout)
+        manual_block(ctx, cfg, incident["src_ip"], actor, timeout_s, incident_id=incident["id"], source="web")

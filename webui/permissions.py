@@ -43,5 +43,6 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("機器一覧", "devices.index", "devices.view"),
     ("設定", "settings.index", "settings.view"),
     ("監査ログ", "auditlog.index", "audit.view"),
+    ("点検・報告", "reports.index", "audit.view"),
     ("アカウント", "accounts.index", "accounts.manage"),
 )

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webui.serve", description="Mamori web UI (HTTPS)")
     parser.add_argument("--config", type=Path, default=Paths().config)
     parser.add_argument("--state-dir", type=Path, default=Paths().state_dir)
-    parser.add_argument("--bind", default="0.0.0.0:443", help="HTTPS address:port")
+    parser.add_argument("--bind", action="append", default=[], help="HTTPS address:port (repeatable)")
     parser.add_argument(
         "--http-bind", default="", help="plain-HTTP address:port that only redirects (optional)"
     )
@@ -97,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
     app = create_app(ctx)
     cert, key = ensure_certificate(paths.keys_dir)
-    https_port = int(args.bind.rsplit(":", 1)[1])
+    binds = args.bind or ["0.0.0.0:443"]
+    https_port = int(binds[0].rsplit(":", 1)[1])
     if args.http_bind:
         start_redirect(args.http_bind, https_port)
     options = {
-        "bind": [args.bind], "workers": 1, "worker_class": "gthread", "threads": args.threads,
+        "bind": binds, "workers": 1, "worker_class": "gthread", "threads": args.threads,
         "certfile": str(cert), "keyfile": str(key), "ssl_context": _ssl_context,
         "accesslog": "-", "errorlog": "-", "timeout": 60, "graceful_timeout": 5, "forwarded_allow_ips": "",
     }  # fmt: skip

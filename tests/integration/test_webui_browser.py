@@ -155,6 +155,26 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     click(d, d.find_element(By.XPATH, "//button[contains(., '確認しました')]"))
     assert "確認済み" in d.find_element(By.CSS_SELECTOR, "dl.summary").text
 
+    # Block the source: the page asks first (confirm dialog), then the real nftables set in the namespace
+    # holds the address (firewall.sets via ids.response), and the page offers to undo it.
+    button = d.find_element(By.XPATH, "//button[contains(., '発信元を遮断する')]")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    html = d.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(d, 10).until(lambda x: _alert_open(x))
+    d.switch_to.alert.accept()
+    WebDriverWait(d, 20).until(staleness_of(html))
+    assert d.find_elements(By.XPATH, "//button[contains(., '遮断を解除する')]"), d.find_element(
+        By.TAG_NAME, "main"
+    ).text
+    import subprocess
+
+    listing = subprocess.run(
+        ["nft", "-j", "list", "ruleset"], capture_output=True, text=True, timeout=30
+    ).stdout
+    assert "198.51.100.66" in listing
+    shot(d, "09b-alert-blocked")
+
     # Sign out and in again with the second factor.
     click(d, d.find_element(By.XPATH, "//button[contains(., 'ログアウト')]"))
     assert d.current_url.endswith("/login")
@@ -176,6 +196,14 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
         shot(d, name)
     d.get(served.url + "/audit/")
     assert "改ざんされていません" in d.page_source
+
+
+def _alert_open(drv: webdriver.Chrome) -> bool:
+    try:
+        drv.switch_to.alert  # noqa: B018
+        return True
+    except NoAlertPresentException:
+        return False
 
 
 def _seed_hostile_incident(db: Path) -> None:

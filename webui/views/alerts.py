@@ -51,7 +51,7 @@ def detail(incident_id: int) -> Any:
         alert["fields"] = _alert_fields(alert.get("detail") or "{}")
     return render_template(
         "alerts/detail.html", inc=decorate(inc), alerts=alerts, http_fields=HTTP_FIELDS,
-        can_block=incident_actions.blocking_available(), blocked=incident_actions.is_blocked(inc["src_ip"]),
+        can_block=incident_actions.blocking_available(), blocked=incident_actions.is_blocked(wctx.ctx().db, inc["src_ip"], wctx.now()),
         external=_external(inc["src_ip"]),
     )  # fmt: skip
 
@@ -103,7 +103,7 @@ def _act(incident_id: int, action: str) -> Any:
     who = wctx.user().name
     if action in ("ack", "resolve"):
         state = "確認済み" if action == "ack" else "解決済み"
-        incident_actions.set_state(wctx.ctx().db, incident_id, state)
+        incident_actions.set_state(wctx.ctx().db, incident_id, state, who)
         wctx.audit(f"alerts.{action}", {"incident": incident_id, "state": state})
         flash(f"「{state}」にしました。", "ok")
     else:
