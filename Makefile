@@ -35,3 +35,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Bootable images (docs/image.md): not part of `make test`; they need root and a few minutes each.
+.PHONY: image image-test
+IMAGE_ARCHES ?= amd64 arm64
+image:
+	for arch in $(IMAGE_ARCHES); do bash scripts/image-build.sh $$arch || exit 1; done
+
+image-test: $(STAMP)
+	$(MAKE) image IMAGE_ARCHES=amd64
+	bash scripts/image-test.sh

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# mmdebstrap --customize-hook: turns the Debian root filesystem in $1 into Mamori's.
+#   image-customize.sh ROOT ARCH WHEELS_DIR
+# Runs on the build host; commands that must run as the image's own programs go through `in_root` (chroot;
+# for arm64 the kernel's binfmt_misc hands them to qemu-user-static).
+set -euo pipefail
+ROOT=$1 ARCH=$2 WHEELS=$3
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SRC=$(dirname "$WHEELS")/src
+VENV=/usr/lib/mamori/venv
+
+in_root() {
+  chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 HOME=/root \
+    DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}" "$@"
+}
+
+install_suricata() {
+  # Suricata 7 is in bookworm-backports only; its dependencies come from there where needed.
+  in_root apt-get install -y -q --no-install-recommends -t bookworm-backports suricata suricata-update >/dev/null
+}
+
+install_mamori() {
+  mkdir -p "$ROOT/tmp/mamori-wheels"
+  cp "$WHEELS"/*.whl "$ROOT/tmp/mamori-wheels/"
+  # --system-site-packages: python3-nftables (libnftables bindings) comes from Debian, not PyPI.
+  in_root python3 -m venv --system-site-packages "$VENV"
+  in_root "$VENV/bin/pip" install --quiet --no-index --no-cache-dir --disable-pip-version-check \
+    --find-links /tmp/mamori-wheels mamori
+  # Nothing on the box installs Python packages: updates replace the whole root file system.
+  in_root "$VENV/bin/pip" uninstall --quiet -y pip setuptools >/dev/null 2>&1 || true
+  rm -rf "$ROOT/tmp/mamori-wheels"
+  ln -sf "$VENV/bin/mamori" "$ROOT/usr/bin/mamori"
+  in_root /usr/bin/mamori --lang en version
+  install -d -m 0755 "$ROOT/usr/share/mamori/examples" "$ROOT/usr/share/doc/mamori" "$ROOT/usr/lib/mamori"
+  install -m 0644 "$SRC/examples/clinic.yaml" "$ROOT/usr/share/mamori/examples/clinic.yaml"
+  install -m 0644 "$SRC/README.md" "$ROOT/usr/share/doc/mamori/README.md"
+  in_root "$VENV/bin/python" -c 'import appliance; print(appliance.__version__)' > "$ROOT/usr/share/mamori/VERSION"
+  cp "$WHEELS/SOURCE_COMMIT" "$ROOT/usr/share/mamori/SOURCE_COMMIT"
+  ls "$WHEELS" | sed -n 's/\.whl$//p' | sort > "$ROOT/usr/share/mamori/python-wheels.txt"
+  install -d -m 0750 "$ROOT/etc/mamori" "$ROOT/var/lib/mamori"
+}
+
+install_system_files() {
+  install -m 0644 "$REPO"/image/systemd/*.service "$ROOT/usr/lib/systemd/system/"
+  install -m 0644 "$REPO/image/nftables/fail-closed.nft" "$ROOT/usr/lib/mamori/fail-closed.nft"
+  # image/rootfs holds plain files laid over the root file system (journald cap, networkd, sysctl, ...).
+  cp -r --no-preserve=ownership "$REPO/image/rootfs/." "$ROOT/"
+  local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service systemd-networkd.service)
+  if [ -e "$ROOT/usr/lib/systemd/system/mamori-webui.service" ]; then units+=(mamori-webui.service); fi
+  systemctl --root="$ROOT" enable "${units[@]}" >/dev/null 2>&1
+  # Mamori starts dnsmasq and Suricata itself with the configs it renders; Debian's stock units would run
+  # them with the package defaults. SSH is off until enabled from the web UI (LAN only, keys only).
+  systemctl --root="$ROOT" disable dnsmasq.service suricata.service ssh.service nftables.service >/dev/null 2>&1 || true
+  systemctl --root="$ROOT" mask systemd-firstboot.service ssh.socket >/dev/null 2>&1 || true
+}
+
+first_boot_identity() {
+  # Every box makes its own on first boot: nothing secret or unique is baked into the image.
+  rm -f "$ROOT"/etc/ssh/ssh_host_*
+  : > "$ROOT/etc/machine-id"
+  rm -f "$ROOT/var/lib/dbus/machine-id" "$ROOT/var/lib/systemd/random-seed"
+  # No default password: root is locked; the first administrator is created in the setup wizard.
+  in_root usermod -p '!' root
+  echo mamori > "$ROOT/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\tmamori\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$ROOT/etc/hosts"
+  ln -sf /usr/share/zoneinfo/Asia/Tokyo "$ROOT/etc/localtime"
+  echo Asia/Tokyo > "$ROOT/etc/timezone"
+  echo 'LANG=C.UTF-8' > "$ROOT/etc/default/locale"
+}
+
+prune_kernel_modules() {
+  # A firewall needs no sound, cameras, GPUs, Wi-Fi or cluster file systems: about 200 MiB less to write
+  # to the card and to update. Guest Wi-Fi is an access point on the guest port, not a radio in the box.
+  local kdir kver
+  for kdir in "$ROOT"/usr/lib/modules/*/; do
+    kver=$(basename "$kdir")
+    (cd "$kdir/kernel" && rm -rf sound drivers/gpu drivers/media drivers/infiniband drivers/iio \
+      drivers/staging drivers/comedi drivers/isdn drivers/net/wireless drivers/bluetooth drivers/target \
+      drivers/net/can net/can net/mac80211 net/wireless net/bluetooth drivers/input/joystick \
+      drivers/input/touchscreen drivers/input/tablet \
+      fs/ocfs2 fs/gfs2 fs/xfs fs/btrfs fs/jfs fs/reiserfs fs/ntfs3 fs/nfs fs/nfsd fs/ceph fs/smb fs/cifs \
+      fs/afs fs/coda fs/nilfs2 fs/orangefs fs/ubifs fs/dlm fs/f2fs fs/hfs fs/hfsplus fs/ufs fs/udf fs/9p)
+    in_root depmod -a "$kver"
+  done
+}
+
+check_tidy() {
+  # A security box carries no compilers: nothing can be built on it if it is broken into.
+  local bin
+  for bin in gcc cc c++ g++ clang make as ld; do
+    if [ -e "$ROOT/usr/bin/$bin" ]; then
+      echo "image contains /usr/bin/$bin; a compiler must not be in the image" >&2
+      exit 1
+    fi
+  done
+  rm -rf "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/log/*.log "$ROOT"/root/.cache
+  find "$ROOT/var/log" -type f -name '*.log' -delete
+}
+
+install_suricata
+install_mamori
+install_system_files
+prune_kernel_modules
+first_boot_identity
+check_tidy

@@ -1,0 +1,92 @@
+"""The production amd64 image, read without booting it (sfdisk, debugfs, mtools): nothing unique or secret
+baked in, no test hook, no default password, the fail-closed policy installed and enabled, sizes in budget.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GIB = 1 << 30
+
+
+def _partitions(image: Path) -> dict[str, dict]:
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, text=True,
+                                      check=True, timeout=30).stdout)["partitiontable"]  # fmt: skip
+    assert table["label"] == "gpt"
+    return {p["name"]: p for p in table["partitions"]}
+
+
+def _extract(image: Path, part: dict, dest: Path) -> Path:
+    subprocess.run(["dd", f"if={image}", f"of={dest}", "bs=512", f"skip={part['start']}", f"count={part['size']}",
+                    "conv=sparse", "status=none"], check=True, timeout=300)  # fmt: skip
+    return dest
+
+
+@pytest.fixture(scope="module")
+def parts(prod_image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("parts")
+    table = _partitions(prod_image)
+    assert set(table) == {"esp", "mamori-root-a"}, table
+    return {name: _extract(prod_image, part, tmp / f"{name}.img") for name, part in table.items()}
+
+
+def debugfs(fs: Path, request: str) -> str:
+    res = subprocess.run(["debugfs", "-R", request, str(fs)], capture_output=True, text=True, timeout=60)
+    return res.stdout
+
+
+def test_esp_boots_systemd_boot_with_locked_editor(parts: dict[str, Path]) -> None:
+    esp = str(parts["esp"])
+    listing = subprocess.run(["mdir", "-i", esp, "-/", "::/"], capture_output=True, text=True, timeout=30,
+                             env={"MTOOLS_SKIP_CHECK": "1"}).stdout  # fmt: skip
+    assert "BOOTX64" in listing and "vmlinuz" in listing and "initrd" in listing
+    loader = subprocess.run(["mtype", "-i", esp, "::/loader/loader.conf"], capture_output=True, text=True,
+                            timeout=30, env={"MTOOLS_SKIP_CHECK": "1"}).stdout  # fmt: skip
+    assert "editor no" in loader
+    entry = subprocess.run(["mtype", "-i", esp, "::/loader/entries/mamori-a.conf"], capture_output=True, text=True,
+                           timeout=30, env={"MTOOLS_SKIP_CHECK": "1"}).stdout  # fmt: skip
+    assert "root=PARTUUID=" in entry and "autologin" not in entry
+
+
+def test_nothing_unique_or_secret_in_the_image(parts: dict[str, Path]) -> None:
+    root = parts["mamori-root-a"]
+    assert "ssh_host_" not in debugfs(root, "ls -l /etc/ssh")
+    assert "web.key" not in debugfs(root, "ls -l /var/lib/mamori")
+    assert debugfs(root, "cat /etc/machine-id").strip() == ""
+    shadow = debugfs(root, "cat /etc/shadow")
+    root_hash = next(line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:"))
+    assert root_hash.startswith(("!", "*")), "root must have no password in the production image"
+
+
+def test_no_test_hook_in_the_production_image(parts: dict[str, Path]) -> None:
+    root = parts["mamori-root-a"]
+    assert (
+        "File not found" in debugfs(root, "stat /etc/mamori-test-image")
+        or not debugfs(root, "cat /etc/mamori-test-image").strip()
+    )
+    assert "serial-getty@ttyS0.service.d" not in debugfs(root, "ls -l /etc/systemd/system")
+    assert "mamori-test-snapshot" not in debugfs(root, "ls -l /etc/systemd/system/sysinit.target.wants")
+
+
+def test_fail_closed_policy_installed_and_enabled(parts: dict[str, Path]) -> None:
+    root = parts["mamori-root-a"]
+    shipped = debugfs(root, "cat /usr/lib/mamori/fail-closed.nft")
+    assert shipped == (REPO / "image/nftables/fail-closed.nft").read_text()
+    assert "mamori-fail-closed.service" in debugfs(root, "ls -l /etc/systemd/system/sysinit.target.wants")
+    wants = debugfs(root, "ls -l /etc/systemd/system/multi-user.target.wants")
+    assert "mamori.service" in wants and "mamori-firstboot.service" in wants
+    assert "ssh.service" not in wants and "dnsmasq.service" not in wants and "suricata.service" not in wants
+    assert "gcc" not in debugfs(root, "ls -l /usr/bin")
+
+
+def test_image_sizes_within_budget(prod_image: Path) -> None:
+    raw = prod_image.stat().st_size
+    assert raw <= GIB, f"raw image {raw / GIB:.2f} GiB > 1 GiB"
+    packed = prod_image.with_suffix(".img.zst")
+    if packed.exists():
+        assert packed.stat().st_size <= 400 * (1 << 20)
