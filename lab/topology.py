@@ -160,15 +160,31 @@ class Lab:
         for proc in reversed(self.processes):
             self.stop(proc)
         self.processes.clear()
+        # Then whatever is left in its namespaces (a confirm timer, wireguard-go, Suricata), found by PID:
+        # SIGTERM first so that daemons remove their sockets (wireguard-go's UAPI socket is global), then
+        # SIGKILL for anything still there.
+        left = {name: self._pids(name) for name in self.namespaces}
+        for pids in left.values():
+            self._signal(pids, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and any(self._pids(name) for name in left):
+            time.sleep(0.05)
         for name in reversed(self.namespaces):
-            pids = ip("netns", "pids", name, check=False).stdout.split()
-            for pid in pids:  # processes our processes started (e.g. a confirm timer), found by PID
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            self._signal(self._pids(name), signal.SIGKILL)
             ip("netns", "del", name, check=False)
         self.namespaces.clear()
+
+    @staticmethod
+    def _pids(name: str) -> list[int]:
+        return [int(p) for p in ip("netns", "pids", name, check=False).stdout.split()]
+
+    @staticmethod
+    def _signal(pids: list[int], sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def __enter__(self) -> Lab:
         return self.up()
