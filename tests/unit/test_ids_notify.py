@@ -1,0 +1,307 @@
+"""Notifications against real local receivers on loopback: an SMTP server that requires STARTTLS, an HTTP
+server standing in for the webhook and the LINE Messaging API, and syslog over UDP and TCP. Plus the
+rate limit (folding, never dropping) and the daily digest, with a fake clock."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from appliance.config.load import parse_config
+from ids.incidents import Incident
+from ids.notify import EmailChannel, LineChannel, Message, Notifier, SyslogChannel, WebhookChannel, rfc5424
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cfg_with(notifications: dict):
+    data = yaml.safe_load((REPO / "examples" / "clinic.yaml").read_text())
+    data["notifications"] = notifications
+    return parse_config(yaml.safe_dump(data, allow_unicode=True)).model
+
+
+def incident(i: int, sid: int = 1990001, severity: int = 1, last_seen: float = 1_800_000_000.0) -> Incident:
+    return Incident(i, sid, "198.51.100.66", "203.0.113.2", last_seen - 60, last_seen, 3, severity,
+                    "MAMORI RDP connection attempt from the internet", "Attempted Administrator Privilege Gain",
+                    "未対応", "")  # fmt: skip
+
+
+# -- SMTP with STARTTLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    d = tmp_path_factory.mktemp("tls")
+    (d / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))  # fmt: skip
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(d / "c.pem", d / "k.pem")
+    return server, ssl.create_default_context(cafile=str(d / "c.pem"))
+
+
+class SmtpReceiver(threading.Thread):
+    """A minimal SMTP server: offers STARTTLS, refuses MAIL before TLS, accepts AUTH PLAIN, keeps messages."""
+
+    def __init__(self, tls: ssl.SSLContext) -> None:
+        super().__init__(daemon=True)
+        self.tls = tls
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.messages: list[bytes] = []
+        self.auth: list[str] = []
+        self.tls_used = False
+
+    def run(self) -> None:
+        self.sock.settimeout(10)
+        conn, _ = self.sock.accept()
+        conn.settimeout(10)
+        f = conn.makefile("rb")
+        conn.sendall(b"220 test ESMTP\r\n")
+        for _ in range(50):
+            line = f.readline().strip()
+            verb = line.split(b" ")[0].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250-test\r\n250 AUTH PLAIN\r\n" if self.tls_used else b"250-test\r\n250 STARTTLS\r\n")
+            elif verb == b"STARTTLS":
+                conn.sendall(b"220 go ahead\r\n")
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                f = conn.makefile("rb")
+                self.tls_used = True
+            elif verb == b"AUTH":
+                self.auth.append(base64.b64decode(line.split(b" ")[2]).decode())
+                conn.sendall(b"235 ok\r\n")
+            elif verb == b"MAIL":
+                conn.sendall(b"250 ok\r\n" if self.tls_used else b"530 STARTTLS first\r\n")
+            elif verb == b"RCPT":
+                conn.sendall(b"250 ok\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go\r\n")
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    data += f.readline()
+                self.messages.append(data)
+                conn.sendall(b"250 queued\r\n")
+            elif verb == b"QUIT" or not line:
+                conn.sendall(b"221 bye\r\n")
+                break
+            else:
+                conn.sendall(b"250 ok\r\n")
+        conn.close()
+        self.sock.close()
+
+
+def test_email_uses_starttls_and_sends_japanese(tls_pair) -> None:
+    server_tls, client_tls = tls_pair
+    rx = SmtpReceiver(server_tls)
+    rx.start()
+    cfg = cfg_with({"email": {"host": "127.0.0.1", "port": rx.port, "username": "mamori", "sender": "box@clinic.example",
+                              "recipients": ["doctor@clinic.example"]}}).notifications.email  # fmt: skip
+    EmailChannel(cfg, "s3cret", tls=client_tls).send(Message("[Mamori] 攻撃を遮断しました", "本文：重要度 高", 1))
+    rx.join(10)
+    assert rx.tls_used and rx.auth == ["\0mamori\0s3cret"]
+    assert len(rx.messages) == 1
+    from email import message_from_bytes, policy
+
+    mail = message_from_bytes(rx.messages[0][:-5], policy=policy.default)
+    assert mail["Subject"] == "[Mamori] 攻撃を遮断しました" and "重要度 高" in mail.get_content()
+
+
+def test_email_refuses_a_server_without_starttls(tls_pair) -> None:
+    _, client_tls = tls_pair
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def plain() -> None:
+        conn, _ = srv.accept()
+        f = conn.makefile("rb")
+        conn.sendall(b"220 plain\r\n")
+        f.readline()
+        conn.sendall(b"250 plain-only\r\n")
+        f.readline()
+        conn.close()
+
+    t = threading.Thread(target=plain, daemon=True)
+    t.start()
+    cfg = cfg_with({"email": {"host": "127.0.0.1", "port": srv.getsockname()[1], "sender": "a@b.example",
+                              "recipients": ["c@d.example"]}}).notifications.email  # fmt: skip
+    import smtplib
+
+    with pytest.raises(smtplib.SMTPNotSupportedError):
+        EmailChannel(cfg, None, tls=client_tls).send(Message("s", "b", 1))
+    t.join(5)
+    srv.close()
+
+
+# -- HTTP: webhook and LINE -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_rx():
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(body),
+                        "ctype": self.headers.get("Content-Type")})  # fmt: skip
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args) -> None:
+            return
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", got
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_webhook_posts_json(http_rx) -> None:
+    base, got = http_rx
+    cfg = cfg_with({"webhook": {"url": base + "/hook"}}).notifications.webhook
+    WebhookChannel(cfg).send(Message("件名", "本文", 2))
+    assert got == [{"path": "/hook", "auth": None, "ctype": "application/json; charset=utf-8",
+                    "body": {"source": "mamori", "subject": "件名", "text": "本文", "severity": 2}}]  # fmt: skip
+
+
+def test_line_push_message(http_rx) -> None:
+    base, got = http_rx
+    cfg = cfg_with({"line": {"to": "Cgroup123", "api_base": base}}).notifications.line
+    LineChannel(cfg, "tok-abc").send(Message("件名", "本文" * 3000, 1))
+    assert got[0]["path"] == "/v2/bot/message/push" and got[0]["auth"] == "Bearer tok-abc"
+    body = got[0]["body"]
+    assert body["to"] == "Cgroup123" and body["messages"][0]["type"] == "text"
+    assert len(body["messages"][0]["text"]) <= 5000 and body["messages"][0]["text"].startswith("件名\n")
+
+
+# -- syslog ---------------------------------------------------------------------------------------------
+
+
+def test_syslog_rfc5424_udp_and_tcp() -> None:
+    msg = Message("[Mamori] 件名", "一行目\n二行目", 1)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(5)
+    cfg = cfg_with({"syslog": {"host": "127.0.0.1", "port": udp.getsockname()[1]}}).notifications.syslog
+    SyslogChannel(cfg, clock=lambda: 1_800_000_000.5).send(msg)
+    data, _ = udp.recvfrom(9000)
+    udp.close()
+    head, _, text = data.partition(b"\xef\xbb\xbf")
+    assert head.startswith(b"<130>1 2027-01-15T08:00:00.500Z ") and b" mamori - ids [mamori@32473" in head
+    assert text.decode() == "[Mamori] 件名 | 一行目 二行目"
+
+    tcp = socket.create_server(("127.0.0.1", 0))
+    cfg = cfg_with({"syslog": {"host": "127.0.0.1", "port": tcp.getsockname()[1], "protocol": "tcp"}})
+    SyslogChannel(cfg.notifications.syslog).send(msg)
+    conn, _ = tcp.accept()
+    conn.settimeout(5)
+    framed = b""
+    while b" " not in framed or len(framed) < int(framed.split(b" ")[0]) + len(framed.split(b" ")[0]) + 1:
+        framed += conn.recv(4096)
+    conn.close()
+    tcp.close()
+    length, _, payload = framed.partition(b" ")
+    assert int(length) == len(payload) and payload.startswith(b"<130>1 ")
+
+
+@pytest.mark.parametrize(("severity", "pri"), [(1, b"<130>"), (2, b"<132>"), (3, b"<133>")])
+def test_syslog_priority(severity: int, pri: bytes) -> None:
+    assert rfc5424(Message("s", "b", severity), "box", 0).startswith(pri)
+
+
+# -- policy ---------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[Message] = []
+        self.fail = fail
+
+    def send(self, msg: Message) -> None:
+        if self.fail:
+            raise OSError("network unreachable")
+        self.sent.append(msg)
+
+
+def test_rate_limit_folds_and_never_drops() -> None:
+    now = [1000.0]
+    rec = Recorder()
+    n = Notifier(cfg_with({"min_interval": "10m"}), [rec], clock=lambda: now[0])
+    n.offer([incident(1)])
+    assert n.flush() is not None
+    n.offer([incident(2), incident(3, sid=2009358, severity=2), incident(4, severity=3)])
+    assert n.flush() is None  # within 10 minutes
+    now[0] += 600
+    msg = n.flush()
+    assert msg is not None and "ほか1件" in msg.subject
+    assert "#2" in msg.body and "#3" in msg.body and "#4" not in msg.body  # 低 waits for the digest
+    assert len(rec.sent) == 2 and n.flush() is None
+    assert "管理者権限を奪う試み" in rec.sent[1].body and "MAMORI RDP" not in rec.sent[1].body
+
+
+def test_digest_and_failure_counting() -> None:
+    rec, broken = Recorder(), Recorder(fail=True)
+    n = Notifier(cfg_with({"daily_digest": True}), [broken, rec])
+    msg = n.send_digest([incident(1), incident(2, severity=3)])
+    assert msg.subject.endswith("日次まとめ") and "高 1件 / 中 0件 / 低 1件" in msg.body
+    assert n.sent == 1 and n.failed == 1
+    assert Notifier(cfg_with({"daily_digest": False}), [rec]).send_digest([]) is None
+    assert "異常はありませんでした" in Notifier(cfg_with({}), [rec]).send_digest([]).body
+
+
+def test_notify_worker_announces_new_incidents_once_and_sends_the_digest(tmp_path: Path, http_rx) -> None:
+    import time
+
+    from appliance.paths import Paths
+    from appliance.storage import Database
+    from appliance.subsystem import Context
+    from ids.alerts import Alert, Endpoint
+    from ids.daemon import NotifyWorker
+    from ids.incidents import record_alert
+
+    base, got = http_rx
+    db = Database(tmp_path / "m.db")
+    db.migrate()
+    ctx = Context(Paths(config=tmp_path / "c.yaml", state_dir=tmp_path), db)
+    cfg = cfg_with({"webhook": {"url": base + "/hook"}, "min_interval": "10m"})
+    ts = time.time()
+    a = Alert(ts, 1990001, 1, "MAMORI RDP", "Attempted Administrator Privilege Gain", 1,
+              Endpoint("198.51.100.66", 1, "internet", None), Endpoint("203.0.113.2", 3389, "box", None), "TCP")
+    with db.transaction() as conn:
+        record_alert(conn, a, 3600)
+    worker = NotifyWorker(ctx, cfg)
+    morning = time.mktime((*time.localtime(ts)[:3], 9, 0, 0, 0, 0, -1))
+    worker.step(now=morning)
+    worker.step(now=morning + 5)
+    subjects = [g["body"]["subject"] for g in got]
+    assert len(subjects) == 2 and "リモートデスクトップ" in subjects[0] and subjects[1].endswith("日次まとめ")
