@@ -18,6 +18,7 @@ from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
 from ids.alerts import Alert, AlertFormatError, Resolver, normalise
 from ids.eve_reader import Stored, add_counters
+from ids.flows import FlowAnalyzer
 from ids.incidents import record_alerts
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class AlertIngest:
         self.resolver = Resolver(cfg)
         self.window_s = parse_duration(cfg.ids.incident_window)
         self.responders = list(responders or [])
+        self.flows = FlowAnalyzer(cfg, self.resolver)
         self._pending: list[StoredAlert] = []
 
     def sink(self, conn: sqlite3.Connection, stored: Stored) -> None:
@@ -66,6 +68,8 @@ class AlertIngest:
             except AlertFormatError as exc:
                 bad += 1
                 log.warning("EVE alert %d not usable: %s", ev.id, exc.text("en"))
+        for records in (stored.unstored, stored.records):
+            items += [(a, None) for a in self.flows.analyse(records, stored.received)]
         if items:
             results = record_alerts(conn, items, self.window_s)
             self._pending = [StoredAlert(a, iid, new) for (a, _), (iid, new) in zip(items, results, strict=True)]

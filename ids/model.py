@@ -40,3 +40,7 @@ class IdsConfig(Strict):
     eve_max_line_kb: int = Field(default=1024, ge=16, le=65536)
     # Flow and stats records are analysed and counted but not stored raw unless asked (SD card wear, size).
     store_flows: bool = False
+    # Flow analysis ("beyond signatures"): distinct internal hosts one host may open RDP/SMB to in 5
+    # minutes, and megabytes one clinic host may send to the internet in an hour, before an incident.
+    lateral_hosts: int = Field(default=10, ge=3, le=1000)
+    exfil_mb: int = Field(default=500, ge=10, le=100_000)

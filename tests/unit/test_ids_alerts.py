@@ -131,9 +131,14 @@ def test_fixture_through_reader_into_incidents(tmp_path, cfg, records) -> None:
     reader = EveReader(db, FIXTURE, sink=ingest.sink, on_commit=ingest.on_commit, batch_lines=7)
     assert reader.poll() == len(records)
     n_alerts = sum(r["event_type"] == "alert" for r in records)
+    n_found = 1  # the X線装置's ping to the internet, found again in its real flow record (sid 1990103)
     with db.connection() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM ids_alerts WHERE incident_id IS NOT NULL").fetchone()[0] == n_alerts
-    assert len(seen) == n_alerts and counters(db)["alerts"] == n_alerts
+        assert conn.execute("SELECT COUNT(*) FROM ids_alerts WHERE incident_id IS NOT NULL").fetchone()[0] == (
+            n_alerts + n_found
+        )
+    assert len(seen) == n_alerts + n_found and counters(db)["alerts"] == n_alerts + n_found
+    flow_inc = [i for i in list_incidents(db) if i.sid == 1990103]
+    assert len(flow_inc) == 1 and flow_inc[0].src_ip == "192.168.30.40"
     for inc in list_incidents(db):
         ex = inc.explanation
         assert ex.title and ex.action and ex.importance in "高中低"

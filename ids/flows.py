@@ -1,0 +1,130 @@
+"""Beyond signatures: incidents found in Suricata's flow records (who talked to whom, how much).
+
+- Lateral movement: one internal host opening RDP/SMB (3389, 445, 139) to `ids.lateral_hosts` or more
+  distinct internal hosts within 5 minutes (sid 1990101).
+- Possible data theft: one host of the clinical zones (lan, mgmt) sending more than `ids.exfil_mb` MB to
+  the internet within an hour (sid 1990102).
+- A devices-zone host reaching the internet at all (sid 1990103).
+Findings are turned into synthetic alerts (same Alert type, signature starting "MAMORI FLOW") so they
+become incidents, with Japanese text from ids.mamori_rules, exactly like signature alerts.
+State is in memory and bounded (MAX_TRACKED sources); it restarts empty with the daemon, which at worst
+delays a finding by one window. Flow records are attacker-influenced: every field is checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.config.model import MamoriConfig
+from ids.alerts import Alert, AlertFormatError, Resolver
+from ids.eve_reader import event_time
+
+log = logging.getLogger(__name__)
+
+LATERAL_PORTS = frozenset({3389, 445, 139})
+LATERAL_WINDOW = 300.0
+EXFIL_WINDOW = 3600.0
+MAX_TRACKED = 5000
+CLINICAL = frozenset({"lan", "mgmt"})
+INTERNAL = frozenset({"lan", "guest", "devices", "vpn", "mgmt"})
+
+
+@dataclass
+class _Window:
+    events: deque = field(default_factory=deque)  # (ts, value)
+    fired_at: float = float("-inf")
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+class FlowAnalyzer:
+    def __init__(self, cfg: MamoriConfig, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.lateral_hosts = cfg.ids.lateral_hosts
+        self.exfil_bytes = cfg.ids.exfil_mb * 1024 * 1024
+        self._lateral: dict[str, _Window] = {}
+        self._exfil: dict[str, _Window] = {}
+        self._devices: dict[tuple[str, str], float] = {}
+
+    def analyse(self, records: list[dict[str, Any]], received: float) -> list[Alert]:
+        found: list[Alert] = []
+        for rec in records:
+            if rec.get("event_type") != "flow":
+                continue
+            try:
+                alert = self._one(rec, received)
+            except AlertFormatError:
+                continue  # a flow without usable addresses: nothing to say about it
+            if alert is not None:
+                found.append(alert)
+        return found
+
+    def _one(self, rec: dict[str, Any], received: float) -> Alert | None:
+        src = self.resolver.endpoint(rec.get("src_ip"), rec.get("src_port"))
+        dst = self.resolver.endpoint(rec.get("dest_ip"), rec.get("dest_port"))
+        ts = event_time(rec) or received
+        proto = str(rec.get("proto", ""))[:16]
+        if src.zone in INTERNAL and dst.zone in INTERNAL and dst.port in LATERAL_PORTS and proto == "TCP":
+            return self._lateral_check(src, dst, ts, proto)
+        if src.zone in CLINICAL and dst.external:
+            flow = rec.get("flow") if isinstance(rec.get("flow"), dict) else {}
+            return self._exfil_check(src, dst, ts, proto, _int(flow.get("bytes_toserver")))
+        if src.zone == "devices" and dst.external:
+            key = (src.ip, dst.ip)
+            if ts - self._devices.get(key, float("-inf")) < EXFIL_WINDOW:
+                return None
+            self._bound(self._devices)
+            self._devices[key] = ts
+            return self._alert(1990103, "MAMORI FLOW medical device talking to the internet",
+                               "Potential Corporate Privacy Violation", 2, src, dst, ts, proto)  # fmt: skip
+        return None
+
+    def _lateral_check(self, src, dst, ts: float, proto: str) -> Alert | None:
+        w = self._window(self._lateral, src.ip)
+        w.events.append((ts, dst.ip))
+        while w.events and w.events[0][0] < ts - LATERAL_WINDOW:
+            w.events.popleft()
+        distinct = {d for _, d in w.events}
+        if len(distinct) < self.lateral_hosts or ts - w.fired_at < LATERAL_WINDOW:
+            return None
+        w.fired_at = ts
+        return self._alert(1990101, f"MAMORI FLOW {len(distinct)} hosts reached on RDP/SMB in 5 minutes",
+                           "Misc Attack", 1, src, dst, ts, proto)  # fmt: skip
+
+    def _exfil_check(self, src, dst, ts: float, proto: str, sent: int) -> Alert | None:
+        if not sent:
+            return None
+        w = self._window(self._exfil, src.ip)
+        w.events.append((ts, sent))
+        while w.events and w.events[0][0] < ts - EXFIL_WINDOW:
+            w.events.popleft()
+        total = sum(v for _, v in w.events)
+        if total < self.exfil_bytes or ts - w.fired_at < EXFIL_WINDOW:
+            return None
+        w.fired_at = ts
+        return self._alert(1990102, f"MAMORI FLOW {total // (1024 * 1024)} MB sent to the internet in an hour",
+                           "Potential Corporate Privacy Violation", 1, src, dst, ts, proto)  # fmt: skip
+
+    def _window(self, table: dict[str, _Window], key: str) -> _Window:
+        w = table.get(key)
+        if w is None:
+            self._bound(table)
+            w = table[key] = _Window()
+        return w
+
+    @staticmethod
+    def _bound(table: dict) -> None:
+        if len(table) >= MAX_TRACKED:
+            log.warning("flow analysis tracks %d sources; forgetting the oldest half", len(table))
+            for key in list(table)[: len(table) // 2]:
+                del table[key]
+
+    @staticmethod
+    def _alert(sid, signature, category, severity, src, dst, ts, proto) -> Alert:
+        return Alert(ts=ts, sid=sid, rev=1, signature=signature, category=category, severity=severity,
+                     src=src, dst=dst, proto=proto)  # fmt: skip
