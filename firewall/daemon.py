@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
+from firewall.dnsmasq_worker import DnsmasqWorker
 from firewall.droplog import DropLogWorker
 
 
-def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list[DropLogWorker]:
-    return [DropLogWorker(ctx)] if cfg.firewall.log_drops else []
+def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list[DropLogWorker | DnsmasqWorker]:
+    workers: list[DropLogWorker | DnsmasqWorker] = [DnsmasqWorker(ctx)]
+    if cfg.firewall.log_drops:
+        workers.append(DropLogWorker(ctx))
+    return workers

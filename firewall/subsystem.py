@@ -1,4 +1,7 @@
-"""The firewall as an appliance subsystem: render -> check (nft dry run) -> apply (one transaction) -> verify."""
+"""The firewall as an appliance subsystem: render -> check (nft dry run) -> apply (one transaction) -> verify.
+
+Also registers dnsmasq (DHCP/DNS for the internal zones), which this area owns.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from firewall import apply as fw_apply
+from firewall.dnsmasq import DnsmasqSubsystem
 from firewall.nft import sets_lock
 from firewall.render import render_ruleset
 
@@ -36,5 +40,6 @@ class FirewallSubsystem:
             fw_apply.remove()
 
 
-def subsystems(ctx: Context) -> list[FirewallSubsystem]:
-    return [FirewallSubsystem(ctx)]
+def subsystems(ctx: Context) -> list[FirewallSubsystem | DnsmasqSubsystem]:
+    """Firewall first (it must be live before any service answers), then DHCP/DNS."""
+    return [FirewallSubsystem(ctx), DnsmasqSubsystem(ctx)]

@@ -244,3 +244,18 @@ _WHO = "import socket,sys\nc=socket.create_connection((sys.argv[1], int(sys.argv
 def tcp_peer_seen(lab: Any, key: str, address: str, port: int) -> str:
     """Connect and return the source address the server saw (shows NAT)."""
     return lab.run(key, ["python3", "-c", _WHO, address, str(port)], check=False, timeout=15).stdout.strip()
+
+
+_DNS_QUERY = (
+    "import socket,struct,sys\n"
+    "name=sys.argv[2]\n"
+    "q=struct.pack('!HHHHHH',0x1234,0x0100,1,0,0,0)+b''.join(bytes([len(p)])+p.encode() for p in name.split('.'))+b'\\0'+struct.pack('!HH',1,1)\n"
+    "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(2);s.sendto(q,(sys.argv[1],53));r,_=s.recvfrom(2000)\n"
+    "an=struct.unpack('!H',r[6:8])[0]\n"
+    "print(socket.inet_ntoa(r[-4:]) if an else 'NXDOMAIN')\n"
+)
+
+
+def dns_a(runner: Callable[[list[str]], Any], server: str, name: str) -> str:
+    """Resolve `name` (A record) at `server` with a hand-built query; 'NXDOMAIN' or the address ('' on timeout)."""
+    return runner(["python3", "-c", _DNS_QUERY, server, name]).stdout.strip()
