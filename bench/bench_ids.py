@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,16 +141,7 @@ def latency_worker() -> None:
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
-        written: dict[str, float] = {}
-        with open(live.eve, "ab", buffering=0) as fh:
-            start = time.perf_counter()
-            for i in range(N_ALERTS):
-                due = start + i / ALERT_RATE
-                while (now := time.perf_counter()) < due:
-                    time.sleep(min(0.001, due - now))
-                ip = f"198.18.{i // 250}.{i % 250 + 1}"
-                fh.write(_alert_line(ip, i))
-                written[ip] = time.perf_counter()
+        written = _write_alerts(live.eve)
         deadline = time.monotonic() + 30
         while len(done) < N_ALERTS and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -160,21 +152,116 @@ def latency_worker() -> None:
     print(json.dumps({"n": len(lat), "p50": _p(lat, 0.5), "p99": _p(lat, 0.99), "mean": statistics.mean(lat)}))
 
 
-def bench_block_latency() -> list[tuple[str, str, str]]:
-    ns = f"idsb{os.getpid()}"
+F2B_FILTER = """[Definition]
+failregex = "event_type": "alert", "src_ip": "<HOST>"
+datepattern = "timestamp": "%%Y-%%m-%%dT%%H:%%M:%%S\\.%%f%%z
+"""
+F2B_JAIL = """[DEFAULT]
+banaction = nftables-allports
+backend = {backend}
+[mamori-eve]
+enabled = true
+filter = mamori-eve
+logpath = {eve}
+maxretry = 1
+findtime = 600
+bantime = 3600
+action = nftables-allports[name=mamori-eve]
+"""
+
+
+def fail2ban_worker() -> None:
+    """Runs inside a namespace: fail2ban (Debian package) with a jail on an EVE file and its nftables action,
+    fed the same alert lines at the same rate; latency until the address is in fail2ban's nft set."""
+    from firewall.nft import list_json
+
+    with tempfile.TemporaryDirectory(prefix="mamori-bench-f2b-") as tmp:
+        conf, eve = Path(tmp) / "conf", Path(tmp) / "eve.json"
+        (conf / "filter.d").mkdir(parents=True)
+        os.symlink("/etc/fail2ban/action.d", conf / "action.d")
+        (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = WARNING\nlogtarget = STDERR\n"
+                                            f"socket = {tmp}/f2b.sock\npidfile = {tmp}/f2b.pid\ndbfile = :memory:\n")
+        (conf / "filter.d" / "mamori-eve.conf").write_text(F2B_FILTER)
+        (conf / "jail.conf").write_text(F2B_JAIL.format(backend="polling", eve=eve))
+        eve.touch()
+        server = subprocess.Popen(["fail2ban-server", "-f", "-x", "-c", str(conf), "-s", f"{tmp}/f2b.sock",
+                                   "-p", f"{tmp}/f2b.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                for obj in list_json("list set inet f2b-table addr-set-mamori-eve") or []:
+                    for e in obj.get("set", {}).get("elem", []):
+                        ip = e["elem"]["val"] if isinstance(e, dict) else e
+                        seen.setdefault(str(ip), time.perf_counter())
+                time.sleep(0.005)
+
+        try:
+            for _ in range(200):  # until the server answers on its socket (the set appears at the first ban)
+                if Path(f"{tmp}/f2b.sock").exists():
+                    break
+                time.sleep(0.1)
+            time.sleep(1.0)
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            written = _write_alerts(eve)
+            deadline = time.monotonic() + 60
+            while len(seen) < N_ALERTS and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stop.set()
+            watcher.join(5)
+        finally:
+            server.terminate()
+            server.wait(30)
+    lat = [(seen[ip] - t) * 1000 for ip, t in written.items() if ip in seen]
+    out = {"n": len(lat), "p50": _p(lat, 0.5) if lat else None, "p99": _p(lat, 0.99) if lat else None}
+    print(json.dumps(out))
+
+
+def _write_alerts(eve: Path) -> dict[str, float]:
+    written: dict[str, float] = {}
+    with open(eve, "ab", buffering=0) as fh:
+        start = time.perf_counter()
+        for i in range(N_ALERTS):
+            due = start + i / ALERT_RATE
+            while (now := time.perf_counter()) < due:
+                time.sleep(min(0.001, due - now))
+            ip = f"198.18.{i // 250}.{i % 250 + 1}"
+            fh.write(_alert_line(ip, i))
+            written[ip] = time.perf_counter()
+    return written
+
+
+def _in_namespace(mode: str) -> dict:
+    ns = f"idsb{os.getpid()}{mode[0]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "bench.bench_ids", "latency"],
+        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "bench.bench_ids", mode],
                              cwd=REPO, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     if res.returncode != 0:
         raise RuntimeError(res.stderr[-2000:])
-    r = json.loads(res.stdout.strip().splitlines()[-1])
-    return [
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def bench_block_latency() -> list[tuple[str, str, str]]:
+    r = _in_namespace("latency")
+    rows = [
         (f"alert→nft block p50 at {ALERT_RATE}/s (ms)", f"{r['p50']:.1f}", ""),
         (f"alert→nft block p99 at {ALERT_RATE}/s (ms)", f"{r['p99']:.1f}", f"≤ 50 ({r['n']}/{N_ALERTS} blocked)"),
     ]
+    if shutil.which("fail2ban-server"):
+        f = _in_namespace("fail2ban")
+        fmt = (lambda v: f"{v:.1f}" if v is not None else "-")  # noqa: E731
+        rows += [
+            (f"fail2ban, same EVE, p50 at {ALERT_RATE}/s (ms)", fmt(f["p50"]), ""),
+            (f"fail2ban, same EVE, p99 at {ALERT_RATE}/s (ms)", fmt(f["p99"]),
+             f"{f['n']}/{N_ALERTS} blocked within 60 s" + (f"; Mamori p99 is {f['p99'] / r['p99']:.0f}x lower"
+                                                           if f["p99"] else "")),
+        ]  # fmt: skip
+    return rows
 
 
 def _suricata_T(profile: str) -> tuple[float, int, int]:
@@ -231,6 +318,8 @@ def run() -> list[tuple[str, str, str]]:
 if __name__ == "__main__":
     if sys.argv[1:] == ["latency"]:
         latency_worker()
+    elif sys.argv[1:] == ["fail2ban"]:
+        fail2ban_worker()
     else:
         for row in run():
             print("  ".join(row))
