@@ -313,3 +313,38 @@ def test_certificate_upload_checks_the_key(box: Box, tmp_path: Path) -> None:
     assert installed.read_bytes() == first[0].read_bytes()
     assert (box.ctx.paths.keys_dir / "web.key").stat().st_mode & 0o077 == 0
     assert "web.certificate_replaced" in audit_actions(box, "admin")
+
+
+def test_notification_test_button_really_sends(box: Box) -> None:
+    """A webhook receiver on this machine's loopback gets the test message."""
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:
+        text = box.ctx.paths.config.read_text(encoding="utf-8").replace(
+            "notifications:\n",
+            f"notifications:\n  webhook: {{url: 'http://127.0.0.1:{server.server_port}/hook'}}\n",
+        )
+        box.ctx.paths.config.write_text(text, encoding="utf-8")
+        client = box.client()
+        box.login(client, "admin")
+        r = client.post("/settings/notify-test", data={"csrf_token": session_token(client)})
+        page = client.get(r.headers["Location"]).get_data(as_text=True)
+    finally:
+        server.server_close()
+    assert received and received[0]["source"] == "mamori" and "テスト" in received[0]["subject"]
+    assert "Webhook: 送信しました" in page
+    assert "notifications.test" in audit_actions(box, "admin")

@@ -43,6 +43,7 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("GET", "/settings/status", "settings.status", (A, VF)),
     ("POST", "/settings/confirm", "settings.confirm", (A, VF)),
     ("POST", "/settings/rollback/1", "settings.rollback", (A,)),
+    ("POST", "/settings/notify-test", "settings.notify_test", (A,)),
     ("GET", "/settings/certificate", "settings.certificate", (A,)),
     ("POST", "/settings/certificate", "settings.certificate", (A,)),
     ("GET", "/audit/", "auditlog.index", (A,)),

@@ -156,3 +156,42 @@ def _describe(pem: str | None) -> dict[str, str] | None:
     cert = x509.load_pem_x509_certificate(pem.encode())
     return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
             "until": cert.not_valid_after_utc.strftime("%Y/%m/%d")}  # fmt: skip
+
+
+CHANNEL_LABELS = {"email": "メール", "webhook": "Webhook", "line": "LINE", "syslog": "syslog"}
+
+
+@bp.route("/notify-test", methods=["POST"])
+@requires("settings.edit")
+def notify_test() -> Any:
+    """Send one test message on every configured channel and say, per channel, whether it went out."""
+    from ids.notify import Message, channels
+
+    cfg = core.live_config()
+    chans = channels(cfg, wctx.ctx().paths.keys_dir) if cfg else []
+    if not chans:
+        flash("お知らせの送り先がまだ設定されていません。", "warn")
+        return redirect(url_for("settings.index"))
+    clinic = cfg.clinic.name if cfg else ""
+    msg = Message(
+        f"【Mamori】テスト送信（{clinic}）",
+        "これは Mamori の設定画面から送ったテストです。届いていれば設定は正しく動いています。",
+        3,
+    )
+    results = []
+    for ch in chans:
+        try:
+            ch.send(msg)
+            results.append((CHANNEL_LABELS.get(ch.name, ch.name), True, ""))
+        except (MamoriError, OSError) as exc:
+            text = exc.text("ja") if isinstance(exc, MamoriError) else "送信先につながりませんでした"
+            results.append((CHANNEL_LABELS.get(ch.name, ch.name), False, text))
+    wctx.audit("notifications.test", {"results": [(n, ok) for n, ok, _ in results]})
+    for name, ok, text in results:
+        flash(
+            f"{name}: 送信しました。届いたか確認してください。"
+            if ok
+            else f"{name}: 送れませんでした（{text}）。",
+            "ok" if ok else "error",
+        )
+    return redirect(url_for("settings.index"))
