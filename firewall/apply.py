@@ -1,18 +1,29 @@
 """Make a rendered `inet mamori` table live, keeping what is in the dynamic sets, and read it back.
 
-Scope: this table only. `apply` sends the rendered batch (add, delete, add the table with everything)
-plus the live elements of the dynamic sets (blocked, quarantine, feeds, VPN sessions) with their
-remaining timeouts, all in one transaction: the kernel never sees the table without its blocklist, and
-a refused batch changes nothing. Non-goal: merging with other tables; they are never touched.
+Scope: this table only; other tables are never touched. Everything goes in one transaction: the kernel
+never sees the table half-built or without its blocklist, and a refused batch changes nothing.
+
+When the table does not exist yet, the rendered batch (add, delete, add the table with everything) is
+sent as is. When it exists, the table is replaced whole except the live dynamic sets (blocked, quarantine,
+feeds, VPN sessions) whose definition did not change: every chain is flushed and deleted, every counter
+and every other set deleted, then everything rendered is added; "add set" on a kept set is a no-op, so its
+elements stay with their exact timeouts. Why not re-seed (list the elements, delete the table, add them
+back): listing and re-adding 100k addresses costs ~2 s on a small box; keeping them in the kernel costs
+nothing, and there is no window in which an element added by another process could be lost.
+A dynamic set whose definition changed (a code change, never a config change) starts empty; `with_seeds`
+and `live_dynamic_elements` can carry elements over in that case and are used by tools and benchmarks.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplyError
+from appliance.fileio import atomic_write
 from firewall import nftjson as nj
 from firewall.nft import list_json, run_batch
 from firewall.render import DYNAMIC_SETS
@@ -72,11 +83,93 @@ def check(rendered: dict[str, Any]) -> None:
     run_batch(rendered, dry_run=True)
 
 
-def apply(rendered: dict[str, Any]) -> None:
+def _obj(kind: str, name: str) -> dict[str, Any]:
+    return {kind: {"family": nj.FAMILY, "table": nj.TABLE, "name": name}}
+
+
+def _rendered_sets(rendered: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        c["add"]["set"]["name"]: c["add"]["set"] for c in rendered["nftables"] if "set" in c.get("add", {})
+    }
+
+
+def live_structure(counters_hint: list[str] | None) -> dict[str, Any] | None:
+    """Chains, sets (definitions only) and counters of the live table, or None if it does not exist.
+
+    Listing is cheap only for what does not pull set elements into nft's cache: `list chains` and
+    `list sets` (terse) take a millisecond with 100k blocked, `list counters` ~1 s. So counter names come
+    from the record of the last apply when there is one (`counters_hint`), from the kernel otherwise.
+    """
+    sets = list_json(f"list sets table {nj.FAMILY} {nj.TABLE}", terse=True)
+    if sets is None:
+        return None
+    chains = [o["chain"]["name"] for o in list_json(f"list chains {nj.FAMILY}", terse=True) or []
+              if "chain" in o and o["chain"].get("table") == nj.TABLE]  # fmt: skip
+    if counters_hint is None:
+        listing = list_json(f"list counters table {nj.FAMILY} {nj.TABLE}", terse=True) or []
+        counters_hint = [o["counter"]["name"] for o in listing if "counter" in o]
+    return {"chains": chains, "sets": [o["set"] for o in sets if "set" in o], "counters": counters_hint}
+
+
+def replace_batch(rendered: dict[str, Any], live: dict[str, Any] | None) -> tuple[dict[str, Any], set[str]]:
+    """The batch that turns the live table (live_structure, or None) into `rendered`; and the sets it keeps.
+
+    Counters that the new table has too are kept ("add counter" on an existing one is a no-op), so the
+    per-zone-pair numbers survive a config change; the others are deleted.
+    """
+    if live is None:
+        return rendered, set()
+    wanted = _rendered_sets(rendered)
+    wanted_counters = {
+        c["add"]["counter"]["name"] for c in rendered["nftables"] if "counter" in c.get("add", {})
+    }
+    keep, drop = set(), []
+    for s in live["sets"]:
+        w = wanted.get(s["name"])
+        same = (
+            w is not None
+            and w["type"] == s.get("type")
+            and sorted(w.get("flags", [])) == sorted(s.get("flags", []))
+        )
+        (keep.add if _is_dynamic(s["name"]) and same else drop.append)(s["name"])
+    cmds: list[dict[str, Any]] = [{"add": {"table": {"family": nj.FAMILY, "name": nj.TABLE}}}]
+    cmds += [{"flush": _obj("chain", c)} for c in live["chains"]]
+    cmds += [{"delete": _obj("chain", c)} for c in live["chains"]]
+    cmds += [{"delete": _obj("counter", c)} for c in live["counters"] if c not in wanted_counters]
+    cmds += [{"delete": _obj("set", s)} for s in drop]
+    body = [c for c in rendered["nftables"] if "table" not in c.get("add", {}) and "delete" not in c]
+    return {"nftables": cmds + body}, keep
+
+
+def _record_path(run_dir: Path | None) -> Path | None:
+    return run_dir / "firewall-counters.json" if run_dir else None
+
+
+def apply(rendered: dict[str, Any], run_dir: Path | None = None) -> None:
     """Caller holds firewall.nft.sets_lock so no set update slips between reading and committing."""
-    batch = with_seeds(rendered, live_dynamic_elements())
-    run_batch(batch)
-    log.info("firewall table %s applied (%d commands)", TABLE_REF, len(batch["nftables"]))
+    record = _record_path(run_dir)
+    hint = json.loads(record.read_text(encoding="utf-8")) if record and record.exists() else None
+    batch, kept = replace_batch(rendered, live_structure(hint))
+    try:
+        run_batch(batch)
+    except ApplyError:
+        if hint is None:
+            raise
+        # the record may be stale (someone else changed the table): nothing was committed; ask the kernel
+        log.warning("firewall apply failed with the recorded counter names; retrying with the live list")
+        batch, kept = replace_batch(rendered, live_structure(None))
+        run_batch(batch)
+    if record:
+        names = sorted(
+            c["add"]["counter"]["name"] for c in rendered["nftables"] if "counter" in c.get("add", {})
+        )
+        atomic_write(record, json.dumps(names))
+    log.info(
+        "firewall table %s applied (%d commands, %d live sets kept)",
+        TABLE_REF,
+        len(batch["nftables"]),
+        len(kept),
+    )
 
 
 def summary_of_rendered(rendered: dict[str, Any]) -> dict[str, Any]:

@@ -71,10 +71,18 @@ def run_batch(batch: dict[str, Any], dry_run: bool = False, validate: bool = Tru
         raise _error("変更", "apply the change", err)
 
 
-def list_json(command: str) -> list[dict[str, Any]] | None:
-    """`nft -j <command>` as parsed objects, or None when the object does not exist."""
+def list_json(command: str, terse: bool = False) -> list[dict[str, Any]] | None:
+    """`nft -j [-t] <command>` as parsed objects, or None when the object does not exist.
+
+    `terse` leaves out set elements: the structure of a table with 100k blocked addresses in milliseconds.
+    """
     with _LOCK:
-        rc, out, err = _handle().cmd(command)
+        nft = _handle()
+        nft.set_terse_output(terse)
+        try:
+            rc, out, err = nft.cmd(command)
+        finally:
+            nft.set_terse_output(False)
     if rc != 0:
         if "No such file or directory" in err:
             return None

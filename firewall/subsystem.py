@@ -30,7 +30,7 @@ class FirewallSubsystem:
 
     def apply(self, rendered: dict[str, Any]) -> None:
         with sets_lock(self.ctx.paths.run_dir):
-            fw_apply.apply(rendered)
+            fw_apply.apply(rendered, self.ctx.paths.run_dir)
 
     def verify(self, rendered: dict[str, Any]) -> None:
         fw_apply.verify(rendered)
@@ -38,6 +38,9 @@ class FirewallSubsystem:
     def reset(self) -> None:
         with sets_lock(self.ctx.paths.run_dir):
             fw_apply.remove()
+            record = self.ctx.paths.run_dir / "firewall-counters.json"
+            if record.exists():
+                record.unlink()
 
 
 def subsystems(ctx: Context) -> list[FirewallSubsystem | DnsmasqSubsystem]:

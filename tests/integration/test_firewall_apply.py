@@ -118,3 +118,18 @@ def test_check_is_a_dry_run(ns: str, tmp_path: Path) -> None:
     before = ruleset(ns)
     in_ns(ns, fw_apply.check, render_ruleset(config(firewall={"blocked_outbound": [], "log_drops": False})))
     assert ruleset(ns) == before
+
+
+def test_counters_survive_a_rebuild_and_a_stale_record_is_recovered(ns: str, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    in_ns(ns, _apply_and_verify, render_ruleset(config()), str(a))
+    # the same counter object survives a rebuild (its handle stays), so per-zone-pair numbers are kept
+    before = json.loads(sh(ns, "nft", "-j", "-a", "list", "counter", "inet", "mamori", "fwd_lan_wan").stdout)
+    in_ns(ns, _apply_and_verify, render_ruleset(config(firewall={"log_drops": False})), str(a))
+    after = json.loads(sh(ns, "nft", "-j", "-a", "list", "counter", "inet", "mamori", "fwd_lan_wan").stdout)
+    assert before["nftables"][1]["counter"]["handle"] == after["nftables"][1]["counter"]["handle"]
+    # another state dir applies a table without the vpn zone; a's record still names the vpn counters,
+    # which a's next table (also without vpn) would delete: the stale record must not make the apply fail
+    in_ns(ns, _apply_and_verify, render_ruleset(config(vpn={"enabled": False})), str(b))
+    in_ns(ns, _apply_and_verify, render_ruleset(config(vpn={"enabled": False})), str(a))
+    assert "fwd_vpn_lan" not in sh(ns, "nft", "list", "counters", "table", "inet", "mamori").stdout
