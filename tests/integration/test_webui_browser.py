@@ -202,6 +202,7 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
                        ("18-audit", "/audit/"), ("19-accounts", "/accounts/"), ("20-me", "/me")):  # fmt: skip
         d.get(served.url + path)
         assert "うまくいきませんでした" not in d.page_source, path
+        assert "（管理者）" in d.find_element(By.CSS_SELECTOR, ".whoami").text, path
         shot(d, name)
     d.get(served.url + "/audit/")
     assert "改ざんされていません" in d.page_source

@@ -268,6 +268,7 @@ def test_vpn_device_qr_is_shown_once_and_vendor_window_is_approved(box: Box) -> 
     assert r.headers["Cache-Control"] == "no-store"
     listing = client.get("/vpn/").get_data(as_text=True)
     assert "iPhone" in listing and "PrivateKey" not in listing  # the key is never shown again
+    assert "admin（管理者）" in listing and "医師" in listing
     r = client.post("/vpn/windows", data={"csrf_token": token, "user": "vendor-a", "hours": "2",
                                           "reason": "電子カルテの更新", "targets": "電子カルテ"})  # fmt: skip
     assert r.status_code == 302

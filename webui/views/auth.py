@@ -29,7 +29,7 @@ def finish_login(account: Account) -> Any:
     csrf_token()
     wctx.accounts().record_success(account.name, wctx.remote())
     wctx.audit("web.login", {"role": account.role}, actor=account.name)
-    if nxt and isinstance(nxt, str) and nxt.startswith("/") and not nxt.startswith("//"):
+    if nxt and isinstance(nxt, str) and nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt:
         return redirect(nxt)
     return redirect(url_for("dashboard.index"))
 

@@ -18,7 +18,7 @@ from webui.qr import svg
 
 log = logging.getLogger(__name__)
 bp = Blueprint("vpn", __name__, url_prefix="/vpn")
-ROLE_LABELS = {"doctor": "医師", "staff": "職員", "vendor": "保守業者"}
+VPN_ROLE_LABELS = {"doctor": "医師", "staff": "職員", "vendor": "保守業者"}
 
 
 def _windows() -> Any:
@@ -37,7 +37,7 @@ def index() -> Any:
     store = _windows()
     return render_template(
         "vpn/index.html", cfg=cfg, devices=sources.vpn_devices(db), online=sources.vpn_sessions_open(db, now),
-        windows=store.list(limit=50) if store else None, role_labels=ROLE_LABELS, now=now,
+        windows=store.list(limit=50) if store else None, vpn_role_labels=VPN_ROLE_LABELS, now=now,
     )  # fmt: skip
 
 
