@@ -83,7 +83,11 @@ class IdsSubsystem:
     def check(self, rendered: RenderedIds) -> None:
         if not rendered.enabled:
             return
-        check_in_staging(self.ctx.paths, rendered, self._rules_text(rendered))
+        rules_text = self._rules_text(rendered)
+        live = (_read(self.live.yaml), _read(self.live.threshold), _read(self.live.rules))
+        if live == (rendered.yaml_text, rendered.threshold_text, rules_text):
+            return  # exactly what is live already (a change in another area): no need to wait for -T
+        check_in_staging(self.ctx.paths, rendered, rules_text)
 
     def apply(self, rendered: RenderedIds) -> None:
         rules_text = self._rules_text(rendered) if rendered.enabled else (_read(self.live.rules) or "")

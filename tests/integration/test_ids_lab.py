@@ -72,8 +72,8 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     assert wait_for(lambda: lab.tcp_connect("attacker", BOX_WAN, 8443), timeout=15), "forward must work before"
 
     t0 = time.monotonic()
-    lab.run("attacker", ["nmap", "-n", "-Pn", "-sS", "-p", "1-200,3389", "--max-retries", "0", "-T4", BOX_WAN],
-            check=False, timeout=60)  # fmt: skip
+    lab.run("attacker", ["nmap", "-n", "-Pn", "-sS", "-p", "1-200,3389", "--max-retries", "0", "-T5",
+                         "--max-rtt-timeout", "100ms", BOX_WAN], check=False, timeout=60)  # fmt: skip
     incidents = wait_for(lambda: [i for i in list_incidents(ctx.db) if i.src_ip == ATTACKER], timeout=30)
     sids = sorted(i.sid for i in incidents)
     assert 1990001 in sids and 1990004 in sids, sids
@@ -99,8 +99,8 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     assert "ET " not in out.split("技術情報")[0] if "技術情報" in out else True
 
     # Lateral movement: 受付PC opens SMB to many hosts (routed through the box, seen on lan0).
-    lab.run("reception", ["nmap", "-n", "-Pn", "-sS", "-p", "445", "--max-retries", "0", "-T4",
-                          "192.168.30.1-30"], check=False, timeout=60)  # fmt: skip
+    lab.run("reception", ["nmap", "-n", "-Pn", "-sS", "-p", "445", "--max-retries", "0", "-T5",
+                          "--max-rtt-timeout", "100ms", "192.168.30.1-30"], check=False, timeout=60)  # fmt: skip
     lateral = wait_for(lambda: [i for i in list_incidents(ctx.db) if i.sid == 1990006], timeout=30)
     assert len(lateral) == 1 and lateral[0].src_ip == "192.168.10.20"
     assert "ランサムウェア" in lateral[0].explanation.meaning

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,9 @@ def test_et_open_profile_passes_suricata_T(tmp_path: Path, profile: str, record_
     live = SuricataPaths.under(ctx.paths.run_dir)
     assert live.rules.read_text() == built.text and live.yaml.read_text() == rendered.yaml_text
     sub.verify(rendered)
+    started = time.monotonic()
+    IdsSubsystem(ctx).check(rendered)  # unchanged (another area's config change): no second -T
+    assert time.monotonic() - started < 5
 
 
 def test_offline_tarball_update_through_suricata_update_and_bad_update_refused(tmp_path: Path) -> None:
