@@ -202,6 +202,31 @@ def cmd_drops(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace, ctx: Context) -> int:
+    from firewall.inventory import Inventory
+
+    cfg = live_config(ctx)
+    if cfg is None:
+        raise MamoriError(
+            "設定がまだ反映されていません", "no config has been applied yet", code="firewall.no_config"
+        )
+    inv = Inventory(ctx, cfg)
+    if args.scan:
+        inv.scan()
+    if args.csv:
+        print(inv.csv(), end="")
+        return 0
+    devices = inv.devices()
+    if not devices:
+        print(_t(args, "記録された機器はありません", "no device recorded"))
+    for d in devices:
+        last = datetime.fromtimestamp(d["last_seen"]).strftime("%m-%d %H:%M")
+        print(
+            f"{d['mac']}  {d['ip']:<16} {d['zone']:<8} {d['hostname'] or '-':<16} {last}  {d['vendor'] or '?'}"
+        )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     fw = subparsers.add_parser("fw", help="ファイアウォール / firewall").add_subparsers(
         dest="fw_cmd", required=True
@@ -233,6 +258,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = fw.add_parser(name, help=helptext)
         p.add_argument("ip")
         p.set_defaults(func=func)
+    p = fw.add_parser("devices", help="機器の台帳 / device inventory")
+    p.add_argument("--csv", action="store_true", help="CSV で出力 / export as CSV")
+    p.add_argument("--scan", action="store_true", help="いま調べ直す / scan now")
+    p.set_defaults(func=cmd_devices)
     fw.add_parser("blocked", help="遮断中のアドレス / blocked addresses").set_defaults(func=cmd_blocked)
     fw.add_parser("quarantined", help="隔離中の機器 / quarantined hosts").set_defaults(
         func=lambda a, c: (

@@ -6,10 +6,14 @@ from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from firewall.dnsmasq_worker import DnsmasqWorker
 from firewall.droplog import DropLogWorker
+from firewall.inventory import InventoryWorker
 
 
-def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list[DropLogWorker | DnsmasqWorker]:
-    workers: list[DropLogWorker | DnsmasqWorker] = [DnsmasqWorker(ctx)]
+def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list[DropLogWorker | DnsmasqWorker | InventoryWorker]:
+    workers: list[DropLogWorker | DnsmasqWorker | InventoryWorker] = [
+        DnsmasqWorker(ctx),
+        InventoryWorker(ctx, cfg),
+    ]
     if cfg.firewall.log_drops:
         workers.append(DropLogWorker(ctx))
     return workers

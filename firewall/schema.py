@@ -38,4 +38,25 @@ SCHEMA: list[str] = [
     );
     CREATE INDEX fw_drops_ts ON fw_drops(ts)
     """,
+    # 3: the device inventory (MHLW: 機器の台帳管理) and its "new device" events.
+    """
+    CREATE TABLE fw_devices (
+        mac TEXT PRIMARY KEY,
+        ip TEXT NOT NULL DEFAULT '',
+        zone TEXT NOT NULL DEFAULT '',
+        interface TEXT NOT NULL DEFAULT '',
+        hostname TEXT NOT NULL DEFAULT '',
+        vendor TEXT NOT NULL DEFAULT '',
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE fw_device_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        mac TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_ja TEXT NOT NULL,
+        message_en TEXT NOT NULL
+    )
+    """,
 ]
