@@ -113,3 +113,14 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     assert restarted and restarted.restarts >= 1 and restarted.last_exit is not None
     status_out = box.mamori("ids", "status").stdout
     assert "動作中" in status_out and json.dumps(restarted.pid) in status_out
+
+    # Every block can be undone, and a person can block by hand (both audited).
+    assert "遮断を解除しました" in box.mamori("ids", "unblock", ATTACKER).stdout
+    assert wait_for(lambda: lab.tcp_connect("attacker", BOX_WAN, 8443), timeout=10)
+    box.mamori("ids", "block", "198.51.100.20", "--duration", "1h", "--incident", str(rdp.id))
+    assert not lab.tcp_connect("doctor", BOX_WAN, 8443)
+    refused = box.mamori("ids", "block", "192.168.10.10", check=False)
+    assert refused.returncode == 1 and "遮断できません" in refused.stderr
+    with ctx.db.connection() as conn:
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit WHERE action LIKE 'ids.%' ORDER BY id")]
+    assert actions == ["ids.unblock", "ids.block"]
