@@ -114,8 +114,10 @@ def live_structure(counters_hint: list[str] | None) -> dict[str, Any] | None:
 def replace_batch(rendered: dict[str, Any], live: dict[str, Any] | None) -> tuple[dict[str, Any], set[str]]:
     """The batch that turns the live table (live_structure, or None) into `rendered`; and the sets it keeps.
 
-    Counters that the new table has too are kept ("add counter" on an existing one is a no-op), so the
-    per-zone-pair numbers survive a config change; the others are deleted.
+    Counters and sets that the new table has too (same type and flags) are kept ("add" on an existing one
+    is a no-op): counters keep their numbers, dynamic sets their elements, config-driven sets are emptied
+    and refilled. Keeping objects in place also keeps the listing order stable, so a rollback to the
+    same config gives an identical `nft -j list ruleset` (what the core's lab tests compare).
     """
     if live is None:
         return rendered, set()
@@ -123,7 +125,7 @@ def replace_batch(rendered: dict[str, Any], live: dict[str, Any] | None) -> tupl
     wanted_counters = {
         c["add"]["counter"]["name"] for c in rendered["nftables"] if "counter" in c.get("add", {})
     }
-    keep, drop = set(), []
+    keep, drop, refill = set(), [], []
     for s in live["sets"]:
         w = wanted.get(s["name"])
         same = (
@@ -131,12 +133,20 @@ def replace_batch(rendered: dict[str, Any], live: dict[str, Any] | None) -> tupl
             and w["type"] == s.get("type")
             and sorted(w.get("flags", [])) == sorted(s.get("flags", []))
         )
-        (keep.add if _is_dynamic(s["name"]) and same else drop.append)(s["name"])
+        if not same:
+            drop.append(s["name"])
+        elif _is_dynamic(s["name"]):
+            keep.add(s["name"])
+        else:
+            refill.append(
+                s["name"]
+            )  # config-driven contents (allowlist): emptied, the rendering re-adds them
     cmds: list[dict[str, Any]] = [{"add": {"table": {"family": nj.FAMILY, "name": nj.TABLE}}}]
     cmds += [{"flush": _obj("chain", c)} for c in live["chains"]]
     cmds += [{"delete": _obj("chain", c)} for c in live["chains"]]
     cmds += [{"delete": _obj("counter", c)} for c in live["counters"] if c not in wanted_counters]
     cmds += [{"delete": _obj("set", s)} for s in drop]
+    cmds += [{"flush": _obj("set", s)} for s in refill]
     body = [c for c in rendered["nftables"] if "table" not in c.get("add", {}) and "delete" not in c]
     return {"nftables": cmds + body}, keep
 
