@@ -108,6 +108,7 @@ class Resolver:
         }
         self.cache_size = cache_size
         self._cache: dict[str, str] = {}
+        self._lookups: dict[str, tuple[str, str, str | None] | None] = {}
 
     def zone(self, ip: str) -> str:
         zone = self._cache.get(ip)
@@ -118,14 +119,28 @@ class Resolver:
             self._cache[ip] = zone
         return zone
 
+    def lookup(self, ip_value: Any) -> tuple[str, str, str | None] | None:
+        """(normalised ip, zone, inventory name) of a raw EVE address, None if it is not an address.
+        Cached by the raw text: flow analysis asks this for every flow record."""
+        if not isinstance(ip_value, str) or len(ip_value) > 64:
+            return None
+        hit = self._lookups.get(ip_value)
+        if hit is None and ip_value not in self._lookups:
+            try:
+                ip = str(ipaddress.ip_address(ip_value))
+                hit = (ip, self.zone(ip), self.names.get(ip))
+            except ValueError:
+                hit = None
+            if len(self._lookups) >= self.cache_size:
+                self._lookups.clear()
+            self._lookups[ip_value] = hit
+        return hit
+
     def endpoint(self, ip_value: Any, port: Any) -> Endpoint:
-        try:
-            ip = str(ipaddress.ip_address(ip_value)) if isinstance(ip_value, str) else None
-        except ValueError:
-            ip = None
-        if ip is None:
+        hit = self.lookup(ip_value)
+        if hit is None:
             raise AlertFormatError("アラートのアドレスが不正です", "alert address is not an IP address")
-        return Endpoint(ip, _port(port), self.zone(ip), self.names.get(ip))
+        return Endpoint(hit[0], _port(port), hit[1], hit[2])
 
 
 def normalise(record: dict[str, Any], resolver: Resolver, received: float | None = None) -> Alert:

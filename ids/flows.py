@@ -36,6 +36,8 @@ INTERNAL = frozenset({"lan", "guest", "devices", "vpn", "mgmt"})
 class _Window:
     events: deque = field(default_factory=deque)  # (ts, value)
     fired_at: float = float("-inf")
+    total: int = 0  # running sum of the values in `events` (exfiltration bytes)
+    distinct: dict = field(default_factory=dict)  # value -> how many times it is in `events` (lateral)
 
 
 def _int(value: Any) -> int:
@@ -65,16 +67,26 @@ class FlowAnalyzer:
         return found
 
     def _one(self, rec: dict[str, Any], received: float) -> Alert | None:
+        # Zones first, from the cached lookup: most flows concern nobody and must cost next to nothing.
+        s, d = self.resolver.lookup(rec.get("src_ip")), self.resolver.lookup(rec.get("dest_ip"))
+        if s is None or d is None:
+            return None
+        szone, dzone = s[1], d[1]
+        lateral = szone in INTERNAL and dzone in INTERNAL
+        if lateral and (rec.get("dest_port") not in LATERAL_PORTS or rec.get("proto") != "TCP"):
+            return None
+        if not lateral and not (dzone == "internet" and (szone in CLINICAL or szone == "devices")):
+            return None
         src = self.resolver.endpoint(rec.get("src_ip"), rec.get("src_port"))
         dst = self.resolver.endpoint(rec.get("dest_ip"), rec.get("dest_port"))
         ts = event_time(rec) or received
         proto = str(rec.get("proto", ""))[:16]
-        if src.zone in INTERNAL and dst.zone in INTERNAL and dst.port in LATERAL_PORTS and proto == "TCP":
+        if lateral:
             return self._lateral_check(src, dst, ts, proto)
-        if src.zone in CLINICAL and dst.external:
+        if szone in CLINICAL:
             flow = rec.get("flow") if isinstance(rec.get("flow"), dict) else {}
             return self._exfil_check(src, dst, ts, proto, _int(flow.get("bytes_toserver")))
-        if src.zone == "devices" and dst.external:
+        if szone == "devices":
             key = (src.ip, dst.ip)
             if ts - self._devices.get(key, float("-inf")) < EXFIL_WINDOW:
                 return None
@@ -87,13 +99,17 @@ class FlowAnalyzer:
     def _lateral_check(self, src, dst, ts: float, proto: str) -> Alert | None:
         w = self._window(self._lateral, src.ip)
         w.events.append((ts, dst.ip))
+        w.distinct[dst.ip] = w.distinct.get(dst.ip, 0) + 1
         while w.events and w.events[0][0] < ts - LATERAL_WINDOW:
-            w.events.popleft()
-        distinct = {d for _, d in w.events}
-        if len(distinct) < self.lateral_hosts or ts - w.fired_at < LATERAL_WINDOW:
+            old = w.events.popleft()[1]
+            w.distinct[old] -= 1
+            if not w.distinct[old]:
+                del w.distinct[old]
+        hosts = len(w.distinct)
+        if hosts < self.lateral_hosts or ts - w.fired_at < LATERAL_WINDOW:
             return None
         w.fired_at = ts
-        return self._alert(1990101, f"MAMORI FLOW {len(distinct)} hosts reached on RDP/SMB in 5 minutes",
+        return self._alert(1990101, f"MAMORI FLOW {hosts} hosts reached on RDP/SMB in 5 minutes",
                            "Misc Attack", 1, src, dst, ts, proto)  # fmt: skip
 
     def _exfil_check(self, src, dst, ts: float, proto: str, sent: int) -> Alert | None:
@@ -101,9 +117,10 @@ class FlowAnalyzer:
             return None
         w = self._window(self._exfil, src.ip)
         w.events.append((ts, sent))
+        w.total += sent
         while w.events and w.events[0][0] < ts - EXFIL_WINDOW:
-            w.events.popleft()
-        total = sum(v for _, v in w.events)
+            w.total -= w.events.popleft()[1]
+        total = w.total
         if total < self.exfil_bytes or ts - w.fired_at < EXFIL_WINDOW:
             return None
         w.fired_at = ts
