@@ -150,3 +150,35 @@ def vpn_devices(db: Database) -> list[dict[str, Any]] | None:
             return None
         rows = conn.execute("SELECT * FROM vpn_devices ORDER BY user, created LIMIT 1000").fetchall()
     return [dict(r) for r in rows]
+
+
+def seen_devices(db: Database) -> list[dict[str, Any]] | None:
+    """Devices the firewall area's inventory has seen (hostnames come from the devices: untrusted)."""
+    with db.connection() as conn:
+        if not _has_table(conn, "fw_devices"):
+            return None
+        rows = conn.execute("SELECT * FROM fw_devices ORDER BY zone, ip LIMIT 5000").fetchall()
+    return [dict(r) for r in rows]
+
+
+def new_device_events(db: Database, since: float) -> list[dict[str, Any]] | None:
+    with db.connection() as conn:
+        if not _has_table(conn, "fw_device_events"):
+            return None
+        rows = conn.execute(
+            "SELECT * FROM fw_device_events WHERE kind = 'new_device' AND ts >= ? ORDER BY id DESC LIMIT 20",
+            (since,),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def backup_status(db: Database) -> Any | None:
+    """appliance.backup's own summary (last good backup, last restore test), if that area is built in."""
+    try:
+        from appliance.backup.records import backup_status as status
+    except ModuleNotFoundError:
+        return None
+    with db.connection() as conn:
+        if not _has_table(conn, "backup_runs"):
+            return None
+    return status(db)

@@ -1,7 +1,8 @@
 """The dashboard's one traffic light: 正常 / 注意 / 要対応, with the reason in one plain sentence.
 
-Rules, in order: an open high-severity incident or a broken audit chain -> 要対応; a change waiting for
-confirmation, an open medium/low incident, or the IDS not available -> 注意; otherwise 正常.
+Rules, in order: a broken audit chain or an open high-severity incident -> 要対応; a change waiting for
+confirmation, an open medium/low incident, a device seen for the first time this week, or the IDS not
+available -> 注意; otherwise 正常.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class Light:
     action: str
 
 
-def traffic_light(open_by_severity: dict[int, int] | None, audit_ok: bool, pending_change: bool) -> Light:
+def traffic_light(
+    open_by_severity: dict[int, int] | None, audit_ok: bool, pending_change: bool, new_devices: int = 0
+) -> Light:
     if not audit_ok:
         return Light("alert", "要対応", "操作の記録（監査ログ）に書き換えの跡があります。",
                      "保守業者にすぐ連絡してください。")  # fmt: skip
@@ -39,6 +42,9 @@ def traffic_light(open_by_severity: dict[int, int] | None, audit_ok: bool, pendi
     if other:
         return Light("warn", "注意", f"確認が必要な通信の記録が {other} 件あります。",
                      "時間のあるときに「アラート」を確認してください。")  # fmt: skip
+    if new_devices:
+        return Light("warn", "注意", f"この7日間に、初めて見る機器が {new_devices} 台つながりました。",
+                     "「機器一覧」で、心当たりのある機器か確認してください。")  # fmt: skip
     if open_by_severity is None:
         return Light("warn", "注意", "侵入検知の機能がまだ動いていないため、不審な通信を見張れていません。",
                      "保守業者に連絡してください。")  # fmt: skip

@@ -240,9 +240,35 @@ def test_devices_csv_neutralises_formulas(box: Box) -> None:
     box.ctx.paths.config.write_text(text, encoding="utf-8")
     client = box.client()
     box.login(client, "admin")
+    now = time.time()
+    with box.ctx.db.transaction() as conn:  # what the firewall area's inventory records (hostname from DHCP)
+        conn.execute(
+            "INSERT INTO fw_devices(mac, ip, zone, interface, hostname, vendor, first_seen, last_seen)"
+            " VALUES ('52:54:00:12:34:56', '192.168.10.30', 'lan', 'lan0', '=cmd|calc', 'Example Corp', ?, ?)",
+            (now, now),
+        )
+        conn.execute(
+            "INSERT INTO fw_devices(mac, ip, zone, interface, hostname, vendor, first_seen, last_seen)"
+            " VALUES ('52:54:00:99:99:99', '192.168.10.77', 'lan', 'lan0', '<script>x</script>', '', ?, ?)",
+            (now, now),
+        )
+        conn.execute(
+            "INSERT INTO fw_device_events(ts, mac, kind, message_ja, message_en) VALUES (?, '52:54:00:99:99:99',"
+            " 'new_device', '新しい機器が接続されました: 52:54:00:99:99:99', 'new device')",
+            (now,),
+        )
     body = client.get("/devices/export.csv").get_data(as_text=True)
     assert body.startswith("\ufeff名前,IPアドレス")
     assert "'=HYPERLINK" in body and "\n=HYPERLINK" not in body and ",=HYPERLINK" not in body
+    assert "'=cmd|calc" in body and ",=cmd" not in body
+    lines = body.splitlines()
+    assert any(
+        line.startswith("PACS,192.168.10.30,52:54:00:12:34:56,Example Corp") for line in lines
+    )  # named
+    page = client.get("/devices/").get_data(as_text=True)
+    assert "（名前なし）" in page and "<script>x" not in page and "&lt;script&gt;x" in page
+    dashboard = client.get("/").get_data(as_text=True)
+    assert "52:54:00:99:99:99" in dashboard and "初めて見る機器" in dashboard
 
 
 def test_audit_page_shows_integrity(box: Box) -> None:

@@ -26,6 +26,7 @@ def index() -> Any:
     svc = core.service()
     pending = svc.pending()
     counts = sources.alert_counts(db, now)
+    new_devices = sources.new_device_events(db, now - 7 * 86400)
     chart = None
     if counts is not None:
         hours = [time.strftime("%H時", time.gmtime(now + 9 * 3600 - (23 - i) * 3600)) for i in range(24)]
@@ -36,7 +37,9 @@ def index() -> Any:
         }
     return render_template(
         "dashboard/index.html",
-        light=traffic_light(open_counts, audit_ok, pending is not None),
+        light=traffic_light(open_counts, audit_ok, pending is not None, len(new_devices or [])),
+        new_devices=new_devices,
+        backup=sources.backup_status(db),
         incidents=_open_incidents(db),
         counts=counts,
         chart=chart,
