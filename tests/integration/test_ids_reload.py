@@ -8,7 +8,10 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,6 +47,32 @@ def _enter_netns(name: str) -> None:
             raise OSError(ctypes.get_errno(), "setns failed")
     finally:
         os.close(fd)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def syn_frame(src: str, dst: str, dport: int, sport: int = 40000) -> bytes:
+    """An Ethernet frame with a TCP SYN: what an attacker's first packet to RDP looks like on the wire."""
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 64240, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", _checksum(s + d + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00" + ip + tcp
+
+
+def inject(netns: str, ifname: str, frame: bytes) -> None:
+    """Send a frame out of `ifname` in the namespace (it arrives on its veth peer, where Suricata listens)."""
+    code = ("import socket,sys;s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);s.bind((sys.argv[1],0));"
+            "s.send(bytes.fromhex(sys.argv[2]))")  # fmt: skip
+    subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code, ifname, frame.hex()], check=True)
 
 
 def wait_for(predicate, timeout: float, step: float = 0.2):
@@ -107,6 +136,24 @@ def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None
         assert "# alert tcp $EXTERNAL_NET any -> $HOME_NET 3389" in live.rules.read_text()
         assert suricatasc.command(live.socket, "ruleset-reload-time") != before
         assert read_status(ctx).pid == pid and sup.child.poll() is None
+
+        # 1b. Real packets → alerts in eve.json → ingested; eve.json rotated by the worker (rename +
+        # reopen-log-files) and followed into the new file: each alert stored exactly once.
+        from ids.daemon import EveIngestWorker
+        from ids.eve_reader import counters
+        from ids.incidents import list_incidents
+
+        worker = EveIngestWorker(ctx, cfg_with(interfaces=["wan0"]), responders=[], rotate_bytes=1)
+        inject(netns, "lan0", syn_frame("198.51.100.71", "203.0.113.2", 5900))
+        assert wait_for(lambda: worker.step() or any(i.src_ip == "198.51.100.71" for i in list_incidents(db)), 20)
+        worker.step()  # at the end of the file: rotates it
+        assert live.eve.with_name("eve.json.1").exists()
+        inject(netns, "lan0", syn_frame("198.51.100.72", "203.0.113.2", 5900))
+        assert wait_for(lambda: worker.step() or any(i.src_ip == "198.51.100.72" for i in list_incidents(db)), 20)
+        worker.reader.close()
+        vnc = [i for i in list_incidents(db) if i.sid == 1990003]
+        assert sorted(i.src_ip for i in vnc) == ["198.51.100.71", "198.51.100.72"] and all(i.count == 1 for i in vnc)
+        assert counters(db)["rotations"] == 1 and read_status(ctx).pid == pid
 
         # 2. A rule set Suricata rejects on reload: the previous files come back, still the same process.
         third = sub.render(cfg_with(interfaces=["wan0"], disable_sids=[1990002]))
