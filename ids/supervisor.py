@@ -172,6 +172,9 @@ class SuricataSupervisor:
 
     def _stop_child(self, state: str, timeout: float = 30.0) -> None:
         if self.child is None:
+            if self.status.state != state:
+                self.status.state, self.status.pid = state, None
+                self._publish()
             return
         with _CHILDREN_LOCK:
             _CHILDREN.pop(str(self.live.yaml), None)
