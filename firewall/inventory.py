@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import logging
 import re
 import threading
@@ -61,9 +62,44 @@ def neighbours() -> list[Sighting]:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         for n in ipr.get_neighbours():
             mac, dst = n.get_attr("NDA_LLADDR"), n.get_attr("NDA_DST")
-            if mac and dst and _MAC.match(mac.lower()) and mac != "00:00:00:00:00:00":
-                out.append(Sighting(mac.lower(), dst, names.get(n["ifindex"], "")))
+            if (
+                mac
+                and dst
+                and _MAC.match(mac.lower())
+                and not int(mac[:2], 16) & 1
+                and mac != "00:00:00:00:00:00"
+            ):
+                out.append(
+                    Sighting(mac.lower(), dst, names.get(n["ifindex"], ""))
+                )  # (multicast MACs skipped)
     return out
+
+
+def ip_rank(ip: str) -> int:
+    """Which address to show for a device seen with several: IPv4 > global IPv6 > link-local."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return 0
+    if addr.version == 4:
+        return 3
+    return 1 if addr.is_link_local else 2
+
+
+def best_per_mac(sightings: list[Sighting]) -> list[Sighting]:
+    best: dict[str, Sighting] = {}
+    for s in sightings:
+        cur = best.get(s.mac)
+        if cur is None or ip_rank(s.ip) > ip_rank(cur.ip):
+            best[s.mac] = Sighting(
+                s.mac,
+                s.ip,
+                s.interface or (cur.interface if cur else ""),
+                s.hostname or (cur.hostname if cur else ""),
+            )
+        elif not cur.hostname and s.hostname:
+            best[s.mac] = Sighting(cur.mac, cur.ip, cur.interface or s.interface, s.hostname)
+    return list(best.values())
 
 
 class Inventory:
@@ -80,7 +116,7 @@ class Inventory:
         now = time.time() if now is None else now
         new: list[str] = []
         with self.ctx.db.transaction() as conn:
-            for s in sightings:
+            for s in best_per_mac(sightings):
                 zone = self.zones.get(s.interface, "")
                 if zone == "wan" or (s.interface and not zone):
                     continue  # the internet side and interfaces we do not manage are not clinic devices
@@ -97,11 +133,13 @@ class Inventory:
                                  (now, s.mac, "new_device", ja, en))  # fmt: skip
                     log.warning(en)
                 else:
+                    row = conn.execute("SELECT ip FROM fw_devices WHERE mac = ?", (s.mac,)).fetchone()
+                    ip = s.ip if ip_rank(s.ip) >= ip_rank(row["ip"]) else row["ip"]
                     conn.execute(
                         "UPDATE fw_devices SET ip = ?, last_seen = ?, zone = CASE WHEN ? != '' THEN ? ELSE zone END,"
                         " interface = CASE WHEN ? != '' THEN ? ELSE interface END,"
                         " hostname = CASE WHEN ? != '' THEN ? ELSE hostname END WHERE mac = ?",
-                        (s.ip, now, zone, zone, s.interface, s.interface, s.hostname, s.hostname, s.mac),
+                        (ip, now, zone, zone, s.interface, s.interface, s.hostname, s.hostname, s.mac),
                     )
         return new
 

@@ -18,26 +18,27 @@ pytestmark = pytest.mark.integration
 
 
 def _supervise(state: str, configs: list, seconds_each: float) -> list[int]:
-    """In the namespace: apply each config in turn under a running worker; the dnsmasq PID after each."""
+    """In the namespace: apply each config in turn under a running worker; the dnsmasq PID after each.
+
+    Between configs the worker generation is replaced (as the daemon does on every new revision)."""
     ctx = state_ctx(state)
     sub = DnsmasqSubsystem(ctx)
-    worker = DnsmasqWorker(ctx, poll=0.2)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
     pids = []
     try:
-        for i, cfg in enumerate(configs):
+        for cfg in configs:
             rendered = sub.render(cfg)
             sub.check(rendered)
             sub.apply(rendered)
             sub.verify(rendered)
-            if i == 0:
-                thread.start()
+            stop, worker = threading.Event(), DnsmasqWorker(ctx, poll=0.2)
+            thread = threading.Thread(target=worker.run, args=(stop,))
+            thread.start()
             time.sleep(seconds_each)
-            pids.append(worker.proc.pid if worker.proc and worker.proc.poll() is None else -1)
+            stop.set()
+            thread.join(15)
+            pids.append(worker.pid or -1)
     finally:
-        stop.set()
-        thread.join(15)
+        DnsmasqWorker(ctx).shutdown()
     return pids
 
 
@@ -45,7 +46,9 @@ def test_dns_answers_and_restarts_only_on_change(tmp_path: Path) -> None:
     with netns("d") as ns:
         for name, addr in (("wan0", "203.0.113.2/24"), ("lan0", "192.168.10.1/24"), ("guest0", "192.168.20.1/24"),
                            ("dev0", "192.168.30.1/24")):  # fmt: skip
-            sh(ns, "ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")  # no dummy module here
+            sh(
+                ns, "ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"
+            )  # no dummy module here
             sh(ns, "ip", "link", "set", f"{name}p", "up")
             sh(ns, "ip", "addr", "add", addr, "dev", name)
             sh(ns, "ip", "link", "set", name, "up")
@@ -66,7 +69,9 @@ def test_dns_answers_and_restarts_only_on_change(tmp_path: Path) -> None:
             probe()
             pids = fut.result(timeout=60)
         assert result["pacs"] == "192.168.10.30"
-        assert pids[0] > 0 and pids[0] == pids[1], pids  # same config: not restarted
+        assert pids[0] > 0 and pids[0] == pids[1], (
+            pids
+        )  # same config, new worker generation: adopted, not restarted
         assert pids[2] > 0 and pids[2] != pids[1], pids  # changed config: restarted
         assert wait_until(lambda: "dnsmasq" not in sh(ns, "ss", "-Hlunp").stdout, timeout=5) is not None
 

@@ -65,3 +65,15 @@ def test_new_device_raises_one_event(tmp_path: Path) -> None:
     [event] = inv.events()
     assert event["kind"] == "new_device" and "新しい機器が接続されました" in event["message_ja"]
     assert inv.csv().splitlines()[0] == "mac,vendor,ip,zone,interface,hostname,first_seen,last_seen"
+
+
+def test_ipv4_is_preferred_over_link_local(tmp_path: Path) -> None:
+    db = Database(tmp_path / "m.db")
+    db.migrate()
+    inv = Inventory(Context(Paths(state_dir=tmp_path), db), config())
+    mac = "00:1b:63:aa:bb:01"
+    inv.observe([Sighting(mac, "192.168.10.20", "lan0"), Sighting(mac, "fe80::1", "lan0")], now=1.0)
+    inv.observe([Sighting(mac, "fe80::1", "lan0")], now=2.0)
+    [dev] = inv.devices()
+    assert (dev["ip"], dev["last_seen"]) == ("192.168.10.20", 2.0)
+    assert len(inv.events()) == 1
