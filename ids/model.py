@@ -15,6 +15,16 @@ class Suppression(Strict):
     ip: IPAddress | None = None
 
 
+class Threshold(Strict):
+    """Rate-limit one rule (Suricata threshold.config): e.g. at most one alert per source per hour."""
+
+    sid: int = Field(ge=1)
+    type: Literal["limit", "threshold", "both"] = "limit"
+    track: Literal["by_src", "by_dst", "by_rule", "by_both"] = "by_src"
+    count: int = Field(default=1, ge=1, le=1_000_000)
+    seconds: int = Field(default=3600, ge=1, le=86400 * 7)
+
+
 class AutoBlock(Strict):
     """Block external sources of alerts at or above a severity (1 = high, 3 = low)."""
 
@@ -32,6 +42,7 @@ class IdsConfig(Strict):
     disable_sids: list[int] = Field(default_factory=list)
     disable_categories: list[str] = Field(default_factory=list)
     suppress: list[Suppression] = Field(default_factory=list)
+    thresholds: list[Threshold] = Field(default_factory=list)
     auto_block: AutoBlock = Field(default_factory=AutoBlock)
     incident_window: Duration = "1h"
     retention_days: int = Field(default=180, ge=7, le=3650)

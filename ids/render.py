@@ -199,13 +199,16 @@ def _app_layer() -> dict:
 
 
 def threshold_text(cfg: MamoriConfig) -> str:
-    """Suppressions from `ids.suppress`, one line each, in the config's order."""
-    lines = ["# Rendered by Mamori from ids.suppress. Do not edit: it is replaced on every change."]
+    """Suppressions (`ids.suppress`) then thresholds (`ids.thresholds`), one line each, in the config's order."""
+    lines = ["# Rendered by Mamori from ids.suppress and ids.thresholds. Do not edit: replaced on every change."]
     for s in cfg.ids.suppress:
         if s.track and s.ip:
             lines.append(f"suppress gen_id 1, sig_id {s.sid}, track {s.track}, ip {s.ip}")
         else:
             lines.append(f"suppress gen_id 1, sig_id {s.sid}")
+    for t in cfg.ids.thresholds:
+        lines.append(f"threshold gen_id 1, sig_id {t.sid}, type {t.type}, track {t.track}, count {t.count}, "
+                     f"seconds {t.seconds}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -111,7 +111,10 @@ def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None
     ctx = Context(paths, db)
     live = SuricataPaths.under(paths.run_dir)
     sub = IdsSubsystem(ctx)
-    first = sub.render(cfg_with(interfaces=["wan0"]))
+    from ids.model import Suppression, Threshold
+
+    first = sub.render(cfg_with(interfaces=["wan0"], suppress=[Suppression(sid=1990007, track="by_src", ip="192.168.30.40")],
+                                thresholds=[Threshold(sid=1990009, type="both", count=3, seconds=60)]))  # fmt: skip
     sub.check(first)
     sub.apply(first)
 

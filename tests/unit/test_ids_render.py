@@ -111,6 +111,33 @@ def test_threshold_text(suppress: str, lines: list[str]) -> None:
     assert text.splitlines()[1:] == lines
 
 
+@pytest.mark.parametrize(
+    ("thresholds", "lines"),
+    [
+        ("[{sid: 2009358}]", ["threshold gen_id 1, sig_id 2009358, type limit, track by_src, count 1, seconds 3600"]),
+        ("[{sid: 1990004, type: both, track: by_dst, count: 5, seconds: 60}]",
+         ["threshold gen_id 1, sig_id 1990004, type both, track by_dst, count 5, seconds 60"]),
+    ],
+)  # fmt: skip
+def test_thresholds(thresholds: str, lines: list[str]) -> None:
+    assert threshold_text(cfg_with(f"  thresholds: {thresholds}\n")).splitlines()[1:] == lines
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "path"),
+    [
+        ("[{sid: 1, type: often}]", "ids.thresholds[0].type"),
+        ("[{sid: 1, count: 0}]", "ids.thresholds[0].count"),
+        ("[{sid: 1, seconds: 9999999}]", "ids.thresholds[0].seconds"),
+        ("[{count: 3}]", "ids.thresholds[0].sid"),
+    ],
+)
+def test_invalid_thresholds(thresholds: str, path: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        cfg_with(f"  thresholds: {thresholds}\n")
+    assert any(i.path == path for i in err.value.issues), [i.path for i in err.value.issues]
+
+
 def test_render_is_pure_and_deterministic(tmp_path: Path) -> None:
     cfg = load_config(REPO / "examples" / "clinic.yaml").model
     a = render(cfg, tmp_path / "nowhere", Path("/c"), Path("/r"))
