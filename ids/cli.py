@@ -8,6 +8,7 @@ audited by the functions called here.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from appliance.subsystem import Context
 from ids import incidents as inc
 from ids.eve_reader import counters
 from ids.explain import explain
+from ids.ingest import STATS_KEY
 from ids.render import SuricataPaths
 from ids.sources import current_source, info
 from ids.supervisor import read_status
@@ -57,6 +59,15 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     keys = ("events", "alerts", "auto_block", "invalid_json", "invalid_utf8", "oversized", "not_eve",
             "unterminated", "rotations", "truncated", "alert_malformed", "auto_block_refused")  # fmt: skip
     print(("EVE: " if _en(args) else "取り込み: ") + ", ".join(f"{k}={c.get(k, 0)}" for k in keys))
+    stats_text = ctx.db.get_kv(STATS_KEY)
+    if stats_text:
+        st = json.loads(stats_text)
+        drops, pkts = st.get("kernel_drops") or 0, st.get("kernel_packets") or 0
+        if _en(args):
+            print(f"capture: {pkts} packets, {drops} dropped (at {st.get('timestamp')})")
+        else:
+            print(f"監視: {pkts} パケット、取りこぼし {drops}（{st.get('timestamp')} 時点）"
+                  + ("  ※取りこぼしが多い場合は保守業者に相談してください" if pkts and drops > pkts // 100 else ""))
     return 0
 
 

@@ -56,6 +56,7 @@ def test_status_alerts_rules_and_errors(state, capsys) -> None:
     base, _ = state
     code, out, _ = run(capsys, [*base, "ids", "status"])
     assert code == 0 and "Suricata: 停止" in out and "events=144" in out and "alerts=11" in out
+    assert "監視: " in out and "取りこぼし 0" in out  # from the fixture's real stats record
     code, out, _ = run(capsys, [*base, "--lang", "en", "ids", "status"])
     assert "Suricata: stopped" in out
     code, out, _ = run(capsys, [*base, "ids", "alerts", "--limit", "3"])
