@@ -199,6 +199,23 @@ def test_schedule_closes_the_guest_zone(clinic: tuple) -> None:
         in_ns(lab.ns("box"), apply_config, cfg, state)
 
 
+def test_port_forward_only_when_configured(clinic: tuple) -> None:
+    lab, cfg, state = clinic
+    assert not tcp_ok(lab, "server", BOX_WAN, 8080, timeout=0.7)
+    data = example_dict()
+    data["firewall"]["port_forwards"] = [{"port": "tcp/8080", "to_host": "電子カルテ", "to_port": 443}]
+    from appliance.config.model import MamoriConfig
+
+    try:
+        in_ns(lab.ns("box"), apply_config, MamoriConfig.model_validate(data), state)
+        assert tcp_peer_seen(lab, "server", BOX_WAN, 8080) == SERVER  # reached 電子カルテ:443, source kept
+        assert not tcp_ok(lab, "server", BOX_WAN, 8081, timeout=0.7)
+        assert not tcp_ok(lab, "server", EMR, 445, timeout=0.7)  # only the forwarded port
+    finally:
+        in_ns(lab.ns("box"), apply_config, cfg, state)
+    assert not tcp_ok(lab, "server", BOX_WAN, 8080, timeout=0.7)
+
+
 def test_nothing_leaked_into_other_namespaces(clinic: tuple) -> None:
     """Our table lives only in the box: the hosts' namespaces have no nftables ruleset at all."""
     lab = clinic[0]
