@@ -100,3 +100,26 @@ def test_vpn_admission_is_per_user(clinic: tuple) -> None:
     assert "10.99.0.2 timeout 2s" in listing
     assert _call(clinic, "revoke_vpn", "yamada", "10.99.0.2") is True
     assert _call(clinic, "revoke_vpn", "yamada", "10.99.0.2") is False
+
+
+def _block_many(cfg: object, state: str, items: list, source: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """In the box: block_many, with the refusals as (ip, code) (typed errors do not cross processes)."""
+    done, refused = sets_call(cfg, state, "block_many", items, source)
+    return done, [(ip, exc.code) for ip, exc in refused]
+
+
+def test_block_many_in_one_transaction_with_refusals(clinic: tuple) -> None:
+    lab, cfg, state = clinic
+    done, refused = in_ns(lab.ns("box"), _block_many, cfg, state,
+                          [(SERVER, 600, "a"), ("198.51.100.67", 600, "b"), (RECEPTION, 600, "c"), ("x", 1, "d")], "ids")  # fmt: skip
+    assert done == [SERVER, "198.51.100.67"]
+    assert refused == [(RECEPTION, "firewall.protected"), ("x", "firewall.bad_ip")]
+    assert not lab.ping("reception", SERVER)
+    # again, with one already blocked: refreshed, not an error
+    done, refused = in_ns(
+        lab.ns("box"), _block_many, cfg, state, [(SERVER, 900, "a2"), ("198.51.100.68", 600, "c")], "ids"
+    )
+    assert done == [SERVER, "198.51.100.68"] and refused == []
+    for ip in (SERVER, "198.51.100.67", "198.51.100.68"):
+        assert _call(clinic, "unblock", ip) is True
+    assert lab.ping("reception", SERVER)
