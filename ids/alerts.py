@@ -88,10 +88,11 @@ def _port(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535 else None
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
+def _int(value: Any, name: str, low: int = 0, high: int = 2**32 - 1) -> int:
+    """An integer field within range (SQLite stores at most 64 bits; sids and revs are 32-bit in Suricata)."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
         return value
-    raise AlertFormatError(f"アラートの {name} が不正です", f"alert field {name} is not an integer")
+    raise AlertFormatError(f"アラートの {name} が不正です", f"alert field {name} is not a valid integer")
 
 
 class Resolver:
@@ -162,7 +163,7 @@ def normalise(record: dict[str, Any], resolver: Resolver, received: float | None
         rev=_int(alert.get("rev", 0), "rev"),
         signature=_text(alert.get("signature"), 300) or "",
         category=_text(alert.get("category"), 120) or "",
-        severity=_int(alert.get("severity", 3), "severity"),
+        severity=_int(alert.get("severity", 3), "severity", 1, 255),
         src=resolver.endpoint(record.get("src_ip"), record.get("src_port")),
         dst=resolver.endpoint(record.get("dest_ip"), record.get("dest_port")),
         proto=_text(record.get("proto"), 16) or "",

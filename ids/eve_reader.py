@@ -121,7 +121,7 @@ def event_time(record: dict[str, Any]) -> float | None:
         return None
     try:
         return datetime.fromisoformat(ts).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # year 0 or 9999 without a zone, out of the platform's range
         return None
 
 

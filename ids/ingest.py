@@ -33,9 +33,12 @@ def capture_stats(record: dict) -> dict:
     capture = stats.get("capture") if isinstance(stats.get("capture"), dict) else {}
     detect = stats.get("detect") if isinstance(stats.get("detect"), dict) else {}
     decoder = stats.get("decoder") if isinstance(stats.get("decoder"), dict) else {}
-    return {"timestamp": str(record.get("timestamp", ""))[:40], "uptime": stats.get("uptime"),
-            "packets": decoder.get("pkts"), "kernel_packets": capture.get("kernel_packets"),
-            "kernel_drops": capture.get("kernel_drops"), "alerts": detect.get("alert")}  # fmt: skip
+    def num(value: object) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+    return {"timestamp": str(record.get("timestamp", ""))[:40], "uptime": num(stats.get("uptime")),
+            "packets": num(decoder.get("pkts")), "kernel_packets": num(capture.get("kernel_packets")),
+            "kernel_drops": num(capture.get("kernel_drops")), "alerts": num(detect.get("alert"))}  # fmt: skip
 
 
 @dataclass(frozen=True)

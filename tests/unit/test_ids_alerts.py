@@ -3,6 +3,7 @@ grouped into incidents and explained in Japanese; hostile records are refused, n
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -143,3 +144,61 @@ def test_fixture_through_reader_into_incidents(tmp_path, cfg, records) -> None:
         ex = inc.explanation
         assert ex.title and ex.action and ex.importance in "高中低"
         assert not ex.title.isascii(), f"English title leaked for sid {inc.sid}"
+
+
+HOSTILE_VALUES = [None, True, -1, 2**70, 1e308, "", "x" * 5000, "\u202e\u0000", [], [1, [2]], {}, {"a": {"b": 1}},
+                  "999.999.1.1", "::ffff:1.2.3.4", "0001-01-01T00:00:00", "9999-12-31T23:59:59"]  # fmt: skip
+
+
+def test_hostile_alert_fields_never_break_a_batch(tmp_path, cfg, records) -> None:
+    """Fuzz (seeded, bounded): every field of real alerts replaced by hostile values; the batch must store,
+    count the unusable ones and never raise (a raise would stall ingestion on the same batch forever)."""
+    import random
+
+    rng = random.Random(4)
+    alerts = [r for r in records if r["event_type"] == "alert"]
+    lines = []
+    for i in range(400):
+        rec = json.loads(json.dumps(alerts[i % len(alerts)]))
+        for _ in range(rng.randint(1, 4)):
+            target = rec if rng.random() < 0.5 else rec["alert"] if isinstance(rec.get("alert"), dict) else rec
+            target = target or rec
+            key = rng.choice(sorted(target))
+            target[key] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+        rec["event_type"] = "alert"
+        lines.append(json.dumps(rec))
+    eve = tmp_path / "eve.json"
+    eve.write_text("\n".join(lines) + "\n")
+    db = Database(tmp_path / "m.db")
+    db.migrate()
+    ingest = AlertIngest(cfg)
+    assert EveReader(db, eve, sink=ingest.sink, on_commit=ingest.on_commit, batch_lines=50).poll() == 400
+    c = counters(db)
+    assert c["alerts"] + c.get("alert_malformed", 0) == 400 and c.get("alert_malformed", 0) > 0
+
+
+def test_hostile_flow_and_stats_records_never_break_a_batch(tmp_path, cfg, records) -> None:
+    import random
+
+    rng = random.Random(7)
+    base = [r for r in records if r["event_type"] in ("flow", "stats")]
+    lines = []
+    for i in range(600):
+        rec = json.loads(json.dumps(base[i % len(base)]))
+        rec["src_ip"], rec["dest_ip"] = rng.choice([("192.168.10.20", "192.168.30.5"), ("192.168.10.10", "198.51.100.9"),
+                                                    ("192.168.30.40", "198.51.100.9")])  # fmt: skip
+        for _ in range(rng.randint(1, 4)):
+            inner = [v for v in rec.values() if isinstance(v, dict) and v]
+            target = rng.choice([rec, *inner])
+            target[rng.choice(sorted(target))] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+        rec["event_type"] = base[i % len(base)]["event_type"]
+        lines.append(json.dumps(rec))
+    eve = tmp_path / "eve.json"
+    eve.write_text("\n".join(lines) + "\n")
+    db = Database(tmp_path / "m.db")
+    db.migrate()
+    ingest = AlertIngest(cfg)
+    reader = EveReader(db, eve, sink=ingest.sink, on_commit=ingest.on_commit, batch_lines=50,
+                       skip_store=frozenset({"flow", "stats"}))  # fmt: skip
+    assert reader.poll() == 600
+    assert counters(db)["events_not_stored"] == 600
