@@ -52,6 +52,7 @@ class FlowAnalyzer:
         self._lateral: dict[str, _Window] = {}
         self._exfil: dict[str, _Window] = {}
         self._devices: dict[tuple[str, str], float] = {}
+        self.errors = 0
 
     def analyse(self, records: list[dict[str, Any]], received: float) -> list[Alert]:
         found: list[Alert] = []
@@ -62,6 +63,10 @@ class FlowAnalyzer:
                 alert = self._one(rec, received)
             except AlertFormatError:
                 continue  # a flow without usable addresses: nothing to say about it
+            except Exception:  # a bug meeting odd input must not stall ingestion; logged with its trace
+                self.errors += 1
+                log.exception("flow record could not be analysed")
+                continue
             if alert is not None:
                 found.append(alert)
         return found

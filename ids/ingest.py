@@ -71,6 +71,9 @@ class AlertIngest:
             except AlertFormatError as exc:
                 bad += 1
                 log.warning("EVE alert %d not usable: %s", ev.id, exc.text("en"))
+            except Exception:  # a bug meeting odd input must not stall ingestion on this batch forever
+                bad += 1
+                log.exception("EVE alert %d could not be normalised", ev.id)
         for records in (stored.unstored, stored.records):
             items += [(a, None) for a in self.flows.analyse(records, stored.received)]
         if items:
