@@ -133,6 +133,23 @@ def counters() -> dict[str, tuple[int, int]]:
     return out
 
 
+def rule_counters() -> list[tuple[str, int, int]]:
+    """(comment, packets, bytes) of every clinic rule (custom allow, VPN access, port forward), summed over
+    the nft rules one config rule became (one per address family, service protocol or schedule window)."""
+    totals: dict[str, list[int]] = {}
+    for obj in list_json(f"list table {nj.FAMILY} {nj.TABLE}", terse=True) or []:
+        rule = obj.get("rule")
+        if not rule or not rule.get("comment", "").startswith(("rule ", "vpn ", "forward ")):
+            continue
+        for expr in rule.get("expr", []):
+            c = expr.get("counter") if isinstance(expr, dict) else None
+            if isinstance(c, dict):
+                t = totals.setdefault(rule["comment"], [0, 0])
+                t[0] += int(c.get("packets", 0))
+                t[1] += int(c.get("bytes", 0))
+    return [(name, p, b) for name, (p, b) in totals.items()]
+
+
 def _pair_label(args: argparse.Namespace, name: str) -> str | None:
     box = _t(args, "本機", "box")
     if name.startswith("fwd_"):
@@ -163,6 +180,17 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         key = name[4:] if name.startswith("fwd_") else f"{name[3:]}_box"
         drops = sum(p for n, (p, _b) in found.items() if n.startswith(f"d_{key}_"))
         print(f"{label:<20} {pkts:>10} {nbytes:>11} {drops:>7}")
+    rules = rule_counters()
+    if rules:
+        print(
+            _t(
+                args,
+                "\n設定したルール              パケット      バイト",
+                "\nconfigured rules              packets       bytes",
+            )
+        )
+        for name, pkts, nbytes in rules:
+            print(f"{name:<28} {pkts:>8} {nbytes:>11}")
     other = {
         n: v
         for n, v in found.items()

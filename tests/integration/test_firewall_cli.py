@@ -38,6 +38,12 @@ def test_status_counts_per_zone_pair(clinic: tuple) -> None:
     row = next(line for line in res.stdout.splitlines() if line.startswith("lan → wan"))
     assert int(row.split()[3]) >= 3  # packets of the lan -> wan pair
     assert "guest → 本機" in res.stdout
+    # per configured rule: X線装置 -> PACS DICOM counts the attempt (PACS has no listener here, it still passes)
+    tcp_ok(lab, "xray", "192.168.10.30", 104, timeout=0.5)
+    rule_row = next(
+        line for line in mamori(clinic, "fw", "status").stdout.splitlines() if line.startswith("rule 0:")
+    )
+    assert int(rule_row.split()[-2]) >= 1, rule_row
     assert "zone pair" in mamori(clinic, "fw", "status", lang="en").stdout
 
 
