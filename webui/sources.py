@@ -120,7 +120,15 @@ def active_blocks(db: Database, now: float, limit: int = 200) -> list[dict[str, 
             " ORDER BY ts DESC LIMIT ?",
             (now, limit),
         ).fetchall()
-    return [dict(r) for r in rows]
+    return [_block_row(dict(r)) for r in rows]
+
+
+def _block_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Say in Japanese why and until when; the stored reason is English and may quote a signature."""
+    manual = str(row.get("reason", "")).startswith("manual")
+    row["reason_ja"] = "手動で遮断" if manual else "不審な通信を検知して自動で遮断"
+    row["until"] = row["ts"] + row["timeout_s"] if row.get("timeout_s") else None
+    return row
 
 
 def vpn_sessions_open(db: Database, now: float) -> list[dict[str, Any]] | None:

@@ -207,6 +207,21 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     d.get(served.url + "/audit/")
     assert "改ざんされていません" in d.page_source
 
+    # The blocked address is listed on the firewall page with a plain reason, and can be lifted there.
+    d.get(served.url + "/firewall/")
+    assert "手動で遮断" in d.page_source and "198.51.100.66" in d.page_source
+    button = d.find_element(By.XPATH, "//button[contains(., '解除')]")
+    html = d.find_element(By.TAG_NAME, "html")
+    d.execute_script("arguments[0].click();", button)  # the page is taller than the window here
+    WebDriverWait(d, 10).until(lambda x: _alert_open(x))
+    d.switch_to.alert.accept()
+    WebDriverWait(d, 20).until(staleness_of(html))
+    assert "遮断を解除しました" in d.page_source
+    listing = subprocess.run(
+        ["nft", "-j", "list", "ruleset"], capture_output=True, text=True, timeout=30
+    ).stdout
+    assert "198.51.100.66" not in listing
+
     # A mistake in the config editor is explained in Japanese right under the line that has it.
     d.get(served.url + "/settings/edit")
     area = d.find_element(By.NAME, "config")

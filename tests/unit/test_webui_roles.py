@@ -30,6 +30,7 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("GET", "/firewall/", "firewall.index", (A, VF)),
     ("POST", "/firewall/rules", "firewall.add_rule", (A, VF)),
     ("POST", "/firewall/rules/0/delete", "firewall.delete_rule", (A, VF)),
+    ("POST", "/firewall/blocks/unblock", "firewall.unblock", (A, VF)),
     ("GET", "/vpn/", "vpn.index", (A,)),
     ("POST", "/vpn/devices", "vpn.add_device", (A,)),
     ("POST", "/vpn/users", "vpn.add_user", (A,)),

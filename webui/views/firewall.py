@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from appliance.config.catalogue import BUILTIN_SERVICES
 from appliance.config.types import ALL_ZONES
 from firewall.policy import forward_default
-from webui import changes, core, sources
+from webui import changes, core, incident_actions, sources
 from webui import context as wctx
 from webui.context import requires
 
@@ -34,6 +34,7 @@ def index() -> Any:
     return render_template(
         "firewall/index.html", cfg=cfg, zones=zones, zone_names=ZONE_NAMES, policy=policy,
         builtin=BUILTIN_SERVICES, blocks=sources.active_blocks(wctx.ctx().db, wctx.now()),
+        can_unblock=incident_actions.blocking_available(),
     )  # fmt: skip
 
 
@@ -69,3 +70,16 @@ def delete_rule(index: int) -> Any:
         rules.pop(index)
 
     return _edit_rules(mutate, f"許可ルール {index + 1} を削除")
+
+
+@bp.route("/blocks/unblock", methods=["POST"])
+@requires("firewall.edit")
+def unblock() -> Any:
+    """Lift a block from the list of blocked addresses (the same path as from an alert)."""
+    ip = request.form.get("ip", "").strip()[:64]
+    if not any(b["ip"] == ip for b in sources.active_blocks(wctx.ctx().db, wctx.now()) or []):
+        abort(404)
+    incident_actions.block(wctx.ctx(), {"src_ip": ip, "id": None}, unblock=True, actor=wctx.user().name)
+    wctx.audit("firewall.unblock", {"ip": ip})
+    flash(f"{ip} の遮断を解除しました。", "ok")
+    return redirect(url_for("firewall.index"))
