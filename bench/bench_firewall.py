@@ -110,7 +110,9 @@ def _iperf(client: str, server: str, seconds: int = 2) -> float:
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         time.sleep(0.5)
-        out = sh(client, "iperf3", "-c", "203.0.113.10", "-t", str(seconds), "-J", timeout=seconds + 30).stdout
+        out = sh(
+            client, "iperf3", "-c", "203.0.113.10", "-t", str(seconds), "-J", timeout=seconds + 30
+        ).stdout
         return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
     finally:
         if proc.poll() is None:
@@ -122,14 +124,23 @@ def run() -> list[tuple[str, str, str]]:
     import tempfile
 
     results: list[tuple[str, str, str]] = []
-    with tempfile.TemporaryDirectory() as state, netns("b") as box, netns("c") as client, netns("s") as server:
+    with (
+        tempfile.TemporaryDirectory() as state,
+        netns("b") as box,
+        netns("c") as client,
+        netns("s") as server,
+    ):
         _wire(box, client, server)
         for n in SIZES:
             took, kept = in_ns(box, _apply_seconds, state, n, timeout=300)
             results.append((f"firewall apply with {n} blocked (kept {kept})", f"{took:.3f} s", "<= 1 s"))
         kernel, full = in_ns(box, _one_block_ms, state, timeout=300)
-        results.append(("firewall block one address on 100k set, median", f"{statistics.median(kernel):.2f} ms", "-"))
-        results.append(("firewall block one address on 100k set, p99", f"{_pct(kernel, 0.99):.2f} ms", "<= 5 ms"))
+        results.append(
+            ("firewall block one address on 100k set, median", f"{statistics.median(kernel):.2f} ms", "-")
+        )
+        results.append(
+            ("firewall block one address on 100k set, p99", f"{_pct(kernel, 0.99):.2f} ms", "<= 5 ms")
+        )
         results.append(("firewall block() incl. SQLite reason, p99", f"{_pct(full, 0.99):.2f} ms", "-"))
         # alternate with/without (3 rounds each, medians): the machine is shared and noisy
         with_runs, without_runs = [], []
