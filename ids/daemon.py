@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ROTATE_BYTES = 64 * 1024 * 1024
 RETENTION_EVERY = 600.0
+CHECKPOINT_EVERY = 1.0
 IDLE_WAIT = 0.005  # a new alert is seen within ~5 ms (an idle poll is a stat and a 256-byte read)
 
 
@@ -49,6 +51,7 @@ class EveIngestWorker:
         self.reader = EveReader(
             ctx.db, self.live.eve, max_line=cfg.ids.eve_max_line_kb * 1024,
             sink=self.ingest.sink, on_commit=self.ingest.on_commit, skip_store=skip_store(cfg),
+            autocheckpoint=False,
         )  # fmt: skip
         self._last_retention = 0.0
 
@@ -81,17 +84,32 @@ class EveIngestWorker:
             log.warning("could not ask Suricata to reopen eve.json: %s", exc.text("en"))
         log.info("rotated %s (%d bytes)", self.live.eve, st.st_size)
 
+    def _checkpointer(self, stop: threading.Event) -> None:
+        """Moves the WAL into the database every CHECKPOINT_EVERY seconds, off the alert-to-block path.
+        Its connection also stays open for the worker's life: when the last connection to a WAL database
+        closes, SQLite checkpoints and removes the WAL, which made every short transaction cost milliseconds."""
+        conn = self.ctx.db.connect()
+        try:
+            while not stop.wait(CHECKPOINT_EVERY):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.OperationalError as exc:  # busy: the next round will do it
+                    log.debug("WAL checkpoint skipped: %s", exc)
+        finally:
+            conn.close()
+
     def run(self, stop: threading.Event) -> None:
-        # Held open for the worker's life: when the last connection to a WAL database closes, SQLite
-        # checkpoints and removes the WAL, which made every short transaction cost milliseconds.
-        keeper = self.ctx.db.connect()
+        done = threading.Event()
+        checkpointer = threading.Thread(target=self._checkpointer, args=(done,), name="ids-wal", daemon=True)
+        checkpointer.start()
         try:
             while not stop.is_set():
                 if self.step() == 0:
                     stop.wait(IDLE_WAIT)
         finally:
+            done.set()
+            checkpointer.join(timeout=10)
             self.reader.close()
-            keeper.close()
 
 
 class NotifyWorker:

@@ -140,6 +140,7 @@ class EveReader:
         on_commit: OnCommit | None = None,
         clock: Callable[[], float] = time.time,
         skip_store: frozenset[str] = frozenset(),
+        autocheckpoint: bool = True,
     ) -> None:
         self.db = db
         self.path = Path(path)
@@ -152,6 +153,9 @@ class EveReader:
         # Event types read, counted and handed to the sink but not stored raw (flow, stats: ~90% of a
         # box's EVE volume; storing them would wear out a Raspberry Pi's SD card for no reader).
         self.skip_store = skip_store
+        # False: the caller checkpoints the WAL from another thread, so that the fsync of a checkpoint never
+        # sits between an alert being read and its source being blocked.
+        self.autocheckpoint = autocheckpoint
         self._read_size = max(1 << 20, max_line + 1)
         self._fd: int | None = None
         self._pos: Position | None = None
@@ -170,6 +174,8 @@ class EveReader:
         """BEGIN IMMEDIATE ... COMMIT on the reader's own connection (opening one costs milliseconds)."""
         if self._conn is None:
             self._conn = self.db.connect()
+            if not self.autocheckpoint:
+                self._conn.execute("PRAGMA wal_autocheckpoint=0")
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
