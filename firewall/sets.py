@@ -188,6 +188,55 @@ class FirewallSets:
         log.info("blocked %d addresses by %s", len(done), source)
         return [ip for ip, _, _ in done], refused
 
+    def replace_feed(self, networks: list[str], source: str) -> int:
+        """Replace the CIDR feed sets (e.g. a threat-intel list) whole, in one transaction.
+
+        Refuses (typed error, nothing changed) a feed that overlaps the allowlist or the clinic's own
+        networks: a bad feed must not cut the clinic off. Returns the number of entries now live."""
+        parsed: dict[int, list] = {4: [], 6: []}
+        for text in networks:
+            try:
+                net = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                raise FirewallSetError(f"フィードの「{text[:60]}」はネットワークではありません",
+                                       f"feed entry '{text[:60]}' is not a network", code="firewall.bad_feed") from None  # fmt: skip
+            why = self._protected_network(net)
+            if why:
+                raise FirewallSetError(f"フィードの {net} は{why[0]}と重なるため使えません",
+                                       f"feed entry {net} overlaps {why[1]}", code="firewall.protected")  # fmt: skip
+            parsed[net.version].append(net)
+        cmds: list[dict] = []
+        total = 0
+        for version, nets in parsed.items():
+            merged = [str(n) for n in ipaddress.collapse_addresses(nets)]  # nft refuses overlapping intervals
+            total += len(merged)
+            cmds.append(
+                {"flush": {"set": {"family": nj.FAMILY, "table": nj.TABLE, "name": f"feed{version}"}}}
+            )
+            if merged:
+                cmds.append(_element_cmd("add", f"feed{version}", [nj.addr_value(n) for n in merged]))
+        with sets_lock(self.ctx.paths.run_dir):
+            run_batch({"nftables": cmds}, validate=False)
+        self._history("replace_feed", "-", f"{total} entries", source[:64])
+        return total
+
+    def _protected_network(
+        self, net: ipaddress.IPv4Network | ipaddress.IPv6Network
+    ) -> tuple[str, str] | None:
+        if self.cfg is None:
+            return None
+        for allowed in map(ipaddress.ip_network, self.cfg.firewall.allowlist):
+            if net.version == allowed.version and net.overlaps(allowed):
+                return f"許可リスト（{allowed}）", f"the allowlist ({allowed})"
+        for zone, nets in zone_networks(self.cfg).items():
+            if zone != "wan" and any(net.version == own.version and net.overlaps(own) for own in nets):
+                return f"院内のネットワーク（{zone}）", f"the clinic's own network ({zone})"
+        own = {ipaddress.ip_interface(a).ip for i in self.cfg.interfaces for a in (i.address, i.address6)
+               if a and a != "dhcp"} | {ipaddress.ip_address(i.gateway) for i in self.cfg.interfaces if i.gateway}  # fmt: skip
+        if any(a.version == net.version and a in net for a in own):
+            return "この機器自身またはゲートウェイのアドレス", "the box's own address or its gateway"
+        return None
+
     def unblock(self, ip: str, source: str = "cli") -> bool:
         addr = parse_ip(ip)
         with sets_lock(self.ctx.paths.run_dir):

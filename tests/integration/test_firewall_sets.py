@@ -123,3 +123,17 @@ def test_block_many_in_one_transaction_with_refusals(clinic: tuple) -> None:
     for ip in (SERVER, "198.51.100.67", "198.51.100.68"):
         assert _call(clinic, "unblock", ip) is True
     assert lab.ping("reception", SERVER)
+
+
+def test_feed_replaces_whole_and_refuses_clinic_networks(clinic: tuple) -> None:
+    lab = clinic[0]
+    feed = ["198.51.100.0/28", "198.51.100.8/29", "2001:db8:66::/48"]  # overlapping entries are merged
+    assert _call(clinic, "replace_feed", feed, "test") == 2
+    assert not lab.ping("reception", SERVER)  # 198.51.100.10 is inside the feed
+    assert lab.ping("reception", "198.51.100.66")
+    for bad in (["192.168.0.0/16"], ["203.0.113.0/30"], ["not-a-net"]):
+        with pytest.raises(ApplyError):
+            _call(clinic, "replace_feed", bad, "test")
+    assert not lab.ping("reception", SERVER)  # a refused feed changed nothing
+    assert _call(clinic, "replace_feed", [], "test") == 0
+    assert lab.ping("reception", SERVER)
