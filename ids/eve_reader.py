@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 HEAD_BYTES = 256
 SAMPLE_BYTES = 4096
 DEFAULT_MAX_LINE = 1 << 20
+LOG_PER_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,10 @@ class EveReader:
         batch.sizes.append(len(line))
 
     def _quarantine(self, batch: _Batch, reason: str, line: bytes) -> None:
-        log.warning("EVE line kept aside (%s, %d bytes)", reason, len(line))
+        if len(batch.quarantine) < LOG_PER_BATCH:  # all are counted and kept; only the log is capped
+            log.warning("EVE line kept aside (%s, %d bytes)", reason, len(line))
+        elif len(batch.quarantine) == LOG_PER_BATCH:
+            log.warning("more EVE lines kept aside in this batch; see `mamori ids status` for the counts")
         batch.quarantine.append((reason, len(line), line[:SAMPLE_BYTES]))
         batch.counters[reason] = batch.counters.get(reason, 0) + 1
 
