@@ -57,6 +57,7 @@ def create_app(
     app.before_request(_before_request)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(MamoriError, _mamori_error)
+    app.register_error_handler(Exception, _unexpected_error)
     app.add_url_rule("/healthz", "health", lambda: ("ok", 200, {"Content-Type": "text/plain"}))
     return app
 
@@ -156,6 +157,14 @@ def _http_error(exc: HTTPException) -> Any:
 def _mamori_error(exc: MamoriError) -> Any:
     log.warning("user-facing error on %s: %s", request.path, exc.text("en"))
     return render_template("errors/generic.html", code=400, message=exc.text("ja")), 400
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    """A bug must not show a stack trace or an English server page: log it, say it calmly in Japanese."""
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return render_template("errors/generic.html", code=500), 500
 
 
 def _format_time(ts: float | None) -> str:

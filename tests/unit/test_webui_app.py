@@ -375,3 +375,19 @@ def test_notification_test_button_really_sends(box: Box) -> None:
     assert received and received[0]["source"] == "mamori" and "テスト" in received[0]["subject"]
     assert "Webhook: 送信しました" in page
     assert "notifications.test" in audit_actions(box, "admin")
+
+
+def test_unexpected_error_is_a_calm_japanese_page(tmp_path: Path) -> None:
+    b = make_box(tmp_path)
+    b.add("admin", "admin")
+
+    def broken() -> str:
+        raise RuntimeError("secret internal detail")
+
+    b.app.add_url_rule("/broken", "dashboard.broken", broken)
+    client = b.client()
+    b.login(client, "admin")
+    r = client.get("/broken")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 500 and "うまくいきませんでした" in page
+    assert "secret internal detail" not in page and "Traceback" not in page

@@ -53,12 +53,8 @@ def login() -> Any:
     if account is not None and account.locked(now):
         wctx.audit("web.login_locked", {}, actor=name)
         return render_template("auth/login.html", error=_locked_text()), 403
-    if (
-        account is None
-        or account.disabled
-        or account.expired(now)
-        or not store.verify_password(name, password)
-    ):
+    password_ok = store.verify_password(name, password)  # always hashed: timing does not reveal names
+    if account is None or account.disabled or account.expired(now) or not password_ok:
         _fail(name, "password")
         return render_template("auth/login.html", error=BAD_LOGIN), 401
     session.clear()
