@@ -157,6 +157,17 @@ def _wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"the web UI did not answer on 127.0.0.1:{port}")
 
 
+def _remove_wireguard(run_dir: Path) -> None:
+    """WireGuard interfaces the box made while serving (wireguard-go runs as its own process): removed by
+    the VPN area's own code, which stops wireguard-go by the pid it recorded. Runs inside the namespace."""
+    from vpn.wg import WgInterface
+
+    for pid_file in run_dir.glob("wireguard-go-*.pid"):
+        WgInterface(
+            pid_file.name.removeprefix("wireguard-go-").removesuffix(".pid"), run_dir=run_dir
+        ).delete()
+
+
 def serve_in_namespace(tmp: Path, tag: str, https_port: int = 8443, http_port: int = 8080):
     """Context manager: a namespace `wb<pid><tag>` with lo, wan0 and lan0 (veth pairs inside it), the real
     `python -m webui.serve` running there, and THIS thread switched into it (pyroute2 pushns) so that the
@@ -188,7 +199,8 @@ def serve_in_namespace(tmp: Path, tag: str, https_port: int = 8443, http_port: i
             log = open(tmp / "serve.log", "wb")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "webui.serve", "--config", str(config), "--state-dir", str(state),
-                 "--bind", f"127.0.0.1:{https_port}", "--http-bind", f"127.0.0.1:{http_port}", "--threads", "4"],
+                 "--bind", f"127.0.0.1:{https_port}", "--http-bind", f"127.0.0.1:{http_port}", "--threads", "4",
+                 "--confirm-seconds", "0"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
                 start_new_session=True,
             )  # fmt: skip
@@ -203,6 +215,7 @@ def serve_in_namespace(tmp: Path, tag: str, https_port: int = 8443, http_port: i
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=5)
             if pushed:
+                _remove_wireguard(tmp / "state" / "run")
                 popns()
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=30)
 

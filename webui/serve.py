@@ -89,13 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         "--http-bind", default="", help="plain-HTTP address:port that only redirects (optional)"
     )
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--confirm-seconds",
+        type=int,
+        default=120,
+        help="changes from the web UI revert unless confirmed within this time (0: no timer)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     paths = Paths(config=args.config, state_dir=args.state_dir)
     ctx = Context(paths=paths, db=Database(paths.db))
     from webui import create_app
 
-    app = create_app(ctx)
+    app = create_app(ctx, confirm_seconds=args.confirm_seconds or None)
     cert, key = ensure_certificate(paths.keys_dir)
     binds = args.bind or ["0.0.0.0:443"]
     https_port = int(binds[0].rsplit(":", 1)[1])

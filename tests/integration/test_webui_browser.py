@@ -30,6 +30,16 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+VPN_YAML = """hosts:
+- {{name: 電子カルテ, ip: 192.168.10.10}}
+vpn:
+  enabled: true
+  interface: {wg}
+  endpoint: 203.0.113.2
+  users:
+  - {{name: yamada, role: doctor, display_name: 山田 院長, access: [{{dst: 電子カルテ, service: HTTPS}}]}}
+  - {{name: vendor-a, role: vendor, display_name: ○○メディカル保守, access: [{{dst: 電子カルテ, service: SSH}}]}}
+"""
 CHROMIUM = "/usr/lib/chromium/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENS = Path(os.environ.get("MAMORI_SCREENS", "/tmp/mamori-screens"))
@@ -231,6 +241,37 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     issue = d.find_element(By.CSS_SELECTOR, "ol.annotated li.bad")
     assert "203.0.113.999" in issue.text and "IPアドレスではありません" in issue.text
     shot(d, "17b-settings-error")
+
+    _vpn_user_qr_and_vendor_window(d, served)
+
+
+def _vpn_user_qr_and_vendor_window(d: webdriver.Chrome, served: Served) -> None:
+    """Turn the VPN on through the editor (diff, apply through ConfigService: a real WireGuard interface in
+    the namespace), add a device for a doctor and see its QR once, approve a vendor's maintenance window."""
+    d.get(served.url + "/settings/edit")
+    area = d.find_element(By.NAME, "config")
+    text = area.get_attribute("value") + VPN_YAML.format(wg=f"wgw{os.getpid() % 100000}")
+    d.execute_script("arguments[0].value = arguments[1];", area, text)
+    fill(d, comment="VPN を使い始める")
+    submit(d)
+    assert "/settings/review/" in d.current_url, d.find_element(By.TAG_NAME, "main").text
+    assert "yamada" in d.find_element(By.CSS_SELECTOR, "pre.diff").text
+    shot(d, "21-settings-review")
+    submit(d)  # 適用する
+    assert "変更を適用しました" in d.page_source, d.find_element(By.TAG_NAME, "main").text
+    d.get(served.url + "/vpn/")
+    fill(d, device="iPhone")
+    click(d, d.find_element(By.XPATH, "//button[contains(., '機器を追加')]"))
+    assert d.find_element(By.CSS_SELECTOR, "figure.qr svg")
+    conf = d.find_element(By.CSS_SELECTOR, "pre.config").get_attribute("textContent")
+    assert "PrivateKey" in conf and "Endpoint = 203.0.113.2:51820" in conf
+    shot(d, "22-vpn-device-qr")
+    d.get(served.url + "/vpn/")
+    assert "PrivateKey" not in d.page_source and "iPhone" in d.page_source
+    fill(d, reason="電子カルテの更新作業", targets="電子カルテ")
+    click(d, d.find_element(By.XPATH, "//button[contains(., '承認する')]"))
+    assert "承認しました" in d.page_source and "電子カルテの更新作業" in d.page_source
+    shot(d, "23-vpn-window")
 
 
 def _alert_open(drv: webdriver.Chrome) -> bool:
