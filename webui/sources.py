@@ -190,3 +190,20 @@ def backup_status(db: Database) -> Any | None:
         if not _has_table(conn, "backup_runs"):
             return None
     return status(db)
+
+
+def vpn_sessions_recent(db: Database, limit: int = 30) -> list[dict[str, Any]] | None:
+    """The latest VPN sessions, ended ones included, with the VPN area's Japanese end reason."""
+    with db.connection() as conn:
+        if not _has_table(conn, "vpn_sessions"):
+            return None
+        rows = [
+            dict(r) for r in conn.execute("SELECT * FROM vpn_sessions ORDER BY id DESC LIMIT ?", (limit,))
+        ]
+    try:
+        from vpn.sessions import END_REASON_JA
+    except ModuleNotFoundError:
+        END_REASON_JA = {}
+    for r in rows:
+        r["end_reason_ja"] = END_REASON_JA.get(r["end_reason"], r["end_reason"]) if r["ended"] else "接続中"
+    return rows

@@ -295,6 +295,14 @@ def test_vpn_device_qr_is_shown_once_and_vendor_window_is_approved(box: Box) -> 
     listing = client.get("/vpn/").get_data(as_text=True)
     assert "iPhone" in listing and "PrivateKey" not in listing  # the key is never shown again
     assert "admin（管理者）" in listing and "医師" in listing
+    with box.ctx.db.transaction() as conn:  # one finished session, as the VPN area records it
+        conn.execute(
+            "INSERT INTO vpn_sessions(user, tunnel_ip, started, expires, ended, end_reason, remote)"
+            " VALUES ('yamada', '10.99.0.2', ?, ?, ?, 'expired', '198.51.100.20')",
+            (time.time() - 7200, time.time() - 3600, time.time() - 3600),
+        )
+    listing = client.get("/vpn/").get_data(as_text=True)
+    assert "最近の接続の記録" in listing and "時間切れ" in listing and "198.51.100.20" in listing
     r = client.post("/vpn/windows", data={"csrf_token": token, "user": "vendor-a", "hours": "2",
                                           "reason": "電子カルテの更新", "targets": "電子カルテ"})  # fmt: skip
     assert r.status_code == 302

@@ -37,6 +37,7 @@ def index() -> Any:
     store = _windows()
     return render_template(
         "vpn/index.html", cfg=cfg, devices=sources.vpn_devices(db), online=sources.vpn_sessions_open(db, now),
+        recent=sources.vpn_sessions_recent(db),
         windows=store.list(limit=50) if store else None, vpn_role_labels=VPN_ROLE_LABELS, now=now,
     )  # fmt: skip
 
