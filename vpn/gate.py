@@ -64,10 +64,13 @@ def cut_connections(ip: str) -> int:
     """Delete conntrack entries from `ip` (both directions of each flow are one entry)."""
     total = 0
     for flag in ("-s", "-d"):
-        res = subprocess.run(
-            ["conntrack", "-D", flag, str(ipaddress.ip_address(ip))],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
+        try:
+            res = subprocess.run(
+                ["conntrack", "-D", flag, str(ipaddress.ip_address(ip))],
+                capture_output=True, text=True, timeout=10, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:  # missing or hung: the caller retries later
+            raise ApplyError("接続の切断に失敗しました", f"conntrack -D failed: {exc}") from None
         # conntrack exits 1 when nothing matched; it reports the count on stderr either way
         if res.returncode not in (0, 1):
             raise ApplyError("接続の切断に失敗しました", f"conntrack -D failed: {res.stderr.strip()[:200]}")

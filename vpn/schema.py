@@ -67,4 +67,10 @@ SCHEMA: list[str] = [
     );
     CREATE INDEX vpn_peer_log_user ON vpn_peer_log(user, ts)
     """,
+    # A session whose kernel revoke failed stays open with the reason it is being ended for: the expiry
+    # worker retries the revoke, and only a revoke that worked marks it ended (see vpn/sessions.py).
+    """
+    ALTER TABLE vpn_sessions ADD COLUMN revoke_pending TEXT NOT NULL DEFAULT '';
+    CREATE INDEX vpn_sessions_pending ON vpn_sessions(id) WHERE ended IS NULL AND revoke_pending != ''
+    """,
 ]
