@@ -3,6 +3,10 @@
 The box-generated private key exists only in the returned `Provisioned` (shown once as a QR code and a
 .conf download); it is not stored. Re-issuing a device name revokes the old key, ends its session and takes it off the
 live interface in the same step, so a lost phone stops working as soon as the new one is issued.
+
+Order of a revoke: the database says revoked, the key leaves the interface (no new handshakes), then the
+sessions are ended (admission and open connections cut). Each step can be run again: a revoke that failed
+half way is finished by running it again, never answered with "no such device".
 """
 
 from __future__ import annotations
@@ -64,12 +68,12 @@ def provision(
     dev = store.add(
         user, device, public_key, cfg.vpn.address, cfg.vpn.address6, box_generated=private is not None
     )
-    if old is not None:  # re-issued: the old key is revoked; its admitted address must not stay admitted
-        SessionManager(ctx, lambda: cfg).end_ip(old.ip4, "reissued")
     _, server_public = ensure_server_key(ctx.paths.keys_dir)
     conf = client_conf(cfg, dev, server_public, private)
-    if iface is not None:
+    if iface is not None:  # the old key leaves the interface before its session is ended
         sync_peers(ctx, cfg, iface)
+    if old is not None:  # re-issued: the old key is revoked; its admitted address must not stay admitted
+        SessionManager(ctx, lambda: cfg).end_ip(old.ip4, "reissued")
     log.info("vpn device %s/%s provisioned (%s key)", user, device, "box" if private else "own")
     return Provisioned(dev, conf)
 
@@ -77,13 +81,21 @@ def provision(
 def revoke_device(
     ctx: Context, cfg: MamoriConfig, user: str, device: str, iface: WgInterface | None = None
 ) -> Device:
-    """Revoke a device for good: its key leaves the interface and its open session is cut."""
-    dev = next((d for d in DeviceStore(ctx.db).active(user) if d.device == device), None)
+    """Revoke a device for good: its key leaves the interface and its open session is cut.
+
+    Idempotent: for a device already revoked (an earlier attempt that failed half way) the interface is
+    synced and its sessions ended again, unless its address now belongs to another active device."""
+    store = DeviceStore(ctx.db)
+    dev = next((d for d in store.active(user) if d.device == device), None)
     if dev is None:
-        raise NotFoundError(f"端末「{user}/{device}」はありません", f"no device {user}/{device}")
-    revoked = DeviceStore(ctx.db).revoke(dev.id)
-    SessionManager(ctx, lambda: cfg).end_ip(dev.ip4, "revoked")
+        dev = next((d for d in reversed(store.all(user)) if d.device == device), None)
+        if dev is None:
+            raise NotFoundError(f"端末「{user}/{device}」はありません", f"no device {user}/{device}")
+    revoked = store.revoke(dev.id) if dev.active else dev
     if iface is not None:
         sync_peers(ctx, cfg, iface)
+    holder = store.by_tunnel_ip(revoked.ip4)
+    if holder is None:  # an address reused since belongs to another device's sessions now
+        SessionManager(ctx, lambda: cfg).end_ip(revoked.ip4, "revoked")
     log.info("vpn device %s/%s revoked", user, device)
     return revoked

@@ -116,6 +116,7 @@ def test_revoke_device(box, capsys):
     assert "無効にしました" in capsys.readouterr().out
     assert run("vpn", "users")[0] == 0
     assert re.search(r"yamada\s+医師\s+有効\s+devices=0", capsys.readouterr().out)
-    assert run("vpn", "revoke", "yamada", "pc")[0] != 0  # already gone
+    assert run("vpn", "revoke", "yamada", "pc")[0] == 0  # again: idempotent (finishes a half-done revoke)
+    assert run("vpn", "revoke", "yamada", "no-such-device")[0] != 0
     assert run("audit", "list", "--search", "vpn.device")[0] == 0
     assert "vpn.device.revoke" in capsys.readouterr().out
