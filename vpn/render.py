@@ -130,4 +130,15 @@ def client_conf(
         "PersistentKeepalive = 25",
         "",
     ]
+    _one_line_each(lines)
     return "\n".join(lines)
+
+
+def _one_line_each(lines: list[str]) -> None:
+    """Defence in depth: a value with a line break would add its own lines (a `[Peer]` of an attacker's
+    choosing) to a file the device trusts; every value is checked again here, whatever checked it before."""
+    for line in lines:
+        if any(ch in line for ch in "\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+            raise RenderError(
+                "VPN 設定ファイルに改行を含む値は書けません", f"refusing a client .conf value with a line break: {line[:60]!r}",
+            )  # fmt: skip

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,24 @@ class Device:
     @property
     def active(self) -> bool:
         return self.revoked is None
+
+
+# Control, format (e.g. bidi overrides), unassigned/private and line/paragraph separator characters: a
+# device name is printed in the client .conf comment, the web UI and logs, where these could start a new
+# line (a forged `[Peer]`), hide text or reorder it.
+_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def check_device_name(device: str) -> str:
+    """A device name a person typed: 1-32 printable characters (Japanese welcome), no control characters."""
+    if not device or len(device) > 32:
+        raise DeviceError("端末名は1〜32文字で入力してください", "a device name must be 1 to 32 characters")
+    if any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in device):
+        raise DeviceError(
+            "端末名に改行や制御文字は使えません", "a device name must not contain line breaks or control characters",
+            code="vpn.device_name",
+        )  # fmt: skip
+    return device
 
 
 def _row(r: sqlite3.Row) -> Device:
@@ -78,10 +97,7 @@ class DeviceStore:
     ) -> Device:  # fmt: skip
         """Register a device; re-issuing (same user and device name) revokes the old key in the same step."""
         key = check_public_key(public_key)
-        if not device or len(device) > 32:
-            raise DeviceError(
-                "端末名は1〜32文字で入力してください", "a device name must be 1 to 32 characters"
-            )
+        check_device_name(device)
         now = self.clock()
         with self.db.transaction() as conn:
             if conn.execute(

@@ -146,6 +146,36 @@ def test_client_conf_needs_endpoint():
     assert "vpn.endpoint" in exc.value.text("ja")
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("device", "pc\n[Peer]\nPublicKey = " + K2),
+        ("device", "pc\r\nAllowedIPs = 0.0.0.0/0"),
+        ("user", "yamada\n[Peer]"),
+        ("device", "pc\u2028x"),
+    ],
+)
+def test_client_conf_refuses_values_with_line_breaks(field, value):
+    """A stored row that slipped past the store's checks (old data, another writer) is still refused."""
+    c = cfg()
+    d = dev(1)
+    if field == "user":
+        c = c.model_copy(update={"vpn": c.vpn.model_copy(update={"users": [
+            u.model_copy(update={"name": value}) if u.name == "yamada" else u for u in c.vpn.users]})})  # fmt: skip
+    d = Device(d.id, value if field == "user" else d.user, value if field == "device" else d.device, d.public_key,
+               d.ip4, d.ip6, d.box_generated, d.created, d.revoked)  # fmt: skip
+    with pytest.raises(RenderError) as exc:
+        client_conf(c, d, SERVER, private_key="P" * 43 + "=")
+    assert "改行" in exc.value.text("ja")
+
+
+def test_client_conf_refuses_an_endpoint_with_a_line_break():
+    c = cfg()
+    c = c.model_copy(update={"vpn": c.vpn.model_copy(update={"endpoint": "203.0.113.2\n[Peer]"})})
+    with pytest.raises(RenderError):
+        client_conf(c, dev(1), SERVER)
+
+
 def test_client_conf_round_trips_through_the_client_parser():
     from vpn.client import parse_client_conf
 

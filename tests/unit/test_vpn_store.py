@@ -153,3 +153,32 @@ def test_short_password_refused(db):
     with pytest.raises(Exception) as exc:
         Credentials(db).set("yamada", "short")
     assert "10" in exc.value.text("ja")
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("iPhone", True),
+        ("院長のノートPC", True),
+        ("home pc-2", True),
+        ("x" * 32, True),
+        ("", False),
+        ("x" * 33, False),
+        ("pc\n[Peer]", False),
+        ("pc\rx", False),
+        ("pc\tx", False),
+        ("pc\x00", False),
+        ("pc\u2028x", False),  # line separator: str.splitlines() breaks on it
+        ("pc\u202ecod.exe", False),  # right-to-left override: hides what the name says
+        ("pc\x85", False),
+    ],
+)
+def test_device_name_table(db, pub, name, ok):
+    store = DeviceStore(db)
+    if ok:
+        assert store.add("yamada", name, pub(), A4, A6).device == name
+    else:
+        with pytest.raises(DeviceError) as exc:
+            store.add("yamada", name, pub(), A4, A6)
+        assert exc.value.text("ja") and exc.value.text("en") != exc.value.text("ja")
+        assert store.active() == []
