@@ -16,14 +16,17 @@ import json
 import os
 import secrets
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import StateError
 from appliance.storage import Database
 
 GENESIS = "0" * 64
+KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -64,20 +67,38 @@ class AuditLog:
 
     def _key(self) -> bytes:
         try:
-            return self.key_path.read_bytes()
+            key = self.key_path.read_bytes()
         except FileNotFoundError:
-            self.key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            key = secrets.token_bytes(32)
-            # O_EXCL: two processes racing to create the key must not end with different keys.
+            key = self._create_key()
+        if len(key) != KEY_BYTES:
+            raise StateError(
+                f"監査ログの鍵 {self.key_path} が壊れています", f"the audit key {self.key_path} is damaged"
+            )
+        return key
+
+    def _create_key(self) -> bytes:
+        """Write the key to a temp file, then link() it into place: a racing process either wins or
+        reads the complete key of the winner, never an empty or partial file."""
+        self.key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_bytes(KEY_BYTES)
+        fd, tmp = tempfile.mkstemp(dir=self.key_path.parent, prefix=".audit.key.")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, key)
+            os.fsync(fd)
+            os.close(fd)
             try:
-                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.link(tmp, self.key_path)
             except FileExistsError:
                 return self.key_path.read_bytes()
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(key)
-                fh.flush()
-                os.fsync(fh.fileno())
             return key
+        finally:
+            os.unlink(tmp)
+
+    def _head(self, key: bytes, count: int, last: str) -> str:
+        """The chain's length and last MAC, themselves MAC'd: cutting entries off the end and rewriting
+        the head to match needs the key."""
+        return f"{count}:{last}:{self._mac(key, 'head', f'{count}:{last}'.encode())}"
 
     def _mac(self, key: bytes, prev: str, content: bytes) -> str:
         return hmac.new(key, prev.encode() + content, hashlib.sha256).hexdigest()
@@ -112,7 +133,7 @@ class AuditLog:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry_id, ts, actor, source, remote, action, detail, prev, mac),
         )
-        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('audit_head', ?)", (f"{entry_id}:{mac}",))
+        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('audit_head', ?)", (self._head(key, entry_id, mac),))
         return entry_id
 
     def verify(self) -> VerifyResult:
@@ -130,7 +151,10 @@ class AuditLog:
                     return self._broken(checked, row["id"], "modified")
                 prev, expected_id, checked = row["hash"], expected_id + 1, checked + 1
             head = conn.execute("SELECT value FROM kv WHERE key = 'audit_head'").fetchone()
-        if checked and (head is None or head[0] != f"{checked}:{prev}"):
+            # An empty log with revisions recorded means the entries were deleted wholesale.
+            revisions = conn.execute("SELECT count(*) FROM revisions").fetchone()[0]
+        expected_head = self._head(key, checked, prev)
+        if (head is None and (checked or revisions)) or (head is not None and head[0] != expected_head):
             return self._broken(checked, checked + 1, "truncated")
         return VerifyResult(ok=True, checked=checked)
 

@@ -69,7 +69,17 @@ class ConfigService:
         loaded = parse_config(text)
         with apply_lock(self.ctx.paths):
             live = self.current()
+            if confirm_seconds and live is None:
+                raise MamoriError(
+                    "最初の設定には --confirm を使えません（戻す先の設定がありません）",
+                    "--confirm cannot be used for the first config: there is nothing to roll back to",
+                    code="config.confirm_first",
+                )
             previous = parse_config(live.config_text).model if live else None
+            # If the live revision itself still waits for confirmation, a timeout must go back to the
+            # last *confirmed* one, never make the unconfirmed one permanent.
+            earlier = self.pending()
+            fallback = earlier["previous"] if earlier else (live.id if live else None)
             try:
                 apply_all(self.subsystems, loaded.model, previous)
             except MamoriError as exc:
@@ -80,7 +90,7 @@ class ConfigService:
             with self.ctx.db.transaction() as conn:
                 rev = self.revisions.add(conn, text, author, source, comment, diff, status)
                 if confirm_seconds:
-                    pending = {"revision": rev.id, "previous": live.id if live else None,
+                    pending = {"revision": rev.id, "previous": fallback,
                                "deadline": time.time() + confirm_seconds}  # fmt: skip
                     self.ctx.db.set_kv(PENDING_KEY, json.dumps(pending), conn)
                 else:
@@ -144,8 +154,10 @@ class ConfigService:
         live = self.current()
         if live is None:
             return None
+        model = parse_config(live.config_text).model
         with apply_lock(self.ctx.paths):
-            apply_all(self.subsystems, parse_config(live.config_text).model, None)
+            # The live revision was working before: if one engine now fails, the others keep it.
+            apply_all(self.subsystems, model, model)
         return live
 
     def _start_confirm_timer(self) -> None:

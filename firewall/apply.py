@@ -22,9 +22,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import nftables
+
 from appliance.errors import ApplyError
 from appliance.fileio import atomic_write
 from firewall import nftjson as nj
+from firewall.failclosed import FAIL_CLOSED_NFT
 from firewall.nft import list_json, run_batch
 from firewall.render import DYNAMIC_SETS
 
@@ -235,6 +238,18 @@ def verify(rendered: dict[str, Any]) -> None:
 
 
 def remove() -> None:
-    """Delete the table (only ours). Used when there is no previous config to go back to."""
+    """Delete the table (only ours). Never used to undo a failed apply: that is `fail_closed()`."""
     table = {"family": nj.FAMILY, "name": nj.TABLE}
     run_batch({"nftables": [{"add": {"table": table}}, {"delete": {"table": dict(table)}}]})
+
+
+def fail_closed() -> None:
+    """Replace our table with the fail-closed policy (forward nothing), in one transaction."""
+    handle = nftables.Nftables()
+    rc, _, err = handle.cmd(FAIL_CLOSED_NFT)
+    if rc != 0:
+        raise ApplyError(
+            "安全側の既定ポリシーを読み込めませんでした: " + err.strip(),
+            "could not load the fail-closed policy: " + err.strip(),
+            code="firewall.fail_closed",
+        )

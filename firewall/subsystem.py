@@ -36,8 +36,9 @@ class FirewallSubsystem:
         fw_apply.verify(rendered)
 
     def reset(self) -> None:
+        """Undo a first apply that failed elsewhere: fail closed, never open (no table = no filtering)."""
         with sets_lock(self.ctx.paths.run_dir):
-            fw_apply.remove()
+            fw_apply.fail_closed()
             record = self.ctx.paths.run_dir / "firewall-counters.json"
             if record.exists():
                 record.unlink()

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from appliance.config.types import InterfaceAddress, InterfaceName, Name, Strict, TimeOfDay
+from appliance.config.types import (
+    HostName,
+    InterfaceAddress,
+    InterfaceName,
+    Name,
+    Strict,
+    TimeOfDay,
+    VpnPoolAddress,
+)
 
 Role = Literal["doctor", "staff", "vendor"]
 
@@ -38,7 +46,7 @@ class VpnConfig(Strict):
     # The WireGuard interface. UAPI sockets (/var/run/wireguard) are global, so the lab gives each box its own.
     interface: InterfaceName = "mamori-wg"
     listen_port: int = Field(default=51820, ge=1, le=65535)
-    address: InterfaceAddress = "10.99.0.1/24"
+    address: VpnPoolAddress = "10.99.0.1/24"
     address6: InterfaceAddress | None = "fd4d:616d:6f72::1/64"
-    endpoint: str = Field(default="", max_length=253)
+    endpoint: HostName = ""
     users: list[VpnUser] = Field(default_factory=list)

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.apply import apply_lock
 from appliance.audit import AuditLog
 from appliance.backup import archive as archive_mod
 from appliance.backup import records
@@ -25,6 +26,7 @@ from appliance.backup.manifest import Manifest
 from appliance.backup.passphrase import check_strength
 from appliance.backup.restore import swap_in, unpack
 from appliance.backup.store import default_dir, new_path, prune
+from appliance.errors import MamoriError
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
@@ -161,14 +163,17 @@ def restore_backup(
 ) -> Manifest:
     """Replace the box's config and state with the archive's. Raises BackupError and changes nothing if not ok.
 
-    Restart the daemon afterwards so it reopens the database and re-applies the restored config.
+    The swap happens under the apply lock, so no config change can interleave. The caller then makes the
+    restored revision live in the kernel (`reconcile_after_restore`; the CLI does), and restarts the daemon
+    so it reopens the database.
     """
     staging = _staging(ctx, "restore")
     previous = staging / "previous"
     succeeded = False
     try:
         unpacked = unpack(Path(archive), passphrase, staging)
-        swap_in(ctx.paths, unpacked, previous)
+        with apply_lock(ctx.paths):
+            swap_in(ctx.paths, unpacked, previous)
         succeeded = True
     except (OSError, sqlite3.Error) as exc:
         raise _as_backup_error(exc) from exc
@@ -220,3 +225,19 @@ def test_backup(
         log.warning("backup: restore test of %s failed: %s", archive, err.text("en"))
         return TestResult(test_id, now, archive, False, None, err.code, err.text("ja"), err.text("en"))
     return TestResult(test_id, now, archive, True, manifest)
+
+
+def reconcile_after_restore(ctx: Context) -> None:
+    """Apply the restored live revision to the kernel. A failure here is reported, not undone: the
+    restored state is the one the clinic asked for, and `mamori daemon` retries it at start."""
+    from appliance.service import ConfigService
+
+    try:
+        ConfigService(ctx).reconcile()
+    except MamoriError as exc:
+        log.error("backup: restored, but applying the restored config failed: %s", exc.text("en"))
+        raise BackupError(
+            "復元はできましたが、設定の反映に失敗しました: " + exc.text("ja"),
+            "restored, but applying the restored config failed: " + exc.text("en"),
+            code="backup.apply",
+        ) from exc

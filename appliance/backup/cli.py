@@ -170,8 +170,9 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     except BackupError as exc:
         _record_refusal(ctx, args, exc)
         raise
-    _say(args, f"{manifest.created} のバックアップを復元しました。`systemctl restart mamori` で反映してください",
-         f"restored the backup of {manifest.created}; run `systemctl restart mamori` to bring it live")  # fmt: skip
+    api.reconcile_after_restore(ctx)  # the kernel (firewall, VPN peers) follows the restored config now
+    _say(args, f"{manifest.created} のバックアップを復元しました（設定も反映済みです）。`systemctl restart mamori` で常駐プロセスも再起動してください",
+         f"restored the backup of {manifest.created} and applied it; restart the daemon (`systemctl restart mamori`)")  # fmt: skip
     return 0
 
 

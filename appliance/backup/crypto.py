@@ -43,7 +43,9 @@ MAX_HEADER_LEN = 64 * 1024
 MAX_CHUNK_SIZE = 16 << 20
 # scrypt cost: N=2^15, r=8 needs 32 MiB and ~0.1 s on a Raspberry Pi 4 per try; bounds for archives read.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
-_N_RANGE = (1 << 14, 1 << 20)
+_N_RANGE = (1 << 14, 1 << 16)
+# Memory scrypt needs is 128 * n * r bytes: bounded to 64 MiB so a hostile header cannot exhaust a Pi.
+_MAX_SCRYPT_MEMORY = 64 << 20
 _CHECK_LABEL = b"mamori backup passphrase check v1"
 
 
@@ -174,6 +176,8 @@ def _check_fields(fields: Any) -> None:
     if not all(type(v) is int for v in (n, r, p, fields.get("chunk_size"))):
         raise bad
     if not (_N_RANGE[0] <= n <= _N_RANGE[1] and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4):
+        raise bad
+    if 128 * n * r > _MAX_SCRYPT_MEMORY:
         raise bad
     if not 1024 <= fields["chunk_size"] <= MAX_CHUNK_SIZE:
         raise bad

@@ -179,3 +179,37 @@ def _check_duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_check_duration)]
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _check_host(value: str) -> str:
+    """A DNS name or an IP address, nothing else: it ends up in files other programs parse (client .conf)."""
+    if value == "":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(value):
+        raise mamori_error(
+            f"「{value}」はホスト名またはIPアドレスではありません（例: clinic.example.jp, 203.0.113.2）",
+            f"'{value}' is not a host name or IP address (e.g. clinic.example.jp, 203.0.113.2)",
+        )
+    return value.lower()
+
+
+HostName = Annotated[str, AfterValidator(_check_host)]
+
+
+def _check_ipv4_pool(value: str) -> str:
+    iface = ipaddress.ip_interface(value)
+    if iface.version != 4 or not (16 <= iface.network.prefixlen <= 30):
+        raise mamori_error(
+            "VPN のアドレスは IPv4 で、/16〜/30 の範囲にしてください（例: 10.99.0.1/24）",
+            "the VPN address must be IPv4 with a prefix from /16 to /30 (e.g. 10.99.0.1/24)",
+        )
+    return value
+
+
+VpnPoolAddress = Annotated[InterfaceAddress, AfterValidator(_check_ipv4_pool)]

@@ -156,3 +156,23 @@ def test_tampered_audit_entry_is_detected(box: Box) -> None:
     res = box.mamori("audit", "verify", check=False)
     assert res.returncode == 3
     assert "監査ログの 1 番目の記録が書き換えられています" in res.stdout
+
+
+def test_first_apply_failing_late_leaves_the_box_fail_closed(lab, tmp_path: Path) -> None:
+    """The WireGuard port is taken, so the VPN (applied after network and firewall) fails on a box's very
+    first config: the firewall must end in the fail-closed policy, never without a table."""
+    from lab.box import make_box
+
+    box = make_box(lab, tmp_path / "state")
+    blocker = lab.spawn("box", ["python3", "-c",
+                                "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                                "s.bind(('0.0.0.0',51820))\ntime.sleep(600)"])  # fmt: skip
+    assert wait_for(lambda: ":51820 " in lab.run("box", ["ss", "-Hlun"]).stdout, timeout=10)
+    res = box.mamori("config", "apply", check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    table = lab.run("box", ["nft", "list", "table", "inet", "mamori"], check=False)
+    assert table.returncode == 0, "the firewall table must never be missing"
+    assert "policy drop" in table.stdout and "set blocked4" not in table.stdout  # fail-closed, not full
+    assert statuses(box) == {}
+    assert not lab.ping("reception", "198.51.100.10")
+    lab.stop(blocker)

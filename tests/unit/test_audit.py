@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.audit import AuditLog
+from appliance.errors import StateError
 from appliance.storage import Database
 
 
@@ -54,3 +55,28 @@ def test_search_finds_japanese_detail(audit: AuditLog) -> None:
     found = audit.search("変更 3")
     assert [e.detail["revision"] for e in found] == [3]
     assert len(audit.search(limit=2)) == 2
+
+
+def test_cut_tail_with_a_forged_head_is_detected(audit: AuditLog) -> None:
+    """Deleting the last entry and rewriting the head from the stored hashes needs the key."""
+    with audit.db.connection() as conn:
+        last = conn.execute("SELECT hash FROM audit WHERE id = 4").fetchone()[0]
+        conn.execute("DELETE FROM audit WHERE id = 5")
+        conn.execute("UPDATE kv SET value = ? WHERE key = 'audit_head'", (f"4:{last}",))
+    result = audit.verify()
+    assert not result.ok and "末尾" in result.text("ja")
+
+
+def test_wholesale_deletion_is_detected(audit: AuditLog) -> None:
+    sql(audit, "DELETE FROM audit")
+    assert not audit.verify().ok
+    sql(audit, "DELETE FROM kv WHERE key = 'audit_head'")
+    sql(audit, "INSERT INTO revisions(created_at, author, source, config_text, sha256, status)"
+               " VALUES (0, 'a', 'cli', '', '', 'applied')")  # fmt: skip
+    assert not audit.verify().ok  # revisions exist, so an empty log cannot be genuine
+
+
+def test_damaged_key_is_refused(audit: AuditLog) -> None:
+    audit.key_path.write_bytes(b"")
+    with pytest.raises(StateError):
+        audit.verify()

@@ -37,3 +37,9 @@ def test_daemon_unit_is_notify_and_restarts() -> None:
     assert "Type=notify" in text and "Restart=on-failure" in text and "WatchdogSec=" in text
     boot = (REPO / "image/systemd/mamori-fail-closed.service").read_text()
     assert "Before=network-pre.target" in boot and "DefaultDependencies=no" in boot
+
+
+def test_boot_policy_file_is_the_firewalls_fail_closed_policy() -> None:
+    from firewall.failclosed import FAIL_CLOSED_NFT
+
+    assert (REPO / "image/nftables/fail-closed.nft").read_text() == FAIL_CLOSED_NFT
