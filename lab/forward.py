@@ -38,6 +38,7 @@ def serve(listener: socket.socket, target: tuple[str, int]) -> None:
             continue
         try:
             upstream = socket.create_connection(target, timeout=5)
+            upstream.settimeout(None)  # the timeout was for connecting; an idle browser tab must not drop
         except OSError:
             client.close()
             slots.release()
