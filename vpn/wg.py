@@ -108,6 +108,7 @@ class WgInterface:
         self.name = name
         self.netns = netns
         self.run_dir = Path(run_dir) if run_dir else None
+        self.wait_s = WAIT_S  # how long wireguard-go gets to come up (a slow Pi under load needs a few s)
 
     def _argv(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
@@ -147,7 +148,15 @@ class WgInterface:
         if self.pid_file:
             self.pid_file.parent.mkdir(parents=True, exist_ok=True)
             self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + WAIT_S
+        try:
+            self._wait_up(proc)
+        except ApplyError:
+            self._abandon(proc)
+            raise
+        return "wireguard-go"
+
+    def _wait_up(self, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + self.wait_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise ApplyError(
@@ -157,9 +166,23 @@ class WgInterface:
                 self.exists()
                 and self.run(["wg", "show", self.name, "listen-port"], check=False).returncode == 0
             ):
-                return "wireguard-go"
+                return
             time.sleep(0.05)
         raise ApplyError("wireguard-go が起動しませんでした", "wireguard-go did not come up in time")
+
+    def _abandon(self, proc: subprocess.Popen[bytes]) -> None:
+        """A start that failed leaves nothing behind: our process (by its pid), its pid file, its link."""
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log.error("wireguard-go pid %d did not exit after SIGKILL", proc.pid)
+        if self.pid_file:
+            self.pid_file.unlink(missing_ok=True)
+        if self.exists():
+            self.run(["ip", "link", "del", self.name], check=False)
+        (UAPI_DIR / f"{self.name}.sock").unlink(missing_ok=True)
 
     def configure(self, address: str, address6: str | None, listen_port: int, private_key: Path) -> None:
         """Addresses, port and key, each changed only if it differs (a port change would drop sessions)."""
@@ -226,7 +249,10 @@ def _stop_pid(pid: int) -> None:
     if comm != "wireguard-go":
         log.warning("pid %d is %s, not wireguard-go: not stopping it", pid, comm)
         return
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it exited on its own (deleting the link stops wireguard-go)
+        return
     for _ in range(50):
         if not Path(f"/proc/{pid}").exists():
             return
@@ -235,4 +261,7 @@ def _stop_pid(pid: int) -> None:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
