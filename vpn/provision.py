@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import segno
 
+from appliance.apply import apply_lock
 from appliance.config.model import MamoriConfig
 from appliance.errors import NotFoundError
 from appliance.subsystem import Context
@@ -46,11 +47,20 @@ class Provisioned:
 
 
 def sync_peers(ctx: Context, cfg: MamoriConfig, iface: WgInterface) -> PeerDiff | None:
-    """Push the stored devices to a running interface; None when the VPN interface is not up."""
-    if not cfg.vpn.enabled or not iface.exists():
+    """Push the stored devices to a running interface; None when the VPN interface is not up.
+
+    Under the apply lock: a config apply snapshots the devices when it renders and sets that list when it
+    applies, so a revoke landing in between would be undone by it. Waiting for the apply, then reading
+    the devices, makes the last writer the one that saw the revoke. Never call this with the lock held
+    (a config apply): flock on a second descriptor in the same process waits for ever. No caller does:
+    VpnSubsystem.apply sets its rendered peers itself."""
+    if not cfg.vpn.enabled:
         return None
-    plan = render_server(cfg, DeviceStore(ctx.db).active(), iface.name)
-    return iface.set_peers(plan.peer_map())
+    with apply_lock(ctx.paths):
+        if not iface.exists():
+            return None
+        plan = render_server(cfg, DeviceStore(ctx.db).active(), iface.name)
+        return iface.set_peers(plan.peer_map())
 
 
 def provision(

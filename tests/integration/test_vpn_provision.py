@@ -95,3 +95,40 @@ def test_revoke_takes_the_key_off_first_and_can_be_run_again(tmp_path):
     assert out["retry"] is True  # and running it again finishes it
     assert out["open_sessions"] == 0 and out["reasons"] == ["revoked"]
     assert out["reissue"] == "IntegrityError" and out["reissue_old_gone"]
+
+
+def _race(state_dir: str) -> dict:
+    """Runs inside the namespace: a revoke lands between a config apply's render and its set_peers."""
+    import threading
+
+    from appliance.apply import apply_lock
+    from vpn.provision import provision, revoke_device
+    from vpn.subsystem import VpnSubsystem
+
+    ctx = state_ctx(state_dir)
+    sub = VpnSubsystem(ctx, ifname=IFNAME)
+    pc = provision(ctx, CFG, "yamada", "pc").device
+    sub.apply(sub.render(CFG))
+    iface = sub.interface(sub.render(CFG))
+    out: dict = {"before": pc.public_key in iface.dump().peers}
+    revoker = threading.Thread(target=revoke_device, args=(ctx, CFG, "yamada", "pc"), kwargs={"iface": iface})
+    with apply_lock(ctx.paths):  # what ConfigService.apply holds around render + apply
+        plan = sub.render(CFG)  # the snapshot still has the device
+        revoker.start()
+        revoker.join(1.0)
+        out["revoke_waited_for_apply"] = revoker.is_alive()
+        sub.apply(plan)  # sets the snapshot's peers: the revoked key is (re)set here
+    revoker.join(20)
+    out["revoke_done"] = not revoker.is_alive()
+    out["after"] = pc.public_key in iface.dump().peers
+    return out
+
+
+def test_revoke_during_a_config_apply_is_not_undone_by_it(tmp_path):
+    with netns("vq") as ns:
+        try:
+            out = in_ns(ns, _race, str(tmp_path), timeout=90)
+        finally:
+            WgInterface(IFNAME, run_dir=tmp_path / "run", netns=ns).delete()
+    assert out["before"] and out["revoke_waited_for_apply"] and out["revoke_done"]
+    assert out["after"] is False  # the revoked key is not on the interface at the end
