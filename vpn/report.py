@@ -20,6 +20,7 @@ from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.monitor import LogEntry, peer_log
 from vpn.sessions import END_REASON_JA, Session, SessionManager
+from vpn.store import DeviceStore
 from vpn.windows import Window, WindowStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class WindowReport:
     reached: dict[tuple[str, int | None, str], int] = field(default_factory=dict)
     outside_targets: list[str] = field(default_factory=list)
     malformed_flows: int = 0
+    flows_truncated: bool = False  # more than MAX_FLOWS records of the vendor: the list is incomplete
 
     @property
     def bytes_total(self) -> tuple[int, int]:
@@ -52,15 +54,25 @@ def _target_ips(cfg: MamoriConfig, targets: tuple[str, ...]) -> set[str]:
     return ips
 
 
-def _flows(ctx: Context, ips: set[str], start: float, end: float) -> tuple[dict, int]:
+def _flows(ctx: Context, ips: set[str], start: float, end: float) -> tuple[dict, int, bool]:
+    """The vendor's flows, chosen in SQL by source address before the cap: the clinic's other traffic in
+    the same hours must not push them out of the report. Returns (reached, malformed, truncated)."""
     reached: dict[tuple[str, int | None, str], int] = {}
     bad = 0
+    marks = ",".join("?" * len(ips))
     with ctx.db.connection() as conn:
         rows = conn.execute(
-            "SELECT raw FROM ids_events WHERE event_type = 'flow' AND received >= ? AND received <= ? LIMIT ?",
-            (start, end + 300, MAX_FLOWS),  # flow records are written when a flow ends: allow 5 min more
+            "SELECT raw FROM ids_events WHERE event_type = 'flow' AND received >= ? AND received <= ?"
+            f" AND (CASE WHEN json_valid(raw) THEN json_extract(raw, '$.src_ip') END) IN ({marks})"
+            " ORDER BY id LIMIT ?",
+            (start, end + 300, *sorted(ips), MAX_FLOWS + 1),  # flows are written when they end: 5 min more
         ).fetchall()
-    for (raw,) in rows:
+    truncated = len(rows) > MAX_FLOWS
+    if truncated:
+        log.warning(
+            "window report: more than %d flow records; the report lists the first %d", MAX_FLOWS, MAX_FLOWS
+        )
+    for (raw,) in rows[:MAX_FLOWS]:
         try:
             ev = json.loads(raw)
             if ev.get("src_ip") not in ips:
@@ -77,7 +89,7 @@ def _flows(ctx: Context, ips: set[str], start: float, end: float) -> tuple[dict,
         reached[key] = reached.get(key, 0) + 1
     if bad:
         log.warning("window report: %d malformed flow record(s) skipped", bad)
-    return reached, bad
+    return reached, bad, truncated
 
 
 def window_report(ctx: Context, cfg: MamoriConfig, window_id: int) -> WindowReport:
@@ -89,8 +101,9 @@ def window_report(ctx: Context, cfg: MamoriConfig, window_id: int) -> WindowRepo
     entries = [e for e in peer_log(ctx, window.user, since=window.starts, limit=5000) if e.ts <= end]
     rep = WindowReport(window, sorted(sessions, key=lambda s: s.started), sorted(entries, key=lambda e: e.ts))
     ips = {s.tunnel_ip for s in sessions}
+    ips |= {d.ip6 for d in DeviceStore(ctx.db).all(window.user) if d.ip6 and d.ip4 in ips}
     if ips:
-        rep.reached, rep.malformed_flows = _flows(ctx, ips, window.starts, end)
+        rep.reached, rep.malformed_flows, rep.flows_truncated = _flows(ctx, ips, window.starts, end)
     allowed = _target_ips(cfg, window.targets)
     rep.outside_targets = sorted({dst for (dst, _, _) in rep.reached if dst not in allowed})
     return rep
@@ -136,6 +149,12 @@ def render_text(rep: WindowReport, tz: str = "Asia/Tokyo", lang: str = "ja") -> 
     if rep.outside_targets:
         label = "Outside the approved targets" if en else "承認された対象以外への接続"
         lines.append(f"!! {label}: {', '.join(rep.outside_targets)}")
+    if rep.flows_truncated:
+        lines.append(
+            f"!! Only the first {MAX_FLOWS} flow records are listed; there were more"
+            if en
+            else f"!! 通信記録が多いため最初の {MAX_FLOWS} 件だけを集計しています（これ以外にも接続があります）"
+        )
     if rep.malformed_flows:
         lines.append(f"({rep.malformed_flows} malformed flow records skipped)")
     return "\n".join(lines) + "\n"

@@ -209,3 +209,42 @@ def test_monitor_records_log_and_audits_only_events(ctx):
     with ctx.db.connection() as conn:
         actions = [r[0] for r in conn.execute("SELECT action FROM audit")]
     assert actions == ["vpn.event.two_endpoints"]
+
+
+def _vendor_window_with_flows(ctx, ven, flows: list[tuple[str, str]]):
+    """A closed window of vendor-a with one session, and flow records (src, dst) in its hours, in order."""
+    w = WindowStore(ctx.db).approve_next("vendor-a", 1, "更新", ["電子カルテ"], "院長")
+    with ctx.db.transaction() as conn:
+        conn.execute("INSERT INTO vpn_sessions(user, tunnel_ip, window_id, started, expires, ended, end_reason)"
+                     " VALUES ('vendor-a', ?, ?, ?, ?, ?, 'window_end')", (ven.ip4, w.id, w.starts, w.ends, w.ends))  # fmt: skip
+        conn.executemany(
+            "INSERT INTO ids_events(received, ts, event_type, size, raw) VALUES (?, ?, 'flow', 1, ?)",
+            [(w.starts + 10, w.starts + 10, json.dumps({"event_type": "flow", "src_ip": src, "dest_ip": dst,
+              "dest_port": 443, "proto": "TCP"})) for src, dst in flows],
+        )  # fmt: skip
+    return w
+
+
+def test_window_report_finds_the_vendor_among_many_other_flows(ctx, people, monkeypatch):
+    import vpn.report
+
+    monkeypatch.setattr(vpn.report, "MAX_FLOWS", 50)
+    ven = people[1]
+    others = [(f"192.168.10.{20 + i % 5}", "198.51.100.10") for i in range(200)]  # the clinic's own traffic
+    w = _vendor_window_with_flows(ctx, ven, [*others, (ven.ip4, "192.168.10.10"), (ven.ip4, "192.168.10.30")])
+    rep = window_report(ctx, CFG, w.id)
+    assert set(rep.reached) == {("192.168.10.10", 443, "TCP"), ("192.168.10.30", 443, "TCP")}
+    assert rep.outside_targets == ["192.168.10.30"] and not rep.flows_truncated
+    assert "最初の" not in render_text(rep)
+
+
+def test_window_report_says_when_the_vendors_flows_were_truncated(ctx, people, monkeypatch):
+    import vpn.report
+
+    monkeypatch.setattr(vpn.report, "MAX_FLOWS", 50)
+    ven = people[1]
+    w = _vendor_window_with_flows(ctx, ven, [(ven.ip4, "192.168.10.10")] * 60)
+    rep = window_report(ctx, CFG, w.id)
+    assert rep.flows_truncated and rep.reached == {("192.168.10.10", 443, "TCP"): 50}
+    assert "最初の 50 件だけ" in render_text(rep)
+    assert "Only the first 50 flow records" in render_text(rep, lang="en")
