@@ -126,6 +126,14 @@ class Lab:
         self.run(host.key, ["ip", "route", "add", "default", "via", host.gateway])
         return self.ns(host.key)
 
+    def add_bare_host(self, key: str, switch: str, mac: str | None = None) -> str:
+        """Plug a host with no address into a switch: it must ask DHCP for one, like a patient's phone."""
+        self._add_ns(key)
+        self._switch_port(switch, key, "eth0")
+        if mac:
+            self.run(key, ["ip", "link", "set", "eth0", "address", mac])
+        return self.ns(key)
+
     def run(self, key: str, argv: list[str], check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
         """Run a command in a host's namespace and wait for it."""
         return subprocess.run(

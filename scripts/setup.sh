@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban
-  python3-venv python3-pip systemd time
+  python3-venv python3-pip systemd time busybox
   chromium chromium-driver
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
 )
