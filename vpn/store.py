@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from appliance.errors import MamoriError, NotFoundError
@@ -69,19 +69,43 @@ def _row(r: sqlite3.Row) -> Device:
     )  # fmt: skip
 
 
-def pool_hosts(address: str) -> list[ipaddress.IPv4Address]:
-    """Addresses a device may get: the box's network without the network, broadcast and box addresses."""
+def pool_hosts(address: str) -> Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses a device may get: the box's network without the network, broadcast and box addresses.
+
+    Lazy: a /8 has 16 million hosts (and an IPv6 /64 more than can be counted); the allocator stops at
+    the first free one, so it never builds the whole pool."""
     iface = ipaddress.ip_interface(address)
-    return [h for h in iface.network.hosts() if h != iface.ip]
+    return (h for h in iface.network.hosts() if h != iface.ip)
 
 
-def ip6_for(ip4: str, address6: str | None) -> str | None:
-    """The ULA address with the same host number as `ip4` (10.99.0.5 -> fd..::5)."""
+def in_pool(ip: str, address: str) -> bool:
+    """`ip in pool_hosts(address)` without walking the pool (the same rules as `hosts()`)."""
+    iface = ipaddress.ip_interface(address)
+    net, addr = iface.network, ipaddress.ip_address(ip)
+    if addr not in net or addr == iface.ip:
+        return False
+    if net.num_addresses <= 2:  # /31, /32 (and /127, /128): every address is a host
+        return True
+    return addr != net.network_address and (addr.version == 6 or addr != net.broadcast_address)
+
+
+def ip6_for(ip4: str, address: str, address6: str | None) -> str | None:
+    """The ULA address with the same host number as `ip4` in the box's network (10.99.0.5 -> fd..::5).
+
+    Never the box's own IPv6 address: the device whose host number is the box's IPv6 one gets the box's
+    IPv4 host number instead (no device has that one, it is the box's). None if `vpn.address6` is too
+    small for the host number (the device then has IPv4 only)."""
     if not address6:
         return None
-    net6 = ipaddress.ip_interface(address6).network
-    host = int(ipaddress.ip_address(ip4)) & 0xFFFF
-    return str(net6.network_address + host)
+    box4, box6 = ipaddress.ip_interface(address), ipaddress.ip_interface(address6)
+    net4, net6 = box4.network, box6.network
+    host = int(ipaddress.ip_address(ip4)) - int(net4.network_address)
+    candidate = net6.network_address + host
+    if candidate == box6.ip:
+        candidate = net6.network_address + (int(box4.ip) - int(net4.network_address))
+    if candidate not in net6 or candidate in (box6.ip, net6.network_address):
+        return None
+    return str(candidate)
 
 
 class DeviceStore:
@@ -113,7 +137,7 @@ class DeviceStore:
             cur = conn.execute(
                 "INSERT INTO vpn_devices(user, device, public_key, ip4, ip6, box_generated, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user, device, key, ip4, ip6_for(ip4, address6), int(box_generated), now),
+                (user, device, key, ip4, ip6_for(ip4, address, address6), int(box_generated), now),
             )
             row = conn.execute("SELECT * FROM vpn_devices WHERE id = ?", (cur.lastrowid,)).fetchone()
         log.info("vpn device %s/%s added with %s", user, device, ip4)
@@ -125,13 +149,10 @@ class DeviceStore:
             r[0]: r[1]
             for r in conn.execute("SELECT ip4, MAX(COALESCE(revoked, 1e18)) FROM vpn_devices GROUP BY ip4")
         }
-        hosts = pool_hosts(address)
-        for h in hosts:
+        for h in pool_hosts(address):
             if str(h) not in used:
                 return str(h)
-        reusable = sorted(
-            (ts, ip) for ip, ts in used.items() if ts < 1e18 and ipaddress.ip_address(ip) in hosts
-        )
+        reusable = sorted((ts, ip) for ip, ts in used.items() if ts < 1e18 and in_pool(ip, address))
         if reusable:
             return reusable[0][1]
         raise DeviceError(

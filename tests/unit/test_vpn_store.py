@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import stat
 
@@ -99,10 +98,40 @@ def test_same_key_on_two_devices_refused(db, pub):
         store.add("sato", "pc", k, A4, A6)
 
 
-def test_ip6_for():
-    assert ip6_for("10.99.0.77", "fd00:1::1/64") == "fd00:1::4d"
-    assert ip6_for("10.99.0.77", None) is None
-    assert ipaddress.ip_address(ip6_for("10.99.1.2", A6)) in ipaddress.ip_network("fd4d:616d:6f72::/64")
+@pytest.mark.parametrize(
+    ("ip4", "address", "address6", "expected"),
+    [
+        ("10.99.0.77", "10.99.0.1/24", "fd00:1::1/64", "fd00:1::4d"),
+        ("10.99.0.77", "10.99.0.1/24", None, None),
+        ("10.99.1.2", "10.99.0.1/16", A6, "fd4d:616d:6f72::102"),
+        # the box is .1 in IPv4 but ::5 in IPv6: the device .5 must not get the box's ::5; it gets ::1
+        ("10.99.0.5", "10.99.0.1/24", "fd00:1::5/64", "fd00:1::1"),
+        ("10.99.0.6", "10.99.0.1/24", "fd00:1::5/64", "fd00:1::6"),
+        # a /8: host numbers above 16 bits stay distinct (10.0.0.5 and 10.1.0.5 are not both ::5)
+        ("10.0.0.5", "10.0.0.1/8", A6, "fd4d:616d:6f72::5"),
+        ("10.1.0.5", "10.0.0.1/8", A6, "fd4d:616d:6f72::1:5"),
+        # an IPv6 network too small for the host number: IPv4 only, never an address outside it
+        ("10.99.1.2", "10.99.0.1/16", "fd00:1::1/120", None),
+    ],
+)
+def test_ip6_for(ip4, address, address6, expected):
+    assert ip6_for(ip4, address, address6) == expected
+
+
+def test_no_device_gets_the_boxs_own_ipv6_address(db, pub):
+    store = DeviceStore(db)
+    devs = [store.add("yamada", f"pc{i}", pub(), "10.99.0.1/29", "fd00:1::3/64") for i in range(5)]
+    ip6s = [d.ip6 for d in devs]
+    assert "fd00:1::3" not in ip6s and len(set(ip6s)) == 5 and None not in ip6s
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("address", ["10.0.0.1/8", "fd00:1::1/64"])
+def test_huge_pools_are_walked_lazily(db, pub, address):
+    assert not isinstance(pool_hosts(address), list)
+    assert str(next(iter(pool_hosts(address)))).endswith(("0.2", "::2"))
+    if address.startswith("10."):
+        assert DeviceStore(db).add("yamada", "pc", pub(), address, A6).ip4 == "10.0.0.2"
 
 
 class Clock:
