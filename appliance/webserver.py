@@ -23,6 +23,7 @@ from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
+WEB_REDIRECT_PORT = 80  # plain HTTP: answers only with a redirect to HTTPS (the firewall opens it too)
 
 
 def web_binds(cfg: MamoriConfig) -> list[str]:
@@ -57,6 +58,8 @@ class WebServerWorker:
                 "--state-dir", str(self.ctx.paths.state_dir)]  # fmt: skip
         for bind in binds:
             argv += ["--bind", bind]
+        # Plain HTTP on the first address only redirects to HTTPS (people type the address without https://).
+        argv += ["--http-bind", f"{binds[0].rsplit(':', 1)[0]}:{WEB_REDIRECT_PORT}"]
         log_file = open(self.ctx.paths.run_dir / "webui.log", "ab")
         self.child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.config.model import MamoriConfig
+from appliance.webserver import WEB_REDIRECT_PORT
 from firewall import nftjson as nj
 from firewall.policy import BOX_SERVICE_PORTS, BOX_SERVICES, NEVER_WEB_ZONES, forward_default
 from firewall.render_rules import RuleRenderer
@@ -203,6 +204,7 @@ class _Renderer:
         specs = [p for svc in BOX_SERVICES.get(zone, ()) for p in BOX_SERVICE_PORTS.get(svc, ())]
         if zone in cfg.web.zones and zone not in NEVER_WEB_ZONES:
             specs.append(f"tcp/{cfg.web.port}")
+            specs.append(f"tcp/{WEB_REDIRECT_PORT}")  # plain HTTP only ever answers with a redirect to HTTPS
         out = port_matches(specs) if specs else []
         if "ping" in BOX_SERVICES.get(zone, ()):
             out += [[nj.match(nj.payload("icmp", "type"), "echo-request")],
