@@ -25,6 +25,12 @@ HANDSHAKE_GAP_S = 180  # WireGuard re-handshakes every 2 min while traffic flows
 BYTES_EVERY_S = 60
 LARGE_TRANSFER = 2 * 1024**3
 EVENT_KINDS = ("two_endpoints", "large_transfer")
+# Retention of vpn_peer_log, run by the monitor worker: long enough for a yearly review of remote access
+# (MHLW guideline: access logs are kept and checked), and a row cap so a flapping peer cannot fill the disk
+# (a bytes record per peer per minute is ~500k rows a year for one always-on device).
+PEER_LOG_KEEP_S = 400 * 86400
+PEER_LOG_MAX_ROWS = 1_000_000
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -122,8 +128,26 @@ def record(ctx: Context, entries: list[LogEntry]) -> None:
                                                        "rx": e.rx, "tx": e.tx}, source="vpn")  # fmt: skip
 
 
+def prune_peer_log(
+    ctx: Context, now: float, keep_s: float = PEER_LOG_KEEP_S, max_rows: int = PEER_LOG_MAX_ROWS
+) -> int:
+    """Delete records older than `keep_s`, then the oldest beyond `max_rows`; returns how many went."""
+    with ctx.db.transaction() as conn:
+        gone = conn.execute("DELETE FROM vpn_peer_log WHERE ts < ?", (now - keep_s,)).rowcount
+        cut = conn.execute(
+            "SELECT id FROM vpn_peer_log ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,)
+        ).fetchone()
+        if cut is not None:  # ids grow with time: everything up to the (max_rows+1)-th newest goes
+            gone += conn.execute("DELETE FROM vpn_peer_log WHERE id <= ?", (cut[0],)).rowcount
+    if gone:
+        log.info("vpn peer log: %d old record(s) deleted (keep %d days, at most %d rows)", gone,
+                 keep_s // 86400, max_rows)  # fmt: skip
+    return gone
+
+
 class MonitorWorker:
-    """Daemon worker: polls the interface every `interval` seconds while it exists."""
+    """Daemon worker: polls the interface every `interval` seconds while it exists, and prunes the
+    tunnel log every PRUNE_EVERY_S (also at start, so a box that was off catches up)."""
 
     name = "vpn-monitor"
 
@@ -132,6 +156,7 @@ class MonitorWorker:
         self.ctx, self.iface, self.interval, self.clock = ctx, iface, interval, clock
         self.tracks: dict[str, _Track] = {}
         self.multi: dict[str, str] = {}
+        self.pruned_at: float | None = None
 
     def poll(self) -> list[LogEntry]:
         if not self.iface.exists():
@@ -141,9 +166,18 @@ class MonitorWorker:
         record(self.ctx, entries)
         return entries
 
+    def maintain(self) -> int:
+        now = self.clock()
+        if self.pruned_at is not None and now - self.pruned_at < PRUNE_EVERY_S:
+            return 0
+        self.pruned_at = now
+        return prune_peer_log(self.ctx, now)
+
     def run(self, stop: threading.Event) -> None:
+        self.maintain()
         while not stop.wait(self.interval):
             self.poll()
+            self.maintain()
 
 
 def peer_log(ctx: Context, user: str | None = None, since: float = 0.0, limit: int = 500) -> list[LogEntry]:
