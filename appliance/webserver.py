@@ -2,7 +2,9 @@
 the management addresses change, stopped with the daemon.
 
 It listens only on the box's addresses in the zones of `web.zones` (never wan or guest; the firewall
-enforces the same). A separate process, not a thread: a crash or a slow request in the UI must never stall
+enforces the same); on a new box without any config, on every address for the setup wizard.
+On a real box this is the only way the web UI runs (no separate systemd unit), so there is one owner
+of port 443 in the lab, in tests and on the box. A separate process, not a thread: a crash or a slow request in the UI must never stall
 the daemon's firewall and IDS work.
 """
 
@@ -23,6 +25,7 @@ from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
+SETUP_PORT = 443
 WEB_REDIRECT_PORT = 80  # plain HTTP: answers only with a redirect to HTTPS (the firewall opens it too)
 
 
@@ -50,8 +53,11 @@ class WebServerWorker:
         self.binds: list[str] = []
 
     def _wanted_binds(self) -> list[str]:
+        """The management addresses of the live config; before the first config (a new box), every
+        address, so the setup wizard can be reached — the fail-closed boot policy admits only private
+        source addresses to it."""
         rev = RevisionStore(self.ctx.db).live()
-        return web_binds(parse_config(rev.config_text).model) if rev else []
+        return web_binds(parse_config(rev.config_text).model) if rev else [f"0.0.0.0:{SETUP_PORT}"]
 
     def _start(self, binds: list[str]) -> None:
         argv = [sys.executable, "-m", "webui.serve", "--config", str(self.ctx.paths.config),
