@@ -22,7 +22,9 @@ from appliance.service import ConfigService
 from appliance.storage import Database
 from appliance.subsystem import Context
 
-AREA_CLIS: tuple[str, ...] = ("firewall.cli", "ids.cli", "vpn.cli", "appliance.backup.cli", "reports.cli")
+AREA_CLIS: tuple[str, ...] = (
+    "firewall.cli", "ids.cli", "vpn.cli", "appliance.backup.cli", "reports.cli", "timesvc.cli",
+)  # fmt: skip
 
 
 def _say(args: argparse.Namespace, ja: str, en: str) -> None:

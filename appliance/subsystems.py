@@ -11,6 +11,7 @@ from appliance.subsystem import Context, Subsystem
 SUBSYSTEM_MODULES: tuple[str, ...] = (
     "appliance.network",
     "firewall.subsystem",
+    "timesvc.subsystem",
     "ids.subsystem",
     "vpn.subsystem",
 )

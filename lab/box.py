@@ -59,10 +59,16 @@ class Box:
 
 
 def lab_config_text(lab: Lab, text: str | None = None) -> str:
-    """The example config, with the one change a shared machine needs: a WireGuard interface name of its
-    own (WireGuard's UAPI sockets in /var/run/wireguard are global across namespaces)."""
+    """The example config, with the changes a shared machine needs: a WireGuard interface name of its
+    own (WireGuard's UAPI sockets in /var/run/wireguard are global across namespaces), and an NTP service
+    that never sets the machine's clock."""
     data = yaml.safe_load(text if text is not None else EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data.setdefault("vpn", {})["interface"] = lab.wg_name()
+    # The lab shares this machine's clock (time is not namespaced): its chronyd measures and serves time,
+    # never sets it, and asks only the lab's internet-side server, never the public pool names.
+    ntp = data.setdefault("ntp", {})
+    ntp["set_clock"] = False
+    ntp.setdefault("servers", ["198.51.100.10"])
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 

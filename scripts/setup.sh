@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
-  conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban
+  conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony
   python3-venv python3-pip systemd time busybox
   chromium chromium-driver
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
@@ -58,7 +58,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_bp[@]}" -gt 0 ]; then
   fi
 fi
 # The Debian packages start their services on install where an init exists; Mamori supervises them itself.
-for svc in dnsmasq suricata fail2ban; do
+for svc in dnsmasq suricata fail2ban chrony; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
 

@@ -24,6 +24,7 @@ from appliance.config.types import (
 )
 from firewall.model import DhcpConfig, FirewallConfig
 from ids.model import IdsConfig
+from timesvc.model import NtpConfig
 from vpn.model import VpnConfig
 
 CURRENT_SCHEMA_VERSION = 1
@@ -115,6 +116,7 @@ class MamoriConfig(Strict):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    ntp: NtpConfig = Field(default_factory=NtpConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:
         return [i for i in self.interfaces if i.zone == zone]
