@@ -91,7 +91,13 @@ def login() -> tuple[str, int] | Response:
 def logout() -> tuple[str, int]:
     if not _csrf_ok():
         return _page("画面を開き直してからもう一度お試しください。", status=400)
-    ended = _manager().logout(request.remote_addr or "")
+    mgr = _manager()
+    ip = request.remote_addr or ""
+    ended = mgr.logout(ip)
+    dev, _ = mgr.who(ip)
+    if not ended and dev and any(s.tunnel_ip == dev.ip4 for s in mgr.pending()):
+        # the kernel refused the cut: say so rather than "not signed in"; the daemon keeps retrying
+        return _page("接続の切断を処理中です。しばらくしてから画面を開き直してください。", status=503)
     return _page("接続を終えました。" if ended else "サインインしていません。", ok=bool(ended))
 
 

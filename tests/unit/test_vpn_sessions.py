@@ -154,3 +154,19 @@ def test_failed_insert_admits_nothing(rig):
     with pytest.raises(sqlite3.DatabaseError):
         sign_in(mgr, dev, secret, now)
     assert gate.admitted == set()
+
+
+def test_portal_logout_says_when_the_cut_is_still_pending(rig):
+    from vpn.portal import create_portal_app
+
+    mgr, gate, dev, secret, now = rig
+    sign_in(mgr, dev, secret, now)
+    c, env = create_portal_app(mgr).test_client(), {"REMOTE_ADDR": dev.ip4}
+    page = c.get("/", environ_base=env).get_data(as_text=True)
+    token = page.split('name="csrf" value="')[1].split('"')[0]
+    gate.fail_revoke = 1
+    res = c.post("/logout", data={"csrf": token}, environ_base=env)
+    assert res.status_code == 503 and "切断を処理中" in res.get_data(as_text=True)
+    res = c.post("/logout", data={"csrf": token}, environ_base=env)  # the retry works
+    assert res.status_code == 200 and "接続を終えました" in res.get_data(as_text=True)
+    assert gate.admitted == set()
