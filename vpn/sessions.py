@@ -211,6 +211,9 @@ class SessionManager:
             self.gate.revoke(s.user, s.tunnel_ip)
         except REVOKE_ERRORS as exc:
             detail = exc.text("en") if isinstance(exc, MamoriError) else f"{type(exc).__name__}: {exc}"
+            if s.revoke_pending:  # a retry (every expiry tick): logged, not audited again
+                log.warning("vpn session %d (%s) still not revoked: %s", s.id, s.tunnel_ip, detail)
+                return None
             log.error("vpn session %d (%s) could not be revoked, will retry: %s", s.id, s.tunnel_ip, detail)
             self.audit.record(s.user, "vpn.session.revoke_failed", {"session": s.id, "reason": reason,
                               "ip": s.tunnel_ip, "error": detail[:300]}, source="vpn")  # fmt: skip

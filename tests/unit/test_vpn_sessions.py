@@ -84,6 +84,10 @@ def test_failed_revoke_keeps_session_pending_and_expiry_worker_retries(rig):
     assert row["revoke_pending"] == "logout"
     assert mgr.current(dev.ip4) is None  # the portal no longer shows it as connected
     assert "vpn.session.revoke_failed" in {e.action for e in mgr.audit.search(limit=50)}
+    gate.fail_revoke = 1
+    assert mgr.expire_due() == []  # a retry that fails again: still pending, audited once only
+    assert [e.action for e in mgr.audit.search(limit=50)].count("vpn.session.revoke_failed") == 1
+    assert open_rows(mgr)[0]["revoke_pending"] == "logout"
     now[0] += 1
     ended = mgr.expire_due()  # the worker's tick: the retry works now
     assert [(s.id, s.tunnel_ip) for s in ended] == [(row["id"], dev.ip4)]
