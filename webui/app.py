@@ -23,11 +23,14 @@ from webui import security
 from webui.accounts import ROLE_LABELS
 from webui.core import idle_timeout_seconds, live_text
 from webui.permissions import NAVIGATION, permissions_of
+from webui.rules_upload import MAX_UPLOAD as RULES_MAX_UPLOAD
 
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without an account (the wizard guards its own steps).
 OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web",)
+# Endpoints that take a file larger than the 2 MB default (webui.security): the IDS rules archive.
+LARGE_UPLOADS: dict[str, int] = {"settings.ids_rules": RULES_MAX_UPLOAD + 1024 * 1024}  # + form overhead
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
 
 
@@ -102,6 +105,10 @@ def _register_blueprints(app: Flask) -> None:
 def _before_request() -> Any:
     if request.endpoint == "static":
         return None
+    if request.endpoint in LARGE_UPLOADS and session.get("sid"):
+        # Read before the body is parsed (the CSRF check parses it); only for a signed-in session, so an
+        # anonymous client still meets the 2 MB cap. The view checks the permission as usual.
+        request.max_content_length = LARGE_UPLOADS[request.endpoint]
     if request.method not in security.SAFE_METHODS and not security.csrf_ok():
         wctx.audit("web.csrf_rejected", {"path": request.path})
         return render_template("errors/csrf.html"), 400
@@ -148,10 +155,16 @@ def _navigation() -> list[tuple[str, str]]:
     ]
 
 
+TOO_LARGE = (
+    "送られたファイルが大きすぎます。何も変更していません。ファイルが正しいか保守業者に確認してください。"
+)
+
+
 def _http_error(exc: HTTPException) -> Any:
     code = exc.code or 500
     template = {403: "errors/403.html", 404: "errors/404.html"}.get(code, "errors/generic.html")
-    return render_template(template, code=code), code
+    message = TOO_LARGE if code == 413 else None
+    return render_template(template, code=code, message=message), code
 
 
 def _mamori_error(exc: MamoriError) -> Any:

@@ -17,8 +17,11 @@ AREA_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "settings": ("settings.view", "settings.edit"),
     "audit": ("audit.view",),
 }
+# Never grantable to a vendor: accounts, and replacing the IDS rules (new code the box runs on all traffic;
+# the clinic's administrator decides, the vendor hands over the file).
+ADMIN_ONLY: frozenset[str] = frozenset({"accounts.manage", "ids.rules_update"})
 ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {"dashboard.view", "accounts.manage", *(p for ps in AREA_PERMISSIONS.values() for p in ps)}
+    {"dashboard.view", *ADMIN_ONLY, *(p for ps in AREA_PERMISSIONS.values() for p in ps)}
 )
 VIEWER_PERMISSIONS: frozenset[str] = frozenset({"dashboard.view", "alerts.view", "alerts.ack"})
 

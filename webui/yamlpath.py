@@ -38,3 +38,22 @@ def line_of(text: str, path: str) -> int | None:
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             line = node.start_mark.line + 1
     return line
+
+
+def replace_scalar(text: str, path: str, value: str) -> str | None:
+    """The text with the plain scalar at `path` replaced by `value`, comments and layout untouched, so the
+    diff a clinic reviews shows one changed line. None when the path is not a scalar in the text (the caller
+    then rebuilds the document instead)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    for key in path.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+        if node is None:
+            return None
+    if not isinstance(node, yaml.ScalarNode) or node.style not in (None, ""):
+        return None
+    return text[: node.start_mark.index] + value + text[node.end_mark.index :]

@@ -47,6 +47,10 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("POST", "/settings/notify-test", "settings.notify_test", (A,)),
     ("GET", "/settings/certificate", "settings.certificate", (A,)),
     ("POST", "/settings/certificate", "settings.certificate", (A,)),
+    ("GET", "/settings/ids", "settings.ids", (A,)),
+    ("POST", "/settings/ids/profile", "settings.ids_profile", (A,)),
+    ("POST", "/settings/ids/rules", "settings.ids_rules", (A,)),  # 管理者 only, never granted to a vendor
+    ("GET", "/settings/time", "settings.time_page", (A,)),
     ("GET", "/audit/", "auditlog.index", (A,)),
     ("GET", "/reports/", "reports.index", (A,)),
     ("GET", "/reports/checklist.html", "reports.printable", (A,)),

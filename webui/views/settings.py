@@ -195,3 +195,7 @@ def notify_test() -> Any:
             "ok" if ok else "error",
         )
     return redirect(url_for("settings.index"))
+
+
+# The IDS and time pages are routes of this blueprint, kept in their own modules (one job each).
+from webui.views import settings_ids, settings_time  # noqa: E402, F401
