@@ -2,7 +2,7 @@
 
 chronyd answers NTP only for the networks of the zones the firewall lets ask the box for the time
 (firewall.policy.BOX_SERVICES, "ntp"); the firewall drops udp/123 from every other zone first, `allow`
-is the second wall. No UDP command port (`cmdport 0`): chronyc talks to a unix socket under the run
+is the second wall. No UDP command port (`cmdport 0`): chronyc talks to a unix socket in chronyd's own
 directory, so nothing on the network can query or steer the daemon. The box only serves time once it
 is synchronised itself (no `local` directive): a wrong clock handed to every device is worse than none.
 Whether chronyd may set the system clock is written as the first comment line, so that the daemon
@@ -28,9 +28,16 @@ def conf_path(paths: Paths) -> Path:
     return paths.run_dir / CONF_NAME
 
 
+# chronyd opens its command socket after dropping to the _chrony user, which cannot enter the state
+# directory (root, 0750); so its own directory lives under /run, one per state directory (the lab runs
+# several boxes on one machine).
+CHRONY_RUN_ROOT = Path("/run/mamori")
+
+
 def chrony_dir(paths: Paths) -> Path:
     """chronyd's own directory (socket, pid file, drift file): owned by the _chrony user, 0750."""
-    return paths.run_dir / "chrony"
+    tag = hashlib.sha256(str(paths.state_dir).encode("utf-8")).hexdigest()[:12]
+    return CHRONY_RUN_ROOT / f"chrony-{tag}"
 
 
 def socket_path(paths: Paths) -> Path:

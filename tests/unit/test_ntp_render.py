@@ -3,6 +3,7 @@ golden file, and chrony's own parser (`chronyd -p`) on what we render and on wha
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -12,12 +13,13 @@ import yaml
 from appliance.config.load import parse_config
 from appliance.errors import ApplyError, ConfigError
 from appliance.paths import Paths
-from timesvc.render import render_chrony, served_networks, sets_clock
+from timesvc.render import chrony_dir, render_chrony, served_networks, sets_clock
 from timesvc.subsystem import ChronySubsystem, chrony_parse_check
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "ntp_clinic.conf"
 PATHS = Paths(config=Path("/etc/mamori/config.yaml"), state_dir=Path("/var/lib/mamori"))
+CHRONY = "/run/mamori/chrony-" + hashlib.sha256(b"/var/lib/mamori").hexdigest()[:12]
 
 
 def config(ntp: dict | None = None, extra_ifaces: list[dict] | None = None):
@@ -46,8 +48,8 @@ def test_golden_clinic_rendering() -> None:
         ({}, [{"name": "lan0.40", "parent": "lan0", "vlan": 40, "zone": "mgmt", "address": "192.168.40.1/24"}],
          "allow 192.168.40.0/24", True),  # mgmt
         ({}, [], "cmdport 0", True),  # no network command port
-        ({}, [], "bindcmdaddress /var/lib/mamori/run/chrony/chronyd.sock", True),
-        ({}, [], "pidfile /var/lib/mamori/run/chrony/chronyd.pid", True),
+        ({}, [], f"bindcmdaddress {CHRONY}/chronyd.sock", True),
+        ({}, [], f"pidfile {CHRONY}/chronyd.pid", True),
         ({}, [], "\nallow all", False),
         ({}, [], "\nlocal ", False),  # never serve an unsynchronised clock
     ],
@@ -86,8 +88,10 @@ def test_served_networks_follow_the_policy_table() -> None:
     assert served_networks(config({})) == ["192.168.10.0/24", "192.168.30.0/24"]
 
 
-def test_deterministic() -> None:
+def test_deterministic_and_one_chrony_dir_per_state_dir() -> None:
     assert render_chrony(config({}), PATHS) == render_chrony(config({}), PATHS)
+    other = Paths(config=PATHS.config, state_dir=Path("/tmp/box2"))
+    assert chrony_dir(other) != chrony_dir(PATHS) and chrony_dir(other).parent == Path("/run/mamori")
 
 
 needs_chronyd = pytest.mark.skipif(shutil.which("chronyd") is None, reason="chrony is not installed (make setup)")
