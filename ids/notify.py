@@ -77,6 +77,15 @@ def digest(clinic: str, incidents: list[Incident]) -> Message:
     return Message(f"[Mamori {clinic}] 日次まとめ", body, 3)
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with an e-mail (the monthly report's PDF)."""
+
+    filename: str
+    data: bytes
+    mime: str = "application/pdf"
+
+
 class EmailChannel:
     name = "email"
 
@@ -84,10 +93,13 @@ class EmailChannel:
         self.cfg, self.password, self.timeout = cfg, password, timeout
         self.tls = tls or ssl.create_default_context()
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: Message, attachments: tuple[Attachment, ...] = ()) -> None:
         email = EmailMessage()
         email["Subject"], email["From"], email["To"] = msg.subject, self.cfg.sender, ", ".join(self.cfg.recipients)
         email.set_content(msg.body, charset="utf-8")
+        for att in attachments:
+            maintype, _, subtype = att.mime.partition("/")
+            email.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
         with smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.timeout) as smtp:
             if self.cfg.starttls:
                 smtp.starttls(context=self.tls)  # raises if the server does not offer it: never send in clear
@@ -165,6 +177,11 @@ def _secret(keys_dir: Path, name: str) -> str | None:
         return (keys_dir / name).read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
         return None
+
+
+def smtp_password(keys_dir: Path) -> str | None:
+    """The SMTP password from the keys directory (never in the config), or None."""
+    return _secret(keys_dir, "smtp_password")
 
 
 def channels(cfg: MamoriConfig, keys_dir: Path) -> list[Channel]:

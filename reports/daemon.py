@@ -2,8 +2,8 @@
 
 Catch-up rather than an exact trigger: every check makes the previous month's report if there is no
 successful one yet, so a box that was off on the 1st still produces it when it comes back.
-Mail: Mamori has no mail sender yet (notifications.email is only config so far); when one exists, send
-the PDF from `MonthlyReportWorker.after_generate`. Until then the report is kept on the box only.
+Mail: when notifications.email is configured, `after_generate` mails the PDF (reports.mail, through the
+incident notifications' SMTP sender); the report is kept on the box either way.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
 from appliance.subsystem import Context
+from ids.notify import EmailChannel
+from reports.mail import mail_report
 from reports.month_data import previous_month
 from reports.monthly import GeneratedReport, generate, has_report
 
@@ -30,10 +32,12 @@ class MonthlyReportWorker:
     name = "reports-monthly"
 
     def __init__(self, ctx: Context, cfg: MamoriConfig, clock: Callable[[], float] = time.time,
-                 interval: float = CHECK_EVERY_S) -> None:  # fmt: skip
+                 interval: float = CHECK_EVERY_S, mail_channel: EmailChannel | None = None) -> None:  # fmt: skip
         self.ctx = ctx
         self.tz = cfg.clinic.timezone
+        self.cfg = cfg
         self.mail_configured = cfg.notifications.email is not None
+        self.mail_channel = mail_channel  # None: built from the config when a report is mailed
         self.clock = clock
         self.interval = interval
         self._failed_at: dict[str, float] = {}
@@ -70,8 +74,7 @@ class MonthlyReportWorker:
 
     def after_generate(self, report: GeneratedReport) -> None:
         if self.mail_configured:
-            log.warning("reports: notifications.email is set, but Mamori has no mail sender yet; report %s is"
-                        " kept on the box only (%s)", report.month, report.pdf)  # fmt: skip
+            mail_report(self.ctx, self.cfg, report, self.mail_channel)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

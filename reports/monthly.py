@@ -36,6 +36,7 @@ ACTION_LABELS = {
     "reports.checklist.answer": "チェックリストへの回答", "vpn.signin": "VPNへのサインイン",
     "vpn.signin.refused": "VPNへのサインインの拒否", "vpn.session.end": "VPN接続の終了",
     "vpn.window.closed": "保守時間の終了", "web.login": "管理画面へのログイン", "web.login_failed": "管理画面へのログイン失敗",
+    "reports.mail": "月次報告のメール送信",
 }  # fmt: skip
 END_REASONS = {"logout": "ログアウト", "expired": "時間切れ", "window_end": "保守時間の終了", "disabled": "利用停止",
                "lockout": "ロック", "": "接続中"}  # fmt: skip
