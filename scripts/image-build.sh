@@ -28,6 +28,7 @@ ensure_build_tools "$ARCH"
 rm -rf "$WORK"
 mkdir -p "$WORK" "$OUT"
 
+ensure_update_key
 log "1/4 Python: a wheel of this repository and its PyPI dependencies for $ARCH (installed offline in the image)"
 stage_wheels "$ARCH" "$WORK/wheels"
 

@@ -35,6 +35,8 @@ install_mamori() {
   install -m 0644 "$SRC/examples/clinic.yaml" "$ROOT/usr/share/mamori/examples/clinic.yaml"
   install -m 0644 "$SRC/README.md" "$ROOT/usr/share/doc/mamori/README.md"
   in_root "$VENV/bin/python" -c 'import appliance; print(appliance.__version__)' > "$ROOT/usr/share/mamori/VERSION"
+  # The boot loader orders entries by this version (newest first): the release plus the commit time.
+  echo "$(cat "$ROOT/usr/share/mamori/VERSION").${SOURCE_DATE_EPOCH:-0}" > "$ROOT/usr/share/mamori/IMAGE_VERSION"
   cp "$WHEELS/SOURCE_COMMIT" "$ROOT/usr/share/mamori/SOURCE_COMMIT"
   ls "$WHEELS" | sed -n 's/\.whl$//p' | sort > "$ROOT/usr/share/mamori/python-wheels.txt"
   install -d -m 0750 "$ROOT/etc/mamori" "$ROOT/var/lib/mamori"
@@ -45,7 +47,12 @@ install_system_files() {
   install -m 0644 "$REPO/image/nftables/fail-closed.nft" "$ROOT/usr/lib/mamori/fail-closed.nft"
   # image/rootfs holds plain files laid over the root file system (journald cap, networkd, sysctl, ...).
   cp -r --no-preserve=ownership "$REPO/image/rootfs/." "$ROOT/"
-  local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service systemd-networkd.service)
+  install -d -m 0755 "$ROOT/usr/share/mamori/update-keys"
+  if [ -n "${MAMORI_UPDATE_PUBKEY:-}" ]; then
+    install -m 0644 "$MAMORI_UPDATE_PUBKEY" "$ROOT/usr/share/mamori/update-keys/vendor.pem"
+  fi
+  local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service mamori-health.service
+    systemd-networkd.service)
   if [ -e "$ROOT/usr/lib/systemd/system/mamori-webui.service" ]; then units+=(mamori-webui.service); fi
   systemctl --root="$ROOT" enable "${units[@]}" >/dev/null 2>&1
   # Mamori starts dnsmasq and Suricata itself with the configs it renders; Debian's stock units would run
@@ -66,6 +73,27 @@ first_boot_identity() {
   ln -sf /usr/share/zoneinfo/Asia/Tokyo "$ROOT/etc/localtime"
   echo Asia/Tokyo > "$ROOT/etc/timezone"
   echo 'LANG=C.UTF-8' > "$ROOT/etc/default/locale"
+}
+
+# amd64 disk layout after the first boot: ESP, root A (the image), root B (updates), data (/var/lib/mamori).
+partitions_amd64() {
+  install -d -m 0755 "$ROOT/usr/lib/repart.d" "$ROOT/efi"
+  printf '[Partition]\nType=esp\nSizeMinBytes=%sM\nSizeMaxBytes=%sM\n' "$ESP_MIB" "$ESP_MIB" \
+    > "$ROOT/usr/lib/repart.d/10-esp.conf"
+  printf '[Partition]\nType=root\nLabel=mamori-root-a\nSizeMinBytes=%sM\nSizeMaxBytes=%sM\n' "$ROOT_MIB" "$ROOT_MIB" \
+    > "$ROOT/usr/lib/repart.d/20-root-a.conf"
+  printf '[Partition]\nType=root\nLabel=mamori-root-b\nSizeMinBytes=%sM\nSizeMaxBytes=%sM\n' "$ROOT_MIB" "$ROOT_MIB" \
+    > "$ROOT/usr/lib/repart.d/21-root-b.conf"
+  printf '[Partition]\nType=linux-generic\nLabel=mamori-data\nFormat=ext4\nSizeMinBytes=512M\n' \
+    > "$ROOT/usr/lib/repart.d/30-data.conf"
+  cat > "$ROOT/etc/fstab" <<'FSTAB'
+# Mamori: / is given on the kernel command line (root=PARTUUID of slot A or B).
+# The EFI system partition: boot entries (updates, boot counting); mounted only when used.
+PARTLABEL=esp          /efi             vfat  umask=0077,noatime,nofail,x-systemd.automount,x-systemd.idle-timeout=120  0 2
+# Mamori's state (database, keys, rules, backups) on its own partition, made by systemd-repart on first boot.
+PARTLABEL=mamori-data  /var/lib/mamori  ext4  noatime,nofail,x-systemd.device-timeout=90s  0 2
+FSTAB
+  ln -sf /usr/lib/systemd/system/systemd-repart.service "$ROOT/etc/systemd/system/sysinit.target.wants/systemd-repart.service"
 }
 
 prune_kernel_modules() {
@@ -100,6 +128,7 @@ check_tidy() {
 install_suricata
 install_mamori
 install_system_files
+if [ "$ARCH" = amd64 ]; then partitions_amd64; fi
 prune_kernel_modules
 first_boot_identity
 check_tidy

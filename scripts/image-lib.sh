@@ -15,7 +15,12 @@ ROOT_FS_UUID=6d616d6f-7269-4000-8000-0000000000f5
 ESP_VOLID=4D414D4F
 ESP_TYPE=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 ROOT_TYPE_AMD64=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709
+# Fixed sizes: an update writes a new root file system into the other slot, so both slots and every
+# update's root image have exactly ROOT_MIB. The image stays under 1 GiB; slot B and the data partition
+# are added on the first boot by systemd-repart (image/rootfs/usr/lib/systemd/system/systemd-repart.service.d).
 ESP_MIB=128
+ROOT_MIB=880
+export ESP_MIB ROOT_MIB
 
 log() { printf '[image %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -90,6 +95,7 @@ image_packages() {
   local common=(
     systemd systemd-sysv systemd-timesyncd udev dbus kmod initramfs-tools zstd login passwd tzdata
     iproute2 nftables python3 python3-venv python3-nftables wireguard-tools dnsmasq conntrack
+    e2fsprogs dosfstools
     openssh-server openssl ca-certificates procps
     libpango-1.0-0 libpangoft2-1.0-0 fonts-ipaexfont-gothic
   )
@@ -136,8 +142,12 @@ fs_size_mib() {
 }
 
 build_root_fs() {
-  local tree=$1 img=$2 label=$3 mib
-  mib=$(fs_size_mib "$tree")
+  local tree=$1 img=$2 label=$3 mib=${4:-$ROOT_MIB} need
+  need=$(fs_size_mib "$tree")
+  if [ "$need" -gt "$mib" ]; then
+    echo "the root file system needs ${need} MiB but a slot has ${mib} MiB: make the image smaller" >&2
+    exit 1
+  fi
   rm -f "$img"
   E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -t ext4 -L "$label" -U "$ROOT_FS_UUID" \
     -E "hash_seed=$ROOT_FS_UUID,root_owner=0:0" -m 1 -d "$tree" "$img" "${mib}M"
@@ -168,7 +178,8 @@ build_esp() {
   printf 'default mamori-*\ntimeout 0\neditor no\nconsole-mode keep\n' > "$tmp/loader.conf"
   {
     echo "title Mamori (A)"
-    echo "version $(cat "$root/usr/share/mamori/VERSION")"
+    echo "sort-key mamori"
+    echo "version $(cat "$root/usr/share/mamori/IMAGE_VERSION")"
     echo "linux /mamori-a/vmlinuz"
     echo "initrd /mamori-a/initrd.img"
     echo "options root=PARTUUID=$ROOT_A_PARTUUID rw console=tty0 console=ttyS0,115200n8 $(kernel_options "$variant")"
@@ -180,8 +191,8 @@ build_esp() {
 
 kernel_options() {
   case "$1" in
-    prod) echo "quiet" ;;
-    test) echo "systemd.show_status=1" ;;
+    prod) echo "panic=10 quiet" ;;
+    test) echo "panic=10 systemd.show_status=1" ;;
   esac
 }
 
@@ -206,8 +217,34 @@ start=$root_start, size=$root_sectors, type=$ROOT_TYPE_AMD64, uuid=$ROOT_A_PARTU
 SFDISK
   dd if="$esp" of="$out.partial" bs=512 seek=2048 conv=notrunc,sparse status=none
   dd if="$rootimg" of="$out.partial" bs=512 seek="$root_start" conv=notrunc,sparse status=none
-  rm -f "$esp" "$rootimg"
+  rm -f "$esp"
   mv "$out.partial" "$out"
+  if [ "$variant" = prod ]; then
+    make_bundle "$root" "$rootimg" "${out%.img}-update.tar"
+  fi
+  rm -f "$rootimg"
+}
+
+# The update signing key: MAMORI_UPDATE_KEY (the vendor's Ed25519 key, PEM) or, for development, a key
+# made once in out/keys/. Only its public half goes into the image.
+ensure_update_key() {
+  UPDATE_KEY=${MAMORI_UPDATE_KEY:-$OUT/keys/update-signing.key}
+  if [ ! -s "$UPDATE_KEY" ]; then
+    log "no MAMORI_UPDATE_KEY: making a development signing key in $UPDATE_KEY (not for shipping)"
+    mkdir -p "$(dirname "$UPDATE_KEY")"
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "$UPDATE_KEY")
+  fi
+  MAMORI_UPDATE_PUBKEY=$OUT/keys/update-signing.pub.pem
+  openssl pkey -in "$UPDATE_KEY" -pubout -out "$MAMORI_UPDATE_PUBKEY"
+  export UPDATE_KEY MAMORI_UPDATE_PUBKEY
+}
+
+make_bundle() {
+  local root=$1 rootimg=$2 out=$3 kver
+  kver=$(kernel_version "$root")
+  "$REPO/scripts/image-bundle.sh" --root "$rootimg" --kernel "$root/boot/vmlinuz-$kver" \
+    --initrd "$root/boot/initrd.img-$kver" --version "$(cat "$root/usr/share/mamori/IMAGE_VERSION")" \
+    --key "$UPDATE_KEY" --out "$out"
 }
 
 report_sizes() {
@@ -258,7 +295,10 @@ assemble_rpi_disk() {
   local root=$1 work=$2 out=$3
   local fw=$work/firmware.img rootimg=$work/root.img
   build_rpi_firmware_fs "$root" "$fw"
-  build_root_fs "$root" "$rootimg" mamori-root-a
+  # raspi-firmware's hooks copied the same files into /boot/firmware: on the Pi that is the FAT partition.
+  find "$root/boot/firmware" -mindepth 1 -delete
+  # No A/B slots on the Pi yet, so the root is just as big as its content needs.
+  build_root_fs "$root" "$rootimg" mamori-root "$(fs_size_mib "$root")"
   local fw_sectors=$(( RPI_FW_MIB * 2048 )) root_sectors
   root_sectors=$(( $(stat -c %s "$rootimg") / 512 ))
   local root_start=$(( 2048 + fw_sectors ))

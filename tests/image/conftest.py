@@ -39,9 +39,10 @@ def prod_image() -> Path:
     return image
 
 
-def _shell(console: SerialConsole) -> None:
-    """Waits for the test image's autologin shell and makes it quiet and predictable."""
-    console.wait_for("root@mamori", timeout=float(os.environ.get("MAMORI_VM_BOOT_TIMEOUT", "600")))
+def setup_shell(console: SerialConsole) -> None:
+    """Waits for the next autologin shell of the test image (one per boot) and makes it quiet and predictable."""
+    console.wait_for("(automatic login)", timeout=float(os.environ.get("MAMORI_VM_BOOT_TIMEOUT", "900")))
+    console.wait_for("root@mamori", timeout=120)
     console.send("")
     res = console.run(
         "dmesg -n 1; stty -echo cols 400; export SYSTEMD_PAGER= SYSTEMD_COLORS=0 TERM=dumb PS1='# '"
@@ -57,7 +58,7 @@ def booted(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         vm.start()
         console = SerialConsole(str(vm.serial_socket))
-        _shell(console)
+        setup_shell(console)
         yield vm, console
     finally:
         if console is not None:

@@ -45,8 +45,16 @@ def kvm_usable() -> bool:
 class VM:
     """A running qemu. `start()` returns once the guest's firmware or kernel has printed something."""
 
-    def __init__(self, image: Path, workdir: Path, disk_size: str = "4G", memory_mb: int = 1024) -> None:
+    def __init__(
+        self,
+        image: Path,
+        workdir: Path,
+        disk_size: str = "4G",
+        memory_mb: int = 1024,
+        extra_disks: tuple[Path, ...] = (),
+    ) -> None:
         self.image = image
+        self.extra_disks = extra_disks
         self.workdir = workdir
         self.disk_size = disk_size
         self.memory_mb = memory_mb
@@ -78,6 +86,7 @@ class VM:
             # enp0s3: the port the setup wizard is reached on; enp0s4: a second, isolated port (restrict=on).
             "-netdev", f"user,id=n0,{fwd}", "-device", "virtio-net-pci,netdev=n0,addr=0x3",
             "-netdev", "user,id=n1,restrict=on,net=10.0.3.0/24", "-device", "virtio-net-pci,netdev=n1,addr=0x4",
+            *[arg for d in self.extra_disks for arg in ("-drive", f"file={d},if=virtio,format=raw,readonly=on")],
             "-device", "virtio-rng-pci",
             "-chardev", f"socket,id=ser0,path={self.serial_socket},server=on,wait=off,logfile={self.serial_log},logappend=on",
             "-serial", "chardev:ser0",
