@@ -182,13 +182,19 @@ def unused_accounts(s: Snapshot) -> Item:
     )
 
 
+def _clock_row(s: Snapshot) -> tuple[str, str]:
+    return ("本機の時計（NTP）", s.clock.text if s.clock is not None else UNAVAILABLE)
+
+
 def access_log(s: Snapshot) -> Item:
-    """2⑥ the box's own access log (the audit chain) is kept and verified."""
+    """2⑥ the box's own access log (the audit chain) is kept and verified, with times from a synchronised
+    clock: a log whose times cannot be trusted is weak evidence, so an unsynchronised clock needs a look."""
     wording = "アクセスログを管理している。"
     cols = ("項目", "結果")
     rows = [
         ("監査ログの改ざん検査", "正常" if s.audit.ok else "異常"),
         ("確認した記録の件数", str(s.audit.checked)),
+        _clock_row(s),
     ]
     if not s.audit.ok:
         return Item(
@@ -201,6 +207,10 @@ def access_log(s: Snapshot) -> Item:
             rows,
         )
     text = f"本機の操作・ログインはすべて監査ログに記録しています。{s.audit.text}。各システムのログは別途確認してください。"
+    if s.clock is not None and not s.clock.synchronised:
+        text = (f"{text} ただし{s.clock.text}。記録の時刻が正しいとは限りません。上位の時刻サーバーへの通信"
+                "（ntp: の設定）を確認するか、販売店に連絡してください。")  # fmt: skip
+        return Item("2-6", "2⑥", wording, CHECK, text, cols, rows)
     return Item("2-6", "2⑥", wording, YES, text, cols, rows)
 
 

@@ -45,6 +45,7 @@ def cmd_checklist(args: argparse.Namespace, ctx: Context) -> int:
     items = build_checklist(snap)
     if args.format == "json":
         print(json.dumps({"generated": now, "revision": snap.config_revision, "audit_ok": snap.audit.ok,
+                          "clock": dataclasses.asdict(snap.clock) if snap.clock else None,
                           "items": [dataclasses.asdict(i) for i in items]}, ensure_ascii=False, indent=1))  # fmt: skip
     elif args.format == "html":
         print(render_html("checklist.html", clinic=snap.clinic or "（未設定）", generated=now, tz=snap.timezone,

@@ -6,6 +6,7 @@ guessed value; the reason is logged once per gather so a support engineer can se
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import ipaddress
 import logging
@@ -25,6 +26,7 @@ from reports import answers as answers_mod
 from reports.snapshot import (
     AuditState,
     BackupState,
+    ClockInfo,
     HostRow,
     Snapshot,
     SoftwareRow,
@@ -223,6 +225,17 @@ def audit_state(ctx: Context) -> AuditState:
     return AuditState(result.ok, result.checked, result.text("ja"))
 
 
+def clock_info(ctx: Context, cfg: MamoriConfig | None) -> ClockInfo | None:
+    """The clock as chronyd reports it; with NTP on in the config but no chronyd rendering, it is "not running"."""
+    status = optional_module("timesvc.status")
+    if status is None:
+        return None
+    st = status.clock_state(ctx)
+    if cfg is not None and cfg.ntp.enabled and not st.enabled:
+        st = dataclasses.replace(st, enabled=True, running=False)
+    return ClockInfo(st.enabled, st.running, st.synchronised, st.offset_s, st.stratum, st.upstream, st.summary_ja())
+
+
 def gather_snapshot(ctx: Context, now: float) -> Snapshot:
     ctx.db.migrate()
     cfg, rev = live_config(ctx)
@@ -239,4 +252,5 @@ def gather_snapshot(ctx: Context, now: float) -> Snapshot:
         port_forwards=[(str(p.port), p.to_host, p.comment) for p in cfg.firewall.port_forwards] if cfg else None,
         web_zones=tuple(cfg.web.zones) if cfg else None, software=software(ctx),
         backup=backup_state(ctx, cfg), audit=audit_state(ctx), answers=answers_mod.load(ctx.db),
+        clock=clock_info(ctx, cfg),
     )  # fmt: skip

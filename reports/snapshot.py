@@ -85,6 +85,19 @@ class AuditState:
 
 
 @dataclass(frozen=True)
+class ClockInfo:
+    """The box's clock (timesvc.status.ClockState): log times are evidence only if the clock was right."""
+
+    enabled: bool  # NTP on in the config
+    running: bool  # chronyd answered
+    synchronised: bool
+    offset_s: float | None  # > 0: the box's clock is ahead
+    stratum: int | None
+    upstream: str
+    text: str  # the Japanese one-line summary
+
+
+@dataclass(frozen=True)
 class Answer:
     """The clinic's own answer to an item the box cannot judge."""
 
@@ -116,3 +129,4 @@ class Snapshot:
     audit: AuditState
     answers: dict[str, Answer] = field(default_factory=dict)
     unused_days: int = 90
+    clock: ClockInfo | None = None  # None: the time service is not built into this box

@@ -99,6 +99,15 @@ def test_box_serves_ntp_by_the_policy_table(box: Box, tmp_path: Path) -> None:
         st = status(box)
         assert st["upstream"] == UPSTREAM and st["stratum"] == 9 and abs(st["offset_s"]) < 0.5
         assert "同期: はい" in box.mamori("time", "status").stdout
+        # the checklist (2⑥) and the monthly report show the clock
+        doc = json.loads(box.mamori("report", "checklist", "--format", "json").stdout)
+        assert doc["clock"]["synchronised"] is True and doc["clock"]["upstream"] == UPSTREAM
+        access_log = next(i for i in doc["items"] if i["key"] == "2-6")
+        row = dict(access_log["rows"])["本機の時計（NTP）"]
+        assert row.startswith(f"同期済み（{UPSTREAM}、ずれ ") and row.endswith("階層 9）")
+        assert access_log["state"] == "はい", access_log["evidence"]
+        box.mamori("report", "monthly", "--month", time.strftime("%Y-%m"), "--out", str(tmp_path), "--no-pdf")
+        assert f"同期済み（{UPSTREAM}" in (tmp_path / f"{time.strftime('%Y-%m')}.html").read_text(encoding="utf-8")
 
         for host, address in (("reception", "192.168.10.1"), ("xray", "192.168.30.1")):
             answer = sntp(box, host, address)

@@ -13,6 +13,7 @@ from reports.snapshot import (
     Answer,
     AuditState,
     BackupState,
+    ClockInfo,
     HostRow,
     Snapshot,
     SoftwareRow,
@@ -22,6 +23,8 @@ from reports.snapshot import (
 
 NOW = 1_790_000_000.0
 DAY = 86400.0
+SYNCED = ClockInfo(True, True, True, -0.0004, 2, "ntp.nict.jp", "同期済み（ntp.nict.jp、ずれ 0.400 ミリ秒遅れ、階層 2）")
+UNSYNCED = ClockInfo(True, True, False, None, None, "", "本機の時計はまだ上位の時刻サーバーと同期していません")
 
 
 def vpn_user(name: str = "yamada", role: str = "doctor", **kw: object) -> VpnUserRow:
@@ -90,6 +93,13 @@ CASES = [
     ("vpn user never signed in, device old", dict(vpn_users=[vpn_user(last_used=None)]), "2-5", NO, "1 件"),
     ("audit chain broken", dict(audit=AuditState(False, 4, "監査ログの 5 番目の記録が書き換えられています")), "2-6", NO,
      "書き換えられています"),
+    ("clock not synchronised", dict(clock=UNSYNCED), "2-6", CHECK, "同期していません"),
+    ("time service stopped", dict(clock=replace(UNSYNCED, running=False, text="時刻サーバー（chronyd）が動いていません")),
+     "2-6", CHECK, "動いていません"),
+    ("clock synchronised", dict(clock=SYNCED), "2-6", YES, "監査ログに記録"),
+    ("time service not built", dict(clock=None), "2-6", YES, "監査ログに記録"),
+    ("audit broken outranks the clock", dict(clock=UNSYNCED, audit=AuditState(False, 4, "5 番目が書き換えられています")),
+     "2-6", NO, "書き換えられています"),
     ("password policy unknown", dict(web_password_policy=None), "2-7", CHECK, UNAVAILABLE),
     ("admin without MFA", dict(web_accounts=[web(mfa=False)]), "2-10", NO, "admin"),
     ("disabled account without MFA is fine", dict(web_accounts=[web(), web("old", mfa=False, disabled=True)]),
@@ -130,3 +140,8 @@ def test_clinic_items_carry_the_stored_answer_and_target_date() -> None:
     assert "院長" in got.evidence
     unanswered = item(healthy(), "1-1")
     assert (unanswered.answer, "回答を記入してください" in unanswered.evidence) == ("", True)
+
+
+@pytest.mark.parametrize(("clock", "row"), [(SYNCED, SYNCED.text), (UNSYNCED, UNSYNCED.text), (None, UNAVAILABLE)])
+def test_access_log_shows_the_clock(clock: ClockInfo | None, row: str) -> None:
+    assert ("本機の時計（NTP）", row) in item(replace(healthy(), clock=clock), "2-6").rows
