@@ -1,0 +1,52 @@
+"""The chronyd worker's decisions that need no root: its command line, and that it adopts only a process
+that really is our chronyd (a stale state file naming some other PID is ignored, never signalled)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
+from timesvc.render import conf_path
+from timesvc.worker import ChronyWorker, chronyd_argv
+
+
+@pytest.mark.parametrize(
+    ("text", "argv_tail"),
+    [
+        ("# set_clock: yes\nserver 198.51.100.10 iburst\n", ["-f", "/r/chrony.conf"]),
+        ("# set_clock: no\nserver 198.51.100.10 iburst\n", ["-f", "/r/chrony.conf", "-x"]),
+        ("server 198.51.100.10 iburst\n", ["-f", "/r/chrony.conf"]),  # no marker: the appliance default
+    ],
+)
+def test_argv_follows_the_file(text: str, argv_tail: list[str]) -> None:
+    argv = chronyd_argv(Path("/r/chrony.conf"), text, "_chrony")
+    assert argv[:4] == ["chronyd", "-d", "-u", "_chrony"] and argv[4:] == argv_tail
+
+
+def _worker(tmp_path: Path) -> ChronyWorker:
+    paths = Paths(config=tmp_path / "c.yaml", state_dir=tmp_path)
+    paths.ensure()
+    return ChronyWorker(Context(paths, Database(paths.db)))
+
+
+def test_no_config_starts_nothing(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    assert worker.step() == worker.poll and worker.pid is None
+    assert not (tmp_path / "run" / "chrony.state").exists()
+
+
+def test_stale_state_naming_another_process_is_not_adopted(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    worker.state_file.write_text(json.dumps({"pid": os.getpid(), "hash": "x"}), encoding="utf-8")
+    worker._adopt(conf_path(worker.ctx.paths))
+    assert worker.pid is None  # this test process is not chronyd: never adopted, never killed
+    worker.state_file.write_text("{not json", encoding="utf-8")
+    worker._adopt(conf_path(worker.ctx.paths))
+    assert worker.pid is None
+    worker.shutdown()  # nothing to stop
