@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import threading
@@ -55,6 +56,25 @@ def _prepare_dir(directory: Path) -> str:
     return CHRONY_USER
 
 
+OWNER_FILE = "state_dir"  # which state directory a /run/mamori/chrony-* directory belongs to
+
+
+def prune_stale_dirs(root: Path, limit: int = 200) -> int:
+    """Remove chronyd directories of state directories that no longer exist (a lab box long gone).
+
+    Only directories carrying our owner file are touched; returns how many were removed."""
+    removed = 0
+    for directory in sorted(root.glob("chrony-*"))[:limit]:
+        try:
+            owner = Path((directory / OWNER_FILE).read_text(encoding="utf-8").strip())
+        except OSError:
+            continue
+        if owner.is_absolute() and not owner.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def chronyd_argv(conf: Path, text: str, user: str) -> list[str]:
     argv = ["chronyd", "-d", "-u", user, "-f", str(conf)]
     return argv if sets_clock(text) else [*argv, "-x"]
@@ -84,7 +104,10 @@ class ChronyWorker:
             self.pid, self.running_hash = pid, digest
 
     def _start(self, conf: Path, text: str, digest: str) -> None:
-        user = _prepare_dir(chrony_dir(self.ctx.paths))
+        directory = chrony_dir(self.ctx.paths)
+        prune_stale_dirs(directory.parent)
+        user = _prepare_dir(directory)
+        atomic_write(directory / OWNER_FILE, str(self.ctx.paths.state_dir))
         with open(self.ctx.paths.run_dir / "chronyd.log", "ab") as logfile:
             proc = subprocess.Popen(chronyd_argv(conf, text, user), stdin=subprocess.DEVNULL, stdout=logfile,
                                     stderr=logfile, start_new_session=True)  # fmt: skip

@@ -13,7 +13,7 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from timesvc.render import conf_path
-from timesvc.worker import ChronyWorker, chronyd_argv
+from timesvc.worker import OWNER_FILE, ChronyWorker, chronyd_argv, prune_stale_dirs
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,14 @@ def test_stale_state_naming_another_process_is_not_adopted(tmp_path: Path) -> No
     worker._adopt(conf_path(worker.ctx.paths))
     assert worker.pid is None
     worker.shutdown()  # nothing to stop
+
+
+def test_prune_removes_only_our_dirs_of_vanished_state_dirs(tmp_path: Path) -> None:
+    root = tmp_path / "run-mamori"
+    gone, alive, foreign = root / "chrony-aaa", root / "chrony-bbb", root / "chrony-ccc"
+    for d in (gone, alive, foreign):
+        d.mkdir(parents=True)
+    (gone / OWNER_FILE).write_text(str(tmp_path / "deleted-state"), encoding="utf-8")
+    (alive / OWNER_FILE).write_text(str(tmp_path), encoding="utf-8")
+    assert prune_stale_dirs(root) == 1
+    assert not gone.exists() and alive.exists() and foreign.exists()  # no owner file: not ours, kept
