@@ -117,7 +117,9 @@ def clock_state(ctx: Context, timeout: float = 5.0) -> ClockState:
     """The clock's state now; never raises for a stopped or missing chronyd (that is a state, not an error)."""
     if not conf_path(ctx.paths).exists():
         return ClockState(enabled=False, running=False, problem="ntp disabled (no chrony.conf)")
-    if shutil.which("chronyc") is None or not socket_path(ctx.paths).exists():
+    if shutil.which("chronyc") is None:
+        return ClockState(enabled=True, running=False, problem="chrony is not installed")
+    if not socket_path(ctx.paths).exists():
         return ClockState(enabled=True, running=False, problem="chronyd is not running (no command socket)")
     try:
         tracking = parse_tracking(_chronyc(ctx, "tracking", timeout))

@@ -89,6 +89,7 @@ class ChronyWorker:
         self.pid: int | None = None
         self.running_hash = ""
         self.restarts = 0
+        self.missing_logged = False
 
     @property
     def state_file(self) -> Path:
@@ -154,6 +155,11 @@ class ChronyWorker:
             self.restarts += 1
             return min(MAX_PAUSE, 0.5 * 2 ** min(self.restarts, 6))
         digest = config_hash(text)
+        if self.pid is None and shutil.which("chronyd") is None:
+            if not self.missing_logged:
+                log.error("ntp: chronyd is not installed (package chrony); the time service cannot run")
+                self.missing_logged = True
+            return MAX_PAUSE
         if self.pid is None or digest != self.running_hash:
             if self.pid is not None:
                 log.info("chrony.conf changed; restarting chronyd")

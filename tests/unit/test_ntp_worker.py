@@ -61,3 +61,18 @@ def test_prune_removes_only_our_dirs_of_vanished_state_dirs(tmp_path: Path) -> N
     (alive / OWNER_FILE).write_text(str(tmp_path), encoding="utf-8")
     assert prune_stale_dirs(root) == 1
     assert not gone.exists() and alive.exists() and foreign.exists()  # no owner file: not ours, kept
+
+
+def test_without_chrony_installed_nothing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box image without the chrony package still applies its config (the firewall must come up); the
+    clock's state then says the time service is not running."""
+    from timesvc.status import clock_state
+    from timesvc.subsystem import chrony_parse_check
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    chrony_parse_check("server 198.51.100.10 iburst\n")  # no chronyd: logged, not an apply failure
+    worker = _worker(tmp_path)
+    conf_path(worker.ctx.paths).write_text("# set_clock: no\nserver 198.51.100.10 iburst\n", encoding="utf-8")
+    assert worker.step() == 30.0 and worker.pid is None and worker.missing_logged
+    state = clock_state(worker.ctx)
+    assert (state.enabled, state.running, state.problem) == (True, False, "chrony is not installed")
