@@ -102,3 +102,12 @@ def test_cli_status_json_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFix
     assert "時刻サーバー（chronyd）が動いていません" in capsys.readouterr().out
     assert main(["--state-dir", str(tmp_path), "--lang", "en", "time", "status"]) == 1
     assert "chronyd is not running" in capsys.readouterr().out
+
+
+def test_package_level_clock_state_for_the_web_ui(tmp_path: Path) -> None:
+    import timesvc
+    from webui.views.settings_time import clock_state_function
+
+    assert clock_state_function() is timesvc.clock_state
+    state = timesvc.clock_state(ctx_at(tmp_path))
+    assert isinstance(state, ClockState) and state.synchronised is False
