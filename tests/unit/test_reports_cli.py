@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.audit import AuditLog
 from appliance.cli import main
 from appliance.paths import Paths
 from appliance.revisions import RevisionStore
@@ -22,8 +23,9 @@ def state(tmp_path: Path) -> Path:
     db = Database(paths.db)
     db.migrate()
     text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
-    with db.transaction() as conn:
-        RevisionStore(db).add(conn, text, "院長", "cli", "", "", "applied")
+    with db.transaction() as conn:  # as ConfigService.apply records it: the revision and its audit entry
+        rev = RevisionStore(db).add(conn, text, "院長", "cli", "", "", "applied")
+        AuditLog(db, paths.keys_dir / "audit.key").record("院長", "config.apply", {"revision": rev.id}, conn=conn)
     return paths.state_dir
 
 
