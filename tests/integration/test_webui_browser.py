@@ -243,6 +243,7 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     shot(d, "17b-settings-error")
 
     _vpn_user_qr_and_vendor_window(d, served)
+    _ids_rules_and_time(d, served)
 
 
 def _vpn_user_qr_and_vendor_window(d: webdriver.Chrome, served: Served) -> None:
@@ -272,6 +273,40 @@ def _vpn_user_qr_and_vendor_window(d: webdriver.Chrome, served: Served) -> None:
     click(d, d.find_element(By.XPATH, "//button[contains(., '承認する')]"))
     assert "承認しました" in d.page_source and "電子カルテの更新作業" in d.page_source
     shot(d, "23-vpn-window")
+
+
+def _ids_rules_and_time(d: webdriver.Chrome, served: Served) -> None:
+    """設定 → IDS: upload a small real ET Open archive (real `suricata -T` in the server), see the count;
+    open the profile change up to its review page; 設定 → 時刻."""
+    from tests.integration.test_webui_ids_update import ET, hostile_archive, small_archive
+
+    d.get(served.url + "/settings/ids")
+    assert "医院向け（おすすめ）" in d.page_source
+    shot(d, "24-settings-ids")
+    if ET.is_dir() and shutil.which("suricata"):
+        work = Path(tempfile.mkdtemp(prefix="mamori-rules-", dir=served.state.parent))
+        archive, _ = small_archive(work)
+        d.find_element(By.NAME, "archive").send_keys(str(archive))
+        click(d, d.find_element(By.XPATH, "//button[contains(., '更新する')]"))
+        result = d.find_element(By.ID, "rules-result").text
+        assert "ルールを更新しました" in result, result
+        shot(d, "25-settings-ids-updated")
+        d.find_element(By.NAME, "archive").send_keys(
+            str(hostile_archive(work, work / "escape" / "emerging-scan.rules"))
+        )
+        click(d, d.find_element(By.XPATH, "//button[contains(., '更新する')]"))
+        result = d.find_element(By.ID, "rules-result").text
+        assert "これまでのルールがそのまま使われています" in result, result
+        shot(d, "25b-settings-ids-refused")
+        d.get(served.url + "/settings/ids")  # a fresh document after the uploads' POST pages
+    d.find_element(By.CSS_SELECTOR, "input[name=profile][value=full]").click()
+    click(d, d.find_element(By.XPATH, "//button[contains(., 'この範囲に変更する')]"))
+    assert "/settings/review/" in d.current_url and "profile: full" in d.page_source
+    shot(d, "26-settings-ids-review")
+    click(d, d.find_element(By.XPATH, "//button[contains(., 'やめる')]"))
+    d.get(served.url + "/settings/time")
+    assert "この機械の時刻" in d.page_source and d.find_element(By.ID, "clock-sync").text.strip()
+    shot(d, "27-settings-time")
 
 
 def _alert_open(drv: webdriver.Chrome) -> bool:

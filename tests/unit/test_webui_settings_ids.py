@@ -124,34 +124,46 @@ def test_vendor_with_settings_grant_sees_the_page_but_cannot_upload(tmp_path) ->
     assert r.status_code == 403 and "web.forbidden" in audit_actions(b, "vendor-set")
 
 
-def test_time_page_without_ntp_is_honest(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
-    from webui.views import settings_time
-
-    monkeypatch.setattr(settings_time, "CLOCK_MODULES", ("no_such_clock_module",))
-    box.clock.now = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC = 23:13:20 in Japan
+def test_time_page_shows_time_zone_and_the_real_ntp_state_of_a_box_without_chrony(box: Box) -> None:
+    """The real timesvc.clock_state on a box whose NTP is not rendered: said plainly, no state invented."""
+    box.clock.now = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC = 23:13:20 in Japan (sign-in moves it 30 s)
     client = box.client()
     box.login(client, "admin")
     page = client.get("/settings/time").get_data(as_text=True)
-    assert "時刻同期の状態はまだ表示できません" in page
     assert "2026年09月21日（月） 23:13:" in page and "日本時間（Asia/Tokyo）" in page
+    assert "時刻合わせ（NTP）は設定で使わないようになっています" in page
     assert "同期しています" not in page and "同期していません" not in page
+
+
+def test_time_page_without_the_ntp_module_is_honest(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timesvc.status", None)  # a build without the NTP area
+    client = box.client()
+    box.login(client, "admin")
+    page = client.get("/settings/time").get_data(as_text=True)
+    assert "時刻同期の状態はまだ表示できません" in page and "同期して" not in page
 
 
 @pytest.mark.parametrize(
     ("state", "shown", "absent"),
     [
-        ({"synced": True, "offset_s": 0.0042, "upstream": "ntp.nict.jp"}, ["同期しています", "ntp.nict.jp", "4.2 ミリ秒"], "同期していません"),
-        ({"synced": False, "offset_s": None, "upstream": ""}, ["同期していません"], "同期しています"),
-        ({"state": "weird"}, ["時刻同期の状態はまだ表示できません"], "同期して"),  # not understood: not faked
+        (dict(enabled=True, running=True, synchronised=True, stratum=2, offset_s=-0.0042, upstream="133.243.238.163"),
+         ["同期しています", "133.243.238.163", "4.200 ミリ秒遅れ", "問題ありません"], "同期していません"),
+        (dict(enabled=True, running=True, synchronised=True, stratum=2, offset_s=3.5, upstream="192.0.2.1"),
+         ["同期しています", "3.500 秒進み", "少しずつ合わせています"], "問題ありません"),
+        (dict(enabled=True, running=True), ["同期していません"], "同期しています"),
+        (dict(enabled=True, running=False, problem="no socket"), ["chronyd）が動いていない"], "同期しています。"),
+        (dict(enabled=True, running=True, problem="tracking output not understood"), ["読み取れませんでした"], "同期して"),
     ],
 )  # fmt: skip
-def test_time_page_shows_what_clock_state_says(
+def test_time_page_says_what_clock_state_read(
     box: Box, monkeypatch: pytest.MonkeyPatch, state: dict, shown: list[str], absent: str
 ) -> None:
-    """The page's reading of clock_state's answer (the NTP area's function is replaced by its answer)."""
-    from webui.views import settings_time
+    """Each state timesvc can report, as the page words it (chronyd's own reading is the NTP area's test)."""
+    from timesvc import status
 
-    monkeypatch.setattr(settings_time, "clock_state_function", lambda: lambda ctx: state)
+    monkeypatch.setattr(status, "clock_state", lambda ctx, timeout=5.0: status.ClockState(**state))
     client = box.client()
     box.login(client, "admin")
     page = client.get("/settings/time").get_data(as_text=True)

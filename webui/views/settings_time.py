@@ -1,13 +1,13 @@
 """設定 → 時刻: the box's clock as the clinic reads it, and whether it is synchronised.
 
-The synchronisation state comes from the NTP area's `clock_state(ctx)` when that module is installed. When
-it is not (or it answers something this page does not understand), the page says so plainly — it never
-shows a state it did not read. Non-goal: changing the time or the NTP servers here (that is the config).
+The synchronisation state comes from the NTP area (`timesvc.status.clock_state`, read through chronyd's
+socket). When it cannot be read (chronyd stopped, NTP switched off, an answer not understood, or no NTP
+module in this build) the page says so plainly — it never shows a state it did not read.
+Non-goal: changing the time or the NTP servers here (that is the config, `ntp:`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from flask import render_template
 
+from appliance.subsystem import Context
 from webui import context as wctx
 from webui import core
 from webui.context import requires
@@ -23,58 +24,43 @@ from webui.views.settings import bp
 
 log = logging.getLogger(__name__)
 
-# Where the NTP area may put `clock_state(ctx)`; the first that imports wins.
-CLOCK_MODULES: tuple[str, ...] = ("appliance.ntp", "appliance.ntp.state", "timesvc", "timesvc.state")
 ZONE_LABELS = {"Asia/Tokyo": "日本時間（Asia/Tokyo）", "UTC": "協定世界時（UTC）"}
 WEEKDAYS = "月火水木金土日"
+CHRONYC_TIMEOUT = 2.0  # two chronyc calls; the page must not hang on a stuck chronyd
 
 
 @dataclass(frozen=True)
 class ClockView:
-    synced: bool
-    offset_ms: float | None
-    upstream: str
+    """What the page says about synchronisation. `kind`: synced, unsynced, stopped, disabled, unknown,
+    unavailable (no NTP module in this build)."""
+
+    kind: str
+    upstream: str = ""
+    offset: str = ""
+    offset_ok: bool = False  # under a second: nothing for the clinic to do
 
 
-def clock_state_function() -> Any | None:
-    for name in CLOCK_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
+def read_clock(ctx: Context) -> ClockView:
+    try:
+        from timesvc.status import clock_state, format_offset_ja
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("timesvc"):
             raise
-        fn = getattr(module, "clock_state", None)
-        if callable(fn):
-            return fn
-    return None
-
-
-def _field(state: Any, *names: str) -> Any:
-    for name in names:
-        value = state.get(name) if isinstance(state, dict) else getattr(state, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def read_clock() -> ClockView | None:
-    """The NTP area's answer in the few fields this page shows, or None if there is none to show."""
-    fn = clock_state_function()
-    if fn is None:
-        return None
-    state = fn(wctx.ctx())
-    synced = _field(state, "synced", "synchronised", "synchronized")
-    if not isinstance(synced, bool):
-        log.warning("clock_state returned no boolean 'synced': %r", type(state))
-        return None
-    offset = _field(state, "offset_ms", "offset_s", "offset", "offset_seconds")
-    offset_ms = None
-    if isinstance(offset, int | float):
-        in_seconds = _field(state, "offset_ms") is None
-        offset_ms = float(offset) * (1000.0 if in_seconds else 1.0)
-    upstream = _field(state, "upstream", "server", "source", "reference")
-    return ClockView(synced, offset_ms, str(upstream) if upstream else "")
+        return ClockView("unavailable")
+    state = clock_state(ctx, timeout=CHRONYC_TIMEOUT)
+    if state.problem:
+        log.info("clock state: %s", state.problem)
+    if not state.enabled:
+        return ClockView("disabled")
+    if not state.running:
+        return ClockView("stopped")
+    if state.synchronised:
+        offset = format_offset_ja(state.offset_s) if state.offset_s is not None else ""
+        small = state.offset_s is not None and abs(state.offset_s) < 1.0
+        return ClockView("synced", state.upstream, offset, small)
+    if state.problem:  # chronyd answered something that could not be read: unknown, not "unsynced"
+        return ClockView("unknown")
+    return ClockView("unsynced")
 
 
 @bp.route("/time")
@@ -85,5 +71,5 @@ def time_page() -> Any:
     now = datetime.fromtimestamp(wctx.now(), ZoneInfo(zone))
     shown = f"{now:%Y年%m月%d日}（{WEEKDAYS[now.weekday()]}） {now:%H:%M:%S}"
     return render_template(
-        "settings/time.html", now=shown, zone=ZONE_LABELS.get(zone, zone), clock=read_clock()
+        "settings/time.html", now=shown, zone=ZONE_LABELS.get(zone, zone), clock=read_clock(wctx.ctx())
     )
