@@ -11,9 +11,10 @@ import importlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any, cast
 
-from flask import Flask, current_app, g, redirect, render_template, request, session, url_for
+from flask import Flask, Request, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
 from appliance.errors import MamoriError
@@ -34,6 +35,19 @@ LARGE_UPLOADS: dict[str, int] = {"settings.ids_rules": RULES_MAX_UPLOAD + 1024 *
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
 
 
+class MamoriRequest(Request):
+    """Uploads larger than 500 KB spool to `<state>/uploads` instead of /tmp, which on a small box is often
+    RAM: a 64 MB rules archive belongs on the disk. The spool file has no name and vanishes when closed."""
+
+    def _get_file_stream(
+        self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:  # fmt: skip
+        spool = wctx.ctx().paths.state_dir / "uploads"
+        spool.mkdir(mode=0o700, exist_ok=True)
+        return cast(IO[bytes], SpooledTemporaryFile(max_size=500 * 1024, mode="rb+", dir=spool))
+
+
 def create_app(
     ctx: Context,
     testing: bool = False,
@@ -44,6 +58,7 @@ def create_app(
 ) -> Flask:
     """Build the web app for one box. `subsystems`/`clock` are for tests; production passes neither."""
     app = Flask(__name__)
+    app.request_class = MamoriRequest
     ctx.paths.ensure()
     ctx.db.migrate()
     app.config.update(

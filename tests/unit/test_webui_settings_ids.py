@@ -8,6 +8,7 @@ Suricata itself runs in tests/integration/test_webui_ids_update.py.
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 import yaml
@@ -168,3 +169,29 @@ def test_time_page_says_what_clock_state_read(
     box.login(client, "admin")
     page = client.get("/settings/time").get_data(as_text=True)
     assert all(s in page for s in shown) and absent not in page
+
+
+def test_large_upload_spools_to_the_state_dir_not_tmp(box: Box) -> None:
+    """Werkzeug's own spool for a big upload is on the box's disk (`<state>/uploads`), not in /tmp."""
+    body = b"\x1f\x8b" + os.urandom(600 * 1024)
+    with box.app.test_request_context(
+        "/settings/ids/rules", method="POST", content_type="multipart/form-data",
+        data={"archive": (io.BytesIO(body), "rules.tar.gz")},
+    ):  # fmt: skip
+        from flask import request
+
+        stream = request.files["archive"].stream
+        stream.seek(0)
+        assert stream.read() == body
+        fd = stream.fileno()  # rolled over to a real file
+        assert os.readlink(f"/proc/self/fd/{fd}").startswith(str(box.ctx.paths.state_dir / "uploads"))
+
+
+def test_a_second_update_at_the_same_time_is_refused(box: Box) -> None:
+    from webui import rules_upload
+
+    client = box.client()
+    box.login(client, "admin")
+    with rules_upload.one_update_at_a_time(box.ctx):
+        r = _upload(client, "rules.tar.gz", b"\x1f\x8b not gzip")
+    assert r.status_code == 400 and "別のルール更新が進行中です" in r.get_data(as_text=True)
