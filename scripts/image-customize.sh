@@ -53,11 +53,12 @@ install_system_files() {
   fi
   local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service mamori-health.service
     systemd-networkd.service)
-  if [ -e "$ROOT/usr/lib/systemd/system/mamori-webui.service" ]; then units+=(mamori-webui.service); fi
   systemctl --root="$ROOT" enable "${units[@]}" >/dev/null 2>&1
-  # Mamori starts dnsmasq and Suricata itself with the configs it renders; Debian's stock units would run
-  # them with the package defaults. SSH is off until enabled from the web UI (LAN only, keys only).
-  systemctl --root="$ROOT" disable dnsmasq.service suricata.service ssh.service nftables.service >/dev/null 2>&1 || true
+  # Mamori starts dnsmasq, Suricata, chronyd and the web UI itself (appliance/webserver.py) with the
+  # configs it renders; Debian's stock units would run them with the package defaults. SSH is off until
+  # enabled from the web UI (LAN only, keys only).
+  systemctl --root="$ROOT" disable dnsmasq.service suricata.service chrony.service ssh.service \
+    nftables.service >/dev/null 2>&1 || true
   systemctl --root="$ROOT" mask systemd-firstboot.service ssh.socket >/dev/null 2>&1 || true
 }
 

@@ -93,7 +93,7 @@ stage_wheels() {
 image_packages() {
   local arch=$1
   local common=(
-    systemd systemd-sysv systemd-timesyncd udev dbus kmod initramfs-tools zstd login passwd tzdata
+    systemd systemd-sysv chrony udev dbus kmod initramfs-tools zstd login passwd tzdata
     iproute2 nftables python3 python3-venv python3-nftables wireguard-tools dnsmasq conntrack
     e2fsprogs dosfstools
     openssh-server openssl ca-certificates procps

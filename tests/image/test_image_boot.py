@@ -112,8 +112,7 @@ def test_no_compilers_and_journal_capped(booted: tuple[VM, SerialConsole]) -> No
 
 def test_webui_shows_the_setup_wizard(booted: tuple[VM, SerialConsole]) -> None:
     vm, console = booted
-    if console.run("systemctl cat mamori-webui.service").rc != 0:
-        pytest.skip("this build has no web UI service (webui.serve not in the tree yet)")
+    # The daemon runs the web UI as its child (appliance/webserver.py), on every address while unconfigured.
     sh(console, "for i in $(seq 1 120); do ss -Htln 'sport = :443' | grep -q . && break; sleep 1; done; "
                 "ss -Htln 'sport = :443' | grep -q .", timeout=180)  # fmt: skip
     ctx = ssl.create_default_context()

@@ -80,7 +80,14 @@ def test_fail_closed_policy_installed_and_enabled(parts: dict[str, Path]) -> Non
     assert "mamori-fail-closed.service" in debugfs(root, "ls -l /etc/systemd/system/sysinit.target.wants")
     wants = debugfs(root, "ls -l /etc/systemd/system/multi-user.target.wants")
     assert "mamori.service" in wants and "mamori-firstboot.service" in wants
-    assert "ssh.service" not in wants and "dnsmasq.service" not in wants and "suricata.service" not in wants
+    for stock in (
+        "ssh.service",
+        "dnsmasq.service",
+        "suricata.service",
+        "chrony.service",
+        "mamori-webui.service",
+    ):
+        assert stock not in wants, f"{stock} must not start by itself: Mamori runs it"
     assert "gcc" not in debugfs(root, "ls -l /usr/bin")
 
 
