@@ -104,10 +104,11 @@ def test_cli_status_json_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFix
     assert "chronyd is not running" in capsys.readouterr().out
 
 
-def test_package_level_clock_state_for_the_web_ui(tmp_path: Path) -> None:
+def test_the_web_ui_reads_the_clock_state_of_this_module(tmp_path: Path) -> None:
     import timesvc
-    from webui.views.settings_time import clock_state_function
+    from webui.views.settings_time import read_clock
 
-    assert clock_state_function() is timesvc.clock_state
     state = timesvc.clock_state(ctx_at(tmp_path))
     assert isinstance(state, ClockState) and state.synchronised is False
+    view = read_clock(ctx_at(tmp_path))
+    assert view.kind == ("stopped" if state.enabled else "disabled")  # said as it is, never "synced"
