@@ -188,11 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("daemon", help="常駐プロセス / run the daemon").set_defaults(func=cmd_daemon)
     sub.add_parser("version").set_defaults(func=cmd_version)
     for module in AREA_CLIS:
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as exc:  # an area not built into this image
-            if exc.name != module:
-                raise
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -117,13 +117,7 @@ def collect_workers(
 ) -> list[Worker]:
     workers: list[Worker] = []
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # an area not built into this image
-            if exc.name != name:
-                raise
-            continue
-        workers.extend(module.daemon_workers(ctx, cfg))
+        workers.extend(importlib.import_module(name).daemon_workers(ctx, cfg))
     return workers
 
 

@@ -20,11 +20,5 @@ SUBSYSTEM_MODULES: tuple[str, ...] = (
 def build_subsystems(ctx: Context, modules: tuple[str, ...] = SUBSYSTEM_MODULES) -> list[Subsystem]:
     result: list[Subsystem] = []
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # an area not built into this image
-            if exc.name != name:
-                raise
-            continue
-        result.extend(module.subsystems(ctx))
+        result.extend(importlib.import_module(name).subsystems(ctx))
     return result
