@@ -154,6 +154,14 @@ def replace_batch(rendered: dict[str, Any], live: dict[str, Any] | None) -> tupl
     return {"nftables": cmds + body}, keep
 
 
+def table_exists() -> bool:
+    """Whether our table is in the kernel (cheap: lists table names, not their contents)."""
+    return any(
+        obj.get("table", {}).get("name") == nj.TABLE and obj["table"].get("family") == nj.FAMILY
+        for obj in list_json("list tables") or []
+    )
+
+
 def _record_path(run_dir: Path | None) -> Path | None:
     return run_dir / "firewall-counters.json" if run_dir else None
 

@@ -305,3 +305,23 @@ class FirewallSets:
             rows = {r["ip"]: r for r in conn.execute("SELECT * FROM fw_entries WHERE kind = ?", (kind,))}
         return [Entry(ip, left, rows[ip]["reason"] if ip in rows else "", rows[ip]["source"] if ip in rows else "",
                       rows[ip]["created_at"] if ip in rows else None) for ip, left in sorted(live.items())]  # fmt: skip
+
+
+def reseed_from_records(ctx: Context, now: float | None = None) -> int:
+    """Put the recorded blocks and quarantines back into a freshly created table (after a reboot, a crash
+    of the whole box, or a restore from backup), each with the time it has left. Returns how many."""
+    now = time.time() if now is None else now
+    with ctx.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT kind, ip, expires_at FROM fw_entries WHERE expires_at IS NULL OR expires_at > ?", (now,)
+        ).fetchall()
+    by_set: dict[str, list[Any]] = {}
+    for kind, ip, expires_at in rows:
+        version = ipaddress.ip_address(ip).version
+        name = {"block": f"blocked{version}", "quarantine": "quarantine4"}.get(kind)
+        if name is None or (kind == "quarantine" and version != 4):
+            continue
+        by_set.setdefault(name, []).append(_elem(ip, expires_at - now if expires_at else None))
+    if by_set:
+        run_batch({"nftables": [_element_cmd("add", name, elems) for name, elems in sorted(by_set.items())]})
+    return sum(len(v) for v in by_set.values())

@@ -5,6 +5,7 @@ Also registers dnsmasq (DHCP/DNS for the internal zones), which this area owns.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from appliance.config.model import MamoriConfig
@@ -13,6 +14,9 @@ from firewall import apply as fw_apply
 from firewall.dnsmasq import DnsmasqSubsystem
 from firewall.nft import sets_lock
 from firewall.render import render_ruleset
+from firewall.sets import reseed_from_records
+
+log = logging.getLogger(__name__)
 
 
 class FirewallSubsystem:
@@ -30,7 +34,12 @@ class FirewallSubsystem:
 
     def apply(self, rendered: dict[str, Any]) -> None:
         with sets_lock(self.ctx.paths.run_dir):
+            fresh = not fw_apply.table_exists()
             fw_apply.apply(rendered, self.ctx.paths.run_dir)
+            if fresh:  # after a reboot or a restore the kernel lost them; the records did not
+                count = reseed_from_records(self.ctx)
+                if count:
+                    log.info("re-seeded %d blocked/quarantined addresses from the records", count)
 
     def verify(self, rendered: dict[str, Any]) -> None:
         fw_apply.verify(rendered)
