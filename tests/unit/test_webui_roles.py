@@ -36,6 +36,8 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("POST", "/vpn/users", "vpn.add_user", (A,)),
     ("POST", "/vpn/windows", "vpn.approve_window", (A,)),
     ("POST", "/vpn/windows/1/cancel", "vpn.cancel_window", (A,)),
+    ("GET", "/vpn/windows/1/report", "vpn.window_report", (A,)),
+    ("GET", "/vpn/users/yamada/log", "vpn.peer_log_page", (A,)),
     ("GET", "/devices/", "devices.index", (A,)),
     ("GET", "/devices/export.csv", "devices.export", (A,)),
     ("GET", "/settings/", "settings.index", (A,)),

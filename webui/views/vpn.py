@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from appliance.errors import MamoriError
+from appliance.errors import MamoriError, NotFoundError
 from webui import changes, core, sources
 from webui import context as wctx
 from webui.context import requires
@@ -127,3 +127,62 @@ def cancel_window(window_id: int) -> Any:
     wctx.audit("vpn.window_cancelled", {"window": window_id})
     flash("保守作業の時間帯を取り消しました。", "ok")
     return redirect(url_for("vpn.index"))
+
+
+PEER_LOG_PAGE = 50
+PEER_LOG_MAX_PAGES = 20  # 1000 records at most: older ones are in the monthly report and the CLI
+PEER_LOG_KINDS = {
+    "connect": "接続",
+    "disconnect": "切断",
+    "endpoint": "接続元が変わった",
+    "bytes": "通信量",
+    "two_endpoints": "2か所から同時に接続",
+    "large_transfer": "大量の通信",
+}
+
+
+@bp.route("/windows/<int:window_id>/report")
+@requires("vpn.view")
+def window_report(window_id: int) -> Any:
+    """The work report of one maintenance window (MHLW 6.0: remote work is checked against its approval).
+    Hosts, ports and endpoints come from the network: the template shows them through autoescape only."""
+    cfg = core.live_config()
+    if cfg is None:
+        abort(404)
+    try:
+        from vpn.report import window_report as build
+        from vpn.sessions import END_REASON_JA
+    except ImportError:
+        abort(404)
+    try:
+        rep = build(wctx.ctx(), cfg, window_id)
+    except NotFoundError:
+        abort(404)
+    reached = sorted(rep.reached.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))
+    return render_template(
+        "vpn/window_report.html", rep=rep, reached=reached, outside=set(rep.outside_targets),
+        end_reasons=END_REASON_JA, kind_labels=PEER_LOG_KINDS,
+    )  # fmt: skip
+
+
+@bp.route("/users/<user>/log")
+@requires("vpn.view")
+def peer_log_page(user: str) -> Any:
+    """A VPN user's tunnel log, newest first, PEER_LOG_PAGE per page and at most PEER_LOG_MAX_PAGES."""
+    cfg = core.live_config()
+    if cfg is None or user not in {u.name for u in cfg.vpn.users}:
+        abort(404)
+    try:
+        from vpn.monitor import peer_log
+    except ImportError:
+        abort(404)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), PEER_LOG_MAX_PAGES)
+    start = (page - 1) * PEER_LOG_PAGE
+    rows = peer_log(wctx.ctx(), user, limit=start + PEER_LOG_PAGE + 1)
+    entries = rows[start : start + PEER_LOG_PAGE]
+    more = len(rows) > start + PEER_LOG_PAGE and page < PEER_LOG_MAX_PAGES
+    vuser = next(u for u in cfg.vpn.users if u.name == user)
+    return render_template(
+        "vpn/peer_log.html", vuser=vuser, entries=entries, page=page, more=more, kind_labels=PEER_LOG_KINDS,
+        capped=page == PEER_LOG_MAX_PAGES and len(rows) > start + PEER_LOG_PAGE,
+    )  # fmt: skip
