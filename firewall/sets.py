@@ -311,6 +311,7 @@ def reseed_from_records(ctx: Context, now: float | None = None) -> int:
     """Put the recorded blocks and quarantines back into a freshly created table (after a reboot, a crash
     of the whole box, or a restore from backup), each with the time it has left. Returns how many."""
     now = time.time() if now is None else now
+    ctx.db.migrate()  # a box's very first apply may come before anything else created the tables
     with ctx.db.connection() as conn:
         rows = conn.execute(
             "SELECT kind, ip, expires_at FROM fw_entries WHERE expires_at IS NULL OR expires_at > ?", (now,)
