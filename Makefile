@@ -36,7 +36,7 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-# Bootable images (docs/image.md): not part of `make test`; they need root and a few minutes each.
+# Bootable images (README.md, section "The Mamori image"): not part of `make test`; they need root and a few minutes each.
 .PHONY: image image-test
 IMAGE_ARCHES ?= amd64 arm64
 image:
