@@ -18,8 +18,8 @@ AREA_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "audit": ("audit.view",),
 }
 # Never grantable to a vendor: accounts, and replacing the IDS rules (new code the box runs on all traffic;
-# the clinic's administrator decides, the vendor hands over the file).
-ADMIN_ONLY: frozenset[str] = frozenset({"accounts.manage", "ids.rules_update"})
+# the clinic's administrator decides, the vendor hands over the file), and backups (every key of the box).
+ADMIN_ONLY: frozenset[str] = frozenset({"accounts.manage", "ids.rules_update", "backup.manage"})
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {"dashboard.view", *ADMIN_ONLY, *(p for ps in AREA_PERMISSIONS.values() for p in ps)}
 )
