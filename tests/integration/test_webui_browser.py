@@ -25,9 +25,12 @@ from tests.webui_fixtures import Served, serve_in_namespace
 pytestmark = pytest.mark.integration
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import ElementClickInterceptedException, NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    ElementClickInterceptedException,
+    NoAlertPresentException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 VPN_YAML = """hosts:
@@ -88,18 +91,40 @@ def fill(drv: webdriver.Chrome, **fields: str) -> None:
         element.send_keys(value)
 
 
+def mark_page(drv: webdriver.Chrome) -> None:
+    """Stamp the current document so that `wait_for_next_page` can tell when another one replaced it."""
+    drv.execute_script("window.__mamori_old_page = true;")
+
+
+def wait_for_next_page(drv: webdriver.Chrome) -> None:
+    """Wait until a new document (without the stamp) has loaded completely.
+
+    Comparing documents instead of element handles: while Chromium swaps documents, asking about an
+    old element can fail with errors other than StaleElementReference ("Node with given id does not
+    belong to the document"), so any WebDriver error during the swap just means "not yet".
+    """
+
+    def loaded(x: webdriver.Chrome) -> bool:
+        return bool(
+            x.execute_script(
+                "return window.__mamori_old_page === undefined && document.readyState === 'complete';"
+            )
+        )
+
+    WebDriverWait(drv, 20, ignored_exceptions=(WebDriverException,)).until(loaded)
+
+
 def click(drv: webdriver.Chrome, element: object) -> None:
     """Click and, when the click leaves the page, wait until the next page has replaced it."""
     drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-    html = drv.find_element(By.TAG_NAME, "html")
     is_button = element.tag_name == "button"  # type: ignore[attr-defined]
+    mark_page(drv)
     try:
         element.click()  # type: ignore[attr-defined]
     except ElementClickInterceptedException:  # a tall screenshot window can leave the footer on top
         drv.execute_script("arguments[0].click();", element)
     if is_button:
-        WebDriverWait(drv, 20).until(staleness_of(html))
-        WebDriverWait(drv, 20).until(lambda x: x.execute_script("return document.readyState") == "complete")
+        wait_for_next_page(drv)
 
 
 def submit(drv: webdriver.Chrome) -> None:
@@ -178,11 +203,11 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     # holds the address (firewall.sets via ids.response), and the page offers to undo it.
     button = d.find_element(By.XPATH, "//button[contains(., '発信元を遮断する')]")
     d.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
-    html = d.find_element(By.TAG_NAME, "html")
+    mark_page(d)
     button.click()
     WebDriverWait(d, 10).until(lambda x: _alert_open(x))
     d.switch_to.alert.accept()
-    WebDriverWait(d, 20).until(staleness_of(html))
+    wait_for_next_page(d)
     assert d.find_elements(By.XPATH, "//button[contains(., '遮断を解除する')]"), d.find_element(
         By.TAG_NAME, "main"
     ).text
@@ -221,11 +246,11 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     d.get(served.url + "/firewall/")
     assert "手動で遮断" in d.page_source and "198.51.100.66" in d.page_source
     button = d.find_element(By.XPATH, "//button[contains(., '解除')]")
-    html = d.find_element(By.TAG_NAME, "html")
+    mark_page(d)
     d.execute_script("arguments[0].click();", button)  # the page is taller than the window here
     WebDriverWait(d, 10).until(lambda x: _alert_open(x))
     d.switch_to.alert.accept()
-    WebDriverWait(d, 20).until(staleness_of(html))
+    wait_for_next_page(d)
     assert "遮断を解除しました" in d.page_source
     listing = subprocess.run(
         ["nft", "-j", "list", "ruleset"], capture_output=True, text=True, timeout=30
