@@ -53,7 +53,7 @@ def start_web_forward(lab: Lab, port: int) -> int | None:
     return port
 
 
-def print_summary(lab: Lab, state_dir: Path, web_port: int | None, has_web: bool) -> None:
+def print_summary(lab: Lab, state_dir: Path, web_port: int | None, has_web: bool, setup_code: str) -> None:
     print("\n=== Mamori デモ / demo: running ===")
     print(f"box namespace : {lab.ns('box')}   (state: {state_dir})")
     for host in HOSTS:
@@ -66,6 +66,7 @@ def print_summary(lab: Lab, state_dir: Path, web_port: int | None, has_web: bool
     print(f"  sudo ip netns exec {lab.ns('reception')} ping -c1 198.51.100.10")
     if has_web and web_port:
         print(f"\nWeb UI / 管理画面: https://127.0.0.1:{web_port}/  (self-signed certificate / 自己署名証明書)")
+        print(f"  {setup_code}  (初期設定の最初に入力します / asked for on the first setup page)")
     elif not has_web:
         print("\nWeb UI: not built into this version yet / 管理画面はこの版ではまだありません")
     else:
@@ -93,7 +94,8 @@ def main() -> int:
         box.start_daemon()
         has_web = importlib.util.find_spec("webui.serve") is not None
         web_port = start_web_forward(lab, args.web_port) if has_web else None
-        print_summary(lab, state_dir, web_port, has_web)
+        setup_code = box.mamori("setup-code").stdout.strip()
+        print_summary(lab, state_dir, web_port, has_web, setup_code)
         stop.wait(args.exit_after)
     finally:
         print("片付けています… / cleaning up…", flush=True)

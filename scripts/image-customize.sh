@@ -52,7 +52,7 @@ install_system_files() {
     install -m 0644 "$MAMORI_UPDATE_PUBKEY" "$ROOT/usr/share/mamori/update-keys/vendor.pem"
   fi
   local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service mamori-health.service
-    systemd-networkd.service)
+    mamori-setup-code.service systemd-networkd.service)
   systemctl --root="$ROOT" enable "${units[@]}" >/dev/null 2>&1
   # Mamori starts dnsmasq, Suricata, chronyd and the web UI itself (appliance/webserver.py) with the
   # configs it renders; Debian's stock units would run them with the package defaults. SSH is off until

@@ -110,6 +110,17 @@ def test_no_compilers_and_journal_capped(booted: tuple[VM, SerialConsole]) -> No
     assert re.search(r"^SystemMaxUse=\d+M", conf, re.M), conf
 
 
+def test_console_shows_the_one_time_setup_code(booted: tuple[VM, SerialConsole]) -> None:
+    """Only someone who can read the box's screen can start the wizard: the banner before the login
+    prompt carries the code, the same one `mamori setup-code` gives, kept root-only."""
+    vm, console = booted
+    shown = re.search(r"setup code: ([A-Z2-9]{4}-[A-Z2-9]{4})", sh(console, "mamori --lang en setup-code"))
+    assert shown, "mamori setup-code printed no code"
+    banner = vm.serial_log.read_bytes().decode("utf-8", errors="replace")
+    assert "enter this setup code" in banner and shown.group(1) in banner, banner[-3000:]
+    assert sh(console, "stat -c %a /var/lib/mamori/keys/setup-code").strip() == "600"
+
+
 def test_webui_shows_the_setup_wizard(booted: tuple[VM, SerialConsole]) -> None:
     vm, console = booted
     # The daemon runs the web UI as its child (appliance/webserver.py), on every address while unconfigured.
@@ -122,6 +133,7 @@ def test_webui_shows_the_setup_wizard(booted: tuple[VM, SerialConsole]) -> None:
         body = resp.read().decode("utf-8", errors="replace")
         final = resp.geturl()
     assert "setup" in final or "初期設定" in body, (final, body[:500])
+    assert 'name="setup_code"' in body, "the wizard asks for the setup code first"
 
 
 def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, SerialConsole]) -> None:

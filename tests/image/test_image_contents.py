@@ -80,6 +80,12 @@ def test_fail_closed_policy_installed_and_enabled(parts: dict[str, Path]) -> Non
     assert "mamori-fail-closed.service" in debugfs(root, "ls -l /etc/systemd/system/sysinit.target.wants")
     wants = debugfs(root, "ls -l /etc/systemd/system/multi-user.target.wants")
     assert "mamori.service" in wants and "mamori-firstboot.service" in wants
+    assert "mamori-setup-code.service" in wants
+    # The gettys print the setup-code banner from /run/issue.d (made at boot, never in the image).
+    for getty in ("getty@", "serial-getty@"):
+        dropin = debugfs(root, f"cat /usr/lib/systemd/system/{getty}.service.d/10-mamori-issue.conf")
+        assert "--issue-file /etc/issue:/etc/issue.d:/run/issue.d" in dropin, getty
+    assert "setup-code" not in debugfs(root, "ls -l /var/lib/mamori")
     for stock in (
         "ssh.service",
         "dnsmasq.service",

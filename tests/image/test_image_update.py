@@ -7,9 +7,11 @@ signed with the build's update key (out/keys) and attached to the VM as a read-o
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from test_image_contents import _extract, _partitions
 from vm import VM
 
 pytestmark = pytest.mark.timeout(2400)
+log = logging.getLogger(__name__)
 MTOOLS = {"MTOOLS_SKIP_CHECK": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
@@ -106,15 +109,19 @@ def test_unsigned_bundle_is_refused(update_vm: tuple[VM, SerialConsole]) -> None
 def test_broken_update_falls_back_to_the_previous_version(update_vm: tuple[VM, SerialConsole]) -> None:
     _, console = update_vm
     slot_a, slot_b = _slot_partuuid(console, "a"), _slot_partuuid(console, "b")
+    t0 = time.monotonic()
     out = sh(console, "MAMORI_UPDATE_TRIES=1 mamori-update install /dev/vdb", timeout=900)
     assert "next boot (slot b" in out, out
+    log.info("update written to slot b in %.0f s", time.monotonic() - t0)
     console.send("systemctl reboot")
     seen: list[str] = []
     # The broken slot B boots once (its daemon cannot start, the health check reboots), then slot A again.
     for _ in range(3):
+        t0 = time.monotonic()
         setup_shell(console)
         root = re.search(r"root=PARTUUID=(\S+)", sh(console, "cat /proc/cmdline")).group(1)
         seen.append("b" if root == slot_b else "a" if root == slot_a else root)
+        log.info("booted slot %s in %.0f s (from the reboot to its shell)", seen[-1], time.monotonic() - t0)
         if seen[-1] == "a":
             break
     assert seen[0] == "b" and seen[-1] == "a", f"boots seen after the update: {seen}"

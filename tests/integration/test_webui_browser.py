@@ -21,6 +21,7 @@ import pyotp
 import pytest
 
 from tests.webui_fixtures import Served, serve_in_namespace
+from webui.setup_code import display, read_setup_code
 
 pytestmark = pytest.mark.integration
 selenium = pytest.importorskip("selenium")
@@ -150,7 +151,13 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
         time.sleep(1)
     assert d.current_url.endswith("/setup/"), d.find_element(By.TAG_NAME, "body").text[:2000]
     shot(d, "01-setup-admin")
-    fill(d, username=ADMIN, display_name="桜井 院長", password=PASSWORD, confirm=PASSWORD)
+    # The one-time code from the box's screen (on a real box: the console banner, `mamori setup-code`).
+    code = read_setup_code(served.state / "keys")
+    assert code, "the wizard made the box's setup code"
+    fill(d, setup_code="WRONG-CODE", username=ADMIN, password=PASSWORD, confirm=PASSWORD)
+    submit(d)
+    assert "セットアップコードが違います" in d.find_element(By.CSS_SELECTOR, "main").text
+    fill(d, setup_code=display(code), username=ADMIN, display_name="桜井 院長", password=PASSWORD, confirm=PASSWORD)
     submit(d)
     assert d.current_url.endswith("/setup/totp"), d.find_element(By.TAG_NAME, "main").text
     assert d.find_element(By.CSS_SELECTOR, "figure.qr svg")

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = sorted((REPO / "image" / "systemd").glob("*.service"))
+ROOTFS = REPO / "image" / "rootfs"
+UNITS = sorted((REPO / "image" / "systemd").glob("*.service")) + sorted(
+    (ROOTFS / "usr/lib/systemd/system").glob("*.service")
+)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
@@ -23,6 +26,7 @@ def test_units_verify(tmp_path: Path) -> None:
         # The units name installed paths; point them at this checkout so verify can check the binaries.
         text = text.replace("/usr/bin/mamori", str(mamori))
         text = text.replace("/usr/lib/mamori/fail-closed.nft", str(REPO / "image/nftables/fail-closed.nft"))
+        text = text.replace("/usr/lib/mamori/", str(ROOTFS / "usr/lib/mamori") + "/")
         (tmp_path / unit.name).write_text(text)
     res = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *[str(tmp_path / u.name) for u in UNITS]],

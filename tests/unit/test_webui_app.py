@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.webui_fixtures import Box, audit_actions, box_fixture, csrf, make_box, session_token  # noqa: F401
+from webui.setup_code import MAX_FAILURES, WINDOW_SECONDS, code_path, read_setup_code
 
 HOSTILE = '<script>alert("x")</script>'
 
@@ -71,11 +72,17 @@ def test_first_boot_wizard_creates_admin_and_applies_config(tmp_path: Path) -> N
         r = client.get(path)
         assert r.status_code == 302 and r.headers["Location"].endswith("/setup/"), path
     token = csrf(client, "/setup/")
-    r = client.post("/setup/", data={"csrf_token": token, "username": "incho", "password": "incho",
-                                     "confirm": "incho"})  # fmt: skip
-    assert r.status_code == 400 and "ユーザー名と同じ" in r.get_data(as_text=True)
+    code = read_setup_code(b.ctx.paths.keys_dir)
+    assert code and code_path(b.ctx.paths.keys_dir).stat().st_mode & 0o777 == 0o600
+    r = client.post("/setup/", data={"csrf_token": token, "setup_code": code, "username": "incho",
+                                     "password": "incho", "confirm": "incho"})  # fmt: skip
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and "ユーザー名と同じ" in page
+    assert f'value="{code}"' in page  # what was typed stays in the form
     pw = "Sakura-Naika-2026!"
-    r = client.post("/setup/", data={"csrf_token": token, "username": "incho", "password": pw, "confirm": pw})
+    typed = f" {code[:4].lower()}-{code[4:]} "  # as a person may type it
+    r = client.post("/setup/", data={"csrf_token": token, "setup_code": typed, "username": "incho",
+                                     "password": pw, "confirm": pw})  # fmt: skip
     assert r.headers["Location"].endswith("/setup/totp")
     page = client.get("/setup/totp").get_data(as_text=True)
     secret = re.search(r'class="secret">([A-Z2-7]+)<', page).group(1)
@@ -83,6 +90,7 @@ def test_first_boot_wizard_creates_admin_and_applies_config(tmp_path: Path) -> N
     token = csrf(client, "/setup/totp")
     r = client.post("/setup/totp", data={"csrf_token": token, "code": pyotp.TOTP(secret).at(b.clock.now)})
     assert r.headers["Location"].endswith("/setup/clinic") and b.store().admin_exists()
+    assert not code_path(b.ctx.paths.keys_dir).exists()  # used up once an administrator exists
     token = session_token(client)
     assert client.get("/").headers["Location"].endswith("/setup/clinic")  # admin finishes the wizard first
     client.post("/setup/clinic", data={"csrf_token": token, "clinic_name": "さくら内科クリニック"})
@@ -121,12 +129,39 @@ def test_a_second_browser_cannot_keep_a_half_made_admin(tmp_path: Path) -> None:
     pw = "Sakura-Naika-2026!"
     for client, name in ((first, "incho"), (second, "intruder")):
         token = csrf(client, "/setup/")
-        client.post("/setup/", data={"csrf_token": token, "username": name, "password": pw, "confirm": pw})
+        code = read_setup_code(b.ctx.paths.keys_dir)
+        client.post("/setup/", data={"csrf_token": token, "setup_code": code, "username": name, "password": pw,
+                                     "confirm": pw})  # fmt: skip
     page = first.get("/setup/totp").get_data(as_text=True)
     secret = re.search(r'class="secret">([A-Z2-7]+)<', page).group(1)
     first.post("/setup/totp", data={"csrf_token": session_token(first), "code": pyotp.TOTP(secret).now()})
     assert b.store().get("intruder") is None
     assert second.get("/setup/totp").headers["Location"].endswith("/setup/")
+
+
+def test_the_wizard_needs_the_setup_code_from_the_box(tmp_path: Path) -> None:
+    """Whoever reaches the wizard first must not own the box: without the code from its screen, no account."""
+    b = make_box(tmp_path, with_config=False)
+    client = b.client()
+    token = csrf(client, "/setup/")
+    code = read_setup_code(b.ctx.paths.keys_dir)
+    pw = "Sakura-Naika-2026!"
+    form = {"csrf_token": token, "username": "mallory", "password": pw, "confirm": pw}
+    for wrong in ("", "AAAA-AAAA" if code != "AAAAAAAA" else "BBBB-BBBB", code[:7]):
+        r = client.post("/setup/", data={**form, "setup_code": wrong})
+        assert r.status_code == 400 and "セットアップコードが違います" in r.get_data(as_text=True)
+    assert b.store().get("mallory") is None
+    assert audit_actions(b).count("web.setup_code_failed") == 3
+    # Guessing is limited box-wide: after MAX_FAILURES even the right code waits for the window to pass.
+    for _ in range(MAX_FAILURES - 3):
+        client.post("/setup/", data={**form, "setup_code": "ZZZZ-ZZZ2"})
+    r = client.post("/setup/", data={**form, "setup_code": code})
+    assert r.status_code == 429 and "しばらく" in r.get_data(as_text=True)
+    assert b.store().get("mallory") is None
+    b.clock.advance(WINDOW_SECONDS + 1)
+    r = client.post("/setup/", data={**form, "setup_code": code})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/setup/totp")
+    assert b.store().get("mallory") is not None
 
 
 def _seed_hostile_incident(b: Box) -> None:

@@ -1,6 +1,7 @@
-"""First-boot setup wizard. No default password exists: the first visitor creates the administrator.
+"""First-boot setup wizard. No default password exists: the first administrator is made here, by someone
+who can read the box's one-time setup code (webui/setup_code.py) from its screen.
 
-Steps: 1 administrator -> 2 TOTP -> 3 clinic name -> 4 ports and zones -> 5 notice address -> 6 summary
+Steps: 1 setup code and administrator -> 2 TOTP -> 3 clinic name -> 4 ports and zones -> 5 notice address -> 6 summary
 and apply. Steps 1-2 run while no administrator exists (every other page redirects here); the first
 administrator to finish TOTP wins and any other half-made administrator is removed, so a second browser
 racing the wizard cannot keep an account. Steps 3-6 need that administrator signed in. The config is
@@ -19,6 +20,7 @@ from webui import core
 from webui.accounts import new_totp_secret, verify_totp
 from webui.interfaces import detect_ports
 from webui.qr import svg, totp_uri
+from webui.setup_code import check_setup_code, discard_setup_code, ensure_setup_code
 from webui.views.auth import finish_login
 from webui.wizard import ZONE_CHOICES, ZONE_LABELS, build_config_text
 
@@ -52,11 +54,23 @@ def start() -> Any:
     store = wctx.accounts()
     if store.admin_exists():
         return redirect(url_for("setup.clinic") if wctx.user() else url_for("auth.login"))
+    keys_dir = wctx.ctx().paths.keys_dir
+    ensure_setup_code(keys_dir)
     if request.method == "GET":
         return render_template("setup/admin.html", form={})
     name = request.form.get("username", "").strip()
     password = request.form.get("password", "")
-    form = {"username": name, "display_name": request.form.get("display_name", "").strip()[:64]}
+    form = {"username": name, "display_name": request.form.get("display_name", "").strip()[:64],
+            "setup_code": request.form.get("setup_code", "").strip()[:32]}  # fmt: skip
+    code = check_setup_code(keys_dir, wctx.ctx().db, form["setup_code"], wctx.now())
+    if not code.ok:
+        wctx.audit("web.setup_code_failed", {"locked": code.locked}, actor=name or "anonymous")
+        error = (
+            "セットアップコードを何度も間違えたため、しばらく受け付けません。15分ほど待ってからお試しください。"
+            if code.locked
+            else "セットアップコードが違います。Mamori 本体の画面に表示されている8文字を入力してください。"
+        )
+        return render_template("setup/admin.html", form=form, error=error), 429 if code.locked else 400
     if password != request.form.get("confirm", ""):
         return render_template(
             "setup/admin.html", form=form, error="パスワードが2回とも同じになっていません。"
@@ -96,6 +110,7 @@ def totp() -> Any:
             store.delete(other.name)
             wctx.audit("web.setup_admin_discarded", {"user": other.name}, actor=pending["name"])
     wctx.audit("web.totp_enrolled", {}, actor=pending["name"])
+    discard_setup_code(wctx.ctx().paths.keys_dir)  # an administrator exists: the code has done its job
     finish_login(store.require(pending["name"]))
     return redirect(url_for("setup.clinic"))
 
