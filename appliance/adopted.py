@@ -1,4 +1,4 @@
-"""A daemon worker that runs one helper daemon (dnsmasq, chronyd) which outlives worker generations.
+"""A daemon worker that runs one helper daemon (dnsmasq, chronyd, sshd) which outlives worker generations.
 
 The daemon restarts area workers whenever a new config revision goes live; a helper daemon must not
 blink for a change that does not concern it. So the worker records (pid, config hash) in a state file
@@ -63,6 +63,11 @@ class AdoptedProcessWorker(ABC):
     def can_start(self) -> bool:
         return True
 
+    def cmdline_is_ours(self, cmdline: list[bytes], conf: Path) -> bool:
+        """Whether /proc/PID/cmdline (split at NULs) is our program reading our config file. A program that
+        rewrites its process title (sshd) overrides this."""
+        return bool(cmdline) and cmdline[0].endswith(self.program.encode()) and self.conf_marker(conf) in cmdline
+
     @abstractmethod
     def spawn(self, conf: Path, text: str) -> subprocess.Popen:
         """Start the process in the foreground, in its own session."""
@@ -81,9 +86,7 @@ class AdoptedProcessWorker(ABC):
         child = _CHILDREN.get(pid)
         if child is not None and child.poll() is not None:
             return False  # exited, not yet reaped: /proc still shows it as a zombie
-        return (
-            bool(cmdline) and cmdline[0].endswith(self.program.encode()) and self.conf_marker(conf) in cmdline
-        )
+        return self.cmdline_is_ours(cmdline, conf)
 
     def _adopt(self, conf: Path) -> None:
         try:

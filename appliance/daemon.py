@@ -33,7 +33,7 @@ log = logging.getLogger("mamori.daemon")
 
 WORKER_MODULES: tuple[str, ...] = (
     "firewall.daemon", "ids.daemon", "vpn.daemon", "appliance.backup.daemon", "reports.daemon",
-    "timesvc.daemon",
+    "timesvc.daemon", "sshsvc.daemon",
 )  # fmt: skip
 MAX_BACKOFF = 60.0
 

@@ -12,6 +12,7 @@ SUBSYSTEM_MODULES: tuple[str, ...] = (
     "appliance.network",
     "firewall.subsystem",
     "timesvc.subsystem",
+    "sshsvc.subsystem",
     "ids.subsystem",
     "vpn.subsystem",
 )

@@ -32,10 +32,12 @@ def forward_default(src: str, dst: str) -> Verdict:
 
 # What the box itself answers, per zone the packet comes from (the web UI is added per cfg.web.zones,
 # never for wan or guest; the WireGuard port on wan when the VPN is on; the VPN portal from vpn).
+# "ssh" (maintenance SSH) is open only while `ssh.enabled`; which zones may use it is this table, not
+# the config, so sshd's ListenAddress lines and the firewall always agree.
 BOX_SERVICES: dict[str, tuple[str, ...]] = {
     "wan": (),
-    "lan": ("dhcp", "dns", "ntp", "ping"),
-    "mgmt": ("dhcp", "dns", "ntp", "ping"),
+    "lan": ("dhcp", "dns", "ntp", "ping", "ssh"),
+    "mgmt": ("dhcp", "dns", "ntp", "ping", "ssh"),
     "guest": ("dhcp", "dns"),
     "devices": ("dhcp", "dns", "ntp"),
     "vpn": (),
@@ -46,6 +48,9 @@ BOX_SERVICE_PORTS: dict[str, tuple[str, ...]] = {
     "dhcp": ("udp/67",),
     "dns": ("udp/53", "tcp/53"),
     "ntp": ("udp/123",),
+    "ssh": ("tcp/22",),
 }
+# Services that exist only while their config section switches them on (`ssh.enabled` for "ssh").
+SWITCHED_SERVICES: frozenset[str] = frozenset({"ssh"})
 
 NEVER_WEB_ZONES: frozenset[str] = frozenset({"wan", "guest"})

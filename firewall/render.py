@@ -22,7 +22,13 @@ from typing import Any
 from appliance.config.model import MamoriConfig
 from appliance.webserver import WEB_REDIRECT_PORT
 from firewall import nftjson as nj
-from firewall.policy import BOX_SERVICE_PORTS, BOX_SERVICES, NEVER_WEB_ZONES, forward_default
+from firewall.policy import (
+    BOX_SERVICE_PORTS,
+    BOX_SERVICES,
+    NEVER_WEB_ZONES,
+    SWITCHED_SERVICES,
+    forward_default,
+)
 from firewall.render_rules import RuleRenderer
 from firewall.resolve import port_matches
 from firewall.schedule import windows
@@ -199,9 +205,14 @@ class _Renderer:
         self.add(chain, [nj.jump(self.drop_chain(f"{zone}>box", "policy"))])
         return chain
 
+    def switched_on(self, service: str) -> bool:
+        """Whether a service of SWITCHED_SERVICES is switched on in the config (only "ssh" today)."""
+        return service == "ssh" and self.cfg.ssh.enabled
+
     def box_service_matches(self, zone: str) -> list[list[nj.Expr]]:
         cfg = self.cfg
-        specs = [p for svc in BOX_SERVICES.get(zone, ()) for p in BOX_SERVICE_PORTS.get(svc, ())]
+        on = [svc for svc in BOX_SERVICES.get(zone, ()) if svc not in SWITCHED_SERVICES or self.switched_on(svc)]
+        specs = [p for svc in on for p in BOX_SERVICE_PORTS.get(svc, ())]
         if zone in cfg.web.zones and zone not in NEVER_WEB_ZONES:
             specs.append(f"tcp/{cfg.web.port}")
             specs.append(f"tcp/{WEB_REDIRECT_PORT}")  # plain HTTP only ever answers with a redirect to HTTPS

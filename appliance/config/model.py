@@ -24,6 +24,7 @@ from appliance.config.types import (
 )
 from firewall.model import DhcpConfig, FirewallConfig
 from ids.model import IdsConfig
+from sshsvc.model import SshConfig
 from timesvc.model import NtpConfig
 from vpn.model import VpnConfig
 
@@ -117,6 +118,7 @@ class MamoriConfig(Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     ntp: NtpConfig = Field(default_factory=NtpConfig)
+    ssh: SshConfig = Field(default_factory=SshConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:
         return [i for i in self.interfaces if i.zone == zone]

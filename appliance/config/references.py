@@ -249,6 +249,18 @@ def _check_misc(cfg: MamoriConfig, f: Findings) -> None:
             )
 
 
+def _check_ssh(cfg: MamoriConfig, f: Findings) -> None:
+    """sshd with no ListenAddress would listen on every address, wan included: refuse instead."""
+    from sshsvc.render import listen_addresses
+
+    if cfg.ssh.enabled and not listen_addresses(cfg):
+        f.error(
+            "ssh.enabled",
+            "SSH を有効にするには、院内（lan）か管理用（mgmt）のポートに固定のアドレスが必要です",
+            "ssh needs a lan or mgmt interface with a static address",
+        )
+
+
 def check_references(cfg: MamoriConfig) -> Findings:
     f = Findings()
     _check_interfaces(cfg, f)
@@ -258,4 +270,5 @@ def check_references(cfg: MamoriConfig) -> Findings:
     _check_dhcp(cfg, f)
     _check_vpn(cfg, f, names, services)
     _check_misc(cfg, f)
+    _check_ssh(cfg, f)
     return f

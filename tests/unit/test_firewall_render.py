@@ -10,8 +10,10 @@ import pytest
 
 from firewall.render import VPN_INTERFACE, render_ruleset, vpn_set_name
 from tests.unit.test_firewall_helpers import chain_rules, chains, config, sets
+from tests.unit.test_ssh_render import KEY_ED25519
 
 GOLDEN = Path(__file__).parent / "golden" / "firewall_clinic.json"
+SSH_ON = {"ssh": {"enabled": True, "authorized_keys": [KEY_ED25519]}}
 
 
 def test_golden_example_clinic() -> None:
@@ -158,3 +160,31 @@ def test_checks_are_sets_not_chains_of_addresses() -> None:
     guard = "\n".join(chain_rules(render_ruleset(config()), "guard"))
     assert "@blocked4" in guard and "@allow4" in guard
     assert guard.index("@allow4") < guard.index("@blocked4")  # allowlist first
+
+
+def _tcp_ports(batch: dict, chain: str) -> set[int]:
+    """Every tcp destination port a chain accepts (single ports and sets), from the rules' JSON."""
+    ports: set[int] = set()
+    for rule in chain_rules(batch, chain):
+        for expr in json.loads(rule):
+            m = expr.get("match", {}) if isinstance(expr, dict) else {}
+            if m.get("left") == {"payload": {"field": "dport", "protocol": "tcp"}}:
+                right = m["right"]
+                ports.update(right["set"] if isinstance(right, dict) else [right])
+    return ports
+
+
+@pytest.mark.parametrize(
+    ("changes", "open_in"),
+    [
+        ({}, set()),
+        (SSH_ON, {"in_lan", "in_mgmt"}),
+        ({"ssh": {"enabled": False, "authorized_keys": [KEY_ED25519]}}, set()),
+    ],
+)
+def test_ssh_only_from_lan_and_mgmt_and_only_when_enabled(changes: dict, open_in: set[str]) -> None:
+    mgmt = {"name": "lan0.40", "parent": "lan0", "vlan": 40, "zone": "mgmt", "address": "192.168.40.1/24"}
+    batch = render_ruleset(config(**changes, interfaces=[*config().model_dump()["interfaces"], mgmt]))
+    zones = ["in_wan", "in_lan", "in_guest", "in_devices", "in_mgmt", "in_quarantine"]
+    assert {z for z in zones if 22 in _tcp_ports(batch, z)} == open_in
+    assert 443 in _tcp_ports(batch, "in_lan")  # the helper does see ports
