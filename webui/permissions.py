@@ -18,8 +18,9 @@ AREA_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "audit": ("audit.view",),
 }
 # Never grantable to a vendor: accounts, and replacing the IDS rules (new code the box runs on all traffic;
-# the clinic's administrator decides, the vendor hands over the file), and backups (every key of the box).
-ADMIN_ONLY: frozenset[str] = frozenset({"accounts.manage", "ids.rules_update", "backup.manage"})
+# the clinic's administrator decides, the vendor hands over the file), backups (every key of the box), and
+# maintenance SSH (a root shell: the clinic opens it for the vendor, never the vendor for himself).
+ADMIN_ONLY: frozenset[str] = frozenset({"accounts.manage", "ids.rules_update", "backup.manage", "ssh.manage"})
 ALL_PERMISSIONS: frozenset[str] = frozenset(
     {"dashboard.view", *ADMIN_ONLY, *(p for ps in AREA_PERMISSIONS.values() for p in ps)}
 )

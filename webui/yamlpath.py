@@ -57,3 +57,20 @@ def replace_scalar(text: str, path: str, value: str) -> str | None:
     if not isinstance(node, yaml.ScalarNode) or node.style not in (None, ""):
         return None
     return text[: node.start_mark.index] + value + text[node.end_mark.index :]
+
+
+def replace_section(text: str, key: str, block: str) -> str | None:
+    """The text with the top-level section `key` replaced by `block` (YAML text starting with `key:`),
+    every other line untouched; appended at the end when the section is missing. None when the text is
+    not a YAML mapping (the caller then rebuilds the document)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key_node, value in node.value:
+        if getattr(key_node, "value", None) == key:
+            line_start = text.rfind("\n", 0, key_node.start_mark.index) + 1
+            return text[:line_start] + block.rstrip("\n") + "\n" + text[value.end_mark.index :].lstrip(" ")
+    return text.rstrip("\n") + "\n\n" + block

@@ -53,6 +53,8 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("POST", "/settings/ids/profile", "settings.ids_profile", (A,)),
     ("POST", "/settings/ids/rules", "settings.ids_rules", (A,)),  # 管理者 only, never granted to a vendor
     ("GET", "/settings/time", "settings.time_page", (A,)),
+    ("GET", "/settings/ssh", "settings.ssh_page", (A,)),  # a root shell: 管理者 only, never a vendor
+    ("POST", "/settings/ssh", "settings.ssh_change", (A,)),
     ("GET", "/settings/backup", "settings.backup_page", (A,)),  # backups: 管理者 only, never a vendor
     ("GET", "/settings/backup/download/mamori-backup-20990101-000000.mbk", "settings.backup_download", (A,)),
     ("POST", "/settings/backup/now", "settings.backup_now", (A,)),

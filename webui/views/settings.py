@@ -198,4 +198,4 @@ def notify_test() -> Any:
 
 
 # The IDS and time pages are routes of this blueprint, kept in their own modules (one job each).
-from webui.views import settings_backup, settings_ids, settings_time  # noqa: E402, F401
+from webui.views import settings_backup, settings_ids, settings_ssh, settings_time  # noqa: E402, F401
