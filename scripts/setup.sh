@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
-  conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony
+  conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
   chromium chromium-driver
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
@@ -57,8 +57,9 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_bp[@]}" -gt 0 ]; then
     apt-get install -y --no-install-recommends -t bookworm-backports "${missing_bp[@]}"
   fi
 fi
-# The Debian packages start their services on install where an init exists; Mamori supervises them itself.
-for svc in dnsmasq suricata fail2ban chrony; do
+# The Debian packages start their services on install where an init exists; Mamori supervises them itself
+# (sshd too: Debian's ssh service is never needed, Mamori runs sshd only while `ssh.enabled`).
+for svc in dnsmasq suricata fail2ban chrony ssh; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
 
