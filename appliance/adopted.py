@@ -66,7 +66,9 @@ class AdoptedProcessWorker(ABC):
     def cmdline_is_ours(self, cmdline: list[bytes], conf: Path) -> bool:
         """Whether /proc/PID/cmdline (split at NULs) is our program reading our config file. A program that
         rewrites its process title (sshd) overrides this."""
-        return bool(cmdline) and cmdline[0].endswith(self.program.encode()) and self.conf_marker(conf) in cmdline
+        return (
+            bool(cmdline) and cmdline[0].endswith(self.program.encode()) and self.conf_marker(conf) in cmdline
+        )
 
     @abstractmethod
     def spawn(self, conf: Path, text: str) -> subprocess.Popen:

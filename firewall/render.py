@@ -211,7 +211,9 @@ class _Renderer:
 
     def box_service_matches(self, zone: str) -> list[list[nj.Expr]]:
         cfg = self.cfg
-        on = [svc for svc in BOX_SERVICES.get(zone, ()) if svc not in SWITCHED_SERVICES or self.switched_on(svc)]
+        on = [
+            svc for svc in BOX_SERVICES.get(zone, ()) if svc not in SWITCHED_SERVICES or self.switched_on(svc)
+        ]
         specs = [p for svc in on for p in BOX_SERVICE_PORTS.get(svc, ())]
         if zone in cfg.web.zones and zone not in NEVER_WEB_ZONES:
             specs.append(f"tcp/{cfg.web.port}")
