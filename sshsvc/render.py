@@ -98,7 +98,10 @@ def render_sshd(cfg: MamoriConfig, paths: Paths) -> str:
         "KbdInteractiveAuthentication no",
         "HostbasedAuthentication no",
         "PermitEmptyPasswords no",
-        "UsePAM no",
+        # PAM for the account and session phases only (passwords and keyboard-interactive are off above):
+        # the image locks root's password with "!", and sshd without PAM refuses a locked account even
+        # for a valid key; with PAM, as Debian ships it, the lock only stops password logins.
+        "UsePAM yes",
         "X11Forwarding no",
         "AllowTcpForwarding no",
         "AllowStreamLocalForwarding no",

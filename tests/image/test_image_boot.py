@@ -35,6 +35,10 @@ firewall:
     - {src: lan, dst: 電子カルテ, service: HTTPS}
 ids:
   enabled: false
+ssh:
+  enabled: true
+  authorized_keys:
+    - {key}
 """
 
 
@@ -139,7 +143,11 @@ def test_webui_shows_the_setup_wizard(booted: tuple[VM, SerialConsole]) -> None:
 def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, SerialConsole]) -> None:
     """A configuration prepared in /etc/mamori is applied by the daemon when it starts."""
     _, console = booted
-    encoded = base64.b64encode(VM_CONFIG.encode()).decode()
+    # Maintenance SSH switched on with a key made inside the VM (the vendor's laptop, in the test).
+    sh(console, "rm -f /root/vendor-key* && ssh-keygen -q -t ed25519 -N '' -C vendor -f /root/vendor-key")
+    key = sh(console, "cat /root/vendor-key.pub").strip().splitlines()[-1]
+    assert key.startswith("ssh-ed25519 "), key
+    encoded = base64.b64encode(VM_CONFIG.format(key=key).encode()).decode()
     sh(console, f"echo {encoded} | base64 -d > /etc/mamori/config.yaml")
     sh(console, "mamori --lang en config validate")
     sh(console, "systemctl restart mamori.service", timeout=300)
@@ -157,3 +165,13 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
     assert "192.168.10.10" in table, "the rule to 電子カルテ is in the live table"
     assert sh(console, "nft list ruleset") != sh(console, "cat /run/mamori-test/ruleset-before-daemon.nft")
     assert sh(console, "systemctl is-active mamori.service").strip() == "active"
+
+    # sshd, run by the daemon, listens on the lan address only and lets the key in, although root's
+    # password stays locked (no password anywhere on the box).
+    sh(console, "for i in $(seq 1 60); do ss -Htln 'sport = :22' | grep -q . && break; sleep 2; done", timeout=180)
+    listening = sh(console, "ss -Htln 'sport = :22'")
+    assert "192.168.10.1:22" in listening and "0.0.0.0:22" not in listening, listening
+    login = console.run("ssh -i /root/vendor-key -o BatchMode=yes -o StrictHostKeyChecking=no "
+                        "-o UserKnownHostsFile=/dev/null root@192.168.10.1 'echo ssh-$((40+2))'", timeout=120)  # fmt: skip
+    assert login.rc == 0 and "ssh-42" in login.out, login.out
+    assert sh(console, "passwd -S root").split()[1] == "L"
