@@ -240,7 +240,8 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     assert "注意" in d.find_element(By.CSS_SELECTOR, ".light-label").text or "要対応" in d.page_source
     shot(d, "12-dashboard")
     for name, path in (("13-firewall", "/firewall/"), ("14-vpn", "/vpn/"), ("15-devices", "/devices/"),
-                       ("16-settings", "/settings/"), ("17-settings-edit", "/settings/edit"),
+                       ("16-settings", "/settings/"), ("16b-settings-ssh", "/settings/ssh"),
+                       ("17-settings-edit", "/settings/edit"),
                        ("18-audit", "/audit/"), ("19-accounts", "/accounts/"), ("20-me", "/me")):  # fmt: skip
         d.get(served.url + path)
         assert "うまくいきませんでした" not in d.page_source, path
