@@ -4,13 +4,16 @@ The life cycle is appliance.adopted's (shared with dnsmasq and chronyd): sshd ou
 generation and is adopted by the next one, so an unrelated config change does not drop the vendor's
 listener; it is supervised by PID, never by name, and stopped when sshd_config is gone (SSH switched
 off). sshd_config carries the authorized_keys hash, so a change of keys alone restarts it too.
-Sessions already open keep running when the listener stops (sshd forks each into its own session);
-only new logins are refused.
+Whenever the listener stops (SSH switched off, or restarted for new keys or addresses), the sessions it
+accepted are ended too: sshd forks each into its own session, so stopping the listener alone would leave
+a vendor whose key was just removed logged in. They are found by parent PID, never by name.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -61,8 +64,37 @@ class SshdWorker(AdoptedProcessWorker):
             self.missing_logged = True
         return False
 
+    def _stop(self) -> None:
+        sessions = session_pids(self.pid) if self.pid is not None else []
+        super()._stop()
+        for pid in sessions:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if sessions:
+            log.info("sshd stopped; %d open session(s) ended", len(sessions))
+
     def spawn(self, conf: Path, text: str) -> subprocess.Popen:
         ensure_privsep_dir()
         with open(self.ctx.paths.run_dir / "sshd.log", "ab") as logfile:
             return subprocess.Popen(sshd_argv(conf), stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile,
                                     start_new_session=True)  # fmt: skip
+
+
+def session_pids(listener: int, proc: Path = Path("/proc")) -> list[int]:
+    """The per-connection sshd processes forked by this listener: parent PID `listener` and an sshd title."""
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        # /proc/PID/stat: "pid (comm) state ppid ...": comm may hold spaces, so split after the last ")".
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == listener and cmdline.startswith(b"sshd: "):
+            found.append(int(entry.name))
+    return found

@@ -70,8 +70,16 @@ def test_ssh_from_lan_with_a_key_only_and_off_again(box: Box, tmp_path: Path) ->
         assert not box.lab.tcp_connect("attacker", BOX_WAN, 22, timeout=1)
         assert "ListenAddress 192.168.10.1" in (box.state_dir / "run" / "ssh" / "sshd_config").read_text()
 
+        # A vendor still logged in when SSH is switched off is logged out, not left inside.
+        argv = ["ip", "netns", "exec", box.lab.ns("reception"), "ssh", "-i", str(key), *SSH_OPTS,
+                f"root@{BOX_LAN}", "echo in; sleep 60"]  # fmt: skip
+        session = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        box.lab.processes.append(session)
+        assert session.stdout.readline().strip() == "in"
         apply(box, {"enabled": False, "authorized_keys": []})
         assert wait_until(lambda: not Path(f"/proc/{first}").exists(), timeout=15) is not None
+        session.wait(timeout=15)  # raises if the session outlived the switch-off
+        assert session.returncode != 0
         assert not box.lab.tcp_connect("reception", BOX_LAN, 22, timeout=1)
         assert ssh(box, "reception", key).returncode != 0
     finally:
