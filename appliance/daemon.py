@@ -25,6 +25,7 @@ from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
 from appliance.fileio import atomic_write
+from appliance.logcap import LogCapWorker
 from appliance.service import ConfigService
 from appliance.subsystem import Context
 from appliance.webserver import WebServerWorker
@@ -156,7 +157,8 @@ class Daemon:
     def start_persistent(self) -> None:
         """Workers that live as long as the daemon, across config changes (the web UI must not blink)."""
         self.persistent = [
-            Supervised(w, self.stop_all) for w in (ConfirmWatch(self.service), WebServerWorker(self.ctx))
+            Supervised(w, self.stop_all)
+            for w in (ConfirmWatch(self.service), WebServerWorker(self.ctx), LogCapWorker(self.ctx))
         ]
         for s in self.persistent:
             s.start()
