@@ -147,6 +147,11 @@ class Daemon:
             # The kernel keeps whatever policy it had (fail-closed); say loudly why nothing new was applied.
             log.critical("could not apply the live revision: %s", exc.text("en"))
             rev = self.service.current()
+        except Exception:
+            # A bug in an engine must not crash-loop the daemon at boot: the web UI (the way to fix the
+            # config) would go down with it. apply_all has already restored what it had changed.
+            log.critical("could not apply the live revision (unexpected error)", exc_info=True)
+            rev = self.service.current()
         self.live_revision = rev.id if rev else None
         if rev is None:
             log.warning("no config revision yet: apply one with `mamori config apply`")

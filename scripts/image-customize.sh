@@ -68,7 +68,9 @@ first_boot_identity() {
   : > "$ROOT/etc/machine-id"
   rm -f "$ROOT/var/lib/dbus/machine-id" "$ROOT/var/lib/systemd/random-seed"
   # No default password: root is locked; the first administrator is created in the setup wizard.
-  in_root usermod -p '!' root
+  # "*": no password matches it. Not "!": sshd (UsePAM no, maintenance SSH) refuses a "!"-locked account
+  # even for a valid key.
+  in_root usermod -p '*' root
   echo mamori > "$ROOT/etc/hostname"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\tmamori\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$ROOT/etc/hosts"
   ln -sf /usr/share/zoneinfo/Asia/Tokyo "$ROOT/etc/localtime"

@@ -98,10 +98,10 @@ def render_sshd(cfg: MamoriConfig, paths: Paths) -> str:
         "KbdInteractiveAuthentication no",
         "HostbasedAuthentication no",
         "PermitEmptyPasswords no",
-        # PAM for the account and session phases only (passwords and keyboard-interactive are off above):
-        # the image locks root's password with "!", and sshd without PAM refuses a locked account even
-        # for a valid key; with PAM, as Debian ships it, the lock only stops password logins.
-        "UsePAM yes",
+        # No PAM: its session modules (pam_loginuid, pam_limits) would need more privileges than the
+        # daemon's sandbox gives. Without PAM, sshd refuses an account whose password starts with "!"
+        # even for a valid key, so the image gives root the password "*" (none, and not "locked").
+        "UsePAM no",
         "X11Forwarding no",
         "AllowTcpForwarding no",
         "AllowStreamLocalForwarding no",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -43,8 +44,18 @@ class SshRendering:
 def ensure_privsep_dir() -> None:
     """sshd (even `sshd -t`) refuses to run without its privilege separation directory, root-owned 0755.
     On the image Debian's ssh.service would make it; we run sshd ourselves, so we make it."""
-    PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    os.chmod(PRIVSEP_DIR, 0o755)
+    try:
+        st = PRIVSEP_DIR.stat()
+        if st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755:
+            return  # made at boot (image tmpfiles.d): /run is read-only inside the daemon's sandbox
+    except FileNotFoundError:
+        pass
+    try:
+        PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(PRIVSEP_DIR, 0o755)
+    except OSError as exc:
+        raise ApplyError(f"SSH の準備ができませんでした（{PRIVSEP_DIR}: {exc.strerror}）",
+                         f"cannot prepare {PRIVSEP_DIR}: {exc.strerror}", code="ssh.privsep") from exc  # fmt: skip
 
 
 def ensure_host_key(path: Path) -> None:

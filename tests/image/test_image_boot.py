@@ -147,7 +147,7 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
     sh(console, "rm -f /root/vendor-key* && ssh-keygen -q -t ed25519 -N '' -C vendor -f /root/vendor-key")
     key = sh(console, "cat /root/vendor-key.pub").strip().splitlines()[-1]
     assert key.startswith("ssh-ed25519 "), key
-    encoded = base64.b64encode(VM_CONFIG.format(key=key).encode()).decode()
+    encoded = base64.b64encode(VM_CONFIG.replace("{key}", key).encode()).decode()
     sh(console, f"echo {encoded} | base64 -d > /etc/mamori/config.yaml")
     sh(console, "mamori --lang en config validate")
     sh(console, "systemctl restart mamori.service", timeout=300)

@@ -82,7 +82,7 @@ def test_golden_clinic_rendering() -> None:
         ([], "\nMaxAuthTries 3\n", True),
         ([], "\nLoginGraceTime 30\n", True),
         ([], "\nClientAliveInterval 300\n", True),
-        ([], "\nUsePAM yes\n", True),
+        ([], "\nUsePAM no\n", True),
         ([], "\nLogLevel VERBOSE\n", True),
         ([], "PasswordAuthentication yes", False),
     ],
