@@ -1,4 +1,5 @@
-"""The VPN's long-running work in `mamori daemon`: the portal, the expiry clock and the tunnel monitor.
+"""The VPN's long-running work in `mamori daemon`: the portal, the expiry clock, the tunnel monitor and the
+notices to the clinic (a vendor connected, a login locked).
 
 Workers are rebuilt by the daemon whenever a new config revision goes live, so each holds its config.
 The portal listens on the box's VPN address only (never on wan or lan), so it exists only inside tunnels.
@@ -16,6 +17,7 @@ from waitress.server import create_server
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.monitor import MonitorWorker
+from vpn.notices import VpnNoticeWorker
 from vpn.portal import PORTAL_PORT, create_portal_app
 from vpn.sessions import SessionManager
 from vpn.wg import WgInterface
@@ -71,4 +73,9 @@ def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
     if not cfg.vpn.enabled:
         return []
     iface = WgInterface(cfg.vpn.interface, run_dir=ctx.paths.run_dir)
-    return [PortalWorker(ctx, cfg), ExpiryWorker(ctx, cfg), MonitorWorker(ctx, iface)]
+    return [
+        PortalWorker(ctx, cfg),
+        ExpiryWorker(ctx, cfg),
+        MonitorWorker(ctx, iface),
+        VpnNoticeWorker(ctx, cfg),
+    ]

@@ -1,0 +1,136 @@
+"""Tells the clinic, through its notification channels, when someone comes in from outside.
+
+Ransomware reached Japanese hospitals through vendors' remote-maintenance connections: the clinic should
+know, as it happens, that its vendor is connected, and that a doctor's VPN login was locked after wrong
+codes (a guessed password). The events are read from the audit log, where the VPN portal already records
+them (`vpn.signin`, `vpn.user.locked`), so the portal's request never waits on a mail server and nothing
+is lost when the daemon restarts: a cursor in the kv table remembers the last entry handled. On its very
+first run the cursor starts at the newest entry (history is not replayed as news).
+
+Non-goals: doctors' ordinary sign-ins (daily routine, not news) and rate limiting (there are few events).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from appliance.audit import AuditEntry
+from appliance.config.model import MamoriConfig
+from appliance.errors import NotFoundError
+from appliance.subsystem import Context
+from ids.notify import Channel, Message, channels
+
+log = logging.getLogger(__name__)
+CURSOR_KEY = "vpn.notice_cursor"
+ACTIONS = ("vpn.signin", "vpn.user.locked")
+POLL_S = 5.0
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    reason: str
+    targets: tuple[str, ...]
+    ends: float
+
+
+def _hhmm(ts: float, tz: str) -> str:
+    """Clock time in the clinic's time zone (the box itself may run in UTC)."""
+    return dt.datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M")
+
+
+def compose(
+    cfg: MamoriConfig, entry: AuditEntry, window: Callable[[int], WindowInfo | None]
+) -> Message | None:
+    """The message for one audit entry, or None when it is not news (a doctor's ordinary sign-in)."""
+    users = {u.name: u for u in cfg.vpn.users}
+    user = users.get(entry.actor)
+    who = f"{user.display_name}（{entry.actor}）" if user and user.display_name else f"{entry.actor} "
+    clinic, tz = cfg.clinic.name, cfg.clinic.timezone
+    if entry.action == "vpn.signin":
+        if user is None or user.role != "vendor":
+            return None
+        lines = [f"{who}が {_hhmm(entry.ts, tz)} に遠隔保守のため接続しました。"]
+        info = window(int(entry.detail["window"])) if entry.detail.get("window") else None
+        if info is not None:
+            targets = "、".join(info.targets) or "—"
+            lines.append(
+                f"承認された作業: {info.reason}（対象: {targets}）。{_hhmm(info.ends, tz)} に自動で切断されます。"
+            )
+        lines.append("心当たりがない場合は、管理画面の「VPN」から接続を止め、保守業者に確認してください。")
+        return Message(f"【Mamori】保守業者が接続しました（{clinic}）", "\n".join(lines), severity=2)
+    if entry.action == "vpn.user.locked":
+        body = (
+            f"{who}の VPN ログインが、確認コードやパスワードの誤りが続いたためロックされました"
+            f"（{_hhmm(entry.ts, tz)}）。\n"
+            "ご本人が操作していない場合、パスワードが他人に知られているおそれがあります。"
+            "ご本人に確認し、パスワードを変えてから管理画面でロックを解除してください。"
+        )
+        return Message(f"【Mamori】VPN のログインをロックしました（{clinic}）", body, severity=1)
+    return None
+
+
+class VpnNoticeWorker:
+    """Daemon worker: sends the news among new audit entries, then moves the cursor past them."""
+
+    name = "vpn-notices"
+
+    def __init__(
+        self,
+        ctx: Context,
+        cfg: MamoriConfig,
+        chans: list[Channel] | None = None,
+        poll: float = POLL_S,
+    ) -> None:
+        self.ctx, self.cfg, self.poll = ctx, cfg, poll
+        self.channels = chans if chans is not None else channels(cfg, ctx.paths.keys_dir)
+
+    def _window(self, window_id: int) -> WindowInfo | None:
+        from vpn.windows import WindowStore
+
+        try:
+            w = WindowStore(self.ctx.db).get(window_id)
+        except NotFoundError:
+            return None
+        return WindowInfo(w.reason, w.targets, w.ends)
+
+    def step(self) -> list[Message]:
+        """One pass; returns the messages sent (for tests and the log)."""
+        with self.ctx.db.connection() as conn:
+            cursor = self.ctx.db.get_kv(CURSOR_KEY)
+            if cursor is None:
+                newest = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
+                self.ctx.db.set_kv(CURSOR_KEY, str(newest))
+                return []
+            rows = conn.execute(
+                f"SELECT id, ts, actor, source, remote, action, detail FROM audit WHERE id > ? "
+                f"AND action IN ({','.join('?' * len(ACTIONS))}) ORDER BY id LIMIT 100",
+                (int(cursor), *ACTIONS),
+            ).fetchall()
+        sent = []
+        for row in rows:
+            entry = AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+            msg = compose(self.cfg, entry, self._window)
+            if msg is not None:
+                self._send(msg)
+                sent.append(msg)
+            self.ctx.db.set_kv(CURSOR_KEY, str(entry.id))
+        return sent
+
+    def _send(self, msg: Message) -> None:
+        for ch in self.channels:
+            try:
+                ch.send(msg)
+            except Exception as exc:  # one channel down must not keep the others from hearing it
+                log.error("vpn notice via %s failed: %s", getattr(ch, "name", ch), exc)
+
+    def run(self, stop: threading.Event) -> None:
+        while True:
+            self.step()
+            if stop.wait(self.poll):
+                return
