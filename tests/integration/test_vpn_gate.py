@@ -57,6 +57,27 @@ except OSError as e:
     print("CUT", type(e).__name__, flush=True)
 """
 
+RECEIVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(sys.argv[2], "ab") as f:
+            f.write(body + b"\\n")
+        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+WEBHOOK_PORT = 18080  # on the box namespace's own loopback: the clinic's notification receiver
+
+
+def notices(box: Box) -> str:
+    """What the clinic's webhook received so far (one JSON body per line)."""
+    path = box.state_dir.parent / "webhook.jsonl"
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
 HTTP = """
 import http.cookiejar, re, sys, urllib.error, urllib.parse, urllib.request
 base, action = sys.argv[1], sys.argv[2]
@@ -143,7 +164,9 @@ def clinic(tmp_path_factory):
         data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
         for user in data["vpn"]["users"]:
             user.pop("hours", None)  # access hours are unit-tested; here the test must pass at any time
+        data["notifications"]["webhook"] = {"url": f"http://127.0.0.1:{WEBHOOK_PORT}/hook"}
         box = make_box(lab, tmp / "state", yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        lab.spawn("box", [sys.executable, "-c", RECEIVER, str(WEBHOOK_PORT), str(tmp / "webhook.jsonl")])
         box.mamori("config", "apply", "-m", "VPN の試験")
         lab.spawn("emr", [sys.executable, "-c", ECHO, "443", "22"])
         lab.spawn("reception", [sys.executable, "-c", ECHO, "443"])
@@ -221,6 +244,9 @@ def test_vendor_only_inside_window_and_cut_at_its_end(clinic):
                "--target", "電子カルテ")  # fmt: skip
     status, body = portal(lab, "server", "login", PASSWORD, code)
     assert status == 200 and "接続中です" in body, body
+    # The clinic is told at once, through its notification channel, that its vendor is in.
+    assert wait_for(lambda: "保守業者が接続しました" in notices(box), 20), notices(box)
+    assert "電子カルテ更新" in notices(box)
     assert wait_for(lambda: reachable(lab, "server", EMR, 22), 5)
     assert not reachable(lab, "server", EMR, 443)
     open_conn = hold(lab, "server", EMR, 22)
@@ -244,6 +270,7 @@ def test_repeated_wrong_codes_lock_and_cut_an_open_session(clinic):
     assert "ALIVE" not in out and "CUT" in out, out
     assert not reachable(lab, "doctor", EMR, 443)
     assert "locked" in box.mamori("vpn", "sessions", "yamada").stdout
+    assert wait_for(lambda: "VPN のログインをロックしました" in notices(box), 20), notices(box)
     # even the right code is refused while locked, until the clinic unlocks him
     assert portal(lab, "doctor", "login", PASSWORD, fresh_code(secrets["yamada"]))[0] == 401
     box.mamori("vpn", "disable", "yamada", "--enable")
