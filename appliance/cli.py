@@ -23,7 +23,7 @@ from appliance.storage import Database
 from appliance.subsystem import Context
 
 AREA_CLIS: tuple[str, ...] = (
-    "firewall.cli", "ids.cli", "vpn.cli", "appliance.backup.cli", "reports.cli", "timesvc.cli", "webui.cli",
+    "firewall.cli", "ids.cli", "vpn.cli", "appliance.backup.cli", "reports.cli", "timesvc.cli", "sshsvc.cli", "webui.cli",
 )  # fmt: skip
 
 

@@ -76,12 +76,16 @@ def test_ssh_from_lan_with_a_key_only_and_off_again(box: Box, tmp_path: Path) ->
         session = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         box.lab.processes.append(session)
         assert session.stdout.readline().strip() == "in"
+        status = box.mamori("--lang", "en", "ssh", "status").stdout
+        assert f"sshd running (pid {first})" in status and "open sessions: 1" in status, status
+        assert "192.168.10.1 port 22" in status and "lab-vendor" in status and "SHA256:" in status, status
         apply(box, {"enabled": False, "authorized_keys": []})
         assert wait_until(lambda: not Path(f"/proc/{first}").exists(), timeout=15) is not None
         session.wait(timeout=15)  # raises if the session outlived the switch-off
         assert session.returncode != 0
         assert not box.lab.tcp_connect("reception", BOX_LAN, 22, timeout=1)
         assert ssh(box, "reception", key).returncode != 0
+        assert box.mamori("--lang", "en", "ssh", "status").stdout.strip() == "maintenance SSH: off"
     finally:
         box.stop_daemon()
         pid = sshd_pid(box)

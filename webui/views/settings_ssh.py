@@ -9,44 +9,19 @@ it. Non-goal: choosing zones or a port (fixed: lan and mgmt, tcp/22; see sshsvc)
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from appliance.errors import ConfigError
+from sshsvc.status import fingerprint
 from webui import changes, core
 from webui.context import requires
 from webui.views.settings import bp
 from webui.yamlpath import replace_section
 
 MAX_PASTE = 64 * 1024
-
-
-@dataclass(frozen=True)
-class KeyView:
-    fingerprint: str  # "SHA256:..." from ssh-keygen -lf, or "" if it could not be read
-    kind: str
-    comment: str
-
-
-def fingerprint(key: str) -> KeyView:
-    """`ssh-keygen -lf` on one validated public key line (never the shell; the key goes in a file)."""
-    parts = key.split(maxsplit=2)
-    kind, comment = parts[0], parts[2] if len(parts) > 2 else ""
-    with tempfile.NamedTemporaryFile("w", suffix=".pub", encoding="utf-8") as fh:
-        fh.write(key + "\n")
-        fh.flush()
-        try:
-            res = subprocess.run(["ssh-keygen", "-lf", fh.name], capture_output=True, text=True, timeout=10,
-                                 check=False)  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired):
-            return KeyView("", kind, comment)
-    fields = res.stdout.split()
-    return KeyView(fields[1] if res.returncode == 0 and len(fields) > 1 else "", kind, comment)
 
 
 def _keys_from_form(text: str) -> list[str]:
