@@ -56,8 +56,12 @@ class VerifyResult:
         return self.reason_en if lang == "en" else self.reason_ja
 
 
-def _canonical(entry_id: int, ts: float, actor: str, source: str, remote: str, action: str, detail: str) -> bytes:
-    return json.dumps([entry_id, repr(ts), actor, source, remote, action, detail], ensure_ascii=False).encode()
+def _canonical(
+    entry_id: int, ts: float, actor: str, source: str, remote: str, action: str, detail: str
+) -> bytes:
+    return json.dumps(
+        [entry_id, repr(ts), actor, source, remote, action, detail], ensure_ascii=False
+    ).encode()
 
 
 class AuditLog:
@@ -121,7 +125,14 @@ class AuditLog:
             return self._append(c, key, actor, action, detail_text, source, remote)
 
     def _append(
-        self, conn: sqlite3.Connection, key: bytes, actor: str, action: str, detail: str, source: str, remote: str
+        self,
+        conn: sqlite3.Connection,
+        key: bytes,
+        actor: str,
+        action: str,
+        detail: str,
+        source: str,
+        remote: str,
     ) -> int:
         row = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         prev = row["hash"] if row else GENESIS
@@ -133,7 +144,10 @@ class AuditLog:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry_id, ts, actor, source, remote, action, detail, prev, mac),
         )
-        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('audit_head', ?)", (self._head(key, entry_id, mac),))
+        conn.execute(
+            "INSERT OR REPLACE INTO kv(key, value) VALUES ('audit_head', ?)",
+            (self._head(key, entry_id, mac),),
+        )
         return entry_id
 
     def verify(self) -> VerifyResult:
@@ -145,7 +159,13 @@ class AuditLog:
                 if row["id"] != expected_id or row["prev_hash"] != prev:
                     return self._broken(checked, expected_id, "missing")
                 content = _canonical(
-                    row["id"], row["ts"], row["actor"], row["source"], row["remote"], row["action"], row["detail"]
+                    row["id"],
+                    row["ts"],
+                    row["actor"],
+                    row["source"],
+                    row["remote"],
+                    row["action"],
+                    row["detail"],
                 )
                 if not hmac.compare_digest(self._mac(key, prev, content), row["hash"]):
                     return self._broken(checked, row["id"], "modified")
@@ -187,7 +207,15 @@ class AuditLog:
         args += [limit, offset]
         with self.db.connection() as conn:
             return [
-                AuditEntry(r["id"], r["ts"], r["actor"], r["source"], r["remote"], r["action"], json.loads(r["detail"]))
+                AuditEntry(
+                    r["id"],
+                    r["ts"],
+                    r["actor"],
+                    r["source"],
+                    r["remote"],
+                    r["action"],
+                    json.loads(r["detail"]),
+                )
                 for r in conn.execute(sql, args)
             ]
 

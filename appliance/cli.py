@@ -42,7 +42,9 @@ def _read_text(args: argparse.Namespace) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MamoriError(f"ファイル {path} がありません", f"file {path} not found", code="file.missing") from None
+        raise MamoriError(
+            f"ファイル {path} がありません", f"file {path} not found", code="file.missing"
+        ) from None
 
 
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
@@ -173,13 +175,17 @@ def _config_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mamori", description="Mamori 守り — 医療機関向けセキュリティ機器")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="設定ファイル / config file")
-    parser.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="状態ディレクトリ / state directory")
+    parser.add_argument(
+        "--state-dir", default=str(DEFAULT_STATE_DIR), help="状態ディレクトリ / state directory"
+    )
     parser.add_argument("--lang", choices=("ja", "en"), default=os.environ.get("MAMORI_LANG", "ja"))
     parser.add_argument("--author", help="監査ログに残す操作者名 / who, for the audit log")
     parser.add_argument("--verbose", "-v", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     _config_commands(sub)
-    audit = sub.add_parser("audit", help="監査ログ / audit log").add_subparsers(dest="audit_cmd", required=True)
+    audit = sub.add_parser("audit", help="監査ログ / audit log").add_subparsers(
+        dest="audit_cmd", required=True
+    )
     audit.add_parser("verify", help="改ざんの検査 / verify the chain").set_defaults(func=cmd_audit_verify)
     p = audit.add_parser("list", help="一覧 / list")
     p.add_argument("--search")
@@ -199,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx = Context(Paths(Path(args.config), Path(args.state_dir)), Database(Path(args.state_dir) / "mamori.db"))
+    ctx = Context(
+        Paths(Path(args.config), Path(args.state_dir)), Database(Path(args.state_dir) / "mamori.db")
+    )
     try:
         return args.func(args, ctx)
     except ConfigError as exc:

@@ -125,9 +125,7 @@ class NetworkSubsystem:
         return index
 
     def _sync_addresses(self, ipr: IPRoute, index: int, link: Link, previously: list[str]) -> None:
-        live = {
-            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)
-        }
+        live = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)}
         wanted = {str(ipaddress.ip_interface(a)) for a in link.addresses}
         # Remove before adding: deleting a primary address takes its secondaries in the same subnet along.
         for addr in set(previously) - wanted:

@@ -95,7 +95,12 @@ class ConfigService:
                     self.ctx.db.set_kv(PENDING_KEY, json.dumps(pending), conn)
                 else:
                     self.ctx.db.set_kv(PENDING_KEY, None, conn)
-                detail = {"revision": rev.id, "comment": comment, "diff": diff, "confirm_seconds": confirm_seconds}
+                detail = {
+                    "revision": rev.id,
+                    "comment": comment,
+                    "diff": diff,
+                    "confirm_seconds": confirm_seconds,
+                }
                 self.audit.record(author, "config.apply", detail, source, remote, conn=conn)
             atomic_write(self.ctx.paths.config, text, mode=0o640)
         if confirm_seconds:
@@ -116,11 +121,15 @@ class ConfigService:
         with apply_lock(self.ctx.paths):
             pending = self.pending()
             if pending is None:
-                raise NotFoundError("確定を待っている変更はありません", "no change is waiting for confirmation")
+                raise NotFoundError(
+                    "確定を待っている変更はありません", "no change is waiting for confirmation"
+                )
             with self.ctx.db.transaction() as conn:
                 self.revisions.set_status(conn, pending["revision"], "applied")
                 self.ctx.db.set_kv(PENDING_KEY, None, conn)
-                self.audit.record(author, "config.confirm", {"revision": pending["revision"]}, source, remote, conn=conn)
+                self.audit.record(
+                    author, "config.confirm", {"revision": pending["revision"]}, source, remote, conn=conn
+                )
         rev = self.revisions.get(pending["revision"])
         assert rev is not None
         return rev

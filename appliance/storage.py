@@ -43,7 +43,9 @@ class Database:
         """Apply pending schema migrations of every area; returns each area's schema version now in force."""
         versions: dict[str, int] = {}
         with self.connection() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER)"
+            )
             for area, scripts in _schemas().items():
                 row = conn.execute("SELECT version FROM schema_versions WHERE area = ?", (area,)).fetchone()
                 version = row[0] if row else 0
@@ -54,7 +56,8 @@ class Database:
                             if statement.strip():
                                 conn.execute(statement)
                         conn.execute(
-                            "INSERT OR REPLACE INTO schema_versions(area, version) VALUES (?, ?)", (area, number)
+                            "INSERT OR REPLACE INTO schema_versions(area, version) VALUES (?, ?)",
+                            (area, number),
                         )
                         conn.execute("COMMIT")
                     except BaseException:

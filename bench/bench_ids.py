@@ -93,7 +93,11 @@ def bench_ingest() -> list[tuple[str, str, str]]:
     return [
         ("EVE ingestion, one core (events/s, CPU time)", f"{rate:,.0f}", "≥ 100,000"),
         ("EVE ingestion, wall clock (events/s, shared disk)", f"{N_EVENTS / wall:,.0f}", ""),
-        ("EVE parse alone, orjson (events/s)", f"{parse_rate:,.0f}", f"ingest/parse = {rate / parse_rate:.2f}"),
+        (
+            "EVE parse alone, orjson (events/s)",
+            f"{parse_rate:,.0f}",
+            f"ingest/parse = {rate / parse_rate:.2f}",
+        ),
     ]
 
 
@@ -149,7 +153,9 @@ def latency_worker() -> None:
         thread.join(timeout=10)
         fw.reset()
     lat = [(done[ip] - t) * 1000 for ip, t in written.items() if ip in done]
-    print(json.dumps({"n": len(lat), "p50": _p(lat, 0.5), "p99": _p(lat, 0.99), "mean": statistics.mean(lat)}))
+    print(
+        json.dumps({"n": len(lat), "p50": _p(lat, 0.5), "p99": _p(lat, 0.99), "mean": statistics.mean(lat)})
+    )
 
 
 F2B_FILTER = """[Definition]
@@ -179,8 +185,10 @@ def fail2ban_worker() -> None:
         conf, eve = Path(tmp) / "conf", Path(tmp) / "eve.json"
         (conf / "filter.d").mkdir(parents=True)
         os.symlink("/etc/fail2ban/action.d", conf / "action.d")
-        (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = WARNING\nlogtarget = STDERR\n"
-                                            f"socket = {tmp}/f2b.sock\npidfile = {tmp}/f2b.pid\ndbfile = :memory:\n")
+        (conf / "fail2ban.conf").write_text(
+            f"[Definition]\nloglevel = WARNING\nlogtarget = STDERR\n"
+            f"socket = {tmp}/f2b.sock\npidfile = {tmp}/f2b.pid\ndbfile = :memory:\n"
+        )
         (conf / "filter.d" / "mamori-eve.conf").write_text(F2B_FILTER)
         (conf / "jail.conf").write_text(F2B_JAIL.format(backend="polling", eve=eve))
         eve.touch()
@@ -250,11 +258,15 @@ def bench_block_latency() -> list[tuple[str, str, str]]:
     r = _in_namespace("latency")
     rows = [
         (f"alert→nft block p50 at {ALERT_RATE}/s (ms)", f"{r['p50']:.1f}", ""),
-        (f"alert→nft block p99 at {ALERT_RATE}/s (ms)", f"{r['p99']:.1f}", f"≤ 50 ({r['n']}/{N_ALERTS} blocked)"),
+        (
+            f"alert→nft block p99 at {ALERT_RATE}/s (ms)",
+            f"{r['p99']:.1f}",
+            f"≤ 50 ({r['n']}/{N_ALERTS} blocked)",
+        ),
     ]
     if shutil.which("fail2ban-server"):
         f = _in_namespace("fail2ban")
-        fmt = (lambda v: f"{v:.1f}" if v is not None else "-")  # noqa: E731
+        fmt = lambda v: f"{v:.1f}" if v is not None else "-"  # noqa: E731
         rows += [
             (f"fail2ban, same EVE, p50 at {ALERT_RATE}/s (ms)", fmt(f["p50"]), ""),
             (f"fail2ban, same EVE, p99 at {ALERT_RATE}/s (ms)", fmt(f["p99"]),

@@ -50,7 +50,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     s, c = read_status(ctx), counters(ctx.db)
     if _en(args):
-        print(f"Suricata: {s.state} pid={s.pid} since={_t(s.since)} restarts={s.restarts} last_exit={s.last_exit}")
+        print(
+            f"Suricata: {s.state} pid={s.pid} since={_t(s.since)} restarts={s.restarts} last_exit={s.last_exit}"
+        )
     else:
         print(f"Suricata: {STATE_JA.get(s.state, s.state)}  pid={s.pid}  開始={_t(s.since)}  "
               f"再起動={s.restarts}回  前回の終了コード={s.last_exit}")  # fmt: skip
@@ -66,8 +68,14 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         if _en(args):
             print(f"capture: {pkts} packets, {drops} dropped (at {st.get('timestamp')})")
         else:
-            print(f"監視: {pkts} パケット、取りこぼし {drops}（{st.get('timestamp')} 時点）"
-                  + ("  ※取りこぼしが多い場合は保守業者に相談してください" if pkts and drops > pkts // 100 else ""))
+            print(
+                f"監視: {pkts} パケット、取りこぼし {drops}（{st.get('timestamp')} 時点）"
+                + (
+                    "  ※取りこぼしが多い場合は保守業者に相談してください"
+                    if pkts and drops > pkts // 100
+                    else ""
+                )
+            )
     return 0
 
 
@@ -89,7 +97,9 @@ def cmd_update(args: argparse.Namespace, ctx: Context) -> int:
 
     ctx.db.migrate()
     author = getattr(args, "author", None) or "cli"
-    res = update_rules(ctx, _cfg(ctx), src=Path(args.source) if args.source else None, url=args.url, actor=author)
+    res = update_rules(
+        ctx, _cfg(ctx), src=Path(args.source) if args.source else None, url=args.url, actor=author
+    )
     if _en(args):
         print(f"rules updated: {res.enabled} enabled of {res.total} (checked in {res.test_seconds:.1f} s)")
     else:
@@ -148,7 +158,11 @@ def cmd_block(args: argparse.Namespace, ctx: Context) -> int:
     timeout = parse_duration(args.duration) if args.duration else parse_duration(cfg.ids.auto_block.duration)
     author = getattr(args, "author", None) or "cli"
     ip = manual_block(ctx, cfg, args.ip, author, timeout, incident_id=args.incident)
-    print(f"blocked {ip}" if _en(args) else f"{ip} を遮断しました（{args.duration or cfg.ids.auto_block.duration}）")
+    print(
+        f"blocked {ip}"
+        if _en(args)
+        else f"{ip} を遮断しました（{args.duration or cfg.ids.auto_block.duration}）"
+    )
     return 0
 
 
@@ -166,7 +180,9 @@ def cmd_unblock(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ids = sub.add_parser("ids", help="侵入検知 / intrusion detection").add_subparsers(dest="ids_cmd", required=True)
+    ids = sub.add_parser("ids", help="侵入検知 / intrusion detection").add_subparsers(
+        dest="ids_cmd", required=True
+    )
     ids.add_parser("status", help="状態 / status").set_defaults(func=cmd_status)
     ids.add_parser("rules", help="ルール / rules in use").set_defaults(func=cmd_rules)
     p = ids.add_parser("update", help="ルール更新 / update rules")
@@ -193,5 +209,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ids.add_parser("unblock", help="遮断の解除 / unblock an address")
     p.add_argument("ip")
     p.set_defaults(func=cmd_unblock)
-
-

@@ -62,7 +62,9 @@ class EveIngestWorker:
         now = time.monotonic()
         if now - self._last_retention > RETENTION_EVERY:
             self._last_retention = now
-            apply_retention(self.ctx.db, self.cfg.ids.retention_days * 86400, self.cfg.ids.max_db_mb * 1024 * 512)
+            apply_retention(
+                self.ctx.db, self.cfg.ids.retention_days * 86400, self.cfg.ids.max_db_mb * 1024 * 512
+            )
         return n
 
     def _maybe_rotate(self) -> None:

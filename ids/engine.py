@@ -28,7 +28,9 @@ REFERENCE = Path("/etc/suricata/reference.config")
 
 
 def selection_of(rendered: RenderedIds) -> Selection:
-    return Selection(rendered.profile, rendered.enable_sids, rendered.disable_sids, rendered.disable_categories)
+    return Selection(
+        rendered.profile, rendered.enable_sids, rendered.disable_sids, rendered.disable_categories
+    )
 
 
 def build_rules(paths: Paths, rendered: RenderedIds, source_dir: Path | None = None) -> BuiltRules:
@@ -64,7 +66,9 @@ def test_config(yaml_path: Path, timeout: float = 300) -> float:
                 timeout=timeout, check=False,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ApplyError(f"Suricata の設定確認を実行できません（{exc}）", f"suricata -T could not run ({exc})") from exc
+            raise ApplyError(
+                f"Suricata の設定確認を実行できません（{exc}）", f"suricata -T could not run ({exc})"
+            ) from exc
     if proc.returncode != 0:
         why = _why(proc.stderr + proc.stdout)
         raise ApplyError(

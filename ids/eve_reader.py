@@ -426,7 +426,8 @@ class EveReader:
             keep.append(rec)
         if rows:
             conn.executemany(
-                "INSERT INTO ids_events(id, received, ts, event_type, size, raw) VALUES (?, ?, ?, ?, ?, ?)", rows
+                "INSERT INTO ids_events(id, received, ts, event_type, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
         if unstored:
             batch.counters["events_not_stored"] = batch.counters.get("events_not_stored", 0) + len(unstored)

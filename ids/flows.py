@@ -79,7 +79,9 @@ class FlowAnalyzer:
         szone, dzone = s[1], d[1]
         lateral = szone in INTERNAL and dzone in INTERNAL
         dport = rec.get("dest_port")
-        if lateral and (not isinstance(dport, int) or dport not in LATERAL_PORTS or rec.get("proto") != "TCP"):
+        if lateral and (
+            not isinstance(dport, int) or dport not in LATERAL_PORTS or rec.get("proto") != "TCP"
+        ):
             return None
         if not lateral and not (dzone == "internet" and (szone in CLINICAL or szone == "devices")):
             return None

@@ -48,10 +48,14 @@ class Incident:
         return explain(self.sid, self.category, self.severity, self.signature)
 
 
-_COLUMNS = "id, sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature, category, state, notes"
+_COLUMNS = (
+    "id, sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature, category, state, notes"
+)
 
 
-def record_alert(conn: sqlite3.Connection, alert: Alert, window_s: float, event_id: int | None = None) -> tuple[int, bool]:
+def record_alert(
+    conn: sqlite3.Connection, alert: Alert, window_s: float, event_id: int | None = None
+) -> tuple[int, bool]:
     """Store one alert and attach it to its incident (inside the caller's transaction).
 
     Returns (incident id, whether the incident is new)."""
@@ -71,7 +75,16 @@ def _new_incident(conn: sqlite3.Connection, alert: Alert) -> int:
     cur = conn.execute(
         "INSERT INTO ids_incidents(sid, src_ip, dest_ip, first_seen, last_seen, count, severity, signature,"
         " category) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
-        (alert.sid, alert.src.ip, alert.dst.ip, alert.ts, alert.ts, alert.severity, alert.signature, alert.category),
+        (
+            alert.sid,
+            alert.src.ip,
+            alert.dst.ip,
+            alert.ts,
+            alert.ts,
+            alert.severity,
+            alert.signature,
+            alert.category,
+        ),
     )
     return int(cur.lastrowid or 0)
 
@@ -158,7 +171,9 @@ def set_state(
         notes = row[1]
         if note:
             notes = (notes + "\n" if notes else "") + f"[{stamp} {actor}] {note[:2000]}"
-        conn.execute("UPDATE ids_incidents SET state = ?, notes = ? WHERE id = ?", (state, notes, incident_id))
+        conn.execute(
+            "UPDATE ids_incidents SET state = ?, notes = ? WHERE id = ?", (state, notes, incident_id)
+        )
         AuditLog(db).record(
             actor, "ids.incident.state", {"incident": incident_id, "from": row[0], "to": state, "note": note},
             source=source, conn=conn,

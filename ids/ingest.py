@@ -33,8 +33,11 @@ def capture_stats(record: dict) -> dict:
     capture = stats.get("capture") if isinstance(stats.get("capture"), dict) else {}
     detect = stats.get("detect") if isinstance(stats.get("detect"), dict) else {}
     decoder = stats.get("decoder") if isinstance(stats.get("decoder"), dict) else {}
+
     def num(value: object) -> int | None:
-        return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+        return (
+            value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+        )
 
     return {"timestamp": str(record.get("timestamp", ""))[:40], "uptime": num(stats.get("uptime")),
             "packets": num(decoder.get("pkts")), "kernel_packets": num(capture.get("kernel_packets")),
@@ -78,7 +81,9 @@ class AlertIngest:
             items += [(a, None) for a in self.flows.analyse(records, stored.received)]
         if items:
             results = record_alerts(conn, items, self.window_s)
-            self._pending = [StoredAlert(a, iid, new) for (a, _), (iid, new) in zip(items, results, strict=True)]
+            self._pending = [
+                StoredAlert(a, iid, new) for (a, _), (iid, new) in zip(items, results, strict=True)
+            ]
         add_counters(conn, {"alerts": len(self._pending), "alert_malformed": bad})
         stats = [r for r in stored.unstored if r.get("event_type") == "stats"]
         stats += [e.record for e in stored.of_type("stats")]

@@ -89,13 +89,19 @@ class Attachment:
 class EmailChannel:
     name = "email"
 
-    def __init__(self, cfg, password: str | None, timeout: float = 20, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, cfg, password: str | None, timeout: float = 20, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.cfg, self.password, self.timeout = cfg, password, timeout
         self.tls = tls or ssl.create_default_context()
 
     def send(self, msg: Message, attachments: tuple[Attachment, ...] = ()) -> None:
         email = EmailMessage()
-        email["Subject"], email["From"], email["To"] = msg.subject, self.cfg.sender, ", ".join(self.cfg.recipients)
+        email["Subject"], email["From"], email["To"] = (
+            msg.subject,
+            self.cfg.sender,
+            ", ".join(self.cfg.recipients),
+        )
         email.set_content(msg.body, charset="utf-8")
         for att in attachments:
             maintype, _, subtype = att.mime.partition("/")
@@ -153,7 +159,9 @@ def rfc5424(msg: Message, hostname: str, now: float, app: str = "mamori") -> byt
     ts = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     sd = f'[mamori@32473 severity="{msg.severity}"]'
     text = (msg.subject + " | " + msg.body).replace("\n", " ")
-    return f"<{pri}>1 {ts} {hostname[:255] or '-'} {app} - ids {sd} ".encode() + b"\xef\xbb\xbf" + text.encode()
+    return (
+        f"<{pri}>1 {ts} {hostname[:255] or '-'} {app} - ids {sd} ".encode() + b"\xef\xbb\xbf" + text.encode()
+    )
 
 
 class SyslogChannel:
@@ -201,7 +209,9 @@ def channels(cfg: MamoriConfig, keys_dir: Path) -> list[Channel]:
 class Notifier:
     """Decides what to send and when (rate limit, folding, digest). Pure apart from `channels`."""
 
-    def __init__(self, cfg: MamoriConfig, chans: list[Channel], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, cfg: MamoriConfig, chans: list[Channel], clock: Callable[[], float] = time.time
+    ) -> None:
         self.clinic = cfg.clinic.name
         self.interval = parse_duration(cfg.notifications.min_interval)
         self.daily = cfg.notifications.daily_digest

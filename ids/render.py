@@ -200,7 +200,9 @@ def _app_layer() -> dict:
 
 def threshold_text(cfg: MamoriConfig) -> str:
     """Suppressions (`ids.suppress`) then thresholds (`ids.thresholds`), one line each, in the config's order."""
-    lines = ["# Rendered by Mamori from ids.suppress and ids.thresholds. Do not edit: replaced on every change."]
+    lines = [
+        "# Rendered by Mamori from ids.suppress and ids.thresholds. Do not edit: replaced on every change."
+    ]
     for s in cfg.ids.suppress:
         if s.track and s.ip:
             lines.append(f"suppress gen_id 1, sig_id {s.sid}, track {s.track}, ip {s.ip}")

@@ -193,6 +193,10 @@ def unblock(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, source: str = 
         sets = FirewallSets(ctx, cfg)
     present = sets.unblock(ip, source=source)
     with ctx.db.transaction() as conn:
-        conn.execute("UPDATE ids_blocks SET undone_at = ? WHERE ip = ? AND undone_at IS NULL", (time.time(), ip))
-        AuditLog(ctx.db).record(actor, "ids.unblock", {"ip": ip, "was_present": present}, source=source, conn=conn)
+        conn.execute(
+            "UPDATE ids_blocks SET undone_at = ? WHERE ip = ? AND undone_at IS NULL", (time.time(), ip)
+        )
+        AuditLog(ctx.db).record(
+            actor, "ids.unblock", {"ip": ip, "was_present": present}, source=source, conn=conn
+        )
     return present

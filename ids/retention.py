@@ -63,7 +63,9 @@ def _shrink_events(db: Database, max_bytes: int, max_rounds: int = 1000) -> int:
     return total
 
 
-def apply_retention(db: Database, max_age_s: float, max_event_bytes: int, now: float | None = None) -> RetentionResult:
+def apply_retention(
+    db: Database, max_age_s: float, max_event_bytes: int, now: float | None = None
+) -> RetentionResult:
     """Delete what is older than max_age_s, then the oldest events beyond max_event_bytes."""
     cutoff = (time.time() if now is None else now) - max_age_s
     events = _delete_older(db, "ids_events", "received", cutoff)

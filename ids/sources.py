@@ -98,7 +98,8 @@ def stage(paths: Paths, src: Path) -> Path:
         _extract_tar(src, staging)
     else:
         raise RuleSourceError(
-            f"{src} はルールのフォルダーでも .tar.gz でもありません", f"{src} is neither a rules directory nor a .tar.gz"
+            f"{src} はルールのフォルダーでも .tar.gz でもありません",
+            f"{src} is neither a rules directory nor a .tar.gz",
         )
     if not any(staging.glob("*.rules")) or not load_source(staging):
         shutil.rmtree(staging, ignore_errors=True)
@@ -122,7 +123,9 @@ def rollback(paths: Paths) -> SourceInfo:
     base = sources_dir(paths)
     live, prev, bad = base / SOURCE, base / f"{SOURCE}.prev", base / f"{SOURCE}.bad"
     if not prev.exists():
-        raise RuleSourceError("元に戻せる以前のルールがありません", "there is no previous rule set to roll back to")
+        raise RuleSourceError(
+            "元に戻せる以前のルールがありません", "there is no previous rule set to roll back to"
+        )
     shutil.rmtree(bad, ignore_errors=True)
     if live.exists():
         live.rename(bad)

@@ -117,7 +117,10 @@ class IdsSubsystem:
             ) from exc
 
     def verify(self, rendered: RenderedIds) -> None:
-        if _read(self.live.yaml) != rendered.yaml_text or _read(self.live.threshold) != rendered.threshold_text:
+        if (
+            _read(self.live.yaml) != rendered.yaml_text
+            or _read(self.live.threshold) != rendered.threshold_text
+        ):
             raise ApplyError(
                 "Suricata の設定ファイルが書き込んだ内容と違います",
                 "Suricata's files on disk differ from what was written",

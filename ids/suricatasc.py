@@ -43,7 +43,9 @@ def command(path: Path, name: str, arguments: dict[str, Any] | None = None, time
             sock.sendall(json.dumps({"version": "0.2"}).encode())
             hello = _recv_json(sock)
             if hello.get("return") != "OK":
-                raise SuricataSocketError("Suricata が接続を拒否しました", f"Suricata refused the client: {hello}")
+                raise SuricataSocketError(
+                    "Suricata が接続を拒否しました", f"Suricata refused the client: {hello}"
+                )
             msg: dict[str, Any] = {"command": name}
             if arguments:
                 msg["arguments"] = arguments

@@ -29,7 +29,9 @@ class Box:
                 "--state-dir", str(self.state_dir), *args]  # fmt: skip
         res = self.lab.run("box", argv, check=False, timeout=timeout, input=stdin)
         if check and res.returncode != 0:
-            raise AssertionError(f"mamori {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+            raise AssertionError(
+                f"mamori {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+            )
         return res
 
     def nft_json(self) -> str:

@@ -65,7 +65,9 @@ def print_summary(lab: Lab, state_dir: Path, web_port: int | None, has_web: bool
     print(f"  sudo ip netns exec {lab.ns('attacker')} nmap -Pn -p 1-1000 203.0.113.2")
     print(f"  sudo ip netns exec {lab.ns('reception')} ping -c1 198.51.100.10")
     if has_web and web_port:
-        print(f"\nWeb UI / 管理画面: https://127.0.0.1:{web_port}/  (self-signed certificate / 自己署名証明書)")
+        print(
+            f"\nWeb UI / 管理画面: https://127.0.0.1:{web_port}/  (self-signed certificate / 自己署名証明書)"
+        )
         print(f"  {setup_code}  (初期設定の最初に入力します / asked for on the first setup page)")
     elif not has_web:
         print("\nWeb UI: not built into this version yet / 管理画面はこの版ではまだありません")
@@ -76,7 +78,9 @@ def print_summary(lab: Lab, state_dir: Path, web_port: int | None, has_web: bool
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--exit-after", type=float, default=None, help="stop by itself after N seconds (tests)")
+    parser.add_argument(
+        "--exit-after", type=float, default=None, help="stop by itself after N seconds (tests)"
+    )
     parser.add_argument("--web-port", type=int, default=WEB_PORT_LOCAL)
     args = parser.parse_args()
     if os.geteuid() != 0:

@@ -81,7 +81,20 @@ class Lab:
         return name
 
     def _veth(self, a_key: str, a_if: str, b_key: str, b_if: str) -> None:
-        ip("link", "add", a_if, "netns", self.ns(a_key), "type", "veth", "peer", "name", b_if, "netns", self.ns(b_key))
+        ip(
+            "link",
+            "add",
+            a_if,
+            "netns",
+            self.ns(a_key),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            self.ns(b_key),
+        )
         self.run(a_key, ["ip", "link", "set", a_if, "up"])
         self.run(b_key, ["ip", "link", "set", b_if, "up"])
 
@@ -134,7 +147,9 @@ class Lab:
             self.run(key, ["ip", "link", "set", "eth0", "address", mac])
         return self.ns(key)
 
-    def run(self, key: str, argv: list[str], check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    def run(
+        self, key: str, argv: list[str], check: bool = True, timeout: float = 60, **kw
+    ) -> subprocess.CompletedProcess:
         """Run a command in a host's namespace and wait for it."""
         return subprocess.run(
             ["ip", "netns", "exec", self.ns(key), *argv],
@@ -203,12 +218,16 @@ class Lab:
     # -- reachability helpers used by tests and the demo -------------------------------------------------
 
     def ping(self, key: str, address: str, count: int = 1, wait: float = 1.0) -> bool:
-        res = self.run(key, ["ping", "-n", "-c", str(count), "-W", str(wait), "-i", "0.2", address], check=False)
+        res = self.run(
+            key, ["ping", "-n", "-c", str(count), "-W", str(wait), "-i", "0.2", address], check=False
+        )
         return res.returncode == 0
 
     def tcp_connect(self, key: str, address: str, port: int, timeout: int = 2) -> bool:
         """True if a TCP handshake completes (OpenBSD nc; its -w takes whole seconds only)."""
-        res = self.run(key, ["nc", "-z", "-w", str(int(timeout)), address, str(port)], check=False, timeout=timeout + 5)
+        res = self.run(
+            key, ["nc", "-z", "-w", str(int(timeout)), address, str(port)], check=False, timeout=timeout + 5
+        )
         return res.returncode == 0
 
     def listen_tcp(self, key: str, port: int) -> subprocess.Popen:

@@ -233,7 +233,9 @@ def clock_info(ctx: Context, cfg: MamoriConfig | None) -> ClockInfo | None:
     st = status.clock_state(ctx)
     if cfg is not None and cfg.ntp.enabled and not st.enabled:
         st = dataclasses.replace(st, enabled=True, running=False)
-    return ClockInfo(st.enabled, st.running, st.synchronised, st.offset_s, st.stratum, st.upstream, st.summary_ja())
+    return ClockInfo(
+        st.enabled, st.running, st.synchronised, st.offset_s, st.stratum, st.upstream, st.summary_ja()
+    )
 
 
 def gather_snapshot(ctx: Context, now: float) -> Snapshot:

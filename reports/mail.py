@@ -41,12 +41,16 @@ def _attachments(report: GeneratedReport) -> tuple[Attachment, ...]:
     if report.pdf is None or not report.pdf.exists():
         return ()
     if report.pdf.stat().st_size > MAX_ATTACHMENT_BYTES:
-        log.warning("reports: %s is larger than %d bytes; mailed without it", report.pdf, MAX_ATTACHMENT_BYTES)
+        log.warning(
+            "reports: %s is larger than %d bytes; mailed without it", report.pdf, MAX_ATTACHMENT_BYTES
+        )
         return ()
     return (Attachment(f"mamori-report-{report.month}.pdf", report.pdf.read_bytes()),)
 
 
-def mail_report(ctx: Context, cfg: MamoriConfig, report: GeneratedReport, channel: EmailChannel | None = None) -> bool:
+def mail_report(
+    ctx: Context, cfg: MamoriConfig, report: GeneratedReport, channel: EmailChannel | None = None
+) -> bool:
     """Send the report to notifications.email's recipients; True if the server took it. Audited either way."""
     email: SmtpConfig | None = cfg.notifications.email
     if email is None:
@@ -61,6 +65,7 @@ def mail_report(ctx: Context, cfg: MamoriConfig, report: GeneratedReport, channe
     except (OSError, smtplib.SMTPException, MamoriError, ValueError) as exc:
         log.error("reports: mailing the %s report failed: %s", report.month, exc)
         detail["error"] = str(exc)[:300]
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record("mamori", "reports.mail", detail, source="daemon")
+    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
+        "mamori", "reports.mail", detail, source="daemon"
+    )
     return "error" not in detail
-

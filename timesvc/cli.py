@@ -25,7 +25,9 @@ def _lines_en(state: ClockState) -> list[str]:
     if state.synchronised:
         lines += [f"offset: {state.offset_s:+.6f} s (positive = box clock ahead)", f"stratum: {state.stratum}",
                   f"upstream: {state.upstream}"]  # fmt: skip
-    lines += [f"source {s.name}: state {s.state} stratum {s.stratum} reach {s.reach:o}" for s in state.sources]
+    lines += [
+        f"source {s.name}: state {s.state} stratum {s.stratum} reach {s.reach:o}" for s in state.sources
+    ]
     return lines
 
 
@@ -36,7 +38,9 @@ def _lines_ja(state: ClockState) -> list[str]:
         if state.synchronised:
             lines += [f"ずれ: {format_offset_ja(state.offset_s or 0.0)}", f"階層（stratum）: {state.stratum}",
                       f"上位の時刻サーバー: {state.upstream}"]  # fmt: skip
-        lines += [f"時刻源 {s.name}: {_STATE_JA.get(s.state, s.state)}（階層 {s.stratum}）" for s in state.sources]
+        lines += [
+            f"時刻源 {s.name}: {_STATE_JA.get(s.state, s.state)}（階層 {s.stratum}）" for s in state.sources
+        ]
     return lines
 
 
@@ -50,9 +54,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    time_cmd = subparsers.add_parser("time", help="本機の時計と時刻配信 / the box's clock and NTP").add_subparsers(
-        dest="time_cmd", required=True
-    )
+    time_cmd = subparsers.add_parser(
+        "time", help="本機の時計と時刻配信 / the box's clock and NTP"
+    ).add_subparsers(dest="time_cmd", required=True)
     p = time_cmd.add_parser("status", help="時計の同期状態 / clock synchronisation state")
     p.add_argument("--json", action="store_true", help="JSON で出力 / print JSON")
     p.set_defaults(func=cmd_status)

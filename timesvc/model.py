@@ -31,5 +31,7 @@ class NtpConfig(Strict):
     measuring it and serving time to the clinic."""
 
     enabled: bool = True
-    servers: list[NtpServer] = Field(default_factory=lambda: list(DEFAULT_SERVERS), min_length=1, max_length=8)
+    servers: list[NtpServer] = Field(
+        default_factory=lambda: list(DEFAULT_SERVERS), min_length=1, max_length=8
+    )
     set_clock: bool = True

@@ -26,7 +26,9 @@ NOT_SYNCED = "Not synchronised"
 @dataclass(frozen=True)
 class Source:
     name: str
-    state: str  # chrony's mark: * selected, + combined, - not combined, ? unreachable, x falseticker, ~ variable
+    state: (
+        str  # chrony's mark: * selected, + combined, - not combined, ? unreachable, x falseticker, ~ variable
+    )
     stratum: int
     reach: int  # the last 8 polls as bits (octal in chronyc's output)
 
@@ -56,7 +58,9 @@ class ClockState:
             return "時刻サーバー（chronyd）が動いていません"
         if not self.synchronised:
             return "本機の時計はまだ上位の時刻サーバーと同期していません"
-        return f"同期済み（{self.upstream}、ずれ {format_offset_ja(self.offset_s or 0.0)}、階層 {self.stratum}）"
+        return (
+            f"同期済み（{self.upstream}、ずれ {format_offset_ja(self.offset_s or 0.0)}、階層 {self.stratum}）"
+        )
 
 
 def format_offset_ja(offset_s: float) -> str:
@@ -127,7 +131,9 @@ def clock_state(ctx: Context, timeout: float = 5.0) -> ClockState:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return ClockState(enabled=True, running=False, problem=str(exc))
     if tracking is None:
-        return ClockState(enabled=True, running=True, sources=sources, problem="tracking output not understood")
+        return ClockState(
+            enabled=True, running=True, sources=sources, problem="tracking output not understood"
+        )
     t = tracking
     synced = t.leap != NOT_SYNCED and 0 < t.stratum < 16 and t.ref_id.strip("0") != ""
     selected = next((s.name for s in sources if s.selected), "")

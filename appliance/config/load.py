@@ -35,11 +35,19 @@ def load_config_text(text: str) -> dict[str, Any]:
         where = f"{mark.line + 1}行目" if mark else ""
         where_en = f"line {mark.line + 1}" if mark else ""
         raise ConfigError(
-            [FieldIssue("", Message(f"YAML の書き方に誤りがあります {where}", f"YAML syntax error {where_en}"))]
+            [
+                FieldIssue(
+                    "", Message(f"YAML の書き方に誤りがあります {where}", f"YAML syntax error {where_en}")
+                )
+            ]
         ) from None
     if not isinstance(raw, dict):
         raise ConfigError(
-            [FieldIssue("", Message("設定は「キー: 値」の形で書いてください", "the config must be a mapping"))]
+            [
+                FieldIssue(
+                    "", Message("設定は「キー: 値」の形で書いてください", "the config must be a mapping")
+                )
+            ]
         )
     return raw
 
@@ -65,7 +73,11 @@ def load_config(path: Path) -> LoadedConfig:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(
-            [FieldIssue("", Message("設定ファイルは UTF-8 で保存してください", "the config file must be UTF-8"))]
+            [
+                FieldIssue(
+                    "", Message("設定ファイルは UTF-8 で保存してください", "the config file must be UTF-8")
+                )
+            ]
         ) from None
     return parse_config(text)
 

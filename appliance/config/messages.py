@@ -27,7 +27,10 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     "list_type": ("一覧（- で始まる行）で入力してください", "must be a list"),
     "dict_type": ("項目の集まり（キー: 値）で入力してください", "must be a mapping of keys to values"),
     "model_type": ("項目の集まり（キー: 値）で入力してください", "must be a mapping of keys to values"),
-    "model_attributes_type": ("項目の集まり（キー: 値）で入力してください", "must be a mapping of keys to values"),
+    "model_attributes_type": (
+        "項目の集まり（キー: 値）で入力してください",
+        "must be a mapping of keys to values",
+    ),
     "literal_error": ("使える値は {expected} です", "allowed values are {expected}"),
     "enum": ("使える値は {expected} です", "allowed values are {expected}"),
     "greater_than_equal": ("{ge} 以上にしてください", "must be at least {ge}"),
@@ -49,7 +52,9 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and (part.startswith(("function-", "literal[")) or part in ("str", "none")):
+        elif isinstance(part, str) and (
+            part.startswith(("function-", "literal[")) or part in ("str", "none")
+        ):
             continue
         else:
             out += ("." if out else "") + str(part)

@@ -18,13 +18,19 @@ Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {}
 
 
-def migrate(raw: dict[str, Any], current: int, migrations: dict[int, Migration] | None = None) -> dict[str, Any]:
+def migrate(
+    raw: dict[str, Any], current: int, migrations: dict[int, Migration] | None = None
+) -> dict[str, Any]:
     """Bring `raw` up to `current`. A missing schema_version means the current one."""
     steps = MIGRATIONS if migrations is None else migrations
     version = raw.get("schema_version", current)
     if not isinstance(version, int) or version < 1:
         raise ConfigError(
-            [FieldIssue("schema_version", Message("1 以上の整数で入力してください", "must be an integer >= 1"))]
+            [
+                FieldIssue(
+                    "schema_version", Message("1 以上の整数で入力してください", "must be an integer >= 1")
+                )
+            ]
         )
     if version > current:
         raise ConfigError(
@@ -45,7 +51,9 @@ def migrate(raw: dict[str, Any], current: int, migrations: dict[int, Migration] 
                 [
                     FieldIssue(
                         "schema_version",
-                        Message(f"版 {version} からの移行方法がありません", f"no migration from version {version}"),
+                        Message(
+                            f"版 {version} からの移行方法がありません", f"no migration from version {version}"
+                        ),
                     )
                 ]
             )

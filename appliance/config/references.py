@@ -55,7 +55,9 @@ def _check_interfaces(cfg: MamoriConfig, f: Findings) -> None:
     for i, iface in enumerate(cfg.interfaces):
         path = f"interfaces[{i}]"
         if iface.name in seen:
-            f.error(f"{path}.name", f"「{iface.name}」が2回定義されています", f"'{iface.name}' is defined twice")
+            f.error(
+                f"{path}.name", f"「{iface.name}」が2回定義されています", f"'{iface.name}' is defined twice"
+            )
         seen.add(iface.name)
         if (iface.vlan is None) != (iface.parent is None):
             f.error(
@@ -118,7 +120,11 @@ def _check_names(cfg: MamoriConfig, f: Findings) -> set[str]:
     host_names = {h.name for h in cfg.hosts}
     for i, host in enumerate(cfg.hosts):
         if host.ip is None and host.mac is None:
-            f.error(f"hosts[{i}]", "IPアドレスかMACアドレスのどちらかが必要です", "an IP or a MAC address is needed")
+            f.error(
+                f"hosts[{i}]",
+                "IPアドレスかMACアドレスのどちらかが必要です",
+                "an IP or a MAC address is needed",
+            )
         if host.ip and zone_of_ip(cfg, host.ip) is None:
             f.error(
                 f"hosts[{i}].ip",
@@ -163,7 +169,9 @@ def _check_firewall(cfg: MamoriConfig, f: Findings, names: set[str], services: s
         path = f"firewall.rules[{i}]"
         for end in ("src", "dst"):
             if getattr(rule, end) not in names:
-                _unknown(f, f"{path}.{end}", "ゾーン・機器・グループ", "zone, host or group", getattr(rule, end))
+                _unknown(
+                    f, f"{path}.{end}", "ゾーン・機器・グループ", "zone, host or group", getattr(rule, end)
+                )
         if rule.service and rule.service not in services:
             _unknown(f, f"{path}.service", "サービス", "service", rule.service)
         if rule.schedule and rule.schedule not in schedules:
@@ -226,11 +234,15 @@ def _check_vpn(cfg: MamoriConfig, f: Findings, names: set[str], services: set[st
     for i, user in enumerate(cfg.vpn.users):
         path = f"vpn.users[{i}]"
         if user.name in seen:
-            f.error(f"{path}.name", f"「{user.name}」が2回定義されています", f"'{user.name}' is defined twice")
+            f.error(
+                f"{path}.name", f"「{user.name}」が2回定義されています", f"'{user.name}' is defined twice"
+            )
         seen.add(user.name)
         for j, acc in enumerate(user.access):
             if acc.dst not in names:
-                _unknown(f, f"{path}.access[{j}].dst", "ゾーン・機器・グループ", "zone, host or group", acc.dst)
+                _unknown(
+                    f, f"{path}.access[{j}].dst", "ゾーン・機器・グループ", "zone, host or group", acc.dst
+                )
             if acc.service and acc.service not in services:
                 _unknown(f, f"{path}.access[{j}].service", "サービス", "service", acc.service)
 

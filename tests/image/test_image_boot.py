@@ -168,7 +168,11 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
 
     # sshd, run by the daemon, listens on the lan address only and lets the key in, although root's
     # password stays locked (no password anywhere on the box).
-    sh(console, "for i in $(seq 1 60); do ss -Htln 'sport = :22' | grep -q . && break; sleep 2; done", timeout=180)
+    sh(
+        console,
+        "for i in $(seq 1 60); do ss -Htln 'sport = :22' | grep -q . && break; sleep 2; done",
+        timeout=180,
+    )
     listening = sh(console, "ss -Htln 'sport = :22'")
     assert "192.168.10.1:22" in listening and "0.0.0.0:22" not in listening, listening
     login = console.run("ssh -i /root/vendor-key -o BatchMode=yes -o StrictHostKeyChecking=no "

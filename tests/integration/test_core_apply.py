@@ -70,7 +70,13 @@ def test_refused_config_changes_nothing(box: Box) -> None:
     candidate = changed_config(
         box,
         dev_address="192.168.30.22/24",
-        extra_interface={"name": "eth9.40", "parent": "eth9", "vlan": 40, "zone": "mgmt", "address": "192.168.40.1/24"},
+        extra_interface={
+            "name": "eth9.40",
+            "parent": "eth9",
+            "vlan": 40,
+            "zone": "mgmt",
+            "address": "192.168.40.1/24",
+        },
     )
     res = box.mamori("config", "apply", "--file", str(candidate), check=False)
     assert res.returncode == 1
@@ -84,12 +90,22 @@ def test_refused_config_changes_nothing(box: Box) -> None:
 def test_engine_failure_midway_restores_what_was_already_changed(box: Box) -> None:
     """The kernel refuses VLAN 40 on lan0 after dev0's address was already changed: with 8021q because
     VLAN 40 is taken (made here), without it (as on this CI kernel) because VLANs are not supported."""
-    box.lab.run("box", ["ip", "link", "add", "link", "lan0", "name", "taken40", "type", "vlan", "id", "40"], check=False)
+    box.lab.run(
+        "box",
+        ["ip", "link", "add", "link", "lan0", "name", "taken40", "type", "vlan", "id", "40"],
+        check=False,
+    )
     before = snapshot(box.lab)
     candidate = changed_config(
         box,
         dev_address="192.168.30.23/24",
-        extra_interface={"name": "lan0.40", "parent": "lan0", "vlan": 40, "zone": "mgmt", "address": "192.168.40.1/24"},
+        extra_interface={
+            "name": "lan0.40",
+            "parent": "lan0",
+            "vlan": 40,
+            "zone": "mgmt",
+            "address": "192.168.40.1/24",
+        },
     )
     res = box.mamori("config", "apply", "--file", str(candidate), check=False)
     assert res.returncode == 1, res.stdout

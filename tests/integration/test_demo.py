@@ -54,7 +54,9 @@ def test_demo_runs_serves_the_web_ui_and_cleans_up() -> None:
     assert answer[0] == 302 and answer[1].endswith("/setup/"), answer  # first visit: the setup wizard
     assert "リビジョン 1 を反映しました" in out
     assert f"https://127.0.0.1:{PORT}/" in out
-    assert re.search(r"セットアップコード: [A-Z2-9]{4}-[A-Z2-9]{4}", out), out  # what the wizard asks for first
+    assert re.search(r"セットアップコード: [A-Z2-9]{4}-[A-Z2-9]{4}", out), (
+        out
+    )  # what the wizard asks for first
     assert "終了しました" in out
     prefix = re.search(r"box namespace : (mdemo\d+)-box", out).group(1)
     left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()

@@ -65,11 +65,16 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     ctx = Context(Paths(config=box.config, state_dir=box.state_dir), Database(box.state_dir / "mamori.db"))
     status = wait_running(ctx, timeout=120)
     suri_log = box.state_dir / "run" / "suricata" / "log" / "suricata.log"
-    assert status.state == "running", (status, suri_log.read_text()[-3000:] if suri_log.exists() else "no log")
+    assert status.state == "running", (
+        status,
+        suri_log.read_text()[-3000:] if suri_log.exists() else "no log",
+    )
     time.sleep(1.0)  # af-packet socket bound after the unix socket answers
 
     lab.listen_tcp("emr", 8443)
-    assert wait_for(lambda: lab.tcp_connect("attacker", BOX_WAN, 8443), timeout=15), "forward must work before"
+    assert wait_for(lambda: lab.tcp_connect("attacker", BOX_WAN, 8443), timeout=15), (
+        "forward must work before"
+    )
 
     t0 = time.monotonic()
     lab.run("attacker", ["nmap", "-n", "-Pn", "-sS", "-p", "1-200,3389", "--max-retries", "0", "-T5",
@@ -109,7 +114,9 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
 
     pid = read_status(ctx).pid
     os.kill(pid, signal.SIGKILL)  # a crash: the supervisor restarts Suricata
-    restarted = wait_for(lambda: (s := read_status(ctx)).state == "running" and s.pid != pid and s, timeout=90)
+    restarted = wait_for(
+        lambda: (s := read_status(ctx)).state == "running" and s.pid != pid and s, timeout=90
+    )
     assert restarted and restarted.restarts >= 1 and restarted.last_exit is not None
     status_out = box.mamori("ids", "status").stdout
     assert "動作中" in status_out and json.dumps(restarted.pid) in status_out
@@ -122,5 +129,7 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     refused = box.mamori("ids", "block", "192.168.10.10", check=False)
     assert refused.returncode == 1 and "遮断できません" in refused.stderr
     with ctx.db.connection() as conn:
-        actions = [r[0] for r in conn.execute("SELECT action FROM audit WHERE action LIKE 'ids.%' ORDER BY id")]
+        actions = [
+            r[0] for r in conn.execute("SELECT action FROM audit WHERE action LIKE 'ids.%' ORDER BY id")
+        ]
     assert actions == ["ids.unblock", "ids.block"]

@@ -62,7 +62,9 @@ def syn_frame(src: str, dst: str, dport: int, sport: int = 40000) -> bytes:
     """An Ethernet frame with a TCP SYN: what an attacker's first packet to RDP looks like on the wire."""
     s, d = socket.inet_aton(src), socket.inet_aton(dst)
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 64240, 0, 0)
-    tcp = tcp[:16] + struct.pack("!H", _checksum(s + d + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+    tcp = (
+        tcp[:16] + struct.pack("!H", _checksum(s + d + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+    )
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, s, d)
     ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
     return b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00" + ip + tcp
@@ -72,7 +74,9 @@ def inject(netns: str, ifname: str, frame: bytes) -> None:
     """Send a frame out of `ifname` in the namespace (it arrives on its veth peer, where Suricata listens)."""
     code = ("import socket,sys;s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW);s.bind((sys.argv[1],0));"
             "s.send(bytes.fromhex(sys.argv[2]))")  # fmt: skip
-    subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code, ifname, frame.hex()], check=True)
+    subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", code, ifname, frame.hex()], check=True
+    )
 
 
 def wait_for(predicate, timeout: float, step: float = 0.2):
@@ -148,14 +152,20 @@ def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None
 
         worker = EveIngestWorker(ctx, cfg_with(interfaces=["wan0"]), responders=[], rotate_bytes=1)
         inject(netns, "lan0", syn_frame("198.51.100.71", "203.0.113.2", 5900))
-        assert wait_for(lambda: worker.step() or any(i.src_ip == "198.51.100.71" for i in list_incidents(db)), 20)
+        assert wait_for(
+            lambda: worker.step() or any(i.src_ip == "198.51.100.71" for i in list_incidents(db)), 20
+        )
         worker.step()  # at the end of the file: rotates it
         assert live.eve.with_name("eve.json.1").exists()
         inject(netns, "lan0", syn_frame("198.51.100.72", "203.0.113.2", 5900))
-        assert wait_for(lambda: worker.step() or any(i.src_ip == "198.51.100.72" for i in list_incidents(db)), 20)
+        assert wait_for(
+            lambda: worker.step() or any(i.src_ip == "198.51.100.72" for i in list_incidents(db)), 20
+        )
         worker.reader.close()
         vnc = [i for i in list_incidents(db) if i.sid == 1990003]
-        assert sorted(i.src_ip for i in vnc) == ["198.51.100.71", "198.51.100.72"] and all(i.count == 1 for i in vnc)
+        assert sorted(i.src_ip for i in vnc) == ["198.51.100.71", "198.51.100.72"] and all(
+            i.count == 1 for i in vnc
+        )
         assert counters(db)["rotations"] == 1 and read_status(ctx).pid == pid
 
         # 2. A rule set Suricata rejects on reload: the previous files come back, still the same process.

@@ -65,7 +65,10 @@ def _inside() -> None:
             StoredAlert(alert("198.51.100.53", "internet"), 4, True),
             StoredAlert(alert("192.168.10.20", "lan", "Malware Command and Control Activity Detected"), 5, True),
         ])  # fmt: skip
-        before = {"blocked": [e.ip for e in sets.list_blocked()], "quarantined": [e.ip for e in sets.list_quarantined()]}
+        before = {
+            "blocked": [e.ip for e in sets.list_blocked()],
+            "quarantined": [e.ip for e in sets.list_quarantined()],
+        }
         with db.connection() as conn:
             links = sorted(tuple(r) for r in conn.execute("SELECT ip, incident_id FROM ids_blocks"))
         present = unblock(ctx, cfg, "198.51.100.66", actor="test")

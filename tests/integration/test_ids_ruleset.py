@@ -58,7 +58,9 @@ def test_et_open_profile_passes_suricata_T(tmp_path: Path, profile: str, record_
     built = build_rules(ctx.paths, rendered)
     sub.check(rendered)  # raises ApplyError with Suricata's reason if refused
     record_property(f"{profile}_rules_enabled", built.enabled)
-    print(f"\nET Open 2024-04, profile {profile}: {built.enabled} rules enabled of {built.total} loaded by suricata -T")
+    print(
+        f"\nET Open 2024-04, profile {profile}: {built.enabled} rules enabled of {built.total} loaded by suricata -T"
+    )
     if profile == "full":
         assert built.enabled > 20_000
     else:

@@ -95,7 +95,8 @@ def test_box_serves_ntp_by_the_policy_table(box: Box, tmp_path: Path) -> None:
     box.start_daemon()
     try:
         assert wait_until(lambda: status(box).get("synchronised") is True, timeout=40, step=1) is not None, (
-            box.state_dir / "run" / "chronyd.log").read_text()
+            box.state_dir / "run" / "chronyd.log"
+        ).read_text()
         st = status(box)
         assert st["upstream"] == UPSTREAM and st["stratum"] == 9 and abs(st["offset_s"]) < 0.5
         assert "同期: はい" in box.mamori("time", "status").stdout
@@ -107,7 +108,9 @@ def test_box_serves_ntp_by_the_policy_table(box: Box, tmp_path: Path) -> None:
         assert row.startswith(f"同期済み（{UPSTREAM}、ずれ ") and row.endswith("階層 9）")
         assert access_log["state"] == "はい", access_log["evidence"]
         box.mamori("report", "monthly", "--month", time.strftime("%Y-%m"), "--out", str(tmp_path), "--no-pdf")
-        assert f"同期済み（{UPSTREAM}" in (tmp_path / f"{time.strftime('%Y-%m')}.html").read_text(encoding="utf-8")
+        assert f"同期済み（{UPSTREAM}" in (tmp_path / f"{time.strftime('%Y-%m')}.html").read_text(
+            encoding="utf-8"
+        )
 
         for host, address in (("reception", "192.168.10.1"), ("xray", "192.168.30.1")):
             answer = sntp(box, host, address)
@@ -126,7 +129,9 @@ def test_worker_restarts_chronyd_only_when_needed(box: Box, tmp_path: Path) -> N
     try:
         assert wait_until(lambda: chronyd_pid(box) > 0, timeout=15) is not None
         first = chronyd_pid(box)
-        apply(box, lambda d: d["firewall"]["rules"].append({"src": "受付PC", "dst": "PACS", "service": "HTTPS"}))
+        apply(
+            box, lambda d: d["firewall"]["rules"].append({"src": "受付PC", "dst": "PACS", "service": "HTTPS"})
+        )
         time.sleep(3)  # let the new worker generation adopt
         assert chronyd_pid(box) == first and Path(f"/proc/{first}").exists()  # not restarted
 

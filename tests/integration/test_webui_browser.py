@@ -157,7 +157,14 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     fill(d, setup_code="WRONG-CODE", username=ADMIN, password=PASSWORD, confirm=PASSWORD)
     submit(d)
     assert "セットアップコードが違います" in d.find_element(By.CSS_SELECTOR, "main").text
-    fill(d, setup_code=display(code), username=ADMIN, display_name="桜井 院長", password=PASSWORD, confirm=PASSWORD)
+    fill(
+        d,
+        setup_code=display(code),
+        username=ADMIN,
+        display_name="桜井 院長",
+        password=PASSWORD,
+        confirm=PASSWORD,
+    )
     submit(d)
     assert d.current_url.endswith("/setup/totp"), d.find_element(By.TAG_NAME, "main").text
     assert d.find_element(By.CSS_SELECTOR, "figure.qr svg")

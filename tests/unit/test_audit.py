@@ -17,7 +17,9 @@ def audit(tmp_path: Path) -> AuditLog:
     db.migrate()
     log = AuditLog(db, tmp_path / "keys" / "audit.key")
     for i in range(5):
-        log.record("admin", "config.apply", {"revision": i, "comment": "変更 " + str(i)}, "web", "192.168.10.20")
+        log.record(
+            "admin", "config.apply", {"revision": i, "comment": "変更 " + str(i)}, "web", "192.168.10.20"
+        )
     return log
 
 
@@ -36,11 +38,21 @@ def test_intact_chain_verifies(audit: AuditLog) -> None:
 @pytest.mark.parametrize(
     ("case", "statement", "broken_at", "ja"),
     [
-        ("edited detail", "UPDATE audit SET detail = '{\"revision\": 9}' WHERE id = 3", 3, "書き換えられています"),
+        (
+            "edited detail",
+            "UPDATE audit SET detail = '{\"revision\": 9}' WHERE id = 3",
+            3,
+            "書き換えられています",
+        ),
         ("edited actor", "UPDATE audit SET actor = 'someone' WHERE id = 2", 2, "書き換えられています"),
         ("deleted entry", "DELETE FROM audit WHERE id = 2", 2, "削除または入れ替え"),
         ("deleted tail", "DELETE FROM audit WHERE id = 5", 5, "末尾"),
-        ("re-hashed without key", "UPDATE audit SET hash = 'ab' || substr(hash, 3) WHERE id = 4", 4, "書き換え"),
+        (
+            "re-hashed without key",
+            "UPDATE audit SET hash = 'ab' || substr(hash, 3) WHERE id = 4",
+            4,
+            "書き換え",
+        ),
     ],
 )
 def test_tampering_is_detected(audit: AuditLog, case: str, statement: str, broken_at: int, ja: str) -> None:

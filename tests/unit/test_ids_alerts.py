@@ -94,7 +94,9 @@ def test_incidents_group_repeats_within_window(tmp_path, cfg, records) -> None:
     from dataclasses import replace
 
     with db.transaction() as conn:
-        ids = [record_alert(conn, replace(base, ts=base.ts + dt), window_s=3600)[0] for dt in (0, 10, 3000, 7000)]
+        ids = [
+            record_alert(conn, replace(base, ts=base.ts + dt), window_s=3600)[0] for dt in (0, 10, 3000, 7000)
+        ]
         other = record_alert(conn, replace(base, sid=1990004), window_s=3600)[0]
     assert ids[0] == ids[1] == ids[2] != ids[3]
     assert other not in ids
@@ -134,9 +136,9 @@ def test_fixture_through_reader_into_incidents(tmp_path, cfg, records) -> None:
     n_alerts = sum(r["event_type"] == "alert" for r in records)
     n_found = 1  # the X線装置's ping to the internet, found again in its real flow record (sid 1990103)
     with db.connection() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM ids_alerts WHERE incident_id IS NOT NULL").fetchone()[0] == (
-            n_alerts + n_found
-        )
+        assert conn.execute("SELECT COUNT(*) FROM ids_alerts WHERE incident_id IS NOT NULL").fetchone()[
+            0
+        ] == (n_alerts + n_found)
     assert len(seen) == n_alerts + n_found and counters(db)["alerts"] == n_alerts + n_found
     flow_inc = [i for i in list_incidents(db) if i.sid == 1990103]
     assert len(flow_inc) == 1 and flow_inc[0].src_ip == "192.168.30.40"
@@ -161,7 +163,9 @@ def test_hostile_alert_fields_never_break_a_batch(tmp_path, cfg, records) -> Non
     for i in range(400):
         rec = json.loads(json.dumps(alerts[i % len(alerts)]))
         for _ in range(rng.randint(1, 4)):
-            target = rec if rng.random() < 0.5 else rec["alert"] if isinstance(rec.get("alert"), dict) else rec
+            target = (
+                rec if rng.random() < 0.5 else rec["alert"] if isinstance(rec.get("alert"), dict) else rec
+            )
             target = target or rec
             key = rng.choice(sorted(target))
             target[key] = copy.deepcopy(rng.choice(HOSTILE_VALUES))

@@ -46,7 +46,9 @@ def test_incidents_in_japanese_then_acknowledged(state, capsys) -> None:
     code, out_v, _ = run(capsys, [*base, "-v", "ids", "incidents"])
     assert "技術情報: sid 2009358 ET SCAN" in out_v
     first = int(out.split("#", 1)[1].split(" ", 1)[0])
-    code, out, _ = run(capsys, [*base, "--author", "受付", "ids", "incident", str(first), "acknowledged", "--note", "確認"])
+    code, out, _ = run(
+        capsys, [*base, "--author", "受付", "ids", "incident", str(first), "acknowledged", "--note", "確認"]
+    )
     assert code == 0 and f"#{first}: 確認済み" in out
     code, out, _ = run(capsys, [*base, "ids", "incidents", "--state", "確認済み"])
     assert out.count("[確認済み]") == 1 and "メモ: [" in out

@@ -24,7 +24,9 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def real_flow() -> dict:
-    return next(json.loads(x) for x in FIXTURE.read_text().splitlines() if '"event_type":"flow"' in x and '"TCP"' in x)
+    return next(
+        json.loads(x) for x in FIXTURE.read_text().splitlines() if '"event_type":"flow"' in x and '"TCP"' in x
+    )
 
 
 def flow(base: dict, src: str, dst: str, dport: int, ts: str, sent: int = 100) -> dict:
@@ -46,7 +48,9 @@ def test_lateral_movement_needs_distinct_hosts(cfg, real_flow) -> None:
     found = fa.analyse(sweep, 0)
     assert [a.sid for a in found] == [1990101] and found[0].src.name == "受付PC"
     assert "ランサムウェア" in explain(1990101, found[0].category, found[0].severity).meaning
-    assert fa.analyse([flow(real_flow, "192.168.10.20", "192.168.30.99", 445, t(200))], 0) == []  # once per window
+    assert (
+        fa.analyse([flow(real_flow, "192.168.10.20", "192.168.30.99", 445, t(200))], 0) == []
+    )  # once per window
 
 
 def test_exfiltration_threshold(cfg, real_flow) -> None:

@@ -85,7 +85,9 @@ class SmtpReceiver(threading.Thread):
             line = f.readline().strip()
             verb = line.split(b" ")[0].upper()
             if verb == b"EHLO":
-                conn.sendall(b"250-test\r\n250 AUTH PLAIN\r\n" if self.tls_used else b"250-test\r\n250 STARTTLS\r\n")
+                conn.sendall(
+                    b"250-test\r\n250 AUTH PLAIN\r\n" if self.tls_used else b"250-test\r\n250 STARTTLS\r\n"
+                )
             elif verb == b"STARTTLS":
                 conn.sendall(b"220 go ahead\r\n")
                 conn = self.tls.wrap_socket(conn, server_side=True)
@@ -120,7 +122,9 @@ def test_email_uses_starttls_and_sends_japanese(tls_pair) -> None:
     rx.start()
     cfg = cfg_with({"email": {"host": "127.0.0.1", "port": rx.port, "username": "mamori", "sender": "box@clinic.example",
                               "recipients": ["doctor@clinic.example"]}}).notifications.email  # fmt: skip
-    EmailChannel(cfg, "s3cret", tls=client_tls).send(Message("[Mamori] 攻撃を遮断しました", "本文：重要度 高", 1))
+    EmailChannel(cfg, "s3cret", tls=client_tls).send(
+        Message("[Mamori] 攻撃を遮断しました", "本文：重要度 高", 1)
+    )
     rx.join(10)
     assert rx.tls_used and rx.auth == ["\0mamori\0s3cret"]
     assert len(rx.messages) == 1
@@ -295,8 +299,17 @@ def test_notify_worker_announces_new_incidents_once_and_sends_the_digest(tmp_pat
     ctx = Context(Paths(config=tmp_path / "c.yaml", state_dir=tmp_path), db)
     cfg = cfg_with({"webhook": {"url": base + "/hook"}, "min_interval": "10m"})
     ts = time.time()
-    a = Alert(ts, 1990001, 1, "MAMORI RDP", "Attempted Administrator Privilege Gain", 1,
-              Endpoint("198.51.100.66", 1, "internet", None), Endpoint("203.0.113.2", 3389, "box", None), "TCP")
+    a = Alert(
+        ts,
+        1990001,
+        1,
+        "MAMORI RDP",
+        "Attempted Administrator Privilege Gain",
+        1,
+        Endpoint("198.51.100.66", 1, "internet", None),
+        Endpoint("203.0.113.2", 3389, "box", None),
+        "TCP",
+    )
     with db.transaction() as conn:
         record_alert(conn, a, 3600)
     worker = NotifyWorker(ctx, cfg)

@@ -24,8 +24,12 @@ def cfg_with(ids_yaml: str | None = None, drop_devices: bool = False):
         text = text[:start] + "\nids:\n" + ids_yaml + text[end:]
     if drop_devices:
         text = text.replace("  - name: dev0\n    zone: devices\n    address: 192.168.30.1/24\n", "")
-        text = text.replace("  - {name: X線装置, ip: 192.168.30.40, description: 一般撮影装置（更新できない古い機器）}\n", "")
-        text = text.replace("    - {src: X線装置, dst: PACS, service: DICOM, comment: レントゲン画像の送信}\n", "")
+        text = text.replace(
+            "  - {name: X線装置, ip: 192.168.30.40, description: 一般撮影装置（更新できない古い機器）}\n", ""
+        )
+        text = text.replace(
+            "    - {src: X線装置, dst: PACS, service: DICOM, comment: レントゲン画像の送信}\n", ""
+        )
     return parse_config(text).model
 
 

@@ -28,7 +28,9 @@ def cfg_with(**ids_auto_block):
     return parse_config(yaml.safe_dump(data, allow_unicode=True)).model
 
 
-def alert(src: str, zone: str, severity: int = 1, category: str = "Attempted Administrator Privilege Gain") -> Alert:
+def alert(
+    src: str, zone: str, severity: int = 1, category: str = "Attempted Administrator Privilege Gain"
+) -> Alert:
     return Alert(ts=1.0, sid=1990001, rev=1, signature="MAMORI RDP", category=category, severity=severity,
                  src=Endpoint(src, 5555, zone, None), dst=Endpoint("203.0.113.2", 3389, "box", None),
                  proto="TCP")  # fmt: skip
@@ -85,11 +87,19 @@ def test_responder_blocks_once_per_address_and_links_incident(tmp_path: Path) ->
     sets = RecordingSets(refuse={"198.51.100.99"})
     r = AutoResponder(ctx, cfg_with(), sets=sets)
     a = alert("198.51.100.66", "internet")
-    r([StoredAlert(a, 7, True), StoredAlert(replace(a, ts=2.0), 7, False), StoredAlert(alert("192.168.10.20", "lan"), 8, True)])
+    r(
+        [
+            StoredAlert(a, 7, True),
+            StoredAlert(replace(a, ts=2.0), 7, False),
+            StoredAlert(alert("192.168.10.20", "lan"), 8, True),
+        ]
+    )
     r([StoredAlert(alert("198.51.100.99", "internet"), 9, True)])
     assert [c[:3] for c in sets.calls] == [("block", "198.51.100.66", 86400)]
     assert "incident 7" in sets.calls[0][3] and sets.calls[0][4] == "ids"
     with db.connection() as conn:
-        assert [tuple(r) for r in conn.execute("SELECT ip, incident_id FROM ids_blocks")] == [("198.51.100.66", 7)]
+        assert [tuple(r) for r in conn.execute("SELECT ip, incident_id FROM ids_blocks")] == [
+            ("198.51.100.66", 7)
+        ]
         counters = dict(conn.execute("SELECT name, value FROM ids_counters").fetchall())
     assert counters == {"auto_block": 1, "auto_block_refused": 1}

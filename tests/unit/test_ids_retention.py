@@ -12,7 +12,9 @@ from ids.retention import apply_retention
 
 def _fill(tmp_path: Path, db: Database, n: int, received: float) -> None:
     eve = tmp_path / f"eve-{received}.json"
-    eve.write_text("".join(json.dumps({"event_type": "flow", "seq": i, "pad": "p" * 80}) + "\n" for i in range(n)))
+    eve.write_text(
+        "".join(json.dumps({"event_type": "flow", "seq": i, "pad": "p" * 80}) + "\n" for i in range(n))
+    )
     EveReader(db, eve, source=str(received), clock=lambda: received).poll()
 
 

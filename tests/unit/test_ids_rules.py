@@ -32,7 +32,11 @@ def test_parse_rules() -> None:
 
 @pytest.mark.parametrize(
     ("name", "category"),
-    [("emerging-scan.rules", "scan"), ("botcc.rules", "botcc"), ("/x/emerging-web_client.rules", "web_client")],
+    [
+        ("emerging-scan.rules", "scan"),
+        ("botcc.rules", "botcc"),
+        ("/x/emerging-web_client.rules", "web_client"),
+    ],
 )
 def test_category_of(name: str, category: str) -> None:
     assert category_of(name) == category
@@ -101,7 +105,9 @@ def test_offline_archive_install_and_rollback(tmp_path: Path) -> None:
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
         tar.addfile(link)
 
-    a1 = _tar(tmp_path / "one.tar.gz", {"rules/emerging-scan.rules": rule, "../../escape.rules": rule}, hostile)
+    a1 = _tar(
+        tmp_path / "one.tar.gz", {"rules/emerging-scan.rules": rule, "../../escape.rules": rule}, hostile
+    )
     stage(paths, a1)
     info1 = commit_staged(paths)
     assert sorted(p.name for p in current_source(paths).iterdir()) == ["emerging-scan.rules", "escape.rules"]

@@ -94,7 +94,9 @@ def test_deterministic_and_one_chrony_dir_per_state_dir() -> None:
     assert chrony_dir(other) != chrony_dir(PATHS) and chrony_dir(other).parent == Path("/run/mamori")
 
 
-needs_chronyd = pytest.mark.skipif(shutil.which("chronyd") is None, reason="chrony is not installed (make setup)")
+needs_chronyd = pytest.mark.skipif(
+    shutil.which("chronyd") is None, reason="chrony is not installed (make setup)"
+)
 
 
 @needs_chronyd

@@ -41,7 +41,13 @@ def test_tracking_unsynchronised() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "garbage\n", "0A4D0001,10.77.0.1,nine,0,0,0,0,0,0,0,0,0,1.0,Normal\n", "a,b,c\n", SYNCED.replace(",", ";")],
+    [
+        "",
+        "garbage\n",
+        "0A4D0001,10.77.0.1,nine,0,0,0,0,0,0,0,0,0,1.0,Normal\n",
+        "a,b,c\n",
+        SYNCED.replace(",", ";"),
+    ],
 )
 def test_tracking_malformed_is_none(text: str) -> None:
     assert parse_tracking(text) is None
@@ -86,7 +92,9 @@ def ctx_at(tmp_path: Path) -> Context:
 
 def test_clock_state_without_chronyd(tmp_path: Path) -> None:
     ctx = ctx_at(tmp_path)
-    assert clock_state(ctx) == ClockState(enabled=False, running=False, problem="ntp disabled (no chrony.conf)")
+    assert clock_state(ctx) == ClockState(
+        enabled=False, running=False, problem="ntp disabled (no chrony.conf)"
+    )
     conf_path(ctx.paths).write_text("# set_clock: no\n", encoding="utf-8")
     state = clock_state(ctx)
     assert state.enabled and not state.running and not state.synchronised

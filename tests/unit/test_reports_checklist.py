@@ -23,8 +23,12 @@ from reports.snapshot import (
 
 NOW = 1_790_000_000.0
 DAY = 86400.0
-SYNCED = ClockInfo(True, True, True, -0.0004, 2, "ntp.nict.jp", "同期済み（ntp.nict.jp、ずれ 0.400 ミリ秒遅れ、階層 2）")
-UNSYNCED = ClockInfo(True, True, False, None, None, "", "本機の時計はまだ上位の時刻サーバーと同期していません")
+SYNCED = ClockInfo(
+    True, True, True, -0.0004, 2, "ntp.nict.jp", "同期済み（ntp.nict.jp、ずれ 0.400 ミリ秒遅れ、階層 2）"
+)
+UNSYNCED = ClockInfo(
+    True, True, False, None, None, "", "本機の時計はまだ上位の時刻サーバーと同期していません"
+)
 
 
 def vpn_user(name: str = "yamada", role: str = "doctor", **kw: object) -> VpnUserRow:
@@ -142,6 +146,8 @@ def test_clinic_items_carry_the_stored_answer_and_target_date() -> None:
     assert (unanswered.answer, "回答を記入してください" in unanswered.evidence) == ("", True)
 
 
-@pytest.mark.parametrize(("clock", "row"), [(SYNCED, SYNCED.text), (UNSYNCED, UNSYNCED.text), (None, UNAVAILABLE)])
+@pytest.mark.parametrize(
+    ("clock", "row"), [(SYNCED, SYNCED.text), (UNSYNCED, UNSYNCED.text), (None, UNAVAILABLE)]
+)
 def test_access_log_shows_the_clock(clock: ClockInfo | None, row: str) -> None:
     assert ("本機の時計（NTP）", row) in item(replace(healthy(), clock=clock), "2-6").rows

@@ -25,7 +25,9 @@ def state(tmp_path: Path) -> Path:
     text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
     with db.transaction() as conn:  # as ConfigService.apply records it: the revision and its audit entry
         rev = RevisionStore(db).add(conn, text, "院長", "cli", "", "", "applied")
-        AuditLog(db, paths.keys_dir / "audit.key").record("院長", "config.apply", {"revision": rev.id}, conn=conn)
+        AuditLog(db, paths.keys_dir / "audit.key").record(
+            "院長", "config.apply", {"revision": rev.id}, conn=conn
+        )
     return paths.state_dir
 
 

@@ -30,12 +30,17 @@ def _worker(ctx, port: int, client_tls) -> tuple[MonthlyReportWorker, str]:  # n
     this_month = dt.datetime.now(TOKYO)
     first = _first_of_next_month(this_month).timestamp()
     channel = EmailChannel(cfg.notifications.email, "s3cret", timeout=10, tls=client_tls)
-    return MonthlyReportWorker(ctx, cfg, clock=lambda: first, mail_channel=channel), this_month.strftime("%Y-%m")
+    return MonthlyReportWorker(ctx, cfg, clock=lambda: first, mail_channel=channel), this_month.strftime(
+        "%Y-%m"
+    )
 
 
 def _mail_audits(ctx) -> list[dict]:  # noqa: F811
-    return [e.detail for e in AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").search("reports.mail")
-            if e.action == "reports.mail"]
+    return [
+        e.detail
+        for e in AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").search("reports.mail")
+        if e.action == "reports.mail"
+    ]
 
 
 def test_report_is_mailed_with_the_pdf(ctx, tls_pair) -> None:  # noqa: F811
