@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -34,6 +35,8 @@ class AdoptedProcessWorker(ABC):
     name = "process"
     program = ""  # the executable's name, as it ends argv[0] in /proc/PID/cmdline
     state_name = ""  # file in run_dir holding {"pid", "hash"}
+    executable = ""  # checked before a start (name on PATH or absolute path); "" means no check
+    missing_message = ""  # logged once while `executable` is missing (its package is not installed)
 
     def __init__(self, ctx: Context, poll: float = 1.0) -> None:
         self.ctx = ctx
@@ -41,6 +44,7 @@ class AdoptedProcessWorker(ABC):
         self.pid: int | None = None
         self.running_hash = ""
         self.restarts = 0
+        self.missing_logged = False
 
     # -- what a subclass provides ----------------------------------------------------------------------
 
@@ -48,9 +52,9 @@ class AdoptedProcessWorker(ABC):
     def conf_path(self) -> Path:
         """The config file the process reads."""
 
-    @abstractmethod
     def conf_marker(self, conf: Path) -> bytes:
         """The argv element that names our config file (tells our process apart from another one)."""
+        return str(conf).encode()
 
     @abstractmethod
     def config_hash(self, text: str) -> str:
@@ -61,7 +65,14 @@ class AdoptedProcessWorker(ABC):
         return text is not None
 
     def can_start(self) -> bool:
-        return True
+        """False while `executable` is missing (said once in the log): an area whose package is not
+        installed must not stop the others, and must not fill the log either."""
+        if not self.executable or shutil.which(self.executable) is not None:
+            return True
+        if not self.missing_logged:
+            log.error(self.missing_message or f"{self.executable} is not installed; {self.name} cannot run")
+            self.missing_logged = True
+        return False
 
     def cmdline_is_ours(self, cmdline: list[bytes], conf: Path) -> bool:
         """Whether /proc/PID/cmdline (split at NULs) is our program reading our config file. A program that
@@ -98,6 +109,11 @@ class AdoptedProcessWorker(ABC):
             return
         if self._is_ours(pid, conf):
             self.pid, self.running_hash = pid, digest
+
+    def running_pid(self) -> int | None:
+        """The PID of our process as recorded by the worker, if it is still ours (for status readers)."""
+        self._adopt(self.conf_path())
+        return self.pid
 
     def _start(self, conf: Path, text: str, digest: str) -> None:
         proc = self.spawn(conf, text)

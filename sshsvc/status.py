@@ -4,11 +4,9 @@ out over the phone), whether Mamori's sshd runs and how many sessions are open."
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from appliance.revisions import RevisionStore
 from appliance.subsystem import Context
@@ -47,27 +45,15 @@ def fingerprint(key: str) -> KeyView:
     return KeyView(fields[1] if res.returncode == 0 and len(fields) > 1 else "", kind, comment)
 
 
-def running_sshd(ctx: Context) -> int | None:
-    """The listener's PID from the worker's state file, if that process is still an sshd."""
-    from sshsvc.worker import SshdWorker
-
-    try:
-        pid = int(json.loads((ctx.paths.run_dir / SshdWorker.state_name).read_text(encoding="utf-8"))["pid"])
-        title = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if title.startswith((b"sshd:", b"/usr/sbin/sshd")) else None
-
-
 def ssh_state(ctx: Context) -> SshState:
     from appliance.config.load import parse_config
-    from sshsvc.worker import session_pids
+    from sshsvc.worker import SshdWorker, session_pids
 
     rev = RevisionStore(ctx.db).live()
     if rev is None:
         return SshState(enabled=False)
     cfg = parse_config(rev.config_text).model
-    pid = running_sshd(ctx)
+    pid = SshdWorker(ctx).running_pid()  # the worker's own test: its state file and sshd on our config
     return SshState(
         enabled=cfg.ssh.enabled,
         addresses=listen_addresses(cfg),

@@ -18,7 +18,6 @@ import subprocess
 from pathlib import Path
 
 from appliance.adopted import AdoptedProcessWorker
-from appliance.subsystem import Context
 from sshsvc.render import SSHD, conf_path, config_hash
 from sshsvc.subsystem import MISSING, ensure_privsep_dir
 
@@ -34,16 +33,11 @@ class SshdWorker(AdoptedProcessWorker):
     name = "sshd"
     program = "sshd"
     state_name = "sshd.state"
-
-    def __init__(self, ctx: Context, poll: float = 1.0) -> None:
-        super().__init__(ctx, poll)
-        self.missing_logged = False
+    executable = SSHD
+    missing_message = MISSING
 
     def conf_path(self) -> Path:
         return conf_path(self.ctx.paths)
-
-    def conf_marker(self, conf: Path) -> bytes:
-        return str(conf).encode()
 
     def cmdline_is_ours(self, cmdline: list[bytes], conf: Path) -> bool:
         # sshd's listener rewrites its title into one string: "sshd: /usr/sbin/sshd -D -e -f CONF [listener] ..."
@@ -55,14 +49,6 @@ class SshdWorker(AdoptedProcessWorker):
 
     def wanted(self, text: str | None) -> bool:
         return bool(text)  # no (or an empty) sshd_config means SSH is off
-
-    def can_start(self) -> bool:
-        if Path(SSHD).exists():
-            return True
-        if not self.missing_logged:
-            log.error(MISSING)
-            self.missing_logged = True
-        return False
 
     def _stop(self) -> None:
         sessions = session_pids(self.pid) if self.pid is not None else []

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from appliance.adopted import AdoptedProcessWorker
 from appliance.fileio import atomic_write
-from appliance.subsystem import Context
 from timesvc.render import chrony_dir, conf_path, config_hash, sets_clock
 
 log = logging.getLogger(__name__)
@@ -65,30 +64,17 @@ class ChronyWorker(AdoptedProcessWorker):
     name = "chronyd"
     program = "chronyd"
     state_name = "chrony.state"
-
-    def __init__(self, ctx: Context, poll: float = 1.0) -> None:
-        super().__init__(ctx, poll)
-        self.missing_logged = False
+    executable = "chronyd"
+    missing_message = "ntp: chronyd is not installed (package chrony); the time service cannot run"
 
     def conf_path(self) -> Path:
         return conf_path(self.ctx.paths)
-
-    def conf_marker(self, conf: Path) -> bytes:
-        return str(conf).encode()
 
     def config_hash(self, text: str) -> str:
         return config_hash(text)
 
     def wanted(self, text: str | None) -> bool:
         return bool(text)  # an empty chrony.conf means the time service is off
-
-    def can_start(self) -> bool:
-        if shutil.which("chronyd") is not None:
-            return True
-        if not self.missing_logged:
-            log.error("ntp: chronyd is not installed (package chrony); the time service cannot run")
-            self.missing_logged = True
-        return False
 
     def spawn(self, conf: Path, text: str) -> subprocess.Popen:
         directory = chrony_dir(self.ctx.paths)
