@@ -43,7 +43,8 @@ class SshRendering:
 
 def ensure_privsep_dir() -> None:
     """sshd (even `sshd -t`) refuses to run without its privilege separation directory, root-owned 0755.
-    On the image Debian's ssh.service would make it; we run sshd ourselves, so we make it."""
+    Debian's ssh.service would make it; we run sshd ourselves. On the image tmpfiles.d makes it at boot
+    (the daemon's sandbox cannot write /run); in the lab we make it here."""
     try:
         st = PRIVSEP_DIR.stat()
         if st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755:

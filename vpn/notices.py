@@ -99,22 +99,26 @@ class VpnNoticeWorker:
             return None
         return WindowInfo(w.reason, w.targets, w.ends)
 
+    def _entries_after(self, cursor: int) -> list[AuditEntry]:
+        marks = ",".join("?" * len(ACTIONS))
+        with self.ctx.db.connection() as conn:
+            rows = conn.execute(
+                f"SELECT id, ts, actor, source, remote, action, detail FROM audit "
+                f"WHERE id > ? AND action IN ({marks}) ORDER BY id LIMIT 100",
+                (cursor, *ACTIONS),
+            ).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
     def step(self) -> list[Message]:
         """One pass; returns the messages sent (for tests and the log)."""
-        with self.ctx.db.connection() as conn:
-            cursor = self.ctx.db.get_kv(CURSOR_KEY)
-            if cursor is None:
+        cursor = self.ctx.db.get_kv(CURSOR_KEY)
+        if cursor is None:  # first run: start at the newest entry, history is not news
+            with self.ctx.db.connection() as conn:
                 newest = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
-                self.ctx.db.set_kv(CURSOR_KEY, str(newest))
-                return []
-            rows = conn.execute(
-                f"SELECT id, ts, actor, source, remote, action, detail FROM audit WHERE id > ? "
-                f"AND action IN ({','.join('?' * len(ACTIONS))}) ORDER BY id LIMIT 100",
-                (int(cursor), *ACTIONS),
-            ).fetchall()
+            self.ctx.db.set_kv(CURSOR_KEY, str(newest))
+            return []
         sent = []
-        for row in rows:
-            entry = AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+        for entry in self._entries_after(int(cursor)):
             msg = compose(self.cfg, entry, self._window)
             if msg is not None:
                 self._send(msg)
