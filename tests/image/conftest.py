@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,9 @@ def setup_shell(console: SerialConsole) -> None:
     assert res.rc == 0, res.out
 
 
-@pytest.fixture(scope="module")
-def booted(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VM, SerialConsole]]:
-    workdir = tmp_path_factory.mktemp("vm")
-    vm = VM(test_image, workdir)
+@contextmanager
+def running_vm(vm: VM) -> Iterator[tuple[VM, SerialConsole]]:
+    """Boots `vm` to its autologin shell; always stops it (and keeps the serial log if asked)."""
     console = None
     try:
         vm.start()
@@ -67,3 +67,9 @@ def booted(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         keep = os.environ.get("MAMORI_VM_KEEP_LOG")
         if keep and vm.serial_log.exists():
             shutil.copyfile(vm.serial_log, keep)
+
+
+@pytest.fixture(scope="module")
+def booted(test_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VM, SerialConsole]]:
+    with running_vm(VM(test_image, tmp_path_factory.mktemp("vm"))) as running:
+        yield running

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import OUT, REPO, setup_shell
+from conftest import OUT, REPO, running_vm, setup_shell
 from serialconsole import SerialConsole
 from test_image_contents import _extract, _partitions
 from vm import VM
@@ -66,17 +66,10 @@ def broken_bundle(test_image: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def update_vm(
     test_image: Path, broken_bundle: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[VM, SerialConsole]]:
-    vm = VM(test_image, tmp_path_factory.mktemp("vmupdate"), extra_disks=(broken_bundle,))
-    console = None
-    try:
-        vm.start()
-        console = SerialConsole(str(vm.serial_socket))
-        setup_shell(console)
-        yield vm, console
-    finally:
-        if console is not None:
-            console.close()
-        vm.stop()
+    with running_vm(
+        VM(test_image, tmp_path_factory.mktemp("vmupdate"), extra_disks=(broken_bundle,))
+    ) as running:
+        yield running
 
 
 def sh(console: SerialConsole, command: str, timeout: float = 300.0) -> str:
