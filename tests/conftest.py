@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from lab.box import Box, make_box
 from lab.topology import Lab
 
 REPO = Path(__file__).resolve().parent.parent
 ET_OPEN = REPO.parent / "shared" / "data" / "et-open-2024-04"
+
+
+def _test_now() -> dt.datetime | None:
+    """The moment named by MAMORI_TEST_NOW (ISO 8601 with an offset), or None to run at the real time."""
+    text = os.environ.get("MAMORI_TEST_NOW", "").strip()
+    if not text:
+        return None
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise pytest.UsageError(
+            f"MAMORI_TEST_NOW needs a UTC offset, e.g. 2027-12-31T23:59:30+09:00 (got {text!r})"
+        )
+    return moment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """MAMORI_TEST_NOW sends the whole run to another moment: the suite must not rot as the calendar turns.
+
+    time-machine moves the wall clock of this process (time.time, datetime.now, ...) and lets it tick on from
+    there; monotonic time is left alone, as on a box whose clock was stepped. Processes the tests start keep the
+    real time, which is why the shifted runs are for tests/unit (CI runs them at a JST year end and a leap day).
+    """
+    moment = _test_now()
+    if moment is not None:
+        traveller = time_machine.travel(moment, tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    moment = _test_now()
+    return f"MAMORI_TEST_NOW: the wall clock starts at {moment.isoformat()}" if moment else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

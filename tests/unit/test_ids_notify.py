@@ -5,7 +5,6 @@ rate limit (folding, never dropping) and the daily digest, with a fake clock."""
 from __future__ import annotations
 
 import base64
-import datetime
 import ipaddress
 import json
 import socket
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from appliance.config.load import parse_config
 from ids.incidents import Incident
 from ids.notify import EmailChannel, LineChannel, Message, Notifier, SyslogChannel, WebhookChannel, rfc5424
+from tests.timetravel import validity_window
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,10 +47,10 @@ def incident(i: int, sid: int = 1990001, severity: int = 1, last_seen: float = 1
 def tls_pair(tmp_path_factory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
+    not_before, not_after = validity_window()  # OpenSSL checks it against the real clock
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .serial_number(x509.random_serial_number()).not_valid_before(not_before)
+            .not_valid_after(not_after)
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .sign(key, hashes.SHA256()))  # fmt: skip

@@ -10,11 +10,12 @@ from appliance.audit import AuditLog
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
+from tests.timetravel import next_jst
 from tests.unit.test_ids_notify import cfg_with, http_rx  # noqa: F401  (the loopback receiver fixture)
 from vpn.notices import VpnNoticeWorker
 from vpn.windows import WindowStore
 
-JST_1400 = 1_795_669_200.0  # 2026-11-26 14:00 in Asia/Tokyo
+JST_1400 = next_jst(14)  # tomorrow 14:00 in Asia/Tokyo: a window may not be approved in the past
 
 
 def test_vendor_connection_and_lockout_are_sent_once(tmp_path: Path, http_rx) -> None:  # noqa: F811
