@@ -1,0 +1,40 @@
+"""Notifications: telling the clinic (e-mail, webhook, LINE, syslog) what the box saw.
+
+Modules, one job each:
+- `message`: the Japanese text of a message (an incident, a fold of several, the daily digest).
+- `channels`: how a message leaves the box (SMTP + STARTTLS, JSON webhook, LINE Messaging API, RFC 5424 syslog).
+- `folding`: which incidents are announced and when (`notifications.min_interval`, the digest).
+- `worker`: the daemon's notification workers.
+
+Areas import the names they need from here (`from appliance.notify import Message, channels`).
+"""
+
+from appliance.notify.channels import (
+    Channel,
+    EmailChannel,
+    LineChannel,
+    NotifyError,
+    SyslogChannel,
+    WebhookChannel,
+    channels,
+    rfc5424,
+    smtp_password,
+)
+from appliance.notify.message import Attachment, Message, compose, digest, incident_text
+
+__all__ = [
+    "Attachment",
+    "Channel",
+    "EmailChannel",
+    "LineChannel",
+    "Message",
+    "NotifyError",
+    "SyslogChannel",
+    "WebhookChannel",
+    "channels",
+    "compose",
+    "digest",
+    "incident_text",
+    "rfc5424",
+    "smtp_password",
+]
