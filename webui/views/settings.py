@@ -165,7 +165,7 @@ CHANNEL_LABELS = {"email": "メール", "webhook": "Webhook", "line": "LINE", "s
 @requires("settings.edit")
 def notify_test() -> Any:
     """Send one test message on every configured channel and say, per channel, whether it went out."""
-    from ids.notify import Message, channels
+    from appliance.notify import Message, channels
 
     cfg = core.live_config()
     chans = channels(cfg, wctx.ctx().paths.keys_dir) if cfg else []
