@@ -114,48 +114,12 @@ class EveIngestWorker:
             self.reader.close()
 
 
-class NotifyWorker:
-    """Announces new incidents (ids.notify) and sends the daily digest at DIGEST_HOUR local time."""
-
-    name = "ids-notify"
-    LAST_KEY, DIGEST_KEY = "ids.notify.last_incident", "ids.notify.digest_day"
-    DIGEST_HOUR = 8
-
-    def __init__(self, ctx: Context, cfg: MamoriConfig, tick: float = 2.0) -> None:
-        from ids.notify import Notifier, channels
-
-        self.ctx, self.tick = ctx, tick
-        self.notifier = Notifier(cfg, channels(cfg, ctx.paths.keys_dir))
-
-    def step(self, now: float | None = None) -> None:
-        from ids.incidents import list_incidents
-
-        now = time.time() if now is None else now
-        last = int(self.ctx.db.get_kv(self.LAST_KEY) or 0)
-        new = [i for i in list_incidents(self.ctx.db, limit=500) if i.id > last]
-        if new:
-            self.notifier.offer(new)
-            self.ctx.db.set_kv(self.LAST_KEY, str(max(i.id for i in new)))
-        self.notifier.flush()
-        day = time.strftime("%Y-%m-%d", time.localtime(now))
-        if time.localtime(now).tm_hour >= self.DIGEST_HOUR and self.ctx.db.get_kv(self.DIGEST_KEY) != day:
-            self.ctx.db.set_kv(self.DIGEST_KEY, day)
-            recent = [i for i in list_incidents(self.ctx.db, limit=1000) if i.last_seen >= now - 86400]
-            self.notifier.send_digest(recent)
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.step()
-            stop.wait(self.tick)
-
-
 def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
     """Suricata itself (when the IDS is enabled), the EVE ingest (which also drains after disabling), and
     notifications when a channel is configured."""
-    workers: list = [EveIngestWorker(ctx, cfg)]
-    n = cfg.notifications
-    if any((n.email, n.webhook, n.line, n.syslog)):
-        workers.append(NotifyWorker(ctx, cfg))
+    from appliance.notify.worker import daemon_workers as notify_workers
+
+    workers: list = [EveIngestWorker(ctx, cfg), *notify_workers(ctx, cfg)]
     if cfg.ids.enabled:
         workers.insert(0, SuricataSupervisor(ctx))
     return workers

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
+from appliance.notify import EmailChannel
 from appliance.subsystem import Context
-from ids.notify import EmailChannel
 from reports.mail import mail_report
 from reports.month_data import previous_month
 from reports.monthly import GeneratedReport, generate, has_report

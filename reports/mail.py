@@ -1,5 +1,5 @@
 """Mailing the monthly report: the PDF as an attachment, Japanese subject and body, through the same SMTP
-sender as the incident notifications (ids.notify.EmailChannel: STARTTLS required, password from
+sender as the incident notifications (appliance.notify.EmailChannel: STARTTLS required, password from
 keys/smtp_password).
 
 The report stays on the box whatever happens to the mail; a failed send is logged and written to the
@@ -16,8 +16,8 @@ import smtplib
 from appliance.audit import AuditLog
 from appliance.config.model import MamoriConfig, SmtpConfig
 from appliance.errors import MamoriError
+from appliance.notify import Attachment, EmailChannel, Message, smtp_password
 from appliance.subsystem import Context
-from ids.notify import Attachment, EmailChannel, Message, smtp_password
 from reports.monthly import GeneratedReport
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 from appliance.audit import AuditEntry
 from appliance.config.model import MamoriConfig
 from appliance.errors import NotFoundError
+from appliance.notify import Channel, Message, channels
 from appliance.subsystem import Context
-from ids.notify import Channel, Message, channels
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "vpn.notice_cursor"
