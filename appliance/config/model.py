@@ -103,6 +103,19 @@ class WebConfig(Strict):
     idle_timeout_minutes: int = Field(default=15, ge=1, le=240)
 
 
+class StorageConfig(Strict):
+    """The state database's disk budget and how long each kind of record is kept (appliance.retention).
+    Defaults fit a 16 GB card: 2 GB for the database leaves room for the system, backups and the
+    snapshot a backup makes. The audit log and the records of changes, VPN sessions and backups are
+    kept five years (1830 days)."""
+
+    max_db_mb: int = Field(default=2048, ge=64, le=1_048_576)
+    audit_days: int = Field(default=1830, ge=365, le=36500)
+    records_days: int = Field(default=1830, ge=365, le=36500)
+    drops_days: int = Field(default=90, ge=1, le=3650)
+    peer_log_days: int = Field(default=400, ge=30, le=3650)
+
+
 class MamoriConfig(Strict):
     schema_version: int = CURRENT_SCHEMA_VERSION
     clinic: Clinic
@@ -119,6 +132,7 @@ class MamoriConfig(Strict):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     ntp: NtpConfig = Field(default_factory=NtpConfig)
     ssh: SshConfig = Field(default_factory=SshConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:
         return [i for i in self.interfaces if i.zone == zone]
