@@ -10,6 +10,8 @@ Layout (details and the zone-to-zone table in README.md, section ファイアウ
   -> ct state -> dispatch by interface to in_<zone> / fwd_<src>_<dst> -> default verdict of policy.py.
 Every chain an admin cares about has a named counter of the same name; every drop goes through a
 d_... chain that logs (rate-limited, NFLOG group LOG_GROUP, prefix naming zone pair and reason) and counts.
+A connection a VPN user's tunnel is refused through the box is also logged to VPN_LOG_GROUP, whatever
+`firewall.log_drops` says: remote maintenance is recorded for the clinic (vpn/connlog.py reads it).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ VPN_PORTAL_PORT = 8443
 VPN_PORTAL_PORTS: tuple[int, ...] = (443, VPN_PORTAL_PORT)
 LOG_GROUP = 7
 LOG_RATE_PER_MINUTE = 30
+# Refused vpn -> * connections (first packet only), read by the VPN area's connection log; its own group
+# because only one listener may bind a group, and its own limit so other drops cannot crowd it out.
+VPN_LOG_GROUP = 8
+VPN_LOG_RATE_PER_MINUTE = 60
 TIMEOUT_SETS: dict[str, str] = {"blocked4": "ipv4_addr", "blocked6": "ipv6_addr", "quarantine4": "ipv4_addr"}
 INTERVAL_SETS: dict[str, str] = {
     "allow4": "ipv4_addr",
@@ -267,6 +273,11 @@ class _Renderer:
             self.add(chain, exprs, comment)
         for exprs, comment in self.rule_renderer.custom_rules(src, dst):
             self.add(chain, exprs, comment)
+        if verdict == "drop" and src == "vpn":
+            self.add(chain, [nj.ct_state("new"),
+                             {"limit": {"rate": VPN_LOG_RATE_PER_MINUTE, "per": "minute", "burst": 20}},
+                             {"log": {"prefix": f"mamori vpn refused {src}>{dst}: ", "group": VPN_LOG_GROUP}}],
+                     comment="vpn connection log")  # fmt: skip
         if verdict == "drop":
             self.add(chain, [nj.jump(self.drop_chain(f"{src}>{dst}", "policy"))])
         else:

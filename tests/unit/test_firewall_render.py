@@ -108,6 +108,11 @@ def test_render_is_pure_and_deterministic() -> None:
         ({}, "fwd_vpn_lan", f"@{vpn_set_name('yamada')}", True),
         ({}, "fwd_vpn_wan", "accept", False),
         ({}, "in_vpn", "8443", True),
+        # refused tunnel connections are logged for the VPN connection log (group 8), even with log_drops off
+        ({}, "fwd_vpn_lan", '"group": 8', True),
+        ({"firewall": {"log_drops": False}}, "fwd_vpn_lan", '"prefix": "mamori vpn refused vpn>lan: "', True),
+        ({}, "fwd_lan_wan", '"group": 8', False),
+        ({"vpn": {"enabled": False}}, "fwd_lan_lan", '"group": 8', False),
     ],
 )
 def test_policy_cells(changes: dict, chain: str, needle: str, present: bool) -> None:
