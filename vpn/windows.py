@@ -63,7 +63,15 @@ class WindowStore:
         self, user: str, starts: float, ends: float, reason: str, targets: list[str], approved_by: str
     ) -> Window:
         """Record the clinic's approval. A reason and at least one target are required: they are what the
-        session report is checked against afterwards."""
+        session report is checked against afterwards. Nobody approves his own window: the approval is the
+        clinic's check on the vendor (who may hold a web account with the VPN area granted), so an approver
+        named like the VPN user is refused whatever the caller."""
+        if approved_by.strip() == user.strip():
+            raise WindowError(
+                "自分の作業の時間帯を自分で承認することはできません。医院の管理者に承認を頼んでください",
+                "nobody may approve his own maintenance window; ask the clinic's administrator",
+                code="vpn.window_self_approval",
+            )
         if not reason.strip() or len(reason) > 200:
             raise WindowError(
                 "作業の理由を200文字以内で入力してください", "give the reason (up to 200 characters)"

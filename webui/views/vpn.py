@@ -21,6 +21,27 @@ bp = Blueprint("vpn", __name__, url_prefix="/vpn")
 VPN_ROLE_LABELS = {"doctor": "医師", "staff": "職員", "vendor": "保守業者"}
 
 
+# A vendor account may hold vpn.edit (the clinic granted the VPN area), but it must never widen its own
+# access: approving a maintenance window (the clinic's check on the vendor) and issuing or re-issuing
+# another person's device (which revokes that person's key) are for the clinic's administrator. A web
+# account and a VPN user are the same person when they have the same name.
+ADMIN_ONLY_WINDOW_JA = "保守作業の時間帯の承認は、医院の管理者だけができます。管理者に承認を頼んでください。"
+SELF_WINDOW_JA = "自分の作業の時間帯を自分で承認することはできません。医院の管理者に承認を頼んでください。"
+OTHERS_DEVICE_JA = "ほかの方の機器の追加や再発行は、医院の管理者だけができます。管理者に頼んでください。"
+
+
+def _refused(action: str, detail: dict[str, Any], message: str) -> Any:
+    """Refuse before anything changed: audited, told in Japanese, back to the VPN page."""
+    wctx.audit(action, detail)
+    flash(message, "error")
+    return redirect(url_for("vpn.index"))
+
+
+def _is_admin() -> bool:
+    account = wctx.user()
+    return account is not None and account.role == "admin"
+
+
 def _windows() -> Any:
     try:
         from vpn.windows import WindowStore
@@ -39,6 +60,7 @@ def index() -> Any:
         "vpn/index.html", cfg=cfg, devices=sources.vpn_devices(db), online=sources.vpn_sessions_open(db, now),
         recent=sources.vpn_sessions_recent(db),
         windows=store.list(limit=50) if store else None, vpn_role_labels=VPN_ROLE_LABELS, now=now,
+        clinic_admin=_is_admin(), me=wctx.user().name,
     )  # fmt: skip
 
 
@@ -52,6 +74,8 @@ def add_device() -> Any:
         return redirect(url_for("vpn.index"))
     user = request.form.get("user", "")
     device = request.form.get("device", "").strip()[:32]
+    if not _is_admin() and user != wctx.user().name:
+        return _refused("vpn.device_refused", {"user": user, "device": device}, OTHERS_DEVICE_JA)
     try:
         from vpn.provision import provision
         from vpn.subsystem import VpnSubsystem
@@ -103,6 +127,10 @@ def approve_window() -> Any:
         abort(404)
     user = request.form.get("user", "")
     targets = [t.strip() for t in request.form.get("targets", "").split(",") if t.strip()]
+    if not _is_admin():
+        return _refused("vpn.window_refused", {"user": user, "why": "not_admin"}, ADMIN_ONLY_WINDOW_JA)
+    if user == wctx.user().name:
+        return _refused("vpn.window_refused", {"user": user, "why": "self"}, SELF_WINDOW_JA)
     try:
         hours = float(request.form.get("hours", "2"))
         window = store.approve_next(user, hours, request.form.get("reason", ""), targets, wctx.user().name)
