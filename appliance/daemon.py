@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from appliance.clockwatch import ClockWatch, StepHandler
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
@@ -34,8 +35,11 @@ log = logging.getLogger("mamori.daemon")
 
 WORKER_MODULES: tuple[str, ...] = (
     "firewall.daemon", "ids.daemon", "vpn.daemon", "appliance.backup.daemon", "reports.daemon",
-    "timesvc.daemon", "sshsvc.daemon",
+    "timesvc.daemon", "sshsvc.daemon", "webui.tls_renew",
 )  # fmt: skip
+# Areas that keep wall-time deadlines standing for durations: each module's on_clock_step(ctx, before, delta)
+# moves them when the wall clock steps (appliance.clockwatch).
+CLOCK_STEP_MODULES: tuple[str, ...] = ("firewall.clockstep", "vpn.clockstep")
 MAX_BACKOFF = 60.0
 
 
@@ -122,6 +126,10 @@ def collect_workers(
     return workers
 
 
+def clock_step_handlers(modules: tuple[str, ...] = CLOCK_STEP_MODULES) -> list[tuple[str, StepHandler]]:
+    return [(name, importlib.import_module(name).on_clock_step) for name in modules]
+
+
 class Daemon:
     def __init__(
         self, ctx: Context, worker_factory: Callable[[Context, MamoriConfig], list[Worker]] = collect_workers
@@ -161,10 +169,9 @@ class Daemon:
 
     def start_persistent(self) -> None:
         """Workers that live as long as the daemon, across config changes (the web UI must not blink)."""
-        self.persistent = [
-            Supervised(w, self.stop_all)
-            for w in (ConfirmWatch(self.service), WebServerWorker(self.ctx), LogCapWorker(self.ctx))
-        ]
+        workers = (ConfirmWatch(self.service), WebServerWorker(self.ctx), LogCapWorker(self.ctx),
+                   ClockWatch(self.ctx, clock_step_handlers()))  # fmt: skip
+        self.persistent = [Supervised(w, self.stop_all) for w in workers]
         for s in self.persistent:
             s.start()
 

@@ -14,6 +14,7 @@ import time
 
 from waitress.server import create_server
 
+from appliance import clockwatch
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.monitor import MonitorWorker
@@ -65,6 +66,7 @@ class ExpiryWorker:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.tick):
+            clockwatch.settle()  # a clock step moves the deadlines first, so it never ends every session at once
             for s in self.sessions.expire_due():
                 log.info("vpn session %d of %s ended and cut", s.id, s.user)
 
