@@ -10,10 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from flask import abort, current_app, g, redirect, request, session, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from appliance.audit import AuditLog
 from appliance.subsystem import Context
@@ -57,6 +61,37 @@ def audit(action: str, detail: dict[str, Any] | None = None, actor: str | None =
 def can(permission: str) -> bool:
     account = user()
     return account is not None and permission in permissions_of(account)
+
+
+# Pages a sign-in never returns to: the sign-in steps themselves, the wizard, files, the health probe.
+_NO_RETURN = ("auth.", "setup.", "static", "health")
+
+
+def safe_next(value: object) -> str | None:
+    """The page to return to after sign-in, rebuilt with url_for from the route it matches; None if it is
+    not a plain path of this app. `next` is the path a signed-out request asked for, but a path is also
+    what an open redirect is made of (Werkzeug turns `/\\t/evil.example/` into `//evil.example/`), so
+    nothing of the value itself is sent back: anything with a scheme, a host, a backslash or a control
+    character (also percent-encoded), or that matches no GET route of the app, is refused."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 512:
+        return None
+    for text in (value, unquote(value)):
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc or text.startswith("//") or "\\" in text:
+            return None
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
+            return None
+    adapter = current_app.url_map.bind("mamori.invalid")
+    try:
+        try:
+            endpoint, args = adapter.match(value, method="GET")
+        except RequestRedirect as moved:  # e.g. /alerts -> /alerts/: follow the app's own rule once
+            endpoint, args = adapter.match(urlsplit(moved.new_url).path, method="GET")
+    except HTTPException:  # no route (404), not a page (405), or a second redirect
+        return None
+    if endpoint.startswith(_NO_RETURN):
+        return None
+    return url_for(endpoint, **args)
 
 
 def requires(permission: str) -> Callable[[F], F]:

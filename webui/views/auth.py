@@ -22,16 +22,15 @@ BAD_LOGIN = "ユーザー名またはパスワードが違います。"
 
 
 def finish_login(account: Account) -> Any:
-    """New session id on every sign-in (no fixation); a fresh CSRF token too."""
-    nxt = session.get("next")
+    """New session id on every sign-in (no fixation); a fresh CSRF token too. Returns to the page the
+    signed-out request asked for when it is one of the app's own pages (webui.context.safe_next)."""
+    nxt = wctx.safe_next(session.get("next"))
     session.clear()
     session["sid"] = wctx.accounts().open_session(account.name, wctx.remote())
     csrf_token()
     wctx.accounts().record_success(account.name, wctx.remote())
     wctx.audit("web.login", {"role": account.role}, actor=account.name)
-    if nxt and isinstance(nxt, str) and nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt:
-        return redirect(nxt)
-    return redirect(url_for("dashboard.index"))
+    return redirect(nxt or url_for("dashboard.index"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -57,7 +56,10 @@ def login() -> Any:
     if account is None or account.disabled or account.expired(now) or not password_ok:
         _fail(name, "password")
         return render_template("auth/login.html", error=BAD_LOGIN), 401
-    session.clear()
+    nxt = wctx.safe_next(session.get("next"))
+    session.clear()  # nothing of the signed-out session survives but the page to return to
+    if nxt:
+        session["next"] = nxt
     if account.totp_enabled:
         session["pending"] = {"name": name, "ts": now}
         return redirect(url_for("auth.totp"))
