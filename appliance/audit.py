@@ -5,6 +5,10 @@ HMAC over its content and the previous entry's MAC, keyed with a secret kept in 
 so that editing, deleting or re-ordering a past entry breaks the chain, and recomputing the chain needs
 the key, not just write access to the database. The number of entries and the last MAC are also kept in
 the kv table, so that cutting entries off the end is detected too.
+Pruning (`prune`, storage.audit_days, five years by default) cuts entries off the *start* only: it
+records an `audit.pruned` entry, deletes the entries before the cut and keeps an anchor in kv — the id and
+MAC of the last entry deleted, itself MAC'd — from which `verify` starts the chain. Deleting more
+entries, forging the anchor or cutting the end still breaks verification.
 Non-goal: protection against someone who has the key (root on the box); ship logs off the box for that.
 """
 
@@ -26,6 +30,7 @@ from appliance.errors import StateError
 from appliance.storage import Database
 
 GENESIS = "0" * 64
+ANCHOR_KEY = "audit_anchor"
 KEY_BYTES = 32
 
 
@@ -150,11 +155,53 @@ class AuditLog:
         )
         return entry_id
 
-    def verify(self) -> VerifyResult:
-        """Walk the chain from the first entry; report the first entry where it breaks."""
+    def _anchor(self, key: bytes, entry_id: int, mac: str) -> str:
+        return f"{entry_id}:{mac}:{self._mac(key, 'anchor', f'{entry_id}:{mac}'.encode())}"
+
+    def _start(self, key: bytes, conn: sqlite3.Connection) -> tuple[int, str] | None:
+        """Where the chain starts: (first id, the MAC before it); None if the anchor was tampered with."""
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (ANCHOR_KEY,)).fetchone()
+        if row is None:
+            return 1, GENESIS
+        try:
+            entry_id, mac, _ = row[0].split(":")
+            if not hmac.compare_digest(self._anchor(key, int(entry_id), mac), row[0]):
+                return None
+        except ValueError:
+            return None
+        return int(entry_id) + 1, mac
+
+    def prune(self, before: float, actor: str = "mamori") -> int:
+        """Delete the entries at the start of the log older than `before` (up to the first entry that is
+        not: a clock stepped back never makes a newer entry go). Returns how many went."""
         key = self._key()
-        prev, expected_id, checked = GENESIS, 1, 0
+        with self.db.transaction() as conn:
+            first_kept = conn.execute("SELECT MIN(id) FROM audit WHERE ts >= ?", (before,)).fetchone()[0]
+            last = conn.execute(
+                "SELECT id, hash FROM audit WHERE id < ? ORDER BY id DESC LIMIT 1",
+                (first_kept if first_kept is not None else 2**62,),
+            ).fetchone()
+            if last is None:
+                return 0
+            count = conn.execute("SELECT count(*) FROM audit WHERE id <= ?", (last["id"],)).fetchone()[0]
+            detail = {"up_to": last["id"], "entries": count, "before": before, "anchor_mac": last["hash"]}
+            self._append(conn, key, actor, "audit.pruned",
+                         json.dumps(detail, ensure_ascii=False, sort_keys=True), "retention", "")  # fmt: skip
+            conn.execute("DELETE FROM audit WHERE id <= ?", (last["id"],))
+            conn.execute(
+                "INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)",
+                (ANCHOR_KEY, self._anchor(key, last["id"], last["hash"])),
+            )
+        return count
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain from the first entry (or the anchor left by pruning); report where it breaks."""
+        key = self._key()
         with self.db.connection() as conn:
+            start = self._start(key, conn)
+            if start is None:
+                return self._broken(0, 1, "anchor")
+            (expected_id, prev), checked = start, 0
             for row in conn.execute("SELECT * FROM audit ORDER BY id"):
                 if row["id"] != expected_id or row["prev_hash"] != prev:
                     return self._broken(checked, expected_id, "missing")
@@ -173,7 +220,7 @@ class AuditLog:
             head = conn.execute("SELECT value FROM kv WHERE key = 'audit_head'").fetchone()
             # An empty log with revisions recorded means the entries were deleted wholesale.
             revisions = conn.execute("SELECT count(*) FROM revisions").fetchone()[0]
-        expected_head = self._head(key, checked, prev)
+        expected_head = self._head(key, expected_id - 1, prev)
         if (head is None and (checked or revisions)) or (head is not None and head[0] != expected_head):
             return self._broken(checked, checked + 1, "truncated")
         return VerifyResult(ok=True, checked=checked)
@@ -184,11 +231,13 @@ class AuditLog:
             "missing": f"監査ログの {at} 番目の記録が削除または入れ替えられています",
             "modified": f"監査ログの {at} 番目の記録が書き換えられています",
             "truncated": f"監査ログの末尾（{at} 番目以降）が削除されています",
+            "anchor": "監査ログの古い記録を整理した位置の記録が書き換えられています",
         }[kind]
         en = {
             "missing": f"audit entry {at} was deleted or re-ordered",
             "modified": f"audit entry {at} was modified",
             "truncated": f"audit entries from {at} on were cut off",
+            "anchor": "the anchor left by pruning the audit log was modified",
         }[kind]
         return VerifyResult(ok=False, checked=checked, broken_at=at, reason_ja=ja, reason_en=en)
 
