@@ -1,9 +1,13 @@
 """ConfigService: the one path by which a config change lands, shared by the CLI, the web UI and the daemon.
 
 validate -> apply to every engine all-or-nothing (appliance.apply) -> record the revision, write the
-config file (atomically) and the audit entry in one database transaction. With `confirm_seconds`, the
-revision stays `pending`; unless `confirm()` comes in time, `revert_if_unconfirmed()` (run by a detached
-timer process and by the daemon) puts the previous revision back by itself.
+config file (atomically) and the audit entry in one database transaction. With `authority` (the actor's
+permission set: a web UI account, a vendor over the fleet link) every changed path is first checked
+against it (appliance.config.authority); a refusal is audited (`config.refused`) and nothing is applied.
+Without it the caller is root (the CLI, the daemon, the timer) and may change everything.
+With `confirm_seconds`, the revision stays `pending`; unless `confirm()` comes in time,
+`revert_if_unconfirmed()` (run by a detached timer process and by the daemon) puts the previous
+revision back by itself.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from appliance.apply import apply_all, apply_lock
 from appliance.audit import AuditLog
+from appliance.config import authority as auth
 from appliance.config.load import LoadedConfig, parse_config
-from appliance.errors import MamoriError, NotFoundError
+from appliance.config.model import MamoriConfig
+from appliance.errors import ConfigError, MamoriError, NotFoundError
 from appliance.fileio import atomic_write
 from appliance.revisions import Revision, RevisionStore, readable_diff
 from appliance.subsystem import Context, Subsystem
@@ -57,6 +63,22 @@ class ConfigService:
     def history(self, limit: int = 50) -> list[Revision]:
         return self.revisions.history(limit)
 
+    def baseline(self) -> MamoriConfig | None:
+        """What a change is measured against: the live revision, else the config file the daemon applies at
+        boot when nothing was applied through Mamori yet; None if neither (then every section is new)."""
+        live = self.current()
+        if live is not None:
+            return parse_config(live.config_text).model
+        try:
+            return parse_config(self.ctx.paths.config.read_text(encoding="utf-8")).model
+        except (FileNotFoundError, ConfigError):
+            return None
+
+    def refusal(self, model: MamoriConfig, authority: Collection[str]) -> auth.ConfigRefused | None:
+        """The refusal `apply(..., authority=...)` would raise for this config now, or None. Applies nothing."""
+        lacking = auth.missing(self.baseline(), model, authority)
+        return auth.ConfigRefused(lacking) if lacking else None
+
     def apply(
         self,
         text: str,
@@ -65,10 +87,17 @@ class ConfigService:
         comment: str = "",
         confirm_seconds: int | None = None,
         remote: str = "",
+        authority: Collection[str] | None = None,
     ) -> Revision:
         loaded = parse_config(text)
         with apply_lock(self.ctx.paths):
             live = self.current()
+            if authority is not None:
+                refused = self.refusal(loaded.model, authority)
+                if refused is not None:
+                    detail = {**refused.detail(), "comment": comment}
+                    self.audit.record(author, "config.refused", detail, source, remote)
+                    raise refused
             if confirm_seconds and live is None:
                 raise MamoriError(
                     "最初の設定には --confirm を使えません（戻す先の設定がありません）",
@@ -107,11 +136,25 @@ class ConfigService:
             self._start_confirm_timer()
         return rev
 
-    def rollback(self, rev_id: int, author: str, source: str, remote: str = "") -> Revision:
+    def rollback(
+        self,
+        rev_id: int,
+        author: str,
+        source: str,
+        remote: str = "",
+        authority: Collection[str] | None = None,
+    ) -> Revision:
         target = self.revisions.get(rev_id)
         if target is None:
             raise NotFoundError(f"リビジョン {rev_id} はありません", f"no revision {rev_id}")
-        return self.apply(target.config_text, author, source, f"リビジョン {rev_id} に戻す", remote=remote)
+        return self.apply(
+            target.config_text,
+            author,
+            source,
+            f"リビジョン {rev_id} に戻す",
+            remote=remote,
+            authority=authority,
+        )
 
     def pending(self) -> dict | None:
         raw = self.ctx.db.get_kv(PENDING_KEY)

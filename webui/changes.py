@@ -5,6 +5,10 @@ the same way whichever page made it.
 Proposals are kept in the database (a config can be larger than a cookie), keyed by a random token held in
 the proposer's session, and expire after an hour. The permission the proposing page needed is stored with
 it and checked again at apply time.
+
+Which sections the change touches is checked against the proposer's rights twice: here, so that he hears
+it at once (`ConfigRefused`, audited, shown by the blueprint's handler), and at apply time inside
+ConfigService (`authority=`), which is the check that matters: the live config may have moved meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from dataclasses import dataclass
 
 from flask import session
 
+from appliance.config.load import parse_config
+from appliance.errors import ConfigError
 from webui import context as wctx
+from webui import core
+from webui.permissions import permissions_of
 
 TTL = 3600
 
@@ -30,7 +38,22 @@ class Proposal:
     created: float
 
 
+def refuse_early(text: str, comment: str) -> None:
+    """Raise ConfigRefused (and audit it) if the signed-in account may not make this change. A text that
+    does not validate passes: the review page and ConfigService say what is wrong with it."""
+    try:
+        model = parse_config(text).model
+    except ConfigError:
+        return
+    refused = core.service().refusal(model, permissions_of(wctx.user()))
+    if refused is not None:
+        wctx.audit("config.refused", {**refused.detail(), "comment": comment, "stage": "propose"})
+        raise refused
+
+
 def propose(text: str, comment: str, permission: str) -> str:
+    """Store a change for the review page; raises ConfigRefused if it touches what the proposer may not."""
+    refuse_early(text, comment)
     token = secrets.token_urlsafe(16)
     data = {"text": text, "comment": comment, "permission": permission,
             "author": wctx.user().name, "created": wctx.now()}  # fmt: skip

@@ -1,41 +1,38 @@
-"""Who may do what. One table, read by the route decorator, the navigation and the tests.
+"""Who may do what in the web UI: the navigation, and an account's permission set.
 
-A permission is "<area>.<verb>". Admin holds all; viewer holds the fixed staff set; a vendor holds the
-dashboard plus the areas the clinic granted (each area's view and change permissions), until expiry.
-Account management is never grantable: a vendor cannot create accounts or extend his own window.
+The permission names, the areas a clinic can grant a vendor and what each role holds live in the core
+(`appliance.config.authority`), shared with ConfigService and the fleet path: one list, not two. Admin holds
+all; viewer the fixed staff set; a vendor the dashboard plus the areas the clinic granted, until expiry.
+Accounts, maintenance SSH, backups and the IDS rules are never grantable (authority.NEVER_GRANTABLE).
 """
 
 from __future__ import annotations
 
+from appliance.config.authority import (
+    ADMIN_ONLY,
+    ALL_PERMISSIONS,
+    AREA_PERMISSIONS,
+    EXPLICIT_GRANTS,
+    NEVER_GRANTABLE,
+    VIEWER_PERMISSIONS,
+    permissions_for,
+)
 from webui.accounts import Account
 
-AREA_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    "alerts": ("alerts.view", "alerts.ack", "alerts.manage"),
-    "firewall": ("firewall.view", "firewall.edit"),
-    "vpn": ("vpn.view", "vpn.edit"),
-    "devices": ("devices.view",),
-    "settings": ("settings.view", "settings.edit"),
-    "audit": ("audit.view",),
-}
-# Never grantable to a vendor: accounts, and replacing the IDS rules (new code the box runs on all traffic;
-# the clinic's administrator decides, the vendor hands over the file), backups (every key of the box), and
-# maintenance SSH (a root shell: the clinic opens it for the vendor, never the vendor for himself).
-ADMIN_ONLY: frozenset[str] = frozenset({"accounts.manage", "ids.rules_update", "backup.manage", "ssh.manage"})
-ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {"dashboard.view", *ADMIN_ONLY, *(p for ps in AREA_PERMISSIONS.values() for p in ps)}
-)
-VIEWER_PERMISSIONS: frozenset[str] = frozenset({"dashboard.view", "alerts.view", "alerts.ack"})
+__all__ = [
+    "ADMIN_ONLY",
+    "ALL_PERMISSIONS",
+    "AREA_PERMISSIONS",
+    "EXPLICIT_GRANTS",
+    "NAVIGATION",
+    "NEVER_GRANTABLE",
+    "VIEWER_PERMISSIONS",
+    "permissions_of",
+]
 
 
 def permissions_of(account: Account) -> frozenset[str]:
-    if account.role == "admin":
-        return ALL_PERMISSIONS
-    if account.role == "viewer":
-        return VIEWER_PERMISSIONS
-    granted = {"dashboard.view"}
-    for area in account.grants:
-        granted.update(AREA_PERMISSIONS.get(area, ()))
-    return frozenset(granted)
+    return permissions_for(account.role, account.grants)
 
 
 # The navigation: (label, endpoint, permission needed to see it).

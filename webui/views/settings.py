@@ -1,5 +1,9 @@
 """設定: the config as text, an editor with Japanese messages beside the problem, the diff before applying,
-apply with the confirm timer, confirm, and rollback to an earlier revision. All through ConfigService."""
+apply with the confirm timer, confirm, and rollback to an earlier revision. All through ConfigService.
+
+The review page is the one door every web change passes (editor, every form, rollback): it applies with
+the account's permission set as `authority`, so ConfigService refuses, before anything is applied, a
+change to a section the account may not touch (appliance.config.authority has the table)."""
 
 from __future__ import annotations
 
@@ -7,10 +11,13 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
+from appliance.config.authority import NOTIFICATIONS_MANAGE, WEB_MANAGE, ConfigRefused
+from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
 from webui import changes, core
 from webui import context as wctx
 from webui.context import requires
+from webui.permissions import permissions_of
 from webui.yamlpath import line_of
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -39,8 +46,25 @@ def edit() -> Any:
         return render_template(
             "settings/edit.html", text=text, comment=comment, annotated=annotate(text, exc), issues=exc.issues
         ), 400
-    token = changes.propose(text, comment or "設定画面からの変更", "settings.edit")
+    try:
+        token = changes.propose(text, comment or "設定画面からの変更", "settings.edit")
+    except ConfigRefused as exc:
+        flash(exc.text("ja"), "error")
+        return render_template("settings/edit.html", text=text, comment=comment, annotated=None), 403
     return redirect(url_for("settings.review", token=token))
+
+
+# Where a form goes back to when its change is refused before review (never a URL the request names).
+_BACK = {"settings.ssh_change": "settings.ssh_page", "settings.ids_profile": "settings.ids"}
+
+
+@bp.app_errorhandler(ConfigRefused)
+def refused(exc: ConfigRefused) -> Any:
+    """A page proposed a change its account may not make (changes.propose audited it): say so, go back."""
+    flash(exc.text("ja"), "error")
+    endpoint = request.endpoint or ""
+    back = _BACK.get(endpoint, endpoint.split(".")[0] + ".index")
+    return redirect(url_for(back if back in current_app.view_functions else "dashboard.index"))
 
 
 def annotate(text: str, exc: ConfigError) -> list[tuple[int, str, list[str]]]:
@@ -65,8 +89,11 @@ def review(token: str) -> Any:
         wctx.audit("web.forbidden", {"path": request.path, "needs": proposal.permission})
         abort(403)
     svc = core.service()
+    authority = permissions_of(wctx.user())
     if request.method == "GET":
-        return render_template("settings/review.html", proposal=proposal, diff=svc.diff(proposal.text))
+        refusal = _refusal(svc, proposal.text, authority)
+        return render_template("settings/review.html", proposal=proposal, diff=svc.diff(proposal.text),
+                               error=refusal.text("ja") if refusal else None)  # fmt: skip
     if request.form.get("decision") == "cancel":
         changes.discard(token)
         flash("変更を取りやめました。何も変わっていません。", "info")
@@ -74,10 +101,10 @@ def review(token: str) -> Any:
     seconds = current_app.config.get("MAMORI_CONFIRM_SECONDS")
     try:
         rev = svc.apply(proposal.text, wctx.user().name, "web", proposal.comment, confirm_seconds=seconds,
-                        remote=wctx.remote())  # fmt: skip
+                        remote=wctx.remote(), authority=authority)  # fmt: skip
     except MamoriError as exc:
         return render_template("settings/review.html", proposal=proposal, diff=svc.diff(proposal.text),
-                               error=exc.text("ja")), 400  # fmt: skip
+                               error=exc.text("ja")), 403 if isinstance(exc, ConfigRefused) else 400  # fmt: skip
     changes.discard(token)
     if seconds:
         flash(
@@ -87,6 +114,14 @@ def review(token: str) -> Any:
     else:
         flash(f"変更を適用しました（リビジョン {rev.id}）。", "ok")
     return redirect(url_for("settings.status"))
+
+
+def _refusal(svc: Any, text: str, authority: frozenset[str]) -> ConfigRefused | None:
+    """What applying would refuse now (the live config may have moved since the proposal was made)."""
+    try:
+        return svc.refusal(parse_config(text).model, authority)
+    except ConfigError:
+        return None
 
 
 @bp.route("/status")
@@ -124,9 +159,10 @@ def _revision_text(rev_id: int) -> str:
 
 
 @bp.route("/certificate", methods=["GET", "POST"])
-@requires("settings.edit")
+@requires(WEB_MANAGE)
 def certificate() -> Any:
-    """Replace the self-signed certificate with the clinic's own (takes effect when the server restarts)."""
+    """Replace the self-signed certificate with the clinic's own (takes effect when the server restarts).
+    web.manage (管理者 unless granted by name): whoever holds the key can read every sign-in to this page."""
     from webui.tls import cert_paths, install_certificate
 
     cert_path, _ = cert_paths(wctx.ctx().paths.keys_dir)
@@ -162,9 +198,10 @@ CHANNEL_LABELS = {"email": "メール", "webhook": "Webhook", "line": "LINE", "s
 
 
 @bp.route("/notify-test", methods=["POST"])
-@requires("settings.edit")
+@requires(NOTIFICATIONS_MANAGE)
 def notify_test() -> Any:
-    """Send one test message on every configured channel and say, per channel, whether it went out."""
+    """Send one test message on every configured channel and say, per channel, whether it went out.
+    notifications.manage: the test sends the channels' secrets (SMTP password, LINE token) to their hosts."""
     from appliance.notify import Message, channels
 
     cfg = core.live_config()
