@@ -1,5 +1,6 @@
-"""The VPN's long-running work in `mamori daemon`: the portal, the expiry clock, the tunnel monitor and the
-notices to the clinic (a vendor connected, a login locked).
+"""The VPN's long-running work in `mamori daemon`: the portal, the expiry clock, the tunnel monitor, the
+connection log (what each tunnel opened through the box) and the notices to the clinic (a vendor
+connected, a login locked).
 
 Workers are rebuilt by the daemon whenever a new config revision goes live, so each holds its config.
 The portal listens on the box's VPN address only (never on wan or lan), so it exists only inside tunnels.
@@ -17,6 +18,7 @@ from waitress.server import create_server
 from appliance import clockwatch
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
+from vpn.connlog import ConnLogWorker
 from vpn.monitor import MonitorWorker
 from vpn.notices import VpnNoticeWorker
 from vpn.portal import PORTAL_PORT, create_portal_app
@@ -79,5 +81,6 @@ def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
         PortalWorker(ctx, cfg),
         ExpiryWorker(ctx, cfg),
         MonitorWorker(ctx, iface),
+        ConnLogWorker(ctx, cfg),
         VpnNoticeWorker(ctx, cfg),
     ]

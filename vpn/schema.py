@@ -77,4 +77,28 @@ SCHEMA: list[str] = [
     """
     CREATE INDEX vpn_peer_log_ts ON vpn_peer_log(ts)
     """,
+    # The box's own record of what each tunnel opened through it (vpn/connlog.py): accepted connections
+    # from conntrack (bytes each way at close) and refused ones from the firewall's NFLOG group 8.
+    """
+    CREATE TABLE vpn_conn_log (
+        id INTEGER PRIMARY KEY,
+        first_ts REAL NOT NULL,
+        last_ts REAL,
+        user TEXT NOT NULL DEFAULT '',
+        src TEXT NOT NULL,
+        dst TEXT NOT NULL,
+        proto TEXT NOT NULL,
+        sport INTEGER,
+        dport INTEGER,
+        verdict TEXT NOT NULL,
+        sent INTEGER NOT NULL DEFAULT 0,
+        received INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        seen_open INTEGER NOT NULL DEFAULT 1,
+        ct_id INTEGER
+    );
+    CREATE INDEX vpn_conn_log_src ON vpn_conn_log(src, first_ts);
+    CREATE INDEX vpn_conn_log_ts ON vpn_conn_log(first_ts);
+    CREATE INDEX vpn_conn_log_open ON vpn_conn_log(ct_id) WHERE last_ts IS NULL
+    """,
 ]
