@@ -44,7 +44,7 @@ class PortalWorker:
                 if stop.is_set():
                     return
                 raise RuntimeError(f"{iface.name} does not exist; the portal cannot listen on {host}")
-        app = create_portal_app(SessionManager(self.ctx, lambda: self.cfg))
+        app = create_portal_app(SessionManager(self.ctx, lambda: self.cfg), port=self.port)
         server = create_server(app, host=host, port=self.port, threads=4, ident="mamori-vpn")
         thread = threading.Thread(target=server.run, name="vpn-portal-http", daemon=True)
         thread.start()

@@ -4,14 +4,21 @@ Served by the daemon on the box's VPN address, port `PORTAL_PORT` (the firewall 
 the VPN zone). Plain Japanese, one column, large inputs: it is used on a phone. The user is identified
 by the tunnel address of the request (`REMOTE_ADDR`; no proxy headers are trusted), the form proves it.
 Form input comes from the network: lengths are capped and nothing from it is echoed back.
+
+The portal is plain HTTP, so a page the doctor opens elsewhere could DNS-rebind its own name to the
+portal's address and post to it (log him out, or lock him with wrong sign-ins). Every request must
+therefore name the portal's own address as its Host (with or without the port), and a POST that says
+where it comes from (Origin, or Referer when there is no Origin) must come from the portal itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import ipaddress
 import logging
 import secrets
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
@@ -33,6 +40,47 @@ bp = Blueprint("vpn_portal", __name__, template_folder="templates")
 
 def _manager() -> SessionManager:
     return current_app.extensions["mamori_vpn_sessions"]
+
+
+def _own_hosts() -> frozenset[str]:
+    """The Host values that name this portal: its VPN addresses, bare or with the port it listens on."""
+    cfg = _manager().config()
+    port = current_app.config["MAMORI_PORTAL_PORT"]
+    hosts: set[str] = set()
+    for address in (cfg.vpn.address, cfg.vpn.address6):
+        if address:
+            ip = ipaddress.ip_interface(address).ip
+            host = str(ip) if ip.version == 4 else f"[{ip}]"
+            hosts |= {host, f"{host}:{port}"}
+    return frozenset(hosts)
+
+
+@bp.before_request
+def _same_portal() -> tuple[str, int, dict[str, str]] | None:
+    """Refuse a request for another name (DNS rebinding) and a POST sent from another site's page."""
+    hosts = _own_hosts()
+    ip = request.remote_addr or ""
+    if request.headers.get("Host", "").lower() not in hosts:
+        log.warning("vpn portal: request from %s for another host refused", ip)
+        return _refused(
+            "このアドレスでは開けません。VPN につないだまま、医院から案内されたアドレスで開いてください。",
+            421,
+        )
+    if request.method == "POST":
+        origin = request.headers.get("Origin")
+        if origin is None and request.headers.get("Referer") is not None:
+            referer = urlsplit(request.headers["Referer"])
+            origin = f"{referer.scheme}://{referer.netloc}"
+        if origin is not None and origin.lower() not in {f"http://{h}" for h in hosts}:
+            log.warning("vpn portal: POST from %s sent by another site's page refused", ip)
+            return _refused(
+                "ほかのページからの送信は受け付けません。この画面を開き直してからお試しください。", 403
+            )
+    return None
+
+
+def _refused(text: str, status: int) -> tuple[str, int, dict[str, str]]:
+    return text, status, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
 
 
 def _csrf() -> str:
@@ -101,12 +149,14 @@ def logout() -> tuple[str, int]:
     return _page("接続を終えました。" if ended else "サインインしていません。", ok=bool(ended))
 
 
-def create_portal_app(manager: SessionManager) -> Flask:
+def create_portal_app(manager: SessionManager, port: int = PORTAL_PORT) -> Flask:
+    """The portal for `manager`'s box, answering as its VPN address on `port` (the Host it accepts)."""
     app = Flask(__name__)
     # A fresh key per start: a portal restart only means signing the form again, never a lost session
     # (sessions live in the database, the cookie only carries the CSRF token).
     app.secret_key = secrets.token_bytes(32)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict", MAX_CONTENT_LENGTH=8192)
+    app.config["MAMORI_PORTAL_PORT"] = port
     app.extensions["mamori_vpn_sessions"] = manager
     app.register_blueprint(bp)
     return app

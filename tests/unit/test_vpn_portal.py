@@ -46,41 +46,43 @@ def people(ctx):
     return doc, ven, creds.set("yamada", PASSWORD), creds.set("vendor-a", PASSWORD)
 
 
+PORTAL = "http://10.99.0.1:8443"  # the example's vpn.address and the portal's port: the Host a tunnel uses
+
+
 def client(ctx, ip):
-    app = create_portal_app(SessionManager(ctx, lambda: CFG))
-    return app.test_client(), {"REMOTE_ADDR": ip}
+    """A test client and the request arguments of a device at tunnel address `ip` opening the portal."""
+    app = create_portal_app(SessionManager(ctx, lambda: CFG), port=8443)
+    return app.test_client(), {"environ_base": {"REMOTE_ADDR": ip}, "base_url": PORTAL}
 
 
 def csrf(c, env) -> str:
-    page = c.get("/", environ_base=env).get_data(as_text=True)
+    page = c.get("/", **env).get_data(as_text=True)
     return page.split('name="csrf" value="')[1].split('"')[0]
 
 
 def test_unknown_device_sees_no_form(ctx, people):
     c, env = client(ctx, "10.99.0.200")
-    page = c.get("/", environ_base=env).get_data(as_text=True)
+    page = c.get("/", **env).get_data(as_text=True)
     assert "登録されていません" in page and 'name="password"' not in page
 
 
 def test_form_is_japanese_and_phone_friendly(ctx, people):
     c, env = client(ctx, people[0].ip4)
-    page = c.get("/", environ_base=env).get_data(as_text=True)
+    page = c.get("/", **env).get_data(as_text=True)
     assert 'lang="ja"' in page and 'name="viewport"' in page and "山田 院長" in page
     assert 'inputmode="numeric"' in page and 'autocomplete="one-time-code"' in page
 
 
 def test_missing_csrf_is_refused(ctx, people):
     c, env = client(ctx, people[0].ip4)
-    c.get("/", environ_base=env)
-    r = c.post("/login", data={"password": PASSWORD, "code": "123456"}, environ_base=env)
+    c.get("/", **env)
+    r = c.post("/login", data={"password": PASSWORD, "code": "123456"}, **env)
     assert r.status_code == 400
 
 
 def test_wrong_code_is_401_and_audited(ctx, people):
     c, env = client(ctx, people[0].ip4)
-    r = c.post(
-        "/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": "000000"}, environ_base=env
-    )
+    r = c.post("/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": "000000"}, **env)
     assert r.status_code == 401 and "確認コードが違います" in r.get_data(as_text=True)
     with ctx.db.connection() as conn:
         row = conn.execute("SELECT actor, action, detail FROM audit").fetchone()
@@ -94,17 +96,75 @@ def test_wrong_code_is_401_and_audited(ctx, people):
 def test_vendor_without_window_is_403_even_with_the_right_code(ctx, people):
     c, env = client(ctx, people[1].ip4)
     code = pyotp.TOTP(people[3]).now()
-    r = c.post("/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": code}, environ_base=env)
+    r = c.post("/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": code}, **env)
     assert r.status_code == 403 and "時間枠" in r.get_data(as_text=True)
     assert SessionManager(ctx, lambda: CFG).list() == []
 
 
 def test_hostile_form_input_is_capped(ctx, people):
     c, env = client(ctx, people[0].ip4)
-    r = c.post(
-        "/login", data={"csrf": csrf(c, env), "password": "x" * 5000, "code": "<script>"}, environ_base=env
-    )
+    r = c.post("/login", data={"csrf": csrf(c, env), "password": "x" * 5000, "code": "<script>"}, **env)
     assert r.status_code in (401, 413) and "<script>" not in r.get_data(as_text=True)
+
+
+def audit_rows(ctx) -> list[str]:
+    with ctx.db.connection() as conn:
+        return [r[0] for r in conn.execute("SELECT action FROM audit")]
+
+
+@pytest.mark.parametrize(
+    ("base", "status"),
+    [
+        ("http://10.99.0.1:8443", 200),
+        ("http://10.99.0.1", 200),
+        ("http://[fd4d:616d:6f72::1]:8443", 200),
+        ("http://evil.example:8443", 421),  # a name rebound to the portal's address
+        ("http://evil.example", 421),
+        ("http://10.99.0.1:9999", 421),
+        ("http://localhost:8443", 421),
+        ("http://10.99.0.1.evil.example:8443", 421),
+    ],
+)
+def test_only_the_portals_own_address_is_served(ctx, people, base: str, status: int) -> None:
+    c, env = client(ctx, people[0].ip4)
+    r = c.get("/", environ_base=env["environ_base"], base_url=base)
+    assert r.status_code == status
+    assert ('name="password"' in r.get_data(as_text=True)) == (status == 200)
+
+
+def test_a_rebound_page_cannot_sign_in_or_out_for_the_doctor(ctx, people) -> None:
+    """DNS rebinding: the attacker's page reads the form (same origin for the browser) and posts it."""
+    c, env = client(ctx, people[0].ip4)
+    token = csrf(c, env)
+    evil = {"environ_base": env["environ_base"], "base_url": "http://evil.example:8443"}
+    for _ in range(3):
+        r = c.post("/login", data={"csrf": token, "password": "guess", "code": "000000"}, **evil)
+        assert r.status_code == 421
+    assert c.post("/logout", data={"csrf": token}, **evil).status_code == 421
+    assert audit_rows(ctx) == []  # no wrong sign-in counted toward the doctor's lock
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Origin": "http://evil.example"}, True),
+        ({"Origin": "http://evil.example:8443"}, True),
+        ({"Origin": "null"}, True),
+        ({"Origin": "https://10.99.0.1:8443"}, True),
+        ({"Referer": "http://evil.example/page.html"}, True),
+        ({"Origin": "http://10.99.0.1:8443"}, False),
+        ({"Referer": "http://10.99.0.1:8443/"}, False),
+        ({"Origin": "http://10.99.0.1:8443", "Referer": "http://evil.example/"}, False),  # Origin decides
+        ({}, False),  # neither sent (an old browser, a privacy setting): the CSRF token still guards
+    ],
+)
+def test_a_post_from_another_sites_page_is_refused(ctx, people, headers: dict, refused: bool) -> None:
+    c, env = client(ctx, people[0].ip4)
+    r = c.post(
+        "/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": "000000"}, headers=headers, **env
+    )
+    assert r.status_code == (403 if refused else 401)
+    assert audit_rows(ctx) == ([] if refused else ["vpn.signin.refused"])
 
 
 def dev(i: int, user: str) -> Device:
