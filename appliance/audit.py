@@ -222,7 +222,7 @@ class AuditLog:
             revisions = conn.execute("SELECT count(*) FROM revisions").fetchone()[0]
         expected_head = self._head(key, expected_id - 1, prev)
         if (head is None and (checked or revisions)) or (head is not None and head[0] != expected_head):
-            return self._broken(checked, checked + 1, "truncated")
+            return self._broken(checked, expected_id, "truncated")
         return VerifyResult(ok=True, checked=checked)
 
     @staticmethod

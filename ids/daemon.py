@@ -1,9 +1,10 @@
 """The IDS's long-running work in `mamori daemon`: Suricata's supervisor and the EVE ingest worker.
 
 The ingest worker follows eve.json (ids.eve_reader), stores alerts and incidents (ids.ingest), blocks
-attackers (ids.response), applies retention every few minutes, and rotates eve.json itself when it grows
-past ROTATE_BYTES and has been read to its end (rename, then Suricata's `reopen-log-files`), so the
-small disk of a box never fills with an EVE file that nobody rotates.
+attackers (ids.response), and rotates eve.json itself when it grows past ROTATE_BYTES and has been read
+to its end (rename, then Suricata's `reopen-log-files`), so the small disk of a box never fills with an
+EVE file that nobody rotates. Retention of the IDS tables is run by the coordinator (appliance.retention,
+ids.retention.retain), off the alert-to-block path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
@@ -22,13 +22,11 @@ from ids.eve_reader import EveReader
 from ids.ingest import AlertIngest
 from ids.render import SuricataPaths
 from ids.response import AutoResponder
-from ids.retention import apply_retention
 from ids.supervisor import SuricataSupervisor
 
 log = logging.getLogger(__name__)
 
 ROTATE_BYTES = 64 * 1024 * 1024
-RETENTION_EVERY = 600.0
 CHECKPOINT_EVERY = 1.0
 IDLE_WAIT = 0.005  # a new alert is seen within ~5 ms (an idle poll is a stat and a 256-byte read)
 
@@ -53,18 +51,11 @@ class EveIngestWorker:
             sink=self.ingest.sink, on_commit=self.ingest.on_commit, skip_store=skip_store(cfg),
             autocheckpoint=False,
         )  # fmt: skip
-        self._last_retention = 0.0
 
     def step(self) -> int:
         n = self.reader.poll()
         if n == 0:
             self._maybe_rotate()
-        now = time.monotonic()
-        if now - self._last_retention > RETENTION_EVERY:
-            self._last_retention = now
-            apply_retention(
-                self.ctx.db, self.cfg.ids.retention_days * 86400, self.cfg.ids.max_db_mb * 1024 * 512
-            )
         return n
 
     def _maybe_rotate(self) -> None:

@@ -1,17 +1,23 @@
 """Retention: keep the IDS tables within an age and a size, so the disk of a small box never fills.
 
-Scope: ids_events, ids_alerts, ids_quarantine (by age and, for events, by total stored bytes) and
-incidents whose last alert is older than the age limit and that are not open (未対応 stays until handled).
-Deletion is in bounded chunks so the reader is never blocked for long.
+Scope: ids_events, ids_alerts, ids_quarantine (by age and, for events, by total stored bytes), blocks that
+ended before the age limit, and incidents whose last alert is older than the age limit and that are not
+open (未対応 stays until handled). `retain` is what the coordinator (appliance.retention) calls with the
+IDS share of the disk budget: past the age rules, the oldest events, then alerts, then quarantined lines
+go until the IDS tables fit. Deletion is in bounded chunks so the reader is never blocked for long.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from appliance import clock
 from appliance.storage import Database
+
+if TYPE_CHECKING:
+    from appliance.retention import Policy
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,7 @@ def apply_retention(
     db: Database, max_age_s: float, max_event_bytes: int, now: float | None = None
 ) -> RetentionResult:
     """Delete what is older than max_age_s, then the oldest events beyond max_event_bytes."""
-    cutoff = (time.time() if now is None else now) - max_age_s
+    cutoff = (clock.wall() if now is None else now) - max_age_s
     events = _delete_older(db, "ids_events", "received", cutoff)
     events += _shrink_events(db, max_event_bytes)
     alerts = _delete_older(db, "ids_alerts", "ts", cutoff)
@@ -80,3 +86,28 @@ def apply_retention(
     if any((events, alerts, quarantine, incidents)):
         log.info("IDS retention: %s", result)
     return result
+
+
+TABLES = ["ids_events", "ids_alerts", "ids_quarantine", "ids_incidents", "ids_blocks", "ids_counters",
+          "ids_eve_position"]  # fmt: skip
+
+
+def retain(db: Database, policy: Policy) -> dict[str, int]:
+    """The coordinator's entry: ids.retention_days, then the IDS share of storage.max_db_mb."""
+    from appliance.retention import shrink
+
+    res = apply_retention(db, policy.keep_days["ids"] * 86400, policy.max_bytes // 2, policy.now)
+    with db.transaction() as conn:
+        # a block that was lifted, or ran out, before the age limit; a permanent one (0) stays
+        blocks = conn.execute(
+            "DELETE FROM ids_blocks WHERE ts < ? AND (undone_at IS NOT NULL OR (timeout_s > 0 AND ts + timeout_s < ?))",
+            (policy.cutoff("ids"), policy.now),
+        ).rowcount
+    deleted = {"ids_events": res.events_deleted, "ids_alerts": res.alerts_deleted,
+               "ids_quarantine": res.quarantine_deleted, "ids_incidents": res.incidents_deleted,
+               "ids_blocks": blocks}  # fmt: skip
+    for table, n in shrink(
+        db, ["ids_events", "ids_alerts", "ids_quarantine"], TABLES, policy.max_bytes
+    ).items():
+        deleted[table] += n
+    return deleted
