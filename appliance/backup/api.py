@@ -11,22 +11,30 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.apply import apply_lock
 from appliance.audit import AuditLog
 from appliance.backup import archive as archive_mod
+from appliance.backup import ports as ports_mod
 from appliance.backup import records
 from appliance.backup.errors import BackupError
 from appliance.backup.manifest import Manifest
 from appliance.backup.passphrase import check_strength
-from appliance.backup.restore import swap_in, unpack
+from appliance.backup.ports import PortPlan
+from appliance.backup.restore import Unpacked, swap_in, unpack
 from appliance.backup.store import default_dir, new_path, prune
 from appliance.errors import MamoriError
+from appliance.fileio import atomic_write
+from appliance.paths import Paths
+from appliance.revisions import RevisionStore
+from appliance.storage import Database
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
@@ -159,19 +167,36 @@ def _write_atomically(directory: Path, out_file: Path | None, when: float, passp
 
 
 def restore_backup(
-    ctx: Context, archive: Path, passphrase: str, *, actor: str = "system", source: str = "cli"
+    ctx: Context,
+    archive: Path,
+    passphrase: str,
+    *,
+    actor: str = "system",
+    source: str = "cli",
+    ports: Mapping[str, str] | None = None,
+    box_ports: Collection[str] | None = None,
+    on_plan: Callable[[PortPlan], None] | None = None,
 ) -> Manifest:
     """Replace the box's config and state with the archive's. Raises BackupError and changes nothing if not ok.
 
-    The swap happens under the apply lock, so no config change can interleave. The caller then makes the
-    restored revision live in the kernel (`reconcile_after_restore`; the CLI does), and restarts the daemon
-    so it reopens the database.
+    Before anything is swapped, the ports the backup's config names are compared with this box's
+    (`box_ports`, default: the kernel's); other ports need a `ports` mapping (old -> new), which is applied
+    to the config and recorded, in the restored database, as a new live revision with its audit entry.
+    `on_plan` sees the plan (and its diff) after it was validated and before the swap. A refusal for ports
+    writes nothing at all, not even an audit entry: it is a question back to the person, who holds the
+    passphrase. The swap happens under the apply lock, so no config change can interleave. The caller
+    then makes the restored revision live in the kernel (`reconcile_after_restore`; the CLI does).
     """
     staging = _staging(ctx, "restore")
     previous = staging / "previous"
     succeeded = False
     try:
         unpacked = unpack(Path(archive), passphrase, staging)
+        plan = _port_plan(unpacked, ports, box_ports)
+        if on_plan is not None:
+            on_plan(plan)
+        if plan.changed:
+            _record_port_mapping(unpacked, plan, actor, source)
         with apply_lock(ctx.paths):
             swap_in(ctx.paths, unpacked, previous)
         succeeded = True
@@ -187,12 +212,58 @@ def restore_backup(
     manifest = unpacked.manifest
     ctx.db.migrate()
     detail = {"archive": str(archive), "created": manifest.created, "software_version": manifest.software_version,
-              "files": len(manifest.files)}  # fmt: skip
+              "files": len(manifest.files), "ports": plan.renames}  # fmt: skip
     with ctx.db.transaction() as conn:
         records.record_run(ctx.db, conn, kind="restore", archive=str(archive), files=len(manifest.files), ok=True,
                            actor=actor)  # fmt: skip
         _audit(ctx).record(actor, "backup.restore", detail, source=source, conn=conn)
     return manifest
+
+
+def inspect_restore(
+    ctx: Context,
+    archive: Path,
+    passphrase: str,
+    *,
+    ports: Mapping[str, str] | None = None,
+    box_ports: Collection[str] | None = None,
+) -> PortPlan:
+    """What a restore of `archive` would do to the ports (and the diff), without changing anything.
+    Raises PortMismatchError when the ports differ and `ports` does not map them."""
+    staging = _staging(ctx, "inspect")
+    try:
+        return _port_plan(unpack(Path(archive), passphrase, staging), ports, box_ports)
+    except (OSError, sqlite3.Error) as exc:
+        raise _as_backup_error(exc) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _port_plan(
+    unpacked: Unpacked, ports: Mapping[str, str] | None, box_ports: Collection[str] | None
+) -> PortPlan:
+    text = unpacked.config.read_text(encoding="utf-8")
+    return ports_mod.plan(text, ports_mod.detect_ports() if box_ports is None else box_ports, ports)
+
+
+def _record_port_mapping(unpacked: Unpacked, plan: PortPlan, actor: str, source: str) -> None:
+    """In the staged copy, before the swap: the mapped config becomes the live revision (audited there,
+    so it continues the backup's audit chain) and the config file that will be installed."""
+    from appliance.service import PENDING_KEY
+
+    staged = Paths(config=unpacked.config, state_dir=unpacked.state)
+    db = Database(staged.db)
+    db.migrate()
+    store = RevisionStore(db)
+    comment = plan.comment()
+    with db.transaction() as conn:
+        rev = store.add(conn, plan.text, actor, source, comment, plan.diff(), "applied")
+        db.set_kv(PENDING_KEY, None, conn)  # a restore is confirmed by the person who asked for it
+        detail = {"revision": rev.id, "comment": comment, "diff": rev.diff, "confirm_seconds": None,
+                  "ports": plan.renames}  # fmt: skip
+        AuditLog(db, staged.keys_dir / "audit.key").record(actor, "config.apply", detail, source, conn=conn)
+    mode = unpacked.config.stat().st_mode & 0o777
+    atomic_write(unpacked.config, plan.text, mode=mode)
 
 
 def test_backup(
@@ -241,3 +312,21 @@ def reconcile_after_restore(ctx: Context) -> None:
             "restored, but applying the restored config failed: " + exc.text("en"),
             code="backup.apply",
         ) from exc
+
+
+def reload_running_daemon(paths: Paths) -> bool:
+    """Tell a running `mamori daemon` (its pid file is in run/, which a restore keeps) to re-apply and restart
+    its workers on the restored state: SIGHUP, as `systemctl reload mamori` sends. False if none runs."""
+    try:
+        pid = int((paths.run_dir / "mamori.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    if b"daemon" not in cmdline:  # a stale pid file whose number now belongs to another process
+        return False
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return False
+    log.info("backup: told the running daemon (pid %d) to reload the restored state", pid)
+    return True

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from appliance.audit import AuditLog
-from appliance.backup import api, records, store
+from appliance.backup import api, ports, records, store
 from appliance.backup.errors import BackupError, NoPassphraseError
 from appliance.backup.model import BackupConfig
 from appliance.backup.passphrase import load_passphrase, set_passphrase
@@ -157,23 +157,49 @@ def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
+    mapping = ports.parse_mapping(args.ports) if args.ports else None  # a typo is refused before anything
     passphrase = _read_passphrase(args, ctx.paths)
     if not args.yes:
         result = api.test_backup(ctx, Path(args.file), passphrase, actor=_actor(args))
         print(result.text(args.lang))
-        if result.ok:
-            _say(args, "この内容で機器を置き換えるには --yes を付けて実行してください",
-                 "run again with --yes to replace the box's state with this backup")  # fmt: skip
-        return 0 if result.ok else 3
+        if not result.ok:
+            return 3
+        _show_plan(args, api.inspect_restore(ctx, Path(args.file), passphrase, ports=mapping))
+        again = f" --ports {args.ports}" if args.ports else ""
+        _say(args, f"この内容で機器を置き換えるには --yes{again} を付けて実行してください",
+             f"run again with --yes{again} to replace the box's state with this backup")  # fmt: skip
+        return 0
     try:
-        manifest = api.restore_backup(ctx, Path(args.file), passphrase, actor=_actor(args))
+        manifest = api.restore_backup(ctx, Path(args.file), passphrase, actor=_actor(args), ports=mapping,
+                                      on_plan=lambda plan: _show_plan(args, plan))  # fmt: skip
+    except (ports.PortMismatchError, ports.PortMapError):
+        raise  # a question back to the person (who holds the passphrase): nothing written, not even the log
     except BackupError as exc:
         _record_refusal(ctx, args, exc)
         raise
-    api.reconcile_after_restore(ctx)  # the kernel (firewall, VPN peers) follows the restored config now
-    _say(args, f"{manifest.created} のバックアップを復元しました（設定も反映済みです）。`systemctl restart mamori` で常駐プロセスも再起動してください",
-         f"restored the backup of {manifest.created} and applied it; restart the daemon (`systemctl restart mamori`)")  # fmt: skip
+    # The kernel (network, firewall, VPN peers, DHCP) follows the restored config now, by the normal path.
+    api.reconcile_after_restore(ctx)
+    if api.reload_running_daemon(ctx.paths):
+        _say(args, f"{manifest.created} のバックアップを復元し、設定を反映しました。動いている常駐プロセス（mamori daemon）も"
+                   "復元した設定と鍵で動き直しています。ほかに実行するコマンドはありません",
+             f"restored the backup of {manifest.created} and applied it; the running daemon was told to reload "
+             "and now runs on the restored config and keys. Nothing else to run")  # fmt: skip
+    else:
+        _say(args, f"{manifest.created} のバックアップを復元し、設定を反映しました。常駐プロセス（mamori daemon）は"
+                   "動いていません。`systemctl start mamori` で起動してください",
+             f"restored the backup of {manifest.created} and applied it; the daemon is not running: start it "
+             "with `systemctl start mamori`")  # fmt: skip
     return 0
+
+
+def _show_plan(args: argparse.Namespace, plan: ports.PortPlan) -> None:
+    if not plan.changed:
+        _say(args, f"ポート: バックアップと同じ名前のポートがこの機械にあります（{', '.join(plan.wanted)}）",
+             f"ports: this box has the ports the backup uses ({', '.join(plan.wanted)})")  # fmt: skip
+        return
+    _say(args, f"ポートの対応: {plan.summary()}。復元する設定はこう変わります:",
+         f"port mapping: {plan.summary()}; the restored config changes like this:")  # fmt: skip
+    print(plan.diff(), end="")
 
 
 def _record_refusal(ctx: Context, args: argparse.Namespace, exc: BackupError) -> None:
@@ -215,6 +241,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         if name == "restore":
             p.add_argument("--yes", action="store_true", help="確認なしで置き換える / replace without asking")
+            p.add_argument("--ports", metavar="OLD=NEW,...",
+                           help="ポート名が違う機械へ: wan0=enp1s0,lan0=enp2s0 / map the backup's ports to this box's")  # fmt: skip
         p.set_defaults(func=func)
     sub.add_parser("set-passphrase", help="自動バックアップ用パスフレーズ / set the passphrase").set_defaults(
         func=cmd_set_passphrase

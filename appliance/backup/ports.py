@@ -75,10 +75,20 @@ class PortPlan:
     present: tuple[str, ...]
     renames: dict[str, str] = field(default_factory=dict)
     text: str = ""
+    original: str = ""
 
     @property
     def changed(self) -> bool:
         return bool(self.renames)
+
+    def diff(self) -> str:
+        """The backup's config against the one that will be installed, as a revision diff reads."""
+        from appliance.revisions import readable_diff
+
+        return readable_diff(self.original, self.text) if self.changed else ""
+
+    def comment(self) -> str:
+        return f"復元（ポート対応: {self.summary()}）"
 
     def summary(self) -> str:
         """`wan0→enp1s0, lan0→enp2s0` (ports and VLANs, in the order the config lists them)."""
@@ -222,7 +232,7 @@ def plan(text: str, present: Collection[str], mapping: Mapping[str, str] | None 
     final = check_mapping(wanted, present, mapping or {})
     renames = renames_for(cfg, final)
     if not renames:
-        return PortPlan(tuple(wanted), tuple(sorted(present)), {}, text)
+        return PortPlan(tuple(wanted), tuple(sorted(present)), {}, text, text)
     mapped = rename_in_text(text, renames)
     try:
         new_cfg = parse_config(mapped).model
@@ -246,4 +256,4 @@ def plan(text: str, present: Collection[str], mapping: Mapping[str, str] | None 
             "the port mapping could not be applied to this config's text; the box was not changed",
             code="backup.port_map",
         )
-    return PortPlan(tuple(wanted), tuple(sorted(present)), renames, mapped)
+    return PortPlan(tuple(wanted), tuple(sorted(present)), renames, mapped, text)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from appliance.audit import AuditLog
 from appliance.backup import crypto
 from appliance.backup.cli import register
 from appliance.backup.errors import BackupError, NoPassphraseError, WeakPassphraseError, WrongPassphraseError
+from appliance.backup.ports import PortMapError, PortMismatchError
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
@@ -24,6 +28,18 @@ PASS = "hatsuyume ichi fuji ni taka"
 @pytest.fixture(autouse=True)
 def cheaper_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crypto, "SCRYPT_N", 1 << 14)
+
+
+BOX_PORTS = ["wan0", "lan0", "guest0", "dev0"]
+
+
+@pytest.fixture(autouse=True)
+def box_ports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ports of the box the CLI runs on (this machine has none of the example's; the integration test
+    reads real ones). A test of other hardware changes the list in place."""
+    ports = list(BOX_PORTS)
+    monkeypatch.setattr("appliance.backup.ports.detect_ports", lambda: list(ports))
+    return ports
 
 
 @pytest.fixture
@@ -111,6 +127,68 @@ def test_restore_asks_for_yes_and_records_refusals(
         run(ctx, monkeypatch, "backup", "restore", "--yes", str(archive), stdin="")
 
     assert run(ctx, monkeypatch, "backup", "restore", "--yes", str(archive), stdin=PASS + "\n") == 0
-    assert "復元しました" in capsys.readouterr().out
+    assert "のバックアップを復元し、設定を反映しました" in capsys.readouterr().out
     assert not key.exists()  # back to the state of the backup
     assert actions(ctx) == ["backup.set_passphrase", "backup.restore"]
+
+
+def files(ctx: Context) -> dict[str, bytes]:
+    out = {"CONFIG": ctx.paths.config.read_bytes()}
+    out.update({str(p): p.read_bytes() for p in sorted(ctx.paths.state_dir.rglob("*")) if p.is_file()})
+    return out
+
+
+def test_restore_onto_other_ports_needs_a_mapping_and_shows_it(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], box_ports: list[str]
+) -> None:
+    run(ctx, monkeypatch, "backup", "set-passphrase", stdin=PASS + "\n")
+    run(ctx, monkeypatch, "backup", "create")
+    archive = str(next((ctx.paths.state_dir / "backups").glob("*.mbk")))
+    box_ports[:] = ["enp1s0", "enp2s0", "enp3s0", "enp4s0"]  # the spare is a mini PC
+    capsys.readouterr()
+    before = files(ctx)
+    with pytest.raises(PortMismatchError) as caught:
+        run(ctx, monkeypatch, "backup", "restore", "--yes", archive, stdin=PASS + "\n")
+    assert "この機械のポート: enp1s0, enp2s0, enp3s0, enp4s0" in caught.value.text("ja")
+    with pytest.raises(PortMapError, match="enp9s0"):
+        run(ctx, monkeypatch, "backup", "restore", "--yes", "--ports", "wan0=enp1s0,lan0=enp2s0,guest0=enp3s0,"
+            "dev0=enp9s0", archive, stdin=PASS + "\n")  # fmt: skip
+    with pytest.raises(PortMapError, match="old=new"):  # a typo is refused before the passphrase is asked
+        run(ctx, monkeypatch, "--lang", "en", "backup", "restore", "--yes", "--ports", "wan0:enp1s0", archive)
+    assert files(ctx) == before  # refused three times, nothing written
+
+    mapping = "wan0=enp1s0,lan0=enp2s0,guest0=enp3s0,dev0=enp4s0"
+    assert run(ctx, monkeypatch, "backup", "restore", "--ports", mapping, archive, stdin=PASS + "\n") == 0
+    out = capsys.readouterr().out
+    assert "+- name: enp1s0" in out and f"--yes --ports {mapping}" in out
+    assert files(ctx)["CONFIG"] == before["CONFIG"]  # shown, not done
+
+    # Done with --yes by the integration test (tests/integration/test_core_restore.py): on real ports, since
+    # the restored config is applied to the kernel at once.
+
+
+def test_a_running_daemon_is_told_to_reload_a_stale_pid_file_is_not(tmp_path: Path) -> None:
+    from appliance.backup.api import reload_running_daemon
+
+    paths = Paths(tmp_path / "config.yaml", tmp_path / "state")
+    paths.ensure()
+    code = "import signal,sys,time\nsignal.signal(signal.SIGHUP, lambda *a: open(sys.argv[1], 'w').write('hup'))\n" \
+           "print('ready', flush=True)\ntime.sleep(30)"  # fmt: skip
+    for name, told in (("daemon", True), ("something-else", False)):
+        got = tmp_path / f"hup-{name}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(got), name], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            (paths.run_dir / "mamori.pid").write_text(f"{proc.pid}\n")
+            assert reload_running_daemon(paths) is told
+            deadline = time.monotonic() + 5
+            while told and not got.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert got.exists() is told
+        finally:
+            proc.kill()
+            proc.wait()
+    (paths.run_dir / "mamori.pid").unlink()
+    assert reload_running_daemon(paths) is False

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.audit import AuditLog
-from appliance.backup import api, crypto, restore
+from appliance.backup import api, crypto, ports, restore
 from appliance.backup.crypto import EncryptingWriter, decrypt_stream
 from appliance.backup.errors import BackupError, CorruptArchiveError, RestoreError, WrongPassphraseError
 from appliance.backup.records import backup_status
@@ -29,11 +29,20 @@ from appliance.subsystem import Context
 
 REPO = Path(__file__).resolve().parents[2]
 PASS = "tsukue no ue ni ringo ga mittsu"
+EXAMPLE_PORTS = ("wan0", "lan0", "guest0", "dev0")
+MINI_PC = ("enp1s0", "enp2s0", "enp3s0", "enp4s0")
 
 
 @pytest.fixture(autouse=True)
 def cheaper_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crypto, "SCRYPT_N", 1 << 14)
+
+
+@pytest.fixture(autouse=True)
+def example_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine has none of the example's ports; the tests of other hardware name the box's ports
+    explicitly (box_ports=), and tests/integration/test_core_restore.py reads real ones from the kernel."""
+    monkeypatch.setattr(ports, "detect_ports", lambda: list(EXAMPLE_PORTS))
 
 
 def make_box(root: Path) -> Context:
@@ -338,3 +347,67 @@ def test_public_api_is_importable_from_the_package() -> None:
 
     assert create_backup is api.create_backup and restore_backup is api.restore_backup
     assert test_backup is api.test_backup and TestResult is api.TestResult and Manifest.__name__ == "Manifest"
+
+
+# -- restoring onto a box whose ports have other names (a Raspberry Pi's backup on a mini PC) -----------
+
+
+def test_other_ports_without_a_mapping_are_refused_and_nothing_is_written(
+    archive: Path, box: Context
+) -> None:
+    before = tree(box)
+    with pytest.raises(ports.PortMismatchError) as caught:
+        api.restore_backup(box, archive, PASS, box_ports=MINI_PC)
+    ja = caught.value.text("ja")
+    assert "wan0, lan0, guest0, dev0" in ja and "enp1s0, enp2s0, enp3s0, enp4s0" in ja and "--ports" in ja
+    assert "--ports wan0=enp1s0" in caught.value.text("en")
+    assert tree(box) == before  # not even an audit entry: byte for byte the same box
+    assert leftovers(box) == []
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {"wan0": "enp1s0", "lan0": "enp2s0", "guest0": "enp3s0", "dev0": "enp9s0"},  # no such port here
+        {"wan0": "enp1s0", "lan0": "enp1s0", "guest0": "enp3s0", "dev0": "enp4s0"},  # two onto one
+        {"wan0": "enp1s0", "lan0": "enp2s0", "guest0": "enp3s0"},  # dev0 left out
+    ],
+    ids=["missing-port", "two-onto-one", "unmapped"],
+)
+def test_a_wrong_mapping_is_refused_and_nothing_is_written(
+    archive: Path, box: Context, mapping: dict[str, str]
+) -> None:
+    before = tree(box)
+    with pytest.raises(BackupError) as caught:
+        api.restore_backup(box, archive, PASS, ports=mapping, box_ports=MINI_PC)
+    assert caught.value.code in ("backup.port_map", "backup.ports")
+    assert tree(box) == before
+    assert leftovers(box) == []
+
+
+def test_a_mapping_makes_the_mapped_config_the_live_revision(archive: Path, box: Context) -> None:
+    from appliance.revisions import RevisionStore
+
+    before = tree(box)
+    seen: list[tuple[str, bool]] = []
+
+    def shown(plan: ports.PortPlan) -> None:  # before the swap: the box is still the old one
+        seen.append((plan.diff(), tree(box) == before))
+
+    mapping = dict(zip(EXAMPLE_PORTS, MINI_PC, strict=True))
+    api.restore_backup(box, archive, PASS, actor="業者", ports=mapping, box_ports=MINI_PC, on_plan=shown)
+    [(diff, untouched)] = seen
+    assert untouched
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert "-- name: wan0" in changed and "+- name: enp1s0" in changed and "+  - enp2s0" in changed
+    assert len(changed) == 12  # four ports, two IDS interfaces: names only, nothing else
+    text = box.paths.config.read_text(encoding="utf-8")
+    assert "name: enp1s0" in text and "name: wan0" not in text and "# ポートとゾーン" in text
+    live = RevisionStore(box.db).live()
+    assert live is not None and live.config_text == text and live.author == "業者"
+    assert live.comment == "復元（ポート対応: wan0→enp1s0, lan0→enp2s0, guest0→enp3s0, dev0→enp4s0）"
+    audit = AuditLog(box.db, box.paths.keys_dir / "audit.key")
+    entries = list(reversed(audit.search()))
+    assert [e.action for e in entries[-2:]] == ["config.apply", "backup.restore"]
+    assert entries[-1].detail["ports"] == mapping and entries[-2].detail["ports"] == mapping
+    assert audit.verify().ok
