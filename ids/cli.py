@@ -76,7 +76,23 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                     else ""
                 )
             )
+    _print_notify_troubles(args, ctx)
     return 0
+
+
+def _print_notify_troubles(args: argparse.Namespace, ctx: Context) -> None:
+    """Channels that have not delivered for over 10 minutes (appliance.notify.outbox), if any."""
+    from appliance.notify.outbox import trouble_text, troubles
+
+    items = troubles(ctx.db)
+    if not items:
+        return
+    if _en(args):
+        for t in items:
+            print(f"notifications: {t.channel} undelivered since {_t(t.since)}"
+                  f"{f', {t.expired} given up' if t.expired else ''}: {t.detail or 'waiting'}")  # fmt: skip
+    else:
+        print(f"{trouble_text(items)}  ※保守業者に連絡してください")
 
 
 def cmd_rules(args: argparse.Namespace, ctx: Context) -> int:

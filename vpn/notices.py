@@ -4,8 +4,10 @@ Ransomware reached Japanese hospitals through vendors' remote-maintenance connec
 know, as it happens, that its vendor is connected, and that a doctor's VPN login was locked after wrong
 codes (a guessed password). The events are read from the audit log, where the VPN portal already records
 them (`vpn.signin`, `vpn.user.locked`), so the portal's request never waits on a mail server and nothing
-is lost when the daemon restarts: a cursor in the kv table remembers the last entry handled. On its very
-first run the cursor starts at the newest entry (history is not replayed as news).
+is lost when the daemon restarts: a cursor in the kv table remembers the last entry handled, and moves in
+the same transaction that writes the message to the notification outbox (appliance.notify.outbox), whose
+senders deliver it with retries. On its very first run the cursor starts at the newest entry (history is
+not replayed as news).
 
 Non-goals: doctors' ordinary sign-ins (daily routine, not news) and rate limiting (there are few events).
 """
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from appliance.audit import AuditEntry
+from appliance.clock import wall
 from appliance.config.model import MamoriConfig
 from appliance.errors import NotFoundError
-from appliance.notify import Channel, Message, channels
+from appliance.notify import Message, channels
+from appliance.notify.outbox import enqueue
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,9 @@ def compose(
                 f"承認された作業: {info.reason}（対象: {targets}）。{_hhmm(info.ends, tz)} に自動で切断されます。"
             )
         lines.append("心当たりがない場合は、管理画面の「VPN」から接続を止め、保守業者に確認してください。")
-        return Message(f"【Mamori】保守業者が接続しました（{clinic}）", "\n".join(lines), severity=2)
+        return Message(
+            f"【Mamori】保守業者が接続しました（{clinic}）", "\n".join(lines), severity=2, kind="vpn"
+        )
     if entry.action == "vpn.user.locked":
         body = (
             f"{who}の VPN ログインが、確認コードやパスワードの誤りが続いたためロックされました"
@@ -71,12 +77,13 @@ def compose(
             "ご本人が操作していない場合、パスワードが他人に知られているおそれがあります。"
             "ご本人に確認し、パスワードを変えてから管理画面でロックを解除してください。"
         )
-        return Message(f"【Mamori】VPN のログインをロックしました（{clinic}）", body, severity=1)
+        return Message(f"【Mamori】VPN のログインをロックしました（{clinic}）", body, severity=1, kind="vpn")
     return None
 
 
 class VpnNoticeWorker:
-    """Daemon worker: sends the news among new audit entries, then moves the cursor past them."""
+    """Daemon worker: writes the news among new audit entries to the outbox and moves the cursor past them,
+    in one transaction per entry."""
 
     name = "vpn-notices"
 
@@ -84,11 +91,10 @@ class VpnNoticeWorker:
         self,
         ctx: Context,
         cfg: MamoriConfig,
-        chans: list[Channel] | None = None,
         poll: float = POLL_S,
     ) -> None:
         self.ctx, self.cfg, self.poll = ctx, cfg, poll
-        self.channels = chans if chans is not None else channels(cfg, ctx.paths.keys_dir)
+        self.channels = [c.name for c in channels(cfg, ctx.paths.keys_dir)]
 
     def _window(self, window_id: int) -> WindowInfo | None:
         from vpn.windows import WindowStore
@@ -110,28 +116,22 @@ class VpnNoticeWorker:
         return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def step(self) -> list[Message]:
-        """One pass; returns the messages sent (for tests and the log)."""
+        """One pass; returns the messages written to the outbox (for tests and the log)."""
         cursor = self.ctx.db.get_kv(CURSOR_KEY)
         if cursor is None:  # first run: start at the newest entry, history is not news
             with self.ctx.db.connection() as conn:
                 newest = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
             self.ctx.db.set_kv(CURSOR_KEY, str(newest))
             return []
-        sent = []
+        queued = []
         for entry in self._entries_after(int(cursor)):
             msg = compose(self.cfg, entry, self._window)
-            if msg is not None:
-                self._send(msg)
-                sent.append(msg)
-            self.ctx.db.set_kv(CURSOR_KEY, str(entry.id))
-        return sent
-
-    def _send(self, msg: Message) -> None:
-        for ch in self.channels:
-            try:
-                ch.send(msg)
-            except Exception as exc:  # one channel down must not keep the others from hearing it
-                log.error("vpn notice via %s failed: %s", getattr(ch, "name", ch), exc)
+            with self.ctx.db.transaction() as conn:
+                if msg is not None:
+                    enqueue(conn, msg, self.channels, wall())
+                    queued.append(msg)
+                self.ctx.db.set_kv(CURSOR_KEY, str(entry.id), conn=conn)
+        return queued
 
     def run(self, stop: threading.Event) -> None:
         while True:

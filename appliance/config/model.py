@@ -93,6 +93,7 @@ class NotificationsConfig(Strict):
     syslog: SyslogConfig | None = None
     min_interval: Duration = "10m"
     daily_digest: bool = True
+    retry_after: Duration = "30s"  # first retry of a failed send; doubles up to 15 minutes
 
 
 class WebConfig(Strict):

@@ -3,8 +3,12 @@
 Modules, one job each:
 - `message`: the Japanese text of a message (an incident, a fold of several, the daily digest).
 - `channels`: how a message leaves the box (SMTP + STARTTLS, JSON webhook, LINE Messaging API, RFC 5424 syslog).
-- `folding`: which incidents are announced and when (`notifications.min_interval`, the digest).
-- `worker`: the daemon's notification workers.
+- `folding`: which incidents are announced and when (`notifications.min_interval`, the digest), kept in
+  the state database.
+- `outbox`: every message written before it is sent, retried with back-off until delivered or expired;
+  which channel is in trouble (dashboard, `mamori ids status`).
+- `worker`: the daemon's workers (the folding, one sender per channel).
+- `schema`: the tables (notify_pending, notify_outbox).
 
 Areas import the names they need from here (`from appliance.notify import Message, channels`).
 """

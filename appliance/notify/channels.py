@@ -50,6 +50,8 @@ class EmailChannel:
             self.cfg.sender,
             ", ".join(self.cfg.recipients),
         )
+        domain = self.cfg.sender.rpartition("@")[2] or "mamori.invalid"
+        email["Message-ID"] = f"<{msg.id}@{domain}>"  # the same on every retry: mail clients show it once
         email.set_content(msg.body, charset="utf-8")
         for att in attachments:
             maintype, _, subtype = att.mime.partition("/")
@@ -78,8 +80,9 @@ class WebhookChannel:
         self.cfg, self.timeout = cfg, timeout
 
     def send(self, msg: Message) -> None:
-        _post_json(self.cfg.url, {"source": "mamori", "subject": msg.subject, "text": msg.body,
-                                  "severity": msg.severity}, {}, self.timeout)  # fmt: skip
+        body = {"id": msg.id, "source": "mamori", "kind": msg.kind, "subject": msg.subject, "text": msg.body,
+                "severity": msg.severity}  # fmt: skip
+        _post_json(self.cfg.url, body, {"Idempotency-Key": msg.id}, self.timeout)
 
 
 class LineChannel:
@@ -97,19 +100,30 @@ class LineChannel:
         text = (msg.subject + "\n" + msg.body)[:4900]  # a LINE text message holds 5,000 characters
         _post_json(self.cfg.api_base.rstrip("/") + "/v2/bot/message/push",
                    {"to": self.cfg.to, "messages": [{"type": "text", "text": text}]},
-                   {"Authorization": f"Bearer {self.token}"}, self.timeout)  # fmt: skip
+                   {"Authorization": f"Bearer {self.token}", "X-Line-Retry-Key": msg.id},
+                   self.timeout)  # fmt: skip
 
 
 def rfc5424(msg: Message, hostname: str, now: float, app: str = "mamori") -> bytes:
-    """One RFC 5424 message: facility local0, severity from the incident, UTF-8 with BOM as the RFC says."""
+    """One RFC 5424 message: facility local0, severity from the incident, UTF-8 with BOM as the RFC says.
+    MSGID is the message's id without dashes (32 characters, the RFC's limit); the structured data carries
+    it as sent, with the kind and severity."""
     sev = {1: 2, 2: 4}.get(msg.severity, 5)  # critical / warning / notice
     pri = 16 * 8 + sev
     ts = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    sd = f'[mamori@32473 severity="{msg.severity}"]'
+    msgid = "".join(c for c in msg.id if c.isascii() and c.isalnum())[:32] or "-"
+    sd = f'[mamori@32473 id="{_sd_value(msg.id)}" kind="{_sd_value(msg.kind)}" severity="{msg.severity}"]'
     text = (msg.subject + " | " + msg.body).replace("\n", " ")
     return (
-        f"<{pri}>1 {ts} {hostname[:255] or '-'} {app} - ids {sd} ".encode() + b"\xef\xbb\xbf" + text.encode()
+        f"<{pri}>1 {ts} {hostname[:255] or '-'} {app} - {msgid} {sd} ".encode()
+        + b"\xef\xbb\xbf"
+        + text.encode()
     )
+
+
+def _sd_value(value: str) -> str:
+    """RFC 5424 §6.3.3: '"', '\\' and ']' are escaped inside a PARAM-VALUE."""
+    return "".join("\\" + c if c in '"\\]' else c for c in value)
 
 
 class SyslogChannel:

@@ -5,7 +5,8 @@ Pure functions of their arguments; times are shown in the clinic's zone (applian
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from appliance.clock import show
 from ids.incidents import Incident
@@ -14,11 +15,20 @@ MAX_IN_ONE = 20  # incidents written out in one message; the rest are counted
 MAX_IN_DIGEST = 50
 
 
+def new_id() -> str:
+    """A message's stable id: a UUID, so that it also serves as LINE's X-Line-Retry-Key."""
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class Message:
+    """One message. `id` stays the same on every channel and every retry: the receiver de-duplicates on it."""
+
     subject: str
     body: str
     severity: int  # 1 high .. 3 low, for syslog
+    id: str = field(default_factory=new_id)
+    kind: str = "notice"  # incidents / digest / vpn / test / notice
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ def compose(clinic: str, incidents: list[Incident], tz: str | None = None) -> Me
     body = "\n\n".join(incident_text(clinic, i, tz) for i in incidents[:MAX_IN_ONE])
     if len(incidents) > MAX_IN_ONE:
         body += f"\n\n…ほか {len(incidents) - MAX_IN_ONE} 件（mamori ids incidents で確認できます）"
-    return Message(subject, body, top.severity)
+    return Message(subject, body, top.severity, kind="incidents")
 
 
 def digest(clinic: str, incidents: list[Incident]) -> Message:
@@ -54,4 +64,4 @@ def digest(clinic: str, incidents: list[Incident]) -> Message:
     lines = [f"- [{i.state}] 重要度{i.explanation.importance} {i.explanation.title}（{i.src_ip}, {i.count}回）"
              for i in incidents[:MAX_IN_DIGEST]]  # fmt: skip
     body = head + ("\n" + "\n".join(lines) if lines else "\n異常はありませんでした。")
-    return Message(f"[Mamori {clinic}] 日次まとめ", body, 3)
+    return Message(f"[Mamori {clinic}] 日次まとめ", body, 3, kind="digest")

@@ -33,6 +33,11 @@ def cfg_with(notifications: dict):
     return parse_config(yaml.safe_dump(data, allow_unicode=True)).model
 
 
+def webhook_cfg(url: str) -> dict:
+    """The webhook section for a test receiver."""
+    return {"url": url}
+
+
 def incident(i: int, sid: int = 1990001, severity: int = 1, last_seen: float = 1_800_000_000.0) -> Incident:
     return Incident(i, sid, "198.51.100.66", "203.0.113.2", last_seen - 60, last_seen, 3, severity,
                     "MAMORI RDP connection attempt from the internet", "Attempted Administrator Privilege Gain",
@@ -121,9 +126,8 @@ def test_email_uses_starttls_and_sends_japanese(tls_pair) -> None:
     rx.start()
     cfg = cfg_with({"email": {"host": "127.0.0.1", "port": rx.port, "username": "mamori", "sender": "box@clinic.example",
                               "recipients": ["doctor@clinic.example"]}}).notifications.email  # fmt: skip
-    EmailChannel(cfg, "s3cret", tls=client_tls).send(
-        Message("[Mamori] 攻撃を遮断しました", "本文：重要度 高", 1)
-    )
+    msg = Message("[Mamori] 攻撃を遮断しました", "本文：重要度 高", 1)
+    EmailChannel(cfg, "s3cret", tls=client_tls).send(msg)
     rx.join(10)
     assert rx.tls_used and rx.auth == ["\0mamori\0s3cret"]
     assert len(rx.messages) == 1
@@ -131,6 +135,7 @@ def test_email_uses_starttls_and_sends_japanese(tls_pair) -> None:
 
     mail = message_from_bytes(rx.messages[0][:-5], policy=policy.default)
     assert mail["Subject"] == "[Mamori] 攻撃を遮断しました" and "重要度 高" in mail.get_content()
+    assert mail["Message-ID"] == f"<{msg.id}@clinic.example>"  # the same on a retry: shown once
 
 
 def test_email_refuses_a_server_without_starttls(tls_pair) -> None:
@@ -169,7 +174,8 @@ def http_rx():
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             got.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(body),
-                        "ctype": self.headers.get("Content-Type")})  # fmt: skip
+                        "ctype": self.headers.get("Content-Type"), "headers": dict(self.headers),
+                        "raw": body})  # fmt: skip
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"{}")
@@ -190,16 +196,24 @@ def http_rx():
 def test_webhook_posts_json(http_rx) -> None:
     base, got = http_rx
     cfg = cfg_with({"webhook": {"url": base + "/hook"}}).notifications.webhook
-    WebhookChannel(cfg).send(Message("件名", "本文", 2))
-    assert got == [{"path": "/hook", "auth": None, "ctype": "application/json; charset=utf-8",
-                    "body": {"source": "mamori", "subject": "件名", "text": "本文", "severity": 2}}]  # fmt: skip
+    msg = Message("件名", "本文", 2, kind="incidents")
+    WebhookChannel(cfg).send(msg)
+    WebhookChannel(cfg).send(msg)  # a retry: the same id again, for the receiver to de-duplicate
+    assert [(g["path"], g["auth"], g["ctype"]) for g in got] == [
+        ("/hook", None, "application/json; charset=utf-8")
+    ] * 2
+    assert got[0]["body"] == {"id": msg.id, "source": "mamori", "kind": "incidents", "subject": "件名",
+                              "text": "本文", "severity": 2}  # fmt: skip
+    assert got[0]["headers"]["Idempotency-Key"] == got[1]["headers"]["Idempotency-Key"] == msg.id
 
 
 def test_line_push_message(http_rx) -> None:
     base, got = http_rx
     cfg = cfg_with({"line": {"to": "Cgroup123", "api_base": base}}).notifications.line
-    LineChannel(cfg, "tok-abc").send(Message("件名", "本文" * 3000, 1))
+    msg = Message("件名", "本文" * 3000, 1)
+    LineChannel(cfg, "tok-abc").send(msg)
     assert got[0]["path"] == "/v2/bot/message/push" and got[0]["auth"] == "Bearer tok-abc"
+    assert got[0]["headers"]["X-Line-Retry-Key"] == msg.id  # LINE's own de-duplication of retried pushes
     body = got[0]["body"]
     assert body["to"] == "Cgroup123" and body["messages"][0]["type"] == "text"
     assert len(body["messages"][0]["text"]) <= 5000 and body["messages"][0]["text"].startswith("件名\n")
@@ -209,7 +223,7 @@ def test_line_push_message(http_rx) -> None:
 
 
 def test_syslog_rfc5424_udp_and_tcp() -> None:
-    msg = Message("[Mamori] 件名", "一行目\n二行目", 1)
+    msg = Message("[Mamori] 件名", "一行目\n二行目", 1, id="0b6f3c1e-5d2a-4c1b-9f3e-2a7d8c9e0f11", kind="vpn")
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.settimeout(5)
@@ -218,7 +232,9 @@ def test_syslog_rfc5424_udp_and_tcp() -> None:
     data, _ = udp.recvfrom(9000)
     udp.close()
     head, _, text = data.partition(b"\xef\xbb\xbf")
-    assert head.startswith(b"<130>1 2027-01-15T08:00:00.500Z ") and b" mamori - ids [mamori@32473" in head
+    assert head.startswith(b"<130>1 2027-01-15T08:00:00.500Z ")
+    assert head.endswith(b' mamori - 0b6f3c1e5d2a4c1b9f3e2a7d8c9e0f11 [mamori@32473 id="0b6f3c1e-5d2a-4c1b-9f3e-2a7d8c9e0f11"'
+                         b' kind="vpn" severity="1"] ')  # fmt: skip
     assert text.decode() == "[Mamori] 件名 | 一行目 二行目"
 
     tcp = socket.create_server(("127.0.0.1", 0))

@@ -47,6 +47,7 @@ def index() -> Any:
         blocks=sources.active_blocks(db, now, limit=10),
         last_change=(svc.history(1) or [None])[0],
         versions=versions(),
+        notify_trouble=_notify_trouble(db, now),
     )
 
 
@@ -63,6 +64,13 @@ def _audit_ok(now: float) -> bool:
         cached = (now, wctx.audit_log().verify().ok)
         _VERIFY_CACHE[key] = cached
     return cached[1]
+
+
+def _notify_trouble(db: Any, now: float) -> str | None:
+    """「通知を送れていません（メール: 接続できません）」 when a channel has not delivered for 10 minutes."""
+    from appliance.notify.outbox import trouble_text, troubles
+
+    return trouble_text(troubles(db, now))
 
 
 def _open_incidents(db: Any) -> list[dict[str, Any]] | None:
