@@ -126,6 +126,9 @@ def shrink(db: Database, tables: list[str], owned: list[str], max_bytes: int) ->
     occupy at most `max_bytes`. Rows per round are estimated from the table's bytes per row (index pages
     do not empty in step with the table, hence a few rounds)."""
     deleted: dict[str, int] = {}
+    with db.connection() as conn:
+        if db_used_bytes(conn) <= max_bytes:  # O(1): the whole file fits, so does the area (no dbstat walk)
+            return deleted
     for table in tables:
         for _ in range(20):
             with db.connection() as conn:
