@@ -11,6 +11,8 @@ chunk is touched. Each chunk's nonce is a random 7-byte prefix, a 4-byte counter
 (the STREAM construction), and every chunk is authenticated together with the whole header as associated
 data: a re-ordered, dropped, truncated or extended chunk, and a header swapped in from another archive, all
 fail authentication. Header values are attacker-controlled and bounded before use (scrypt cost, chunk size).
+The scrypt cost is written in each archive's header and read back from it, so raising it for new archives
+(N=2^15 until 2026, 2^17 since) leaves every older archive restorable.
 Non-goal: hiding the archive's size or creation time (they are in the plaintext header, for `backup list`).
 """
 
@@ -28,7 +30,6 @@ from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from appliance.backup.errors import CorruptArchiveError, WrongPassphraseError
 
@@ -41,11 +42,13 @@ CHUNK_SIZE = 1 << 20
 TAG_LEN = 16
 MAX_HEADER_LEN = 64 * 1024
 MAX_CHUNK_SIZE = 16 << 20
-# scrypt cost: N=2^15, r=8 needs 32 MiB and ~0.1 s on a Raspberry Pi 4 per try; bounds for archives read.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
-_N_RANGE = (1 << 14, 1 << 16)
-# Memory scrypt needs is 128 * n * r bytes: bounded to 64 MiB so a hostile header cannot exhaust a Pi.
-_MAX_SCRYPT_MEMORY = 64 << 20
+# scrypt cost for new archives: N=2^17, r=8 needs 128 MiB and ~0.5 s on a Raspberry Pi 4 per try (an archive
+# holds every key of the box: each guess must be expensive). Archives read may have any cost in _N_RANGE.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 17, 8, 1
+_N_RANGE = (1 << 14, 1 << 17)
+# Memory scrypt needs is about 128 * n * r bytes: bounded to 128 MiB so a hostile header cannot exhaust a
+# Pi, and passed as maxmem (OpenSSL's own default limit, 32 MiB, would refuse the cost we write).
+_MAX_SCRYPT_MEMORY = 128 << 20
 _CHECK_LABEL = b"mamori backup passphrase check v1"
 
 
@@ -74,7 +77,8 @@ def _b64(data: bytes) -> str:
 
 
 def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> tuple[bytes, bytes]:
-    material = Scrypt(salt=salt, length=64, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+    maxmem = 128 * r * (n + p + 2) + (1 << 20)  # V and B of RFC 7914, and slack for OpenSSL's own use
+    material = hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=64)
     return material[:32], hmac.new(material[32:], _CHECK_LABEL, hashlib.sha256).digest()
 
 

@@ -1,18 +1,25 @@
 """The passphrase for scheduled backups: kept in a 0600 file in the keys directory, never in the config.
 
 The clinic must also keep it somewhere off the box (printed, in the safe): without it no archive can be
-restored. It is checked for a minimum length only; a long passphrase of ordinary words is what we ask for.
+restored. An archive holds every secret of the box, and whoever has a copy can guess offline for as long as
+he likes: we ask for 16 characters, or four or more words (a long passphrase of ordinary words is easy to
+write down and hard to guess), and refuse repeated characters.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from appliance.backup.errors import WeakPassphraseError
 from appliance.fileio import atomic_write
 from appliance.paths import Paths
 
-MIN_LENGTH = 12
+MIN_LENGTH = 16
+# Or: MIN_WORDS different words of MIN_WORD_LENGTH characters or more, MIN_WORDS_LENGTH characters in all
+# ("うみ やま かわ そら ほし": Japanese words are short, each of their characters is one of thousands).
+MIN_WORDS, MIN_WORD_LENGTH, MIN_WORDS_LENGTH = 4, 2, 12
+_WORD_SPLIT = re.compile(r"[\s\-_.,、。・]+")  # spaces (also the Japanese one), hyphens, punctuation
 FILE_NAME = "backup.passphrase"
 
 
@@ -21,11 +28,16 @@ def passphrase_path(paths: Paths) -> Path:
 
 
 def check_strength(passphrase: str) -> None:
-    """Refuse what an attacker would guess first: short ones and ones of one or two repeated characters."""
-    if len(passphrase) < MIN_LENGTH:
+    """Refuse what an attacker would guess first: short ones and ones of one or two repeated characters.
+    Long enough is MIN_LENGTH characters, or MIN_WORDS different words (of MIN_WORD_LENGTH characters or
+    more) in a passphrase of MIN_WORDS_LENGTH characters."""
+    words = {w for w in _WORD_SPLIT.split(passphrase) if len(w) >= MIN_WORD_LENGTH}
+    enough_words = len(words) >= MIN_WORDS and len(passphrase) >= MIN_WORDS_LENGTH
+    if len(passphrase) < MIN_LENGTH and not enough_words:
         raise WeakPassphraseError(
-            f"パスフレーズは{MIN_LENGTH}文字以上にしてください（例: 単語を4つ以上つなげたもの）",
-            f"the passphrase must be at least {MIN_LENGTH} characters (e.g. four or more words)",
+            f"パスフレーズは{MIN_LENGTH}文字以上か、単語を{MIN_WORDS}つ以上つなげたものにしてください"
+            "（例: 「うみ やま かわ そら ほし」）",
+            f"the passphrase must be at least {MIN_LENGTH} characters, or {MIN_WORDS} or more words",
         )
     if len(set(passphrase)) < 4 or passphrase.strip() != passphrase:
         raise WeakPassphraseError(

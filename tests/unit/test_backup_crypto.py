@@ -14,6 +14,7 @@ from appliance.backup.crypto import MAGIC, EncryptingWriter, decrypt_stream, rea
 from appliance.backup.errors import BackupError, CorruptArchiveError, WrongPassphraseError
 
 PASS = "correct horse battery staple"
+WRITE_N = crypto.SCRYPT_N  # the cost new archives get (read before the fixture below lowers it)
 PLAIN = os.urandom(5000) + "医療情報".encode() * 100
 
 
@@ -149,6 +150,7 @@ def test_header_edited_to_say_something_else_is_refused(sealed: bytes) -> None:
     ("field", "value"),
     [
         ("n", 1 << 30),  # would make scrypt allocate 1 TiB: refused before deriving anything
+        ("n", 1 << 18),  # 256 MiB: more than a Pi can give
         ("n", 1000),
         ("r", 0),
         ("p", 99),
@@ -177,3 +179,22 @@ def test_hostile_kdf_parameters_are_refused_before_use(sealed: bytes, field: str
 def test_not_an_archive_is_refused(blob: bytes, match: str) -> None:
     with pytest.raises(CorruptArchiveError, match=match):
         open_(blob)
+
+
+def test_new_archives_cost_scrypt_2_17_and_archives_of_the_old_cost_still_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18 item 10: a copy of an archive can be attacked offline, each guess must cost 128 MiB of
+    memory; the cost is read from each archive's header, so the archives made before (2^15) restore."""
+    monkeypatch.setattr(crypto, "SCRYPT_N", WRITE_N)
+    new = seal(b"every key of the box")
+    kdf = json.loads(new[12 : header_len(new)])["kdf"]
+    assert (kdf["name"], kdf["n"], kdf["r"], kdf["p"]) == ("scrypt", 1 << 17, 8, 1)
+    assert open_(new) == b"every key of the box"
+    with pytest.raises(WrongPassphraseError):
+        open_(new, "correct horse battery stapler")
+    monkeypatch.setattr(crypto, "SCRYPT_N", 1 << 15)  # what Mamori wrote until issue 18
+    old = seal(b"an archive of 2026")
+    assert json.loads(old[12 : header_len(old)])["kdf"]["n"] == 1 << 15
+    monkeypatch.setattr(crypto, "SCRYPT_N", WRITE_N)
+    assert open_(old) == b"an archive of 2026"

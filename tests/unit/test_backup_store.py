@@ -93,8 +93,12 @@ def test_export_copies_byte_identical_and_refuses_a_missing_stick(tmp_path: Path
         ("aaaaaaaaaaaaaaaa", False),
         ("abababababababab", False),
         (" leading space passphrase", False),
-        ("twelve chars", True),
-        ("うみ やま かわ そら ほし つき", True),
+        ("twelve chars", False),  # 12 characters were enough before issue 18
+        ("fifteen-chars!!", False),
+        ("ab cd ef gh", False),  # four words, 11 characters
+        ("うみ やま かわ そら ほし", True),
+        ("うみ　やま　かわ　そら　ほし", True),  # the Japanese full-width space separates words too
+        ("sixteen chars ok", True),
         ("correct horse battery staple", True),
     ],
 )
