@@ -2,11 +2,15 @@
 
 Each subsystem registers its own tables as numbered migrations in `SCHEMA` (append only: a released
 migration is never edited, so a box upgraded from any version ends with the same schema).
+The database holds password hashes, TOTP secrets and the audit log: it is created 0600 whatever the umask
+(SQLite gives its -wal and -shm files the database file's mode), and `migrate` narrows a database made
+0644 by an older version.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +22,9 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "appliance.schema", "firewall.schema", "ids.schema", "vpn.schema", "webui.schema",
     "appliance.backup.schema", "reports.schema", "appliance.notify.schema",
 )  # fmt: skip
+
+
+FILE_MODE = 0o600
 
 
 def _schemas() -> dict[str, list[str]]:
@@ -32,6 +39,8 @@ class Database:
 
     def connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # made here with its mode, not by sqlite with the umask's
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -42,6 +51,7 @@ class Database:
     def migrate(self) -> dict[str, int]:
         """Apply pending schema migrations of every area; returns each area's schema version now in force."""
         versions: dict[str, int] = {}
+        self._narrow_modes()
         with self.connection() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_versions (area TEXT PRIMARY KEY, version INTEGER)"
@@ -66,6 +76,14 @@ class Database:
                     version = number
                 versions[area] = version
         return versions
+
+    def _narrow_modes(self) -> None:
+        for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:
+                if p.stat().st_mode & 0o077:
+                    os.chmod(p, FILE_MODE)
+            except FileNotFoundError:
+                continue
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:

@@ -39,6 +39,7 @@ def test_units_verify(tmp_path: Path) -> None:
 def test_daemon_unit_is_notify_and_restarts() -> None:
     text = (REPO / "image/systemd/mamori.service").read_text()
     assert "Type=notify" in text and "Restart=on-failure" in text and "WatchdogSec=" in text
+    assert "\nUMask=0077\n" in text  # the state database, keys and backups are never readable by others
     boot = (REPO / "image/systemd/mamori-fail-closed.service").read_text()
     assert "Before=network-pre.target" in boot and "DefaultDependencies=no" in boot
 

@@ -1,0 +1,44 @@
+"""The state database holds password hashes, TOTP secrets and the audit log: it and its -wal and -shm files
+are 0600 after a fresh migrate, whatever the umask (issue 18 item 10), and an older 0644 one is narrowed."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from appliance.storage import Database
+
+
+@pytest.fixture
+def open_umask():
+    """The umask of a shell or a unit without UMask=: what made mamori.db 0644 before."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_a_fresh_database_and_its_wal_and_shm_are_0600(tmp_path: Path, open_umask: None) -> None:
+    db = Database(tmp_path / "state" / "mamori.db")
+    db.migrate()
+    with db.connection() as conn:  # while a connection is open, the -wal and -shm files exist
+        conn.execute("INSERT INTO kv(key, value) VALUES ('k', 'v')")
+        files = [db.path, Path(f"{db.path}-wal"), Path(f"{db.path}-shm")]
+        assert all(p.exists() for p in files)
+        assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+def test_a_database_made_0644_by_an_older_version_is_narrowed(tmp_path: Path, open_umask: None) -> None:
+    path = tmp_path / "mamori.db"
+    Database(path).migrate()
+    path.chmod(0o644)
+    Database(path).migrate()
+    assert mode(path) == 0o600
