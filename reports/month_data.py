@@ -143,21 +143,28 @@ def vpn_volumes(ctx: Context, m: Month) -> dict[str, tuple[int, int]] | None:
 
 
 def _window_report(ctx: Context, cfg: MamoriConfig | None, window_id: int) -> dict | None:
-    """vpn.report's session report of one maintenance window, as plain data for the template."""
+    """vpn.report's work report of one maintenance window, as plain data for the template: each host and
+    port reached (first/last time, bytes each way, outside the approval or not) and the refused attempts."""
     report = optional_module("vpn.report")
     if report is None or cfg is None:
         return None
     rep = report.window_report(ctx, cfg, window_id)
-    rx, tx = rep.bytes_total
-    reached = [f"{dst} {proto}/{port if port is not None else '-'}（{n}回）"
-               for (dst, port, proto), n in sorted(rep.reached.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))]  # fmt: skip
+    sent, received = rep.bytes_total
     return {
-        "rx": rx,
-        "tx": tx,
-        "reached": reached,
+        "sent": sent,
+        "received": received,
+        "reached": [
+            {"dst": d.dst, "port": report.port_text(d), "count": d.count, "first": d.first, "last": d.last,
+             "bytes": report.bytes_text(d), "outside": d.outside}
+            for d in rep.reached
+        ],
+        "refused": [
+            {"dst": d.dst, "port": report.port_text(d), "count": d.count, "first": d.first, "last": d.last}
+            for d in rep.refused
+        ],
         "outside": rep.outside_targets,
-        "malformed": rep.malformed_flows,
-    }
+        "truncated": rep.truncated,
+    }  # fmt: skip
 
 
 def vendor_windows(ctx: Context, m: Month, cfg: MamoriConfig | None = None) -> list[dict] | None:

@@ -1,30 +1,49 @@
-"""The session report of a vendor's maintenance window, for the clinic (MHLW guideline 6.0: remote
+"""The work report of a vendor's maintenance window, for the clinic (MHLW guideline 6.0: remote
 maintenance is logged, checked against the work plan and reported when the work ends).
 
 It gathers: the approval (who, why, which systems), each portal session (start, end, why it ended),
-the tunnel log (connects, endpoints, bytes) and, when the IDS recorded flows, the hosts and ports the
-vendor's tunnel address reached — with those outside the approved targets called out. Flow records come
-from Suricata's EVE (network data): malformed ones are counted and reported, never guessed at.
+the tunnel log (connects, endpoints, tunnel bytes), and from the box's own connection log
+(vpn/connlog.py, whatever the IDS settings) every host and port the vendor's tunnel addresses reached —
+first and last time, bytes each way — with those outside the approved targets called out, and the
+connections the firewall refused. Non-goal: what was done inside a connection.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import json
 import logging
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
-from vpn.monitor import LogEntry, peer_log
+from vpn.connlog import QUERY_MAX, Conn, ConnStore
+from vpn.monitor import BYTES_EVERY_S, HANDSHAKE_GAP_S, LogEntry, peer_log
 from vpn.sessions import END_REASON_JA, Session, SessionManager
 from vpn.store import DeviceStore
 from vpn.windows import Window, WindowStore
 
 log = logging.getLogger(__name__)
-MAX_FLOWS = 20000
+# The monitor writes a tunnel's last bytes when it goes quiet (up to HANDSHAKE_GAP_S after the cut) or at
+# its next minute: those records belong to the window that just ended.
+TUNNEL_TAIL_S = HANDSHAKE_GAP_S + BYTES_EVERY_S + 30
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Every connection to one host and port (accepted or refused) during the window, added up."""
+
+    dst: str
+    proto: str
+    port: int | None
+    first: float
+    last: float | None  # None: one of them is still open
+    count: int  # connections, or attempts for refused ones
+    sent: int  # from the vendor to the host
+    received: int  # from the host back to the vendor
+    uncounted: int = 0  # closed connections the kernel had no byte counts for (accounting was off)
+    open: int = 0
+    outside: bool = False
 
 
 @dataclass
@@ -32,20 +51,29 @@ class WindowReport:
     window: Window
     sessions: list[Session]
     log: list[LogEntry]
-    reached: dict[tuple[str, int | None, str], int] = field(default_factory=dict)
+    reached: list[Destination] = field(default_factory=list)
+    refused: list[Destination] = field(default_factory=list)
     outside_targets: list[str] = field(default_factory=list)
-    malformed_flows: int = 0
-    flows_truncated: bool = False  # more than MAX_FLOWS records of the vendor: the list is incomplete
+    truncated: bool = False  # more than QUERY_MAX connections: the lists are incomplete
+
+    @property
+    def tunnel_bytes(self) -> tuple[int, int]:
+        """(received from the vendor's device, sent to it) by the tunnel, as WireGuard counted them."""
+        rx = sum(e.rx for e in self.log if e.kind == "bytes")
+        return rx, sum(e.tx for e in self.log if e.kind == "bytes")
 
     @property
     def bytes_total(self) -> tuple[int, int]:
-        return sum(e.rx for e in self.log if e.kind == "bytes"), sum(
-            e.tx for e in self.log if e.kind == "bytes"
-        )
+        """(vendor -> clinic, clinic -> vendor): the connections' bytes; the tunnel's when larger (a
+        connection still open has no count yet), so a session that moved data never shows 0."""
+        sent = sum(d.sent for d in self.reached)
+        received = sum(d.received for d in self.reached)
+        rx, tx = self.tunnel_bytes
+        return max(sent, rx), max(received, tx)
 
 
 def _target_ips(cfg: MamoriConfig, targets: tuple[str, ...]) -> set[str]:
-    hosts = {h.name: h.ip for h in cfg.hosts if h.ip}
+    hosts = {h.name: str(h.ip) for h in cfg.hosts if h.ip}
     groups = {g.name: g.members for g in cfg.groups}
     ips: set[str] = set()
     for t in targets:
@@ -54,42 +82,27 @@ def _target_ips(cfg: MamoriConfig, targets: tuple[str, ...]) -> set[str]:
     return ips
 
 
-def _flows(ctx: Context, ips: set[str], start: float, end: float) -> tuple[dict, int, bool]:
-    """The vendor's flows, chosen in SQL by source address before the cap: the clinic's other traffic in
-    the same hours must not push them out of the report. Returns (reached, malformed, truncated)."""
-    reached: dict[tuple[str, int | None, str], int] = {}
-    bad = 0
-    marks = ",".join("?" * len(ips))
-    with ctx.db.connection() as conn:
-        rows = conn.execute(
-            "SELECT raw FROM ids_events WHERE event_type = 'flow' AND received >= ? AND received <= ?"
-            f" AND (CASE WHEN json_valid(raw) THEN json_extract(raw, '$.src_ip') END) IN ({marks})"
-            " ORDER BY id LIMIT ?",
-            (start, end + 300, *sorted(ips), MAX_FLOWS + 1),  # flows are written when they end: 5 min more
-        ).fetchall()
-    truncated = len(rows) > MAX_FLOWS
-    if truncated:
-        log.warning(
-            "window report: more than %d flow records; the report lists the first %d", MAX_FLOWS, MAX_FLOWS
+def summarize(conns: list[Conn], allowed: set[str]) -> tuple[list[Destination], list[Destination]]:
+    """(reached, refused), one Destination per (host, protocol, port), sorted by host and port."""
+    groups: dict[tuple[str, str, str, int | None], list[Conn]] = {}
+    for c in conns:
+        groups.setdefault((c.verdict, c.dst, c.proto, c.dport), []).append(c)
+    reached: list[Destination] = []
+    refused: list[Destination] = []
+    for (verdict, dst, proto, port), cs in groups.items():
+        still_open = sum(1 for c in cs if c.last_ts is None)
+        uncounted = sum(
+            1 for c in cs if c.last_ts is not None and verdict == "accepted" and not c.sent + c.received
         )
-    for (raw,) in rows[:MAX_FLOWS]:
-        try:
-            ev = json.loads(raw)
-            if ev.get("src_ip") not in ips:
-                continue
-            port = ev.get("dest_port")
-            key = (
-                str(ipaddress.ip_address(ev["dest_ip"])),
-                int(port) if port is not None else None,
-                str(ev["proto"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            bad += 1
-            continue
-        reached[key] = reached.get(key, 0) + 1
-    if bad:
-        log.warning("window report: %d malformed flow record(s) skipped", bad)
-    return reached, bad, truncated
+        d = Destination(
+            dst, proto, port, min(c.first_ts for c in cs),
+            None if still_open else max(c.last_ts or 0.0 for c in cs),
+            sum(c.attempts for c in cs) if verdict == "refused" else len(cs),
+            sum(c.sent for c in cs), sum(c.received for c in cs), uncounted, still_open, dst not in allowed,
+        )  # fmt: skip
+        (refused if verdict == "refused" else reached).append(d)
+    key = lambda d: (d.dst, d.proto, d.port or 0)  # noqa: E731
+    return sorted(reached, key=key), sorted(refused, key=key)
 
 
 def window_report(ctx: Context, cfg: MamoriConfig, window_id: int) -> WindowReport:
@@ -98,15 +111,37 @@ def window_report(ctx: Context, cfg: MamoriConfig, window_id: int) -> WindowRepo
         s for s in SessionManager(ctx, lambda: cfg).list(window.user, limit=1000) if s.window_id == window_id
     ]
     end = window.closed or window.ends
-    entries = [e for e in peer_log(ctx, window.user, since=window.starts, limit=5000) if e.ts <= end]
+    entries = [
+        e for e in peer_log(ctx, window.user, since=window.starts, limit=5000) if e.ts <= end + TUNNEL_TAIL_S
+    ]
     rep = WindowReport(window, sorted(sessions, key=lambda s: s.started), sorted(entries, key=lambda e: e.ts))
     ips = {s.tunnel_ip for s in sessions}
     ips |= {d.ip6 for d in DeviceStore(ctx.db).all(window.user) if d.ip6 and d.ip4 in ips}
-    if ips:
-        rep.reached, rep.malformed_flows, rep.flows_truncated = _flows(ctx, ips, window.starts, end)
-    allowed = _target_ips(cfg, window.targets)
-    rep.outside_targets = sorted({dst for (dst, _, _) in rep.reached if dst not in allowed})
+    conns = ConnStore(ctx.db).between(ips, window.starts, end, limit=QUERY_MAX + 1)
+    rep.truncated = len(conns) > QUERY_MAX
+    if rep.truncated:
+        log.warning("window report #%d: more than %d connections; the first %d are listed", window_id,
+                    QUERY_MAX, QUERY_MAX)  # fmt: skip
+    rep.reached, rep.refused = summarize(conns[:QUERY_MAX], _target_ips(cfg, window.targets))
+    rep.outside_targets = sorted({d.dst for d in rep.reached if d.outside})
     return rep
+
+
+def port_text(d: Destination) -> str:
+    return f"{d.proto}/{d.port if d.port is not None else '-'}"
+
+
+def bytes_text(d: Destination, en: bool = False) -> str:
+    """The bytes of a destination for a person; never a bare 0 where the count is unknown."""
+    if d.open and not d.sent + d.received:
+        return "open: counted when it closes" if en else "接続中（通信量は切断時に記録）"
+    if d.uncounted == d.count:
+        return "not counted (conntrack accounting was off)" if en else "通信量の記録なし（計数が無効でした）"
+    sent, received = f"{d.sent:,}", f"{d.received:,}"
+    text = f"sent {sent} / received {received} bytes" if en else f"送信 {sent} / 受信 {received} バイト"
+    if d.open:
+        text += " (some still open)" if en else "（接続中のものを除く）"
+    return text
 
 
 def render_text(rep: WindowReport, tz: str = "Asia/Tokyo", lang: str = "ja") -> str:
@@ -114,7 +149,7 @@ def render_text(rep: WindowReport, tz: str = "Asia/Tokyo", lang: str = "ja") -> 
     zone = ZoneInfo(tz)
 
     def t(ts: float | None) -> str:
-        return dt.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M") if ts else "-"
+        return dt.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
     w = rep.window
     en = lang == "en"
@@ -132,29 +167,32 @@ def render_text(rep: WindowReport, tz: str = "Asia/Tokyo", lang: str = "ja") -> 
         if not en and s.end_reason in END_REASON_JA:
             reason = f"{END_REASON_JA[s.end_reason]}: {s.end_reason}"
         lines.append(f"  {t(s.started)} - {t(s.ended)} ({reason}) {s.tunnel_ip}")
-    lines.append(f"{'Bytes received/sent' if en else '受信/送信バイト数'}: {rx} / {tx}")
+    lines.append(
+        f"Bytes vendor->clinic / clinic->vendor: {rx:,} / {tx:,}"
+        if en
+        else f"送信/受信バイト数（業者から/業者へ）: {rx:,} / {tx:,}"
+    )
     for e in rep.log:
         if e.kind in ("connect", "endpoint", "disconnect", "two_endpoints", "large_transfer"):
             lines.append(f"  {t(e.ts)} {e.kind} {e.endpoint} {e.detail}".rstrip())
-    if rep.reached:
-        lines.append("Hosts reached:" if en else "接続先:")
-        for (dst, port, proto), n in sorted(rep.reached.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-            lines.append(f"  {dst} {proto}/{port if port is not None else '-'} x{n}")
-    else:
-        lines.append(
-            "Hosts reached: no flow records (IDS off?)"
-            if en
-            else "接続先: 記録なし（IDS が動いていない可能性）"
-        )
+    lines.append("Hosts reached:" if en else "接続先:")
+    if not rep.reached:
+        lines.append("  none" if en else "  なし（院内の機器への接続はありませんでした）")
+    for d in rep.reached:
+        flag = (" !! OUTSIDE THE APPROVED TARGETS" if en else " !! 承認された対象以外") if d.outside else ""
+        lines.append(f"  {d.dst} {port_text(d)} x{d.count}  {t(d.first)} - {t(d.last) if d.last else ('open' if en else '接続中')}"
+                     f"  {bytes_text(d, en)}{flag}")  # fmt: skip
+    if rep.refused:
+        lines.append("Refused by the firewall:" if en else "ファイアウォールが拒否した接続:")
+        for d in rep.refused:
+            lines.append(f"  {d.dst} {port_text(d)} x{d.count}  {t(d.first)} - {t(d.last)}")
     if rep.outside_targets:
         label = "Outside the approved targets" if en else "承認された対象以外への接続"
         lines.append(f"!! {label}: {', '.join(rep.outside_targets)}")
-    if rep.flows_truncated:
+    if rep.truncated:
         lines.append(
-            f"!! Only the first {MAX_FLOWS} flow records are listed; there were more"
+            f"!! Only the first {QUERY_MAX} connections are listed; there were more"
             if en
-            else f"!! 通信記録が多いため最初の {MAX_FLOWS} 件だけを集計しています（これ以外にも接続があります）"
+            else f"!! 接続が多いため最初の {QUERY_MAX} 件だけを集計しています（これ以外にも接続があります）"
         )
-    if rep.malformed_flows:
-        lines.append(f"({rep.malformed_flows} malformed flow records skipped)")
     return "\n".join(lines) + "\n"

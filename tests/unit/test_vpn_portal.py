@@ -17,11 +17,9 @@ from vpn.credentials import Credentials
 from vpn.keys import generate_keypair
 from vpn.monitor import HANDSHAKE_GAP_S, LARGE_TRANSFER, _Track, changes
 from vpn.portal import create_portal_app
-from vpn.report import render_text, window_report
 from vpn.sessions import SessionManager
 from vpn.store import Device, DeviceStore
 from vpn.wg import DumpState, PeerState
-from vpn.windows import WindowStore
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "clinic.yaml").read_text(encoding="utf-8")
 CFG = parse_config(
@@ -213,51 +211,6 @@ def test_monitor_large_transfer():
     assert [e.kind for e in out] == ["bytes", "large_transfer"]
 
 
-def test_window_report_lists_flows_and_calls_out_other_hosts(ctx, people):
-    windows = WindowStore(ctx.db)
-    w = windows.approve_next("vendor-a", 1, "電子カルテ更新", ["電子カルテ"], "院長")
-    ven = people[1]
-    with ctx.db.transaction() as conn:
-        conn.execute("INSERT INTO vpn_sessions(user, tunnel_ip, window_id, started, expires, ended, end_reason)"
-                     " VALUES ('vendor-a', ?, ?, ?, ?, ?, 'window_end')", (ven.ip4, w.id, w.starts, w.ends, w.ends))  # fmt: skip
-        for raw in (
-            {
-                "event_type": "flow",
-                "src_ip": ven.ip4,
-                "dest_ip": "192.168.10.10",
-                "dest_port": 22,
-                "proto": "TCP",
-            },
-            {
-                "event_type": "flow",
-                "src_ip": ven.ip4,
-                "dest_ip": "192.168.10.30",
-                "dest_port": 445,
-                "proto": "TCP",
-            },
-            {
-                "event_type": "flow",
-                "src_ip": "10.99.0.99",
-                "dest_ip": "192.168.10.20",
-                "dest_port": 1,
-                "proto": "TCP",
-            },
-            {"event_type": "flow", "src_ip": ven.ip4, "dest_ip": "not-an-ip", "proto": "TCP"},
-        ):
-            conn.execute("INSERT INTO ids_events(received, ts, event_type, size, raw) VALUES (?, ?, 'flow', 1, ?)",
-                         (w.starts + 10, w.starts + 10, json.dumps(raw)))  # fmt: skip
-    rep = window_report(ctx, CFG, w.id)
-    assert set(rep.reached) == {("192.168.10.10", 22, "TCP"), ("192.168.10.30", 445, "TCP")}
-    assert rep.outside_targets == ["192.168.10.30"] and rep.malformed_flows == 1
-    text = render_text(rep)
-    assert (
-        "遠隔保守 作業報告" in text
-        and "承認された対象以外への接続: 192.168.10.30" in text
-        and "window_end" in text
-    )
-    assert "Remote maintenance report" in render_text(rep, lang="en")
-
-
 def test_monitor_records_log_and_audits_only_events(ctx):
     from vpn.monitor import LogEntry, peer_log, record
 
@@ -269,42 +222,3 @@ def test_monitor_records_log_and_audits_only_events(ctx):
     with ctx.db.connection() as conn:
         actions = [r[0] for r in conn.execute("SELECT action FROM audit")]
     assert actions == ["vpn.event.two_endpoints"]
-
-
-def _vendor_window_with_flows(ctx, ven, flows: list[tuple[str, str]]):
-    """A closed window of vendor-a with one session, and flow records (src, dst) in its hours, in order."""
-    w = WindowStore(ctx.db).approve_next("vendor-a", 1, "更新", ["電子カルテ"], "院長")
-    with ctx.db.transaction() as conn:
-        conn.execute("INSERT INTO vpn_sessions(user, tunnel_ip, window_id, started, expires, ended, end_reason)"
-                     " VALUES ('vendor-a', ?, ?, ?, ?, ?, 'window_end')", (ven.ip4, w.id, w.starts, w.ends, w.ends))  # fmt: skip
-        conn.executemany(
-            "INSERT INTO ids_events(received, ts, event_type, size, raw) VALUES (?, ?, 'flow', 1, ?)",
-            [(w.starts + 10, w.starts + 10, json.dumps({"event_type": "flow", "src_ip": src, "dest_ip": dst,
-              "dest_port": 443, "proto": "TCP"})) for src, dst in flows],
-        )  # fmt: skip
-    return w
-
-
-def test_window_report_finds_the_vendor_among_many_other_flows(ctx, people, monkeypatch):
-    import vpn.report
-
-    monkeypatch.setattr(vpn.report, "MAX_FLOWS", 50)
-    ven = people[1]
-    others = [(f"192.168.10.{20 + i % 5}", "198.51.100.10") for i in range(200)]  # the clinic's own traffic
-    w = _vendor_window_with_flows(ctx, ven, [*others, (ven.ip4, "192.168.10.10"), (ven.ip4, "192.168.10.30")])
-    rep = window_report(ctx, CFG, w.id)
-    assert set(rep.reached) == {("192.168.10.10", 443, "TCP"), ("192.168.10.30", 443, "TCP")}
-    assert rep.outside_targets == ["192.168.10.30"] and not rep.flows_truncated
-    assert "最初の" not in render_text(rep)
-
-
-def test_window_report_says_when_the_vendors_flows_were_truncated(ctx, people, monkeypatch):
-    import vpn.report
-
-    monkeypatch.setattr(vpn.report, "MAX_FLOWS", 50)
-    ven = people[1]
-    w = _vendor_window_with_flows(ctx, ven, [(ven.ip4, "192.168.10.10")] * 60)
-    rep = window_report(ctx, CFG, w.id)
-    assert rep.flows_truncated and rep.reached == {("192.168.10.10", 443, "TCP"): 50}
-    assert "最初の 50 件だけ" in render_text(rep)
-    assert "Only the first 50 flow records" in render_text(rep, lang="en")

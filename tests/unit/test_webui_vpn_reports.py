@@ -1,20 +1,23 @@
 """VPN page: a maintenance window's work report (作業報告) and a VPN user's tunnel log (接続の記録).
 
-Windows are approved through vpn.windows.WindowStore and tunnel-log rows written by vpn.monitor.record,
-the functions the real daemon uses; sessions and IDS flow records are inserted as the portal and the EVE
-reader write them. Strings from the network (endpoints) must come out of the page inert."""
+Windows are approved through vpn.windows.WindowStore, tunnel-log rows written by vpn.monitor.record and
+connections by vpn.connlog.handle, the functions the real daemon uses; sessions are inserted as the portal
+writes them. Strings from the network (endpoints) must come out of the page inert."""
 
 from __future__ import annotations
 
-import json
 import time
 
+from appliance.config.load import parse_config
+from firewall.nflog import Drop
 from tests.webui_fixtures import Box, box_fixture  # noqa: F401
+from vpn.connlog import ConnStore, TunnelAddresses, handle
+from vpn.ctevents import CtEvent
 from vpn.monitor import LogEntry, record
 from vpn.windows import WindowStore
 
 HOSTILE = '<script>alert("x")</script>'
-TUNNEL_IP = "10.88.0.9"
+TUNNEL_IP = "10.99.0.9"  # in the example clinic's VPN pool
 
 
 def _window(box: Box, targets: list[str]) -> tuple[int, float]:
@@ -32,18 +35,21 @@ def _session_and_flows(box: Box, window_id: int, now: float, dests: list[tuple[s
             " VALUES ('vendor-a', ?, ?, ?, ?, ?, 'logout', ?)",
             (TUNNEL_IP, window_id, now - 500, now + 3000, now - 100, "198.51.100.20"),
         )
-        for dst, port in dests:
-            raw = {
-                "event_type": "flow",
-                "src_ip": TUNNEL_IP,
-                "dest_ip": dst,
-                "dest_port": port,
-                "proto": "TCP",
-            }
-            conn.execute(
-                "INSERT INTO ids_events(received, ts, event_type, size, raw) VALUES (?, ?, 'flow', 1, ?)",
-                (now - 300, now - 300, json.dumps(raw)),
-            )
+    events = []
+    for i, (dst, port) in enumerate(dests):
+        events += [
+            CtEvent("new", now - 300, i, TUNNEL_IP, dst, "tcp", 40000 + i, port),
+            CtEvent("destroy", now - 290, i, TUNNEL_IP, dst, "tcp", 40000 + i, port, 204_800 + i, 3_000),
+        ]
+    refused = [
+        Drop(
+            now - 280, "mamori vpn refused vpn>lan: ", "wg", "lan", TUNNEL_IP, "192.168.10.20", "tcp", 1, 3389
+        )
+    ]
+    tunnels = TunnelAddresses(
+        parse_config(box.ctx.paths.config.read_text(encoding="utf-8")).model, box.ctx.db
+    )
+    handle(ConnStore(box.ctx.db), tunnels, events, refused)
 
 
 def _admin(box: Box):
@@ -69,8 +75,12 @@ def test_window_report_shows_work_and_calls_out_hosts_outside_the_approval(box: 
     assert r.status_code == 200
     assert "承認された対象以外への接続があります" in page
     assert "vendor-a" in page and "院長" in page and "電子カルテの更新作業" in page
-    assert "123,456" in page and "7,890" in page  # bytes received / sent
-    assert "192.168.10.30" in page and "TCP/445" in page and "TCP/22" in page
+    assert "業者から 409,601 バイト" in page and "業者へ 7,890 バイト" in page  # connections' / tunnel's
+    assert "192.168.10.30" in page and "tcp/445" in page and "tcp/22" in page
+    assert "送信 204,800 / 受信 3,000 バイト" in page  # each destination with its bytes each way
+    assert (
+        "ファイアウォールが拒否した接続" in page and page.count('class="refused"') == 1 and "tcp/3389" in page
+    )
     assert page.count('class="outside"') == 1  # only the PACS row, not the approved 電子カルテ
     assert "サインアウト" in page and "198.51.100.20" in page
     # network and form strings are inert: escaped by autoescape, never markup

@@ -172,12 +172,14 @@ PEER_LOG_KINDS = {
 @bp.route("/windows/<int:window_id>/report")
 @requires("vpn.view")
 def window_report(window_id: int) -> Any:
-    """The work report of one maintenance window (MHLW 6.0: remote work is checked against its approval).
+    """The work report of one maintenance window (MHLW 6.0: remote work is checked against its approval):
+    what the vendor's tunnel reached and was refused, from the box's own connection log.
     Hosts, ports and endpoints come from the network: the template shows them through autoescape only."""
     cfg = core.live_config()
     if cfg is None:
         abort(404)
     try:
+        from vpn.report import bytes_text, port_text
         from vpn.report import window_report as build
         from vpn.sessions import END_REASON_JA
     except ImportError:
@@ -186,10 +188,9 @@ def window_report(window_id: int) -> Any:
         rep = build(wctx.ctx(), cfg, window_id)
     except NotFoundError:
         abort(404)
-    reached = sorted(rep.reached.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))
     return render_template(
-        "vpn/window_report.html", rep=rep, reached=reached, outside=set(rep.outside_targets),
-        end_reasons=END_REASON_JA, kind_labels=PEER_LOG_KINDS,
+        "vpn/window_report.html", rep=rep, end_reasons=END_REASON_JA, kind_labels=PEER_LOG_KINDS,
+        bytes_text=bytes_text, port_text=port_text,
     )  # fmt: skip
 
 
