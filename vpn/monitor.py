@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.audit import AuditLog
+from appliance.errors import ApplyError
 from appliance.subsystem import Context
 from vpn.store import Device, DeviceStore
 from vpn.wg import DumpState, PeerState, WgInterface
@@ -60,12 +61,13 @@ def _host(endpoint: str | None) -> str:
 
 def changes(
     tracks: dict[str, _Track], state: DumpState, devices: dict[str, Device], now: float,
-    multi: dict[str, str] | None = None,
+    multi: dict[str, str] | None = None, flush: bool = False,
 ) -> list[LogEntry]:  # fmt: skip
     """Compare the live state with what was seen before (`tracks` and `multi`, updated in place).
 
     `multi` remembers, per user, the places he is connected from when there is more than one, so that
-    "two_endpoints" is logged when it starts or changes, not on every poll.
+    "two_endpoints" is logged when it starts or changes, not on every poll. `flush` writes the bytes
+    moved since the last record now, whatever its age (a monitor that stops must not lose them).
     """
     multi = {} if multi is None else multi
     out: list[LogEntry] = []
@@ -76,7 +78,7 @@ def changes(
             continue  # a peer not in the store (being added right now): seen on the next poll
         t = tracks.setdefault(key, _Track(rx=peer.rx, tx=peer.tx, bytes_at=now))
         fresh = peer.latest_handshake > 0 and now - peer.latest_handshake < HANDSHAKE_GAP_S
-        out += _peer_changes(t, peer, dev, fresh, now)
+        out += _peer_changes(t, peer, dev, fresh, now, flush)
         if fresh and peer.endpoint:
             live_from.setdefault(dev.user, set()).add(_host(peer.endpoint))
     for user, hosts in sorted(live_from.items()):
@@ -93,7 +95,39 @@ def changes(
     return out
 
 
-def _peer_changes(t: _Track, peer: PeerState, dev: Device, fresh: bool, now: float) -> list[LogEntry]:
+def seed_tracks(
+    tracks: dict[str, _Track], state: DumpState, devices: dict[str, Device],
+    last: dict[int, tuple[bool, str]], now: float,
+) -> None:  # fmt: skip
+    """Start tracking the peers not tracked yet from what the log last said of their device (`last`:
+    device id -> (connected, endpoint)), not from nothing.
+
+    Why: the daemon rebuilds its workers whenever a config revision goes live (every apply, every
+    rollback) and at every restart. A monitor that started from nothing took every peer with a recent
+    handshake for a new connection and logged a "connect" nobody made. Bytes start from the counters as
+    they are now: what moved while no monitor ran is not known to this process.
+    """
+    for key, peer in state.peers.items():
+        dev = devices.get(key)
+        if key in tracks or dev is None:
+            continue
+        connected, endpoint = last.get(dev.id, (False, ""))
+        tracks[key] = _Track(connected, endpoint or None, peer.rx, peer.tx, now)
+
+
+def last_states(ctx: Context) -> dict[int, tuple[bool, str]]:
+    """Per device, whether its newest connect/endpoint/disconnect record leaves it connected, and where from."""
+    with ctx.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT device_id, kind, endpoint FROM vpn_peer_log WHERE id IN (SELECT MAX(id) FROM vpn_peer_log"
+            " WHERE kind IN ('connect', 'endpoint', 'disconnect') GROUP BY device_id)"
+        ).fetchall()
+    return {r["device_id"]: (r["kind"] != "disconnect", r["endpoint"]) for r in rows}
+
+
+def _peer_changes(
+    t: _Track, peer: PeerState, dev: Device, fresh: bool, now: float, flush: bool = False
+) -> list[LogEntry]:
     out: list[LogEntry] = []
     ep = peer.endpoint or ""
     if fresh and not t.connected:
@@ -101,7 +135,7 @@ def _peer_changes(t: _Track, peer: PeerState, dev: Device, fresh: bool, now: flo
     elif fresh and t.endpoint and peer.endpoint and peer.endpoint != t.endpoint:
         out.append(LogEntry(now, dev.user, dev.id, "endpoint", ep, detail=f"{t.endpoint} -> {ep}"))
     drx, dtx = max(0, peer.rx - t.rx), max(0, peer.tx - t.tx)
-    if (drx or dtx) and (now - t.bytes_at >= BYTES_EVERY_S or not fresh):
+    if (drx or dtx) and (now - t.bytes_at >= BYTES_EVERY_S or not fresh or flush):
         out.append(LogEntry(now, dev.user, dev.id, "bytes", ep, drx, dtx))
         if drx + dtx > LARGE_TRANSFER:
             out.append(LogEntry(now, dev.user, dev.id, "large_transfer", ep, drx, dtx))
@@ -158,11 +192,18 @@ class MonitorWorker:
         self.multi: dict[str, str] = {}
         self.pruned_at: float | None = None
 
-    def poll(self) -> list[LogEntry]:
+    def poll(self, flush: bool = False) -> list[LogEntry]:
         if not self.iface.exists():
             return []
+        return self.step(self.iface.dump(), flush)
+
+    def step(self, state: DumpState, flush: bool = False) -> list[LogEntry]:
+        """One look at the interface's state: log what changed since the last one (`flush`: see changes)."""
         devices = {d.public_key: d for d in DeviceStore(self.ctx.db).active()}
-        entries = changes(self.tracks, self.iface.dump(), devices, self.clock(), self.multi)
+        now = self.clock()
+        if any(k in devices and k not in self.tracks for k in state.peers):
+            seed_tracks(self.tracks, state, devices, last_states(self.ctx), now)
+        entries = changes(self.tracks, state, devices, now, self.multi, flush)
         record(self.ctx, entries)
         return entries
 
@@ -178,6 +219,12 @@ class MonitorWorker:
         while not stop.wait(self.interval):
             self.poll()
             self.maintain()
+        # Stopped (a new config revision rebuilds the workers, or the daemon stops): the bytes since the
+        # last record are written now; the next monitor counts from the counters as it finds them.
+        try:
+            self.poll(flush=True)
+        except ApplyError as exc:
+            log.warning("vpn monitor: last bytes not recorded: %s", exc.text("en"))
 
 
 def peer_log(ctx: Context, user: str | None = None, since: float = 0.0, limit: int = 500) -> list[LogEntry]:

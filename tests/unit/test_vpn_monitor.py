@@ -1,4 +1,5 @@
-"""Retention of the tunnel log (vpn_peer_log): by age and by row count, run by the monitor worker."""
+"""The tunnel monitor's worker: retention of its log (vpn_peer_log, by age and by row count), and no
+session records from a config apply or rollback."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from vpn import monitor
-from vpn.monitor import LogEntry, MonitorWorker, peer_log, prune_peer_log, record
-from vpn.wg import WgInterface
+from vpn.keys import generate_keypair
+from vpn.monitor import HANDSHAKE_GAP_S, LogEntry, MonitorWorker, peer_log, prune_peer_log, record
+from vpn.store import DeviceStore
+from vpn.wg import DumpState, PeerState, WgInterface
 
 DAY = 86400.0
 NOW = 1_790_000_000.0
@@ -80,3 +83,40 @@ def test_monitor_worker_prunes_at_start_and_then_hourly(ctx, monkeypatch):
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def _state(key: str, handshake: float, rx: int = 0, tx: int = 0, present: bool = True) -> DumpState:
+    peers = {key: PeerState(key, "198.51.100.20:41000", ("10.99.0.2/32",), int(handshake), rx, tx, None)}
+    return DumpState("S", 51820, peers if present else {})
+
+
+def test_apply_and_rollback_add_no_session_records(ctx):
+    """The daemon rebuilds its workers at every apply and rollback: a new monitor must not take a tunnel
+    that is already up (a recent handshake) for a new connection, nor log anything when the apply takes
+    the peer off the interface and the rollback puts it back."""
+    key = generate_keypair()[1]
+    DeviceStore(ctx.db).add("vendor-a", "pc", key, "10.99.0.1/24", None)
+    now = [NOW]
+    clock = lambda: now[0]  # noqa: E731
+    first = MonitorWorker(ctx, WgInterface("mamori-nonexist"), clock=clock)
+    assert [e.kind for e in first.step(_state(key, NOW - 5, 1000, 500))] == ["connect"]
+    now[0] += 10
+    assert [(e.kind, e.rx) for e in first.step(_state(key, NOW + 5, 1200, 600), flush=True)] == [
+        ("bytes", 200)
+    ]
+    rebuilt = MonitorWorker(ctx, WgInterface("mamori-nonexist"), clock=clock)  # apply: workers rebuilt
+    assert rebuilt.step(_state(key, NOW + 5, 1200, 600)) == []
+    idle = MonitorWorker(ctx, WgInterface("mamori-nonexist"), clock=clock)
+    now[0] += HANDSHAKE_GAP_S + 10  # the vendor goes quiet: one disconnect, from whichever monitor runs
+    assert [e.kind for e in idle.step(_state(key, NOW + 5, 1200, 600))] == ["disconnect"]
+    now[0] += 60
+    # an apply that takes the (idle) peer off and a rollback that puts it back, fresh counters and no handshake
+    again = MonitorWorker(ctx, WgInterface("mamori-nonexist"), clock=clock)
+    assert again.step(_state(key, 0, present=False)) == []
+    assert again.step(_state(key, 0)) == []
+    assert MonitorWorker(ctx, WgInterface("mamori-nonexist"), clock=clock).step(_state(key, 0)) == []
+    kinds = [e.kind for e in reversed(peer_log(ctx, "vendor-a"))]
+    assert kinds == ["connect", "bytes", "disconnect"]
+    # a real reconnect after that is still logged
+    now[0] += 30
+    assert [e.kind for e in again.step(_state(key, now[0] - 1, 10, 10))] == ["connect"]
