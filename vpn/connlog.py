@@ -30,7 +30,7 @@ from appliance.storage import Database
 from appliance.subsystem import Context
 from firewall.nflog import Drop, NflogReader
 from firewall.render import VPN_LOG_GROUP
-from vpn.ctevents import CtEvent, CtEventReader, enable_accounting
+from vpn.ctevents import CtEvent, CtEventReader, enable_accounting, live_ids
 from vpn.store import DeviceStore
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,11 @@ class ConnStore:
         """The bytes at close; a connection opened before the record started gets a row of its own."""
         with self.db.transaction() as conn:
             done = conn.execute(
+                # an open row, or one `reconcile` closed without bytes while this event waited in the socket
                 "UPDATE vpn_conn_log SET last_ts = ?, sent = ?, received = ? WHERE id = (SELECT id FROM"
-                " vpn_conn_log WHERE ct_id IS ? AND last_ts IS NULL AND src = ? AND dst = ? AND proto = ?"
-                " AND sport IS ? AND dport IS ? ORDER BY id DESC LIMIT 1)",
+                " vpn_conn_log WHERE ct_id IS ? AND (last_ts IS NULL OR sent + received = 0) AND src = ?"
+                " AND dst = ? AND proto = ? AND sport IS ? AND dport IS ? AND verdict = 'accepted'"
+                " ORDER BY last_ts IS NULL DESC, id DESC LIMIT 1)",
                 (
                     ev.ts,
                     ev.bytes_orig,
@@ -107,6 +109,20 @@ class ConnStore:
                     (ev.ts, ev.ts, user, ev.src, ev.dst, ev.proto, ev.sport, ev.dport, ev.bytes_orig,
                      ev.bytes_reply, ev.ct_id),
                 )  # fmt: skip
+
+    def reconcile(self, live: set[int], now: float) -> int:
+        """Close the open rows whose connection the kernel no longer tracks: their DESTROY came while no
+        worker listened (the daemon restarted, or rebuilt its workers for a new config revision). Their
+        bytes stay unknown (0, which the report shows as not recorded, never as "0 bytes")."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, ct_id FROM vpn_conn_log WHERE last_ts IS NULL AND verdict = 'accepted'"
+            ).fetchall()
+            gone = [r["id"] for r in rows if r["ct_id"] not in live]
+            conn.executemany("UPDATE vpn_conn_log SET last_ts = ? WHERE id = ?", [(now, i) for i in gone])
+        if gone:
+            log.info("vpn connection log: %d connection(s) closed while no one listened", len(gone))
+        return len(gone)
 
     def refused(self, d: Drop, user: str) -> None:
         with self.db.transaction() as conn:
@@ -228,7 +244,10 @@ class ConnLogWorker:
     def run(self, stop: threading.Event) -> None:
         enable_accounting()
         self.maintain()
-        ct = CtEventReader(self.clock)
+        ct = CtEventReader(self.clock)  # listening first: a connection closing from now on is seen
+        live = live_ids()
+        if live is not None:
+            self.store.reconcile(live, self.clock())
         refused: NflogReader | None = None
         try:
             try:

@@ -147,6 +147,22 @@ def enable_accounting(path: Path = ACCT_SYSCTL) -> bool:
         return False
 
 
+def live_ids() -> set[int] | None:
+    """The ids of the connections the kernel tracks now (IPv4 and IPv6), through pyroute2's dump; None
+    when they cannot be read (then nothing is concluded from them)."""
+    from pyroute2 import NFCTSocket
+
+    ids: set[int] = set()
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with NFCTSocket(nfgen_family=family) as ct:
+                ids.update(int(m.get_attr("CTA_ID")) for m in ct.dump() if m.get_attr("CTA_ID") is not None)
+    except (OSError, ValueError) as exc:  # pyroute2's NetlinkError is an OSError
+        log.warning("cannot list the live conntrack entries: %s", exc)
+        return None
+    return ids
+
+
 class CtEventReader:
     """Subscribed to NEW and DESTROY conntrack events of the current network namespace until closed."""
 

@@ -41,7 +41,7 @@ class Destination:
     count: int  # connections, or attempts for refused ones
     sent: int  # from the vendor to the host
     received: int  # from the host back to the vendor
-    uncounted: int = 0  # closed connections the kernel had no byte counts for (accounting was off)
+    uncounted: int = 0  # closed connections without byte counts (accounting off, or closed while unheard)
     open: int = 0
     outside: bool = False
 
@@ -136,7 +136,7 @@ def bytes_text(d: Destination, en: bool = False) -> str:
     if d.open and not d.sent + d.received:
         return "open: counted when it closes" if en else "接続中（通信量は切断時に記録）"
     if d.uncounted == d.count:
-        return "not counted (conntrack accounting was off)" if en else "通信量の記録なし（計数が無効でした）"
+        return "bytes not recorded" if en else "通信量は記録できませんでした"
     sent, received = f"{d.sent:,}", f"{d.received:,}"
     text = f"sent {sent} / received {received} bytes" if en else f"送信 {sent} / 受信 {received} バイト"
     if d.open:

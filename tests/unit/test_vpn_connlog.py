@@ -122,6 +122,21 @@ def test_connection_open_before_the_record_started(ctx, tunnels):
     assert not c.seen_open and c.sent == 5000 and c.first_ts == c.last_ts == T0 + 30
 
 
+def test_reconcile_closes_what_closed_while_nobody_listened(ctx, tunnels):
+    store = ConnStore(ctx.db)
+    src = "10.99.0.2"
+    handle(store, tunnels, [ev("new", T0, src=src, ct_id=1, sport=1), ev("new", T0, src=src, ct_id=2, sport=2),
+                            ev("new", T0, src=src, ct_id=3, sport=3)], [])  # fmt: skip
+    assert store.reconcile({2, 3, 99}, T0 + 100) == 1  # 1 is gone from the kernel: closed, bytes unknown
+    one, two, three = store.between([src], T0, T0 + 200)
+    assert (one.last_ts, one.sent, two.last_ts, three.last_ts) == (T0 + 100, 0, None, None)
+    # 3 closed just before the dump, its DESTROY was waiting in the socket: it fills in that row
+    assert store.reconcile({2}, T0 + 101) == 1
+    handle(store, tunnels, [ev("destroy", T0 + 99, src=src, ct_id=3, sport=3, sent=7000, received=70)], [])
+    rows = store.between([src], T0, T0 + 200)
+    assert len(rows) == 3 and (rows[2].last_ts, rows[2].sent, rows[2].received) == (T0 + 99, 7000, 70)
+
+
 def test_only_tunnel_addresses_through_the_box_are_recorded(ctx, tunnels):
     store = ConnStore(ctx.db)
     n = handle(store, tunnels, [

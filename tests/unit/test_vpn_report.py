@@ -127,7 +127,7 @@ def test_connections_without_counts_say_so(ctx, people):
         [],
     )
     text = render_text(window_report(ctx, CFG, wid))
-    assert "通信量の記録なし" in text and "送信 0 / 受信 0" not in text
+    assert "通信量は記録できませんでした" in text and "送信 0 / 受信 0" not in text
 
 
 def test_window_without_connections(ctx, people):
