@@ -1,9 +1,11 @@
-"""Web UI accounts: roles, Argon2id passwords, TOTP, lockout, rate limiting and server-side sessions.
+"""Web UI accounts: roles, Argon2id passwords, TOTP and server-side sessions.
 
 Roles: 管理者 (admin: everything), 閲覧 (viewer: dashboard and alerts, may acknowledge), 保守業者 (vendor:
 only the areas the clinic grants, until a set time). TOTP is mandatory for admin and vendor.
-Every decision that matters (login, failure, lockout, account change) is written to the audit log by
-the caller (`webui.auth`), which knows the remote address; this module only keeps the state.
+Every decision that matters (login, failure, account change) is written to the audit log by the caller
+(`webui.views.auth`), which knows the remote address; this module only keeps the state. Failed sign-ins
+are throttled per name and address by `webui.throttle`: there is no account lockout (anyone could
+trigger it).
 Non-goal: LDAP or SSO; a small clinic has a handful of accounts.
 """
 
@@ -13,7 +15,6 @@ import json
 import logging
 import secrets
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from appliance.clock import wall
 from appliance.errors import MamoriError, NotFoundError
 from appliance.storage import Database
 from webui.passwords import HISTORY, check_password
@@ -40,10 +42,6 @@ GRANT_LABELS = {
     "settings": "設定",
     "audit": "監査ログ",
 }
-MAX_FAILURES = 5
-LOCK_SECONDS = 15 * 60
-RATE_WINDOW = 5 * 60
-RATE_MAX_FAILURES = 20
 UNUSED_DAYS = 90
 
 _HASHER = PasswordHasher()  # argon2-cffi's default type is Argon2id (RFC 9106 low-memory profile).
@@ -62,8 +60,6 @@ class Account:
     created_at: float
     password_changed_at: float
     last_login: float | None
-    failed_count: int
-    locked_until: float
     disabled: bool
     expires_at: float | None
     grants: tuple[str, ...] = field(default_factory=tuple)
@@ -71,9 +67,6 @@ class Account:
     @property
     def role_label(self) -> str:
         return ROLE_LABELS[self.role]
-
-    def locked(self, now: float) -> bool:
-        return self.locked_until > now
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -93,8 +86,6 @@ def _account(row: sqlite3.Row) -> Account:
         created_at=row["created_at"],
         password_changed_at=row["password_changed_at"],
         last_login=row["last_login"],
-        failed_count=row["failed_count"],
-        locked_until=row["locked_until"],
         disabled=bool(row["disabled"]),
         expires_at=row["expires_at"],
         grants=tuple(json.loads(row["grants"] or "[]")),
@@ -115,7 +106,7 @@ def password_matches(stored_hash: str, password: str) -> bool:
 class AccountStore:
     """All account state lives in the state database so that every server worker sees the same."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, clock: Callable[[], float] = wall) -> None:
         self.db = db
         self.clock = clock
 
@@ -241,10 +232,6 @@ class AccountStore:
             conn.execute("DELETE FROM web_password_history WHERE name = ?", (name,))
             conn.execute("DELETE FROM web_users WHERE name = ?", (name,))
 
-    def unlock(self, name: str) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE web_users SET failed_count = 0, locked_until = 0 WHERE name = ?", (name,))
-
     # -- TOTP ----------------------------------------------------------------------------------------
     def set_totp(self, name: str, secret: str) -> None:
         with self.db.transaction() as conn:
@@ -276,38 +263,9 @@ class AccountStore:
             return False
         return password_matches(row[0], password)
 
-    def record_failure(self, name: str, remote: str) -> bool:
-        """Count a failure; returns True when this failure locked the account."""
-        now = self.clock()
+    def record_login(self, name: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO web_login_attempts(remote, ts, ok) VALUES (?, ?, 0)", (remote, now))
-            row = conn.execute("SELECT failed_count FROM web_users WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                return False
-            count = row[0] + 1
-            locked_until = now + LOCK_SECONDS if count >= MAX_FAILURES else 0
-            conn.execute(
-                "UPDATE web_users SET failed_count = ?, locked_until = MAX(locked_until, ?) WHERE name = ?",
-                (0 if locked_until else count, locked_until, name),
-            )
-            return bool(locked_until)
-
-    def record_success(self, name: str, remote: str) -> None:
-        now = self.clock()
-        with self.db.transaction() as conn:
-            conn.execute("INSERT INTO web_login_attempts(remote, ts, ok) VALUES (?, ?, 1)", (remote, now))
-            conn.execute("UPDATE web_users SET failed_count = 0, last_login = ? WHERE name = ?", (now, name))
-
-    def rate_limited(self, remote: str) -> bool:
-        """Too many failures from one address in the window, whatever the names tried."""
-        now = self.clock()
-        with self.db.connection() as conn:
-            conn.execute("DELETE FROM web_login_attempts WHERE ts < ?", (now - 86400,))
-            row = conn.execute(
-                "SELECT COUNT(*) FROM web_login_attempts WHERE remote = ? AND ok = 0 AND ts > ?",
-                (remote, now - RATE_WINDOW),
-            ).fetchone()
-        return row[0] >= RATE_MAX_FAILURES
+            conn.execute("UPDATE web_users SET last_login = ? WHERE name = ?", (self.clock(), name))
 
     # -- sessions ------------------------------------------------------------------------------------
     def open_session(self, name: str, remote: str) -> str:
@@ -332,7 +290,7 @@ class AccountStore:
                 return None
             conn.execute("UPDATE web_sessions SET last_seen = ? WHERE sid = ?", (now, sid))
         account = self.get(row["name"])
-        if account is None or account.disabled or account.expired(now) or account.locked(now):
+        if account is None or account.disabled or account.expired(now):
             self.close_session(sid)
             return None
         return account

@@ -3,6 +3,10 @@
 Accounts of the web UI (not VPN users), their password history (no reuse of the last five), server-side
 sessions (so that logout, lockout and role changes end a session at once) and login attempts per remote
 address (rate limiting shared by every server worker).
+
+Migration 2 (sign-in throttling, webui.throttle): each attempt also records `who`, a keyed hash of the name
+typed (never the name itself: people type passwords there). web_users.failed_count and locked_until stay
+in the table but are no longer used: there is no account lockout any more.
 """
 
 SCHEMA: list[str] = [
@@ -44,5 +48,9 @@ SCHEMA: list[str] = [
         ok INTEGER NOT NULL
     );
     CREATE INDEX web_login_attempts_remote ON web_login_attempts(remote, ts)
+    """,
+    """
+    ALTER TABLE web_login_attempts ADD COLUMN who TEXT NOT NULL DEFAULT '';
+    CREATE INDEX web_login_attempts_who ON web_login_attempts(who, remote, ts)
     """,
 ]

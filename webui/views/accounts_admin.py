@@ -1,5 +1,6 @@
-"""アカウント: the administrator creates, disables, unlocks and deletes web accounts; unused accounts are
-flagged (checklist: 不要なアカウントの削除). Vendor accounts get an expiry and a list of granted areas."""
+"""アカウント: the administrator creates, disables and deletes web accounts and lifts a sign-in hold (failed
+sign-ins wait per address, webui.throttle; 制限を解除 forgets them); unused accounts are flagged (checklist:
+不要なアカウントの削除). Vendor accounts get an expiry and a list of granted areas."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from appliance.errors import MamoriError
 from webui import context as wctx
 from webui.accounts import GRANT_LABELS, GRANTABLE, ROLE_LABELS
 from webui.context import requires
+from webui.throttle import current as throttle
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts")
 
@@ -18,9 +20,10 @@ bp = Blueprint("accounts", __name__, url_prefix="/accounts")
 @bp.route("/")
 @requires("accounts.manage")
 def index() -> Any:
+    accounts = wctx.accounts().all()
     return render_template(
-        "accounts/index.html", accounts=wctx.accounts().all(), now=wctx.now(), grant_labels=GRANT_LABELS,
-        roles=ROLE_LABELS, grantable=GRANTABLE,
+        "accounts/index.html", accounts=accounts, now=wctx.now(), grant_labels=GRANT_LABELS,
+        roles=ROLE_LABELS, grantable=GRANTABLE, held=throttle().held_back(a.name for a in accounts),
     )  # fmt: skip
 
 
@@ -62,7 +65,7 @@ def change(name: str, action: str) -> Any:
         flash("自分自身のアカウントは止めたり削除したりできません。", "error")
         return redirect(url_for("accounts.index"))
     if action == "unlock":
-        store.unlock(name)
+        throttle().release(name)
     elif action in ("disable", "enable"):
         store.update(name, disabled=1 if action == "disable" else 0)
     elif action == "delete":
@@ -72,6 +75,6 @@ def change(name: str, action: str) -> Any:
     wctx.audit(
         f"accounts.{action if action in ('unlock', 'delete') else 'update'}", {"user": name, "action": action}
     )
-    flash({"unlock": "ロックを解除しました。", "disable": "アカウントを止めました。", "enable": "アカウントを使えるようにしました。",
+    flash({"unlock": "ログインの制限を解除しました。", "disable": "アカウントを止めました。", "enable": "アカウントを使えるようにしました。",
            "delete": "アカウントを削除しました。"}[action], "ok")  # fmt: skip
     return redirect(url_for("accounts.index"))

@@ -1,7 +1,10 @@
 """Sign-in (password, then TOTP), TOTP enrolment on first sign-in, sign-out, and one's own password.
 
-Failures of either factor count toward the account lockout (5 in a row -> 15 minutes) and toward the
-per-address rate limit; every outcome is written to the audit log with the remote address.
+Failures of any factor are throttled per name and address with growing delays (webui.throttle), never by
+locking the account: a wrong password typed at another PC must not keep the owner out, and a session
+already open stays open. A try that must wait gets the same answer (429, same text) whether the name exists
+or not, as a wrong password does (401). Every outcome is written to the audit log with the remote address;
+the actor is the account, or "unknown" when no account has the name typed (people type passwords there).
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from webui import context as wctx
 from webui.accounts import MFA_ROLES, Account, new_totp_secret
 from webui.qr import svg, totp_uri
 from webui.security import csrf_token
+from webui.throttle import Hold
+from webui.throttle import current as throttle
 
 bp = Blueprint("auth", __name__)
 PENDING_SECONDS = 300
 BAD_LOGIN = "ユーザー名またはパスワードが違います。"
+UNKNOWN = "unknown"  # the audit actor of a try whose name is no account's
 
 
 def finish_login(account: Account) -> Any:
@@ -28,7 +34,8 @@ def finish_login(account: Account) -> Any:
     session.clear()
     session["sid"] = wctx.accounts().open_session(account.name, wctx.remote())
     csrf_token()
-    wctx.accounts().record_success(account.name, wctx.remote())
+    wctx.accounts().record_login(account.name)
+    throttle().success(account.name, wctx.remote())
     wctx.audit("web.login", {"role": account.role}, actor=account.name)
     return redirect(nxt or url_for("dashboard.index"))
 
@@ -41,20 +48,14 @@ def login() -> Any:
     store = wctx.accounts()
     name = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")
-    if store.rate_limited(wctx.remote()):
-        wctx.audit("web.login_rate_limited", {"user": name}, actor=name or "anonymous")
-        return render_template(
-            "auth/login.html",
-            error="失敗が続いたため、しばらく受け付けません。15分ほど待ってからお試しください。",
-        ), 429
     account = store.get(name)
     now = wctx.now()
-    if account is not None and account.locked(now):
-        wctx.audit("web.login_locked", {}, actor=name)
-        return render_template("auth/login.html", error=_locked_text()), 403
+    held = _held(name, account is not None)
+    if held:
+        return render_template("auth/login.html", error=held), 429
     password_ok = store.verify_password(name, password)  # always hashed: timing does not reveal names
     if account is None or account.disabled or account.expired(now) or not password_ok:
-        _fail(name, "password")
+        _fail(name, "password", account is not None)
         return render_template("auth/login.html", error=BAD_LOGIN), 401
     nxt = wctx.safe_next(session.get("next"))
     session.clear()  # nothing of the signed-out session survives but the page to return to
@@ -69,15 +70,34 @@ def login() -> Any:
     return finish_login(account)
 
 
-def _locked_text() -> str:
-    return "このアカウントは、失敗が続いたため一時的にロックされています。15分後にもう一度お試しください。急ぐ場合は管理者に解除を依頼してください。"
+def _held(name: str, exists: bool) -> str | None:
+    """The text to show when this try must wait (audited), else None. Checked before any password."""
+    hold = throttle().hold(name, wctx.remote())
+    if hold is None:
+        return None
+    action = "web.login_rate_limited" if hold.scope == "address" else "web.login_locked"
+    wctx.audit(action, _hold_detail(hold), actor=name if exists else UNKNOWN)
+    return held_text(hold)
 
 
-def _fail(name: str, factor: str) -> None:
-    locked = wctx.accounts().record_failure(name, wctx.remote())
-    wctx.audit("web.login_failed", {"factor": factor}, actor=name or "anonymous")
-    if locked:
-        wctx.audit("web.lockout", {"minutes": 15}, actor=name)
+def held_text(hold: Hold) -> str:
+    return (
+        "ログインの失敗が続いたため、この端末からはしばらく受け付けません。"
+        f"{hold.minutes}分ほど待ってからお試しください。急ぐ場合は、いつも使っている端末からお試しください。"
+    )
+
+
+def _hold_detail(hold: Hold) -> dict[str, Any]:
+    return {"scope": hold.scope, "seconds": hold.seconds}
+
+
+def _fail(name: str, factor: str, exists: bool = True) -> None:
+    """A failed factor: throttled per name and address, audited under the account or as "unknown"."""
+    started = throttle().failure(name, wctx.remote())
+    actor = name if exists else UNKNOWN
+    wctx.audit("web.login_failed", {"factor": factor}, actor=actor)
+    for hold in started:  # a run of failures starts to be held back: worth its own line in the log
+        wctx.audit("web.lockout", _hold_detail(hold), actor=actor)
 
 
 def _pending(key: str) -> dict | None:
@@ -97,9 +117,12 @@ def totp() -> Any:
         return render_template("auth/totp.html")
     store = wctx.accounts()
     account = store.get(pending["name"])
-    if account is None or account.locked(wctx.now()):
+    if account is None:
         session.clear()
-        return render_template("auth/login.html", error=_locked_text()), 403
+        return redirect(url_for("auth.login"))
+    held = _held(account.name, True)
+    if held:
+        return render_template("auth/totp.html", error=held), 429
     if not store.check_totp(account.name, request.form.get("code", "")):
         _fail(account.name, "totp")
         return render_template(
@@ -121,6 +144,9 @@ def enroll() -> Any:
         return render_template("auth/enroll.html", qr=qr, secret=pending["secret"])
     from webui.accounts import verify_totp
 
+    held = _held(pending["name"], True)
+    if held:
+        return render_template("auth/enroll.html", qr=qr, secret=pending["secret"], error=held), 429
     if verify_totp(pending["secret"], request.form.get("code", "").strip(), wctx.now()) is None:
         _fail(pending["name"], "totp_enroll")
         return render_template(
@@ -158,6 +184,9 @@ def me() -> Any:
         store = wctx.accounts()
         current = request.form.get("current", "")
         new = request.form.get("new", "")
+        held = _held(user.name, True)
+        if held:
+            return render_template("auth/me.html", error=held), 429
         if not store.verify_password(user.name, current):
             _fail(user.name, "password_change")
             return render_template("auth/me.html", error="今のパスワードが違います。"), 400
