@@ -6,9 +6,11 @@ interfaces in one subnet) live in `appliance.config.references`, so that every i
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from appliance.backup.model import BackupConfig
 from appliance.config.catalogue import Service
@@ -21,6 +23,7 @@ from appliance.config.types import (
     Name,
     Strict,
     ZoneName,
+    mamori_error,
 )
 from firewall.model import DhcpConfig, FirewallConfig
 from ids.model import IdsConfig
@@ -71,13 +74,79 @@ class SmtpConfig(Strict):
     recipients: list[str] = Field(min_length=1)
 
 
+_INSIDE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
+    "::/127", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))  # fmt: skip
+
+
+def non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """An address inside the clinic or the box (RFC 1918, loopback, link-local, CGNAT, ULA, multicast…):
+    where a webhook must not point unless the clinic says so (a blind SSRF into the LAN otherwise).
+    Documentation ranges (TEST-NET) count as outside: the lab uses them as its internet."""
+    mapped = getattr(ip, "ipv4_mapped", None) or ip
+    return any(mapped in net for net in _INSIDE if net.version == mapped.version)
+
+
+def _webhook_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise mamori_error(
+            "Webhook の URL は https:// で始めてください（通知の内容が暗号化されずに流れるのを防ぐため）",
+            "the webhook URL must start with https://",
+        )
+    try:
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        host = None
+    if not host or parts.username or parts.password:
+        raise mamori_error(
+            "URL の形式が正しくありません（例: https://hooks.example.jp/mamori）",
+            "not a valid URL (e.g. https://hooks.example.jp/mamori)",
+        )
+    return url
+
+
 class WebhookConfig(Strict):
-    url: str = Field(pattern=r"^https?://", max_length=2000)
+    allow_private: bool = False  # the receiver is inside the clinic (or on the box): said explicitly
+    url: Annotated[str, AfterValidator(_webhook_url)] = Field(max_length=2000)
+
+    @field_validator("url")
+    @classmethod
+    def _public_unless_allowed(cls, url: str, info: ValidationInfo) -> str:
+        host = urlsplit(url).hostname or ""
+        try:
+            inside = non_public(ipaddress.ip_address(host))
+        except ValueError:
+            inside = host.lower() == "localhost" or host.lower().endswith((".localhost", ".local"))
+        if inside and not info.data.get("allow_private"):
+            raise mamori_error(
+                "Webhook の送り先が院内・この機器自身などのアドレスになっています。院内のサーバーに送る場合は"
+                " allow_private: true を指定してください",
+                "the webhook URL points to a private, loopback or link-local address;"
+                " set allow_private: true if that is intended",
+            )
+        return url
+
+
+LINE_API = "https://api.line.me"
+
+
+def _line_api(value: str) -> str:
+    if value.rstrip("/") != LINE_API:
+        raise mamori_error(
+            f"LINE の送り先は {LINE_API} だけです（変更できません。この行は消してかまいません）",
+            f"LINE messages can only go to {LINE_API}",
+        )
+    return LINE_API
 
 
 class LineConfig(Strict):
     to: str = Field(min_length=1, max_length=64)
-    api_base: str = Field(default="https://api.line.me", pattern=r"^https?://")
+    api_base: Annotated[str, AfterValidator(_line_api)] = (
+        LINE_API  # kept for old configs: only the official host
+    )
 
 
 class SyslogConfig(Strict):

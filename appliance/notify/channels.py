@@ -8,6 +8,8 @@ directory (smtp_password, line_token).
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import smtplib
 import socket
@@ -17,10 +19,12 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from appliance.clock import Clock, wall
-from appliance.config.model import MamoriConfig, NotificationsConfig
+from appliance.config.model import LINE_API, MamoriConfig, NotificationsConfig, non_public
 from appliance.errors import MamoriError
+from appliance.notify import signing
 from appliance.notify.message import Attachment, Message
 
 
@@ -65,7 +69,10 @@ class EmailChannel:
 
 
 def _post_json(url: str, payload: dict, headers: dict[str, str], timeout: float) -> None:
-    data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    _post(url, json.dumps(payload, ensure_ascii=False).encode("utf-8"), headers, timeout)
+
+
+def _post(url: str, data: bytes, headers: dict[str, str], timeout: float) -> None:
     req = urllib.request.Request(url, data=data, method="POST",
                                  headers={"Content-Type": "application/json; charset=utf-8", **headers})  # fmt: skip
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -73,16 +80,71 @@ def _post_json(url: str, payload: dict, headers: dict[str, str], timeout: float)
             raise NotifyError(f"送信先が {resp.status} を返しました", f"the endpoint answered {resp.status}")
 
 
+def resolve_target(host: str, port: int, allow_private: bool) -> str:
+    """The address to connect to, checked at send time: a public name that DNS points into the LAN (or at
+    the box) is refused unless the clinic allowed private targets. The connection then goes to exactly
+    this address (no second lookup a rebinding DNS could answer differently)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addrs = [str(info[4][0]) for info in infos]
+    inside = [a for a in addrs if non_public(ipaddress.ip_address(a.split("%")[0]))]
+    if inside and not allow_private:
+        raise NotifyError(
+            f"送信先（{host}）が院内・この機器自身のアドレス（{inside[0]}）を指しているため、送りませんでした",
+            f"{host} resolves to a private address ({inside[0]}); not sent (allow_private is off)",
+        )
+    return addrs[0]
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a given address, with the certificate checked against the URL's host name."""
+
+    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
 class WebhookChannel:
+    """A JSON POST over HTTPS, signed with the box's webhook key (appliance.notify.signing) when
+    `keys_dir` is given (always, from `channels()`). Redirects are not followed (a 3xx is a failure):
+    a redirect could otherwise lead into the LAN."""
+
     name = "webhook"
 
-    def __init__(self, cfg, timeout: float = 10) -> None:
-        self.cfg, self.timeout = cfg, timeout
+    def __init__(
+        self, cfg, timeout: float = 10, keys_dir: Path | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.cfg, self.timeout, self.keys_dir, self.tls = cfg, timeout, keys_dir, tls
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> None:
+        url = urlsplit(self.cfg.url)
+        if url.scheme != "https" or not url.hostname:  # the config model refuses it too
+            raise NotifyError("Webhook の URL は https:// で始めてください", "the webhook URL must be https")
+        port = url.port or 443
+        address = resolve_target(url.hostname, port, self.cfg.allow_private)
+        conn = _PinnedHTTPS(
+            url.hostname, port, address, self.tls or ssl.create_default_context(), self.timeout
+        )
+        try:
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            conn.request("POST", path, body, {"Content-Type": "application/json; charset=utf-8", **headers})
+            resp = conn.getresponse()
+            resp.read(65536)
+        finally:
+            conn.close()
+        if resp.status >= 300:
+            raise NotifyError(f"送信先が {resp.status} を返しました", f"the endpoint answered {resp.status}")
 
     def send(self, msg: Message) -> None:
-        body = {"id": msg.id, "source": "mamori", "kind": msg.kind, "subject": msg.subject, "text": msg.body,
-                "severity": msg.severity}  # fmt: skip
-        _post_json(self.cfg.url, body, {"Idempotency-Key": msg.id}, self.timeout)
+        body = json.dumps({"id": msg.id, "source": "mamori", "kind": msg.kind, "subject": msg.subject,
+                           "text": msg.body, "severity": msg.severity}, ensure_ascii=False).encode()  # fmt: skip
+        headers = {"Idempotency-Key": msg.id}
+        if self.keys_dir is not None:
+            headers[signing.HEADER] = signing.signature(signing.webhook_key(self.keys_dir), body)
+        self._post(body, headers)
 
 
 class LineChannel:
@@ -90,15 +152,16 @@ class LineChannel:
 
     name = "line"
 
-    def __init__(self, cfg, token: str | None, timeout: float = 10) -> None:
+    def __init__(self, cfg, token: str | None, timeout: float = 10, base: str = LINE_API) -> None:
         self.cfg, self.token, self.timeout = cfg, token, timeout
+        self.base = base  # always LINE's own host; a test points it at its own receiver
 
     def send(self, msg: Message) -> None:
         if not self.token:
             raise NotifyError("LINE のチャネルアクセストークンがありません（keys/line_token）",
                               "no LINE channel access token (keys/line_token)")  # fmt: skip
         text = (msg.subject + "\n" + msg.body)[:4900]  # a LINE text message holds 5,000 characters
-        _post_json(self.cfg.api_base.rstrip("/") + "/v2/bot/message/push",
+        _post_json(self.base.rstrip("/") + "/v2/bot/message/push",
                    {"to": self.cfg.to, "messages": [{"type": "text", "text": text}]},
                    {"Authorization": f"Bearer {self.token}", "X-Line-Retry-Key": msg.id},
                    self.timeout)  # fmt: skip
@@ -160,7 +223,7 @@ def channels(cfg: MamoriConfig, keys_dir: Path) -> list[Channel]:
     if n.email:
         out.append(EmailChannel(n.email, _secret(keys_dir, "smtp_password")))
     if n.webhook:
-        out.append(WebhookChannel(n.webhook))
+        out.append(WebhookChannel(n.webhook, keys_dir=keys_dir))
     if n.line:
         out.append(LineChannel(n.line, _secret(keys_dir, "line_token")))
     if n.syslog:

@@ -18,6 +18,7 @@ import yaml
 
 from lab.box import EXAMPLE_CONFIG, Box, make_box
 from lab.topology import Lab
+from tests import notify_receiver as receiver
 from vpn.client import parse_client_conf, up_client
 from vpn.wg import WgInterface
 
@@ -57,18 +58,6 @@ except OSError as e:
     print("CUT", type(e).__name__, flush=True)
 """
 
-RECEIVER = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with open(sys.argv[2], "ab") as f:
-            f.write(body + b"\\n")
-        self.send_response(200); self.end_headers(); self.wfile.write(b"{}")
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 WEBHOOK_PORT = 18080  # on the box namespace's own loopback: the clinic's notification receiver
 
 
@@ -164,9 +153,14 @@ def clinic(tmp_path_factory):
         data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
         for user in data["vpn"]["users"]:
             user.pop("hours", None)  # access hours are unit-tested; here the test must pass at any time
-        data["notifications"]["webhook"] = {"url": f"http://127.0.0.1:{WEBHOOK_PORT}/hook"}
+        data["notifications"]["webhook"] = {
+            "url": f"https://127.0.0.1:{WEBHOOK_PORT}/hook",
+            "allow_private": True,
+        }
         box = make_box(lab, tmp / "state", yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-        lab.spawn("box", [sys.executable, "-c", RECEIVER, str(WEBHOOK_PORT), str(tmp / "webhook.jsonl")])
+        cert, key = receiver.make_cert(tmp / "hook")
+        box.entry = receiver.entry(cert)  # the daemon trusts the receiver's test certificate
+        lab.spawn("box", receiver.argv(WEBHOOK_PORT, tmp / "webhook.jsonl", cert, key))
         box.mamori("config", "apply", "-m", "VPN の試験")
         lab.spawn("emr", [sys.executable, "-c", ECHO, "443", "22"])
         lab.spawn("reception", [sys.executable, "-c", ECHO, "443"])

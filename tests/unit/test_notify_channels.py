@@ -34,8 +34,8 @@ def cfg_with(notifications: dict):
 
 
 def webhook_cfg(url: str) -> dict:
-    """The webhook section for a test receiver."""
-    return {"url": url}
+    """The webhook section for a test receiver on loopback: private targets allowed explicitly."""
+    return {"url": url, "allow_private": True}
 
 
 def incident(i: int, sid: int = 1990001, severity: int = 1, last_seen: float = 1_800_000_000.0) -> Incident:
@@ -48,7 +48,15 @@ def incident(i: int, sid: int = 1990001, severity: int = 1, last_seen: float = 1
 
 
 @pytest.fixture(scope="module")
-def tls_pair(tmp_path_factory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def tls_pair(cert_dir: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_dir / "c.pem", cert_dir / "k.pem")
+    return server, ssl.create_default_context(cafile=str(cert_dir / "c.pem"))
+
+
+@pytest.fixture(scope="module")
+def cert_dir(tmp_path_factory) -> Path:
+    """A self-signed certificate for 127.0.0.1 (c.pem, k.pem), valid at the shifted and the real time."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     not_before, not_after = validity_window()  # OpenSSL checks it against the real clock
@@ -62,9 +70,7 @@ def tls_pair(tmp_path_factory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     (d / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (d / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption()))  # fmt: skip
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(d / "c.pem", d / "k.pem")
-    return server, ssl.create_default_context(cafile=str(d / "c.pem"))
+    return d
 
 
 class SmtpReceiver(threading.Thread):
@@ -166,8 +172,24 @@ def test_email_refuses_a_server_without_starttls(tls_pair) -> None:
 # -- HTTP: webhook and LINE -----------------------------------------------------------------------------
 
 
+def trust(monkeypatch: pytest.MonkeyPatch, cert_dir: Path) -> None:
+    """Make OpenSSL's default trust store this test's certificate, as the daemon's would be on a box whose
+    receiver has a certificate from a real CA (SSL_CERT_FILE is read when a default context is made)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_dir / "c.pem"))
+
+
+def https_server(handler: type[BaseHTTPRequestHandler], cert_dir: Path, port: int = 0) -> ThreadingHTTPServer:
+    srv = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_dir / "c.pem", cert_dir / "k.pem")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 @pytest.fixture
-def http_rx():
+def http_rx(cert_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """An HTTPS receiver on loopback (the webhook and the LINE API stand-in), trusted by this process."""
     got: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -183,11 +205,10 @@ def http_rx():
         def log_message(self, *args) -> None:
             return
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+    trust(monkeypatch, cert_dir)
+    srv = https_server(Handler, cert_dir)
     try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", got
+        yield f"https://127.0.0.1:{srv.server_address[1]}", got
     finally:
         srv.shutdown()
         srv.server_close()
@@ -195,7 +216,7 @@ def http_rx():
 
 def test_webhook_posts_json(http_rx) -> None:
     base, got = http_rx
-    cfg = cfg_with({"webhook": {"url": base + "/hook"}}).notifications.webhook
+    cfg = cfg_with({"webhook": webhook_cfg(base + "/hook")}).notifications.webhook
     msg = Message("件名", "本文", 2, kind="incidents")
     WebhookChannel(cfg).send(msg)
     WebhookChannel(cfg).send(msg)  # a retry: the same id again, for the receiver to de-duplicate
@@ -209,9 +230,9 @@ def test_webhook_posts_json(http_rx) -> None:
 
 def test_line_push_message(http_rx) -> None:
     base, got = http_rx
-    cfg = cfg_with({"line": {"to": "Cgroup123", "api_base": base}}).notifications.line
+    cfg = cfg_with({"line": {"to": "Cgroup123"}}).notifications.line
     msg = Message("件名", "本文" * 3000, 1)
-    LineChannel(cfg, "tok-abc").send(msg)
+    LineChannel(cfg, "tok-abc", base=base).send(msg)
     assert got[0]["path"] == "/v2/bot/message/push" and got[0]["auth"] == "Bearer tok-abc"
     assert got[0]["headers"]["X-Line-Retry-Key"] == msg.id  # LINE's own de-duplication of retried pushes
     body = got[0]["body"]
@@ -254,3 +275,110 @@ def test_syslog_rfc5424_udp_and_tcp() -> None:
 @pytest.mark.parametrize(("severity", "pri"), [(1, b"<130>"), (2, b"<132>"), (3, b"<133>")])
 def test_syslog_priority(severity: int, pri: bytes) -> None:
     assert rfc5424(Message("s", "b", severity), "box", 0).startswith(pri)
+
+
+def test_webhook_is_signed_with_the_box_key(http_rx, tmp_path: Path) -> None:
+    """The receiver checks X-Mamori-Signature over the exact body with keys/webhook.key (0600, made on
+    first use, the same afterwards), as the README's example does."""
+    import hashlib
+    import hmac
+
+    from appliance.notify import channels
+    from appliance.notify.signing import verify
+
+    base, got = http_rx
+    keys = tmp_path / "keys"
+    cfg = cfg_with({"webhook": webhook_cfg(base + "/hook")})
+    (webhook,) = channels(cfg, keys)
+    assert not (keys / "webhook.key").exists(), "made on first use, not before"
+    webhook.send(Message("件名", "本文", 1))
+    webhook.send(Message("二通目", "本文", 2))
+    key_file = keys / "webhook.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    secret = key_file.read_text().strip().encode()
+    for g in got:  # the README's receiver, line for line
+        expected = "sha256=" + hmac.new(secret, g["raw"], hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(expected, g["headers"]["X-Mamori-Signature"])
+    assert verify(secret, got[0]["raw"], got[0]["headers"]["X-Mamori-Signature"])
+    assert not verify(
+        secret,
+        got[0]["raw"].replace("件名".encode(), "偽物".encode()),
+        got[0]["headers"]["X-Mamori-Signature"],
+    )
+    assert not verify(b"another box's key" * 2, got[0]["raw"], got[0]["headers"]["X-Mamori-Signature"])
+
+
+# -- safe targets (issue 18.11) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ({"webhook": {"url": "https://hooks.example.jp/mamori"}}, None),
+        ({"webhook": {"url": "https://198.51.100.80:8443/hook"}}, None),  # TEST-NET: the lab's internet
+        ({"webhook": {"url": "https://192.168.1.10/hook", "allow_private": True}}, None),
+        ({"webhook": {"url": "http://hooks.example.jp/mamori"}}, "https:// で始めてください"),
+        ({"webhook": {"url": "https://user:pw@hooks.example.jp/"}}, "URL の形式が正しくありません"),
+        ({"webhook": {"url": "https://192.168.1.10/hook"}}, "allow_private: true を指定してください"),
+        ({"webhook": {"url": "https://10.0.0.5/hook"}}, "allow_private: true"),
+        ({"webhook": {"url": "https://127.0.0.1:8080/hook"}}, "allow_private: true"),
+        ({"webhook": {"url": "https://169.254.169.254/latest"}}, "allow_private: true"),
+        ({"webhook": {"url": "https://[::1]/hook"}}, "allow_private: true"),
+        ({"webhook": {"url": "https://[fe80::1]/hook"}}, "allow_private: true"),
+        ({"webhook": {"url": "https://[::ffff:10.0.0.1]/hook"}}, "allow_private: true"),
+        ({"webhook": {"url": "https://localhost/hook"}}, "allow_private: true"),
+        ({"line": {"to": "U123"}}, None),
+        ({"line": {"to": "U123", "api_base": "https://api.line.me/"}}, None),
+        ({"line": {"to": "U123", "api_base": "http://api.line.me"}}, "https://api.line.me だけです"),
+        ({"line": {"to": "U123", "api_base": "https://10.0.0.5"}}, "https://api.line.me だけです"),
+    ],
+)
+def test_notification_targets_in_the_config(section: dict, problem: str | None) -> None:
+    from appliance.errors import ConfigError
+
+    if problem is None:
+        cfg_with(section)
+        return
+    with pytest.raises(ConfigError) as err:
+        cfg_with(section)
+    (issue,) = err.value.issues
+    assert issue.path.startswith(f"notifications.{next(iter(section))}.") and problem in issue.message.ja
+
+
+def test_a_name_that_resolves_into_the_lan_is_refused_when_sending(http_rx) -> None:
+    """The config held a public name; DNS now answers with a loopback address: nothing is sent."""
+    from appliance.config.model import WebhookConfig
+    from appliance.notify import NotifyError
+
+    base, got = http_rx
+    port = base.rsplit(":", 1)[1]
+    rebound = WebhookConfig.model_construct(url=f"https://localhost:{port}/hook", allow_private=False)
+    with pytest.raises(NotifyError) as err:
+        WebhookChannel(rebound).send(Message("件名", "本文", 1))
+    assert "院内・この機器自身のアドレス" in err.value.text("ja") and got == []
+    allowed = WebhookConfig.model_construct(url=f"https://localhost:{port}/hook", allow_private=True)
+    with pytest.raises(ssl.SSLCertVerificationError):  # reached, and the name is checked against the cert
+        WebhookChannel(allowed).send(Message("件名", "本文", 1))
+
+
+def test_a_redirect_is_not_followed(cert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.notify import NotifyError
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", "http://10.0.0.5/admin")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            return
+
+    trust(monkeypatch, cert_dir)
+    srv = https_server(Redirect, cert_dir)
+    try:
+        cfg = cfg_with({"webhook": webhook_cfg(f"https://127.0.0.1:{srv.server_address[1]}/")})
+        with pytest.raises(NotifyError, match="307"):
+            WebhookChannel(cfg.notifications.webhook).send(Message("件名", "本文", 1))
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -19,7 +19,7 @@ from appliance.storage import Database
 from appliance.subsystem import Context
 from ids.alerts import Alert, Endpoint
 from ids.incidents import record_alert
-from tests.unit.test_notify_channels import cfg_with, http_rx, webhook_cfg  # noqa: F401  (http_rx: fixture)
+from tests.unit.test_notify_channels import cert_dir, cfg_with, http_rx, webhook_cfg  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,13 +17,14 @@ from appliance.notify import Message, WebhookChannel
 from appliance.notify.outbox import Outbox, backoff, trouble_text, troubles
 from appliance.notify.worker import ChannelSender
 from appliance.storage import Database
-from tests.unit.test_notify_channels import cfg_with, webhook_cfg
+from tests.unit.test_notify_channels import cert_dir, cfg_with, https_server, trust, webhook_cfg  # noqa: F401
 
 
 class Receiver:
-    """A webhook receiver on a fixed loopback port that can be down, failing (HTTP 500) or up."""
+    """An HTTPS webhook receiver on a fixed loopback port that can be down, failing (HTTP 500) or up."""
 
-    def __init__(self) -> None:
+    def __init__(self, cert: Path) -> None:
+        self.cert = cert
         probe = socket.create_server(("127.0.0.1", 0))
         self.port = probe.getsockname()[1]
         probe.close()
@@ -34,7 +34,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"https://127.0.0.1:{self.port}/hook"
 
     def up(self) -> None:
         rx = self
@@ -51,8 +51,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 return
 
-        self.srv = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.srv = https_server(Handler, self.cert, self.port)
 
     def down(self) -> None:
         if self.srv is not None:
@@ -62,8 +61,9 @@ class Receiver:
 
 
 @pytest.fixture
-def rx():
-    r = Receiver()
+def rx(cert_dir: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    trust(monkeypatch, cert_dir)
+    r = Receiver(cert_dir)
     yield r
     r.down()
 

@@ -25,7 +25,7 @@ def fail_for_a_while(db: Database, at: float) -> None:
     outbox = Outbox(db, lambda: at)
     outbox.put(Message("件名", "本文", 1), ["webhook"])
     channel = WebhookChannel(
-        cfg_with({"webhook": webhook_cfg(f"http://127.0.0.1:{port}/")}).notifications.webhook
+        cfg_with({"webhook": webhook_cfg(f"https://127.0.0.1:{port}/")}).notifications.webhook
     )
     assert ChannelSender(channel, outbox, mono=lambda: at).step() == 0
 

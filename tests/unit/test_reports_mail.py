@@ -16,7 +16,7 @@ from appliance.notify import EmailChannel
 from reports.daemon import MonthlyReportWorker
 from reports.mail import report_message
 from reports.monthly import GeneratedReport, has_report
-from tests.unit.test_notify_channels import SmtpReceiver, cfg_with, tls_pair  # noqa: F401  (tls_pair: fixture)
+from tests.unit.test_notify_channels import SmtpReceiver, cert_dir, cfg_with, tls_pair  # noqa: F401  (fixtures)
 from tests.unit.test_reports_monthly import TOKYO, _apply_revision, _first_of_next_month, ctx  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]

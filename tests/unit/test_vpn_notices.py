@@ -15,7 +15,7 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from tests.timetravel import next_jst
-from tests.unit.test_notify_channels import cfg_with, http_rx, webhook_cfg  # noqa: F401  (the loopback receiver fixture)
+from tests.unit.test_notify_channels import cert_dir, cfg_with, http_rx, webhook_cfg  # noqa: F401  (fixtures)
 from vpn.notices import VpnNoticeWorker
 from vpn.windows import WindowStore
 

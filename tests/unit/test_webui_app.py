@@ -12,6 +12,7 @@ import pyotp
 import pytest
 import yaml
 
+from tests.unit.test_notify_channels import cert_dir  # noqa: F401  (fixture)
 from tests.webui_fixtures import Box, audit_actions, box_fixture, csrf, make_box, session_token  # noqa: F401
 from webui.setup_code import MAX_FAILURES, WINDOW_SECONDS, code_path, read_setup_code
 
@@ -385,10 +386,11 @@ def test_certificate_upload_checks_the_key(box: Box, tmp_path: Path) -> None:
     assert "web.certificate_replaced" in audit_actions(box, "admin")
 
 
-def test_notification_test_button_really_sends(box: Box) -> None:
-    """A webhook receiver on this machine's loopback gets the test message."""
+def test_notification_test_button_really_sends(box: Box, cert_dir: Path, monkeypatch) -> None:  # noqa: F811
+    """A webhook receiver on this machine's loopback (HTTPS, allowed as a private target) gets the test message."""
     import http.server
-    import threading
+
+    from tests.unit.test_notify_channels import https_server, trust
 
     received: list[dict] = []
 
@@ -401,12 +403,12 @@ def test_notification_test_button_really_sends(box: Box) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.handle_request, daemon=True).start()
+    trust(monkeypatch, cert_dir)
+    server = https_server(Hook, cert_dir)
     try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/hook"
         text = box.ctx.paths.config.read_text(encoding="utf-8").replace(
-            "notifications:\n",
-            f"notifications:\n  webhook: {{url: 'http://127.0.0.1:{server.server_port}/hook'}}\n",
+            "notifications:\n", f"notifications:\n  webhook: {{url: '{url}', allow_private: true}}\n"
         )
         box.ctx.paths.config.write_text(text, encoding="utf-8")
         client = box.client()
@@ -414,6 +416,7 @@ def test_notification_test_button_really_sends(box: Box) -> None:
         r = client.post("/settings/notify-test", data={"csrf_token": session_token(client)})
         page = client.get(r.headers["Location"]).get_data(as_text=True)
     finally:
+        server.shutdown()
         server.server_close()
     assert received and received[0]["source"] == "mamori" and "テスト" in received[0]["subject"]
     assert "Webhook: 送信しました" in page
