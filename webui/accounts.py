@@ -43,6 +43,10 @@ GRANT_LABELS = {
     "audit": "監査ログ",
 }
 UNUSED_DAYS = 90
+SESSION_MAX_SECONDS = (
+    12 * 3600
+)  # a session ends 12 h after sign-in, however busy (on top of the idle timeout)
+ENROL_SECONDS = 600  # a TOTP seed shown at first sign-in waits this long on the server to be confirmed
 
 _HASHER = PasswordHasher()  # argon2-cffi's default type is Argon2id (RFC 9106 low-memory profile).
 
@@ -185,7 +189,9 @@ class AccountStore:
             ) from None
         return self.require(name)
 
-    def change_password(self, name: str, new_password: str) -> None:
+    def change_password(self, name: str, new_password: str, keep_sid: str = "") -> None:
+        """Set a new password and end every session of `name` but `keep_sid` (the one changing it): a
+        password changed because it leaked must also shut out whoever signed in with it."""
         account = self.require(name)
         check_password(new_password, name, mfa=account.totp_enabled or account.role in MFA_ROLES)
         with self.db.connection() as conn:
@@ -209,6 +215,7 @@ class AccountStore:
                 "INSERT INTO web_password_history(name, password_hash, ts) VALUES (?, ?, ?)",
                 (name, pw_hash, now),
             )
+            conn.execute("DELETE FROM web_sessions WHERE name = ? AND sid != ?", (name, keep_sid))
 
     def update(self, name: str, **fields: object) -> None:
         """Change display name, role, grants, expiry or the disabled flag (admin actions)."""
@@ -230,14 +237,52 @@ class AccountStore:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
             conn.execute("DELETE FROM web_password_history WHERE name = ?", (name,))
+            conn.execute("DELETE FROM web_totp_pending WHERE name = ?", (name,))
             conn.execute("DELETE FROM web_users WHERE name = ?", (name,))
 
     # -- TOTP ----------------------------------------------------------------------------------------
-    def set_totp(self, name: str, secret: str) -> None:
+    def set_totp(self, name: str, secret: str, used_step: int = 0) -> None:
+        """Enrol `secret`; `used_step` is the step of the code that proved it, refused from now on."""
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE web_users SET totp_secret = ?, totp_last_step = 0 WHERE name = ?", (secret, name)
+                "UPDATE web_users SET totp_secret = ?, totp_last_step = ? WHERE name = ?",
+                (secret, used_step, name),
             )
+
+    def begin_enrolment(self, name: str) -> tuple[str, str]:
+        """A new TOTP seed for `name`, kept here (never in the cookie, which is signed, not encrypted)
+        until it is confirmed or ENROL_SECONDS pass; returns (token for the session, the seed to show)."""
+        token, secret, now = secrets.token_urlsafe(24), new_totp_secret(), self.clock()
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM web_totp_pending WHERE created_at < ?", (now - ENROL_SECONDS,))
+            conn.execute(
+                "INSERT INTO web_totp_pending(token, name, secret, created_at) VALUES (?, ?, ?, ?)",
+                (token, name, secret, now),
+            )
+        return token, secret
+
+    def pending_enrolment(self, token: str) -> tuple[str, str] | None:
+        """(name, seed) of an enrolment begun less than ENROL_SECONDS ago."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT name, secret FROM web_totp_pending WHERE token = ? AND created_at >= ?",
+                (token, self.clock() - ENROL_SECONDS),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def complete_enrolment(self, token: str, code: str) -> str | None:
+        """Enrol the pending seed when `code` proves it (that code's step is then used up); the name."""
+        pending = self.pending_enrolment(token)
+        if pending is None:
+            return None
+        name, secret = pending
+        step = verify_totp(secret, "".join(ch for ch in code if ch.isdigit()), self.clock())
+        if step is None:
+            return None
+        self.set_totp(name, secret, used_step=step)
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM web_totp_pending WHERE name = ?", (name,))
+        return name
 
     def check_totp(self, name: str, code: str) -> bool:
         """Accept the current code (±1 step of clock drift), each step only once (no replay)."""
@@ -279,13 +324,16 @@ class AccountStore:
         return sid
 
     def touch_session(self, sid: str, idle_seconds: int) -> Account | None:
-        """The account of a live session (and mark it used now); None if unknown, idle too long or barred."""
+        """The account of a live session (and mark it used now); None if unknown, idle too long, older than
+        SESSION_MAX_SECONDS, or the account is barred."""
         now = self.clock()
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT name, last_seen FROM web_sessions WHERE sid = ?", (sid,)).fetchone()
+            row = conn.execute(
+                "SELECT name, created_at, last_seen FROM web_sessions WHERE sid = ?", (sid,)
+            ).fetchone()
             if row is None:
                 return None
-            if now - row["last_seen"] > idle_seconds:
+            if now - row["last_seen"] > idle_seconds or now - row["created_at"] > SESSION_MAX_SECONDS:
                 conn.execute("DELETE FROM web_sessions WHERE sid = ?", (sid,))
                 return None
             conn.execute("UPDATE web_sessions SET last_seen = ? WHERE sid = ?", (now, sid))

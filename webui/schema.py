@@ -7,6 +7,9 @@ address (rate limiting shared by every server worker).
 Migration 2 (sign-in throttling, webui.throttle): each attempt also records `who`, a keyed hash of the name
 typed (never the name itself: people type passwords there). web_users.failed_count and locked_until stay
 in the table but are no longer used: there is no account lockout any more.
+
+Migration 3: a TOTP seed shown at first sign-in waits here (web_totp_pending, a few minutes) instead of in
+the session cookie, which Flask signs but does not encrypt.
 """
 
 SCHEMA: list[str] = [
@@ -52,5 +55,13 @@ SCHEMA: list[str] = [
     """
     ALTER TABLE web_login_attempts ADD COLUMN who TEXT NOT NULL DEFAULT '';
     CREATE INDEX web_login_attempts_who ON web_login_attempts(who, remote, ts)
+    """,
+    """
+    CREATE TABLE web_totp_pending (
+        token TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
     """,
 ]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyotp
 import pytest
+from flask.testing import FlaskClient
 
 from appliance.errors import MamoriError
-from tests.webui_fixtures import PASSWORD, Box, audit_actions, box_fixture, csrf, make_box  # noqa: F401
-from webui.accounts import AccountStore
+from tests.webui_fixtures import (  # noqa: F401
+    PASSWORD,
+    Box,
+    audit_actions,
+    box_fixture,
+    csrf,
+    make_box,
+    session_token,
+)
+from webui.accounts import ENROL_SECONDS, SESSION_MAX_SECONDS, AccountStore
 from webui.passwords import PasswordPolicyError, check_password
 
 POLICY = [
@@ -135,3 +145,82 @@ def test_logout_ends_the_server_side_session(box: Box) -> None:
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     assert box.store().touch_session(sid, 900) is None
     assert client.get("/").status_code == 302
+
+
+def _start_enrolment(box: Box) -> tuple[FlaskClient, str]:
+    """A new administrator signs in with his password: the enrolment page and the seed it shows."""
+    box.store().create("newadmin", PASSWORD, "admin")
+    client = box.client()
+    token = csrf(client, "/login")
+    r = client.post("/login", data={"csrf_token": token, "username": "newadmin", "password": PASSWORD})
+    assert r.headers["Location"].endswith("/login/enroll")
+    page = client.get("/login/enroll").get_data(as_text=True)
+    return client, page.split('class="secret">')[1].split("<")[0]
+
+
+def test_the_pending_totp_seed_stays_on_the_server(box: Box) -> None:
+    client, secret = _start_enrolment(box)
+    cookie = client.get_cookie("__Host-mamori").value
+    session = box.app.session_interface.get_signing_serializer(box.app).loads(cookie)
+    assert secret not in json.dumps(session) and "secret" not in json.dumps(session)
+    with box.ctx.db.connection() as conn:
+        assert conn.execute("SELECT name FROM web_totp_pending WHERE secret = ?", (secret,)).fetchone()
+    token = csrf(client, "/login/enroll")
+    code = pyotp.TOTP(secret).at(box.clock.now)
+    assert client.post("/login/enroll", data={"csrf_token": token, "code": code}).status_code == 302
+    with box.ctx.db.connection() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM web_totp_pending").fetchone()[0] == 0
+
+
+def test_a_pending_seed_expires(box: Box) -> None:
+    client, secret = _start_enrolment(box)
+    box.clock.advance(ENROL_SECONDS + 1)
+    r = client.get("/login/enroll")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/login")
+    with box.ctx.db.connection() as conn:
+        token = conn.execute("SELECT token FROM web_totp_pending WHERE secret = ?", (secret,)).fetchone()[0]
+    assert box.store().pending_enrolment(token) is None
+
+
+def test_the_enrolment_code_cannot_be_used_again_at_the_next_sign_in(box: Box) -> None:
+    client, secret = _start_enrolment(box)
+    code = pyotp.TOTP(secret).at(box.clock.now)
+    token = csrf(client, "/login/enroll")
+    assert client.post("/login/enroll", data={"csrf_token": token, "code": code}).status_code == 302
+    client.post("/logout", data={"csrf_token": session_token(client)})
+    token = csrf(client, "/login")
+    client.post("/login", data={"csrf_token": token, "username": "newadmin", "password": PASSWORD})
+    token = csrf(client, "/login/totp")
+    r = client.post("/login/totp", data={"csrf_token": token, "code": code})  # same 30 s step
+    assert r.status_code == 401
+
+
+def test_a_password_change_ends_the_other_sessions(box: Box) -> None:
+    here, elsewhere, other_user = box.client(), box.client(), box.client()
+    for client in (here, elsewhere):
+        box.login(client, "staff")
+    box.login(other_user, "admin")
+    new = "Kango-Shi-no-Pass-99"
+    r = here.post(
+        "/me", data={"csrf_token": session_token(here), "current": PASSWORD, "new": new, "confirm": new}
+    )
+    assert r.status_code == 302
+    assert here.get("/").status_code == 200  # the session that changed it goes on
+    r = elsewhere.get("/")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/login")
+    assert other_user.get("/").status_code == 200
+    assert box.store().session_count("staff") == 1
+
+
+def test_a_session_ends_12_hours_after_sign_in_however_busy(box: Box) -> None:
+    client = box.client()
+    box.login(client, "staff")
+    started = box.clock.now
+    while box.clock.now + 10 * 60 <= started + SESSION_MAX_SECONDS:
+        box.clock.advance(10 * 60)  # well inside the idle timeout
+        assert client.get("/").status_code == 200
+    box.clock.now = started + SESSION_MAX_SECONDS + 1
+    r = client.get("/")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/login")
+    box.login(client, "staff")  # signing in again starts a new 12 hours
+    assert client.get("/").status_code == 200

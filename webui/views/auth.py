@@ -15,7 +15,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 
 from appliance.errors import MamoriError
 from webui import context as wctx
-from webui.accounts import MFA_ROLES, Account, new_totp_secret
+from webui.accounts import ENROL_SECONDS, MFA_ROLES, Account
 from webui.qr import svg, totp_uri
 from webui.security import csrf_token
 from webui.throttle import Hold
@@ -65,7 +65,7 @@ def login() -> Any:
         session["pending"] = {"name": name, "ts": now}
         return redirect(url_for("auth.totp"))
     if account.role in MFA_ROLES:
-        session["enroll"] = {"name": name, "ts": now, "secret": new_totp_secret()}
+        session["enroll"] = {"name": name, "ts": now, "token": store.begin_enrolment(name)[0]}
         return redirect(url_for("auth.enroll"))
     return finish_login(account)
 
@@ -100,9 +100,9 @@ def _fail(name: str, factor: str, exists: bool = True) -> None:
         wctx.audit("web.lockout", _hold_detail(hold), actor=actor)
 
 
-def _pending(key: str) -> dict | None:
+def _pending(key: str, max_age: float = PENDING_SECONDS) -> dict | None:
     pending = session.get(key)
-    if not pending or wctx.now() - pending.get("ts", 0) > PENDING_SECONDS:
+    if not pending or wctx.now() - pending.get("ts", 0) > max_age:
         return None
     return pending
 
@@ -134,31 +134,28 @@ def totp() -> Any:
 
 @bp.route("/login/enroll", methods=["GET", "POST"])
 def enroll() -> Any:
-    """First sign-in of an admin or vendor account created by an administrator: set up the TOTP app."""
-    pending = _pending("enroll")
-    if pending is None:
+    """First sign-in of an admin or vendor account created by an administrator: set up the TOTP app.
+    The seed waits on the server (AccountStore.begin_enrolment); the session only holds its token."""
+    pending = _pending("enroll", ENROL_SECONDS)
+    store = wctx.accounts()
+    seed = store.pending_enrolment(pending["token"]) if pending else None
+    if pending is None or seed is None or seed[0] != pending["name"]:
         session.pop("enroll", None)
         return redirect(url_for("auth.login"))
-    qr = svg(totp_uri(pending["secret"], pending["name"]))
+    name, secret = seed
+    page = {"qr": svg(totp_uri(secret, name)), "secret": secret}
     if request.method == "GET":
-        return render_template("auth/enroll.html", qr=qr, secret=pending["secret"])
-    from webui.accounts import verify_totp
-
-    held = _held(pending["name"], True)
+        return render_template("auth/enroll.html", **page)
+    held = _held(name, True)
     if held:
-        return render_template("auth/enroll.html", qr=qr, secret=pending["secret"], error=held), 429
-    if verify_totp(pending["secret"], request.form.get("code", "").strip(), wctx.now()) is None:
-        _fail(pending["name"], "totp_enroll")
+        return render_template("auth/enroll.html", error=held, **page), 429
+    if store.complete_enrolment(pending["token"], request.form.get("code", "")) is None:
+        _fail(name, "totp_enroll")
         return render_template(
-            "auth/enroll.html",
-            qr=qr,
-            secret=pending["secret"],
-            error="確認コードが違います。もう一度お試しください。",
+            "auth/enroll.html", error="確認コードが違います。もう一度お試しください。", **page
         ), 401
-    store = wctx.accounts()
-    store.set_totp(pending["name"], pending["secret"])
-    wctx.audit("web.totp_enrolled", {}, actor=pending["name"])
-    return finish_login(store.require(pending["name"]))
+    wctx.audit("web.totp_enrolled", {}, actor=name)
+    return finish_login(store.require(name))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -195,10 +192,10 @@ def me() -> Any:
                 "auth/me.html", error="新しいパスワードが2回とも同じになっていません。"
             ), 400
         try:
-            store.change_password(user.name, new)
+            store.change_password(user.name, new, keep_sid=session.get("sid", ""))
         except MamoriError as exc:
             return render_template("auth/me.html", error=exc.text("ja")), 400
         wctx.audit("web.password_changed", {"user": user.name})
-        flash("パスワードを変更しました。", "ok")
+        flash("パスワードを変更しました。ほかの端末やブラウザーでのログインは終わりました。", "ok")
         return redirect(url_for("auth.me"))
     return render_template("auth/me.html")
