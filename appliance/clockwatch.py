@@ -77,13 +77,15 @@ class ClockNotice:
 
 
 def _amount_ja(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.0f} 日"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} 時間"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} 分"
-    return f"{seconds:.0f} 秒"
+    """About how much, in the unit a person would use (a step measured over one tick is a little off)."""
+    minutes = round(seconds / 60)
+    if minutes >= 2 * 1440:
+        return f"{round(minutes / 1440)} 日"
+    if minutes >= 120:
+        return f"{round(minutes / 60)} 時間"
+    if minutes >= 2:
+        return f"{minutes} 分"
+    return f"{round(seconds)} 秒"
 
 
 def step_between(prev_wall: float, prev_mono: float, wall: float, mono: float) -> float | None:

@@ -22,11 +22,12 @@ class Box:
     config: Path
     state_dir: Path
     daemon: subprocess.Popen | None = None
+    # How the box's `mamori` is started: a lab test may put a wrapper in front (tests/clockshift.py).
+    entry: tuple[str, ...] = (sys.executable, "-m", "appliance.cli")
 
     def mamori(self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None):
         """Run `mamori ARGS` in the box namespace (as the appliance would run it)."""
-        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config),
-                "--state-dir", str(self.state_dir), *args]  # fmt: skip
+        argv = [*self.entry, "--config", str(self.config), "--state-dir", str(self.state_dir), *args]
         res = self.lab.run("box", argv, check=False, timeout=timeout, input=stdin)
         if check and res.returncode != 0:
             raise AssertionError(
@@ -39,8 +40,7 @@ class Box:
 
     def start_daemon(self, wait: float = 60) -> subprocess.Popen:
         log_path = self.state_dir / "daemon.log"
-        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config),
-                "--state-dir", str(self.state_dir), "daemon"]  # fmt: skip
+        argv = [*self.entry, "--config", str(self.config), "--state-dir", str(self.state_dir), "daemon"]
         self.daemon = self.lab.spawn("box", argv, log_path=log_path)
         pidfile = self.state_dir / "run" / "mamori.pid"
         deadline = time.monotonic() + wait

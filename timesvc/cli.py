@@ -10,6 +10,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from appliance.clockwatch import current_notice
 from appliance.subsystem import Context
 from timesvc.status import ClockState, clock_state, format_offset_ja
 
@@ -46,10 +47,15 @@ def _lines_ja(state: ClockState) -> list[str]:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     state = clock_state(ctx)
+    ctx.db.migrate()
+    notice = current_notice(ctx)  # a step or a late start in the last days (appliance.clockwatch)
     if args.json:
-        print(json.dumps(asdict(state), ensure_ascii=False))
+        print(json.dumps({**asdict(state), "notice": asdict(notice) if notice else None}, ensure_ascii=False))
     else:
-        print("\n".join(_lines_en(state) if args.lang == "en" else _lines_ja(state)))
+        lines = _lines_en(state) if args.lang == "en" else _lines_ja(state)
+        if notice is not None:
+            lines.append(notice.text_en() if args.lang == "en" else notice.text_ja())
+        print("\n".join(lines))
     return 0 if state.synchronised else 1
 
 

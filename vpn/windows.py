@@ -41,7 +41,8 @@ class Window:
     closed: float | None
 
     def open_at(self, now: float) -> bool:
-        return self.cancelled is None and self.starts <= now < self.ends
+        # A window the box has closed stays closed: a clock stepped back must not re-open it.
+        return self.cancelled is None and self.closed is None and self.starts <= now < self.ends
 
     def over_at(self, now: float) -> bool:
         return self.cancelled is not None or now >= self.ends

@@ -115,3 +115,13 @@ def test_window_validation_table(windows, starts, ends, reason, targets):
 def test_window_longer_than_a_day_refused(windows):
     with pytest.raises(WindowError):
         windows.approve("vendor-a", at("10:00"), at("10:01", 27), "保守", ["PACS"], "院長")
+
+
+def test_a_window_the_box_closed_stays_closed_when_the_clock_steps_back(windows):
+    w = windows.approve("vendor-a", at("09:00"), at("10:00"), "電子カルテ更新", ["電子カルテ"], "院長")
+    windows.clock.t = at("10:00")
+    assert [d.id for d in windows.due_to_close()] == [w.id]
+    windows.mark_closed(w.id)
+    windows.clock.t = at("09:30")  # a bad time source steps the clock back into the window
+    assert windows.open_for("vendor-a") is None
+    assert decide(VENDOR, at("09:30"), "Asia/Tokyo", windows.get(w.id)).reason == "no_window"
