@@ -29,18 +29,24 @@ SETUP_PORT = 443
 WEB_REDIRECT_PORT = 80  # plain HTTP: answers only with a redirect to HTTPS (the firewall opens it too)
 
 
-def web_binds(cfg: MamoriConfig) -> list[str]:
-    """host:port for every static address of an interface in a management zone."""
-    binds = []
+def web_addresses(cfg: MamoriConfig) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every static address of an interface in a management zone: where people reach the web UI (the
+    listening addresses here, and the names of its certificate in `webui.tls_renew.wanted_names`)."""
+    out = []
     for iface in cfg.interfaces:
         if iface.zone not in cfg.web.zones or iface.zone in ("wan", "guest"):
             continue
         for addr in (iface.address, iface.address6):
             if addr and addr != "dhcp":
-                ip = ipaddress.ip_interface(addr).ip
-                host = f"[{ip}]" if ip.version == 6 else str(ip)
-                binds.append(f"{host}:{cfg.web.port}")
-    return binds
+                out.append(ipaddress.ip_interface(addr).ip)
+    return out
+
+
+def web_binds(cfg: MamoriConfig) -> list[str]:
+    """host:port for every static address of an interface in a management zone."""
+    return [
+        f"[{ip}]:{cfg.web.port}" if ip.version == 6 else f"{ip}:{cfg.web.port}" for ip in web_addresses(cfg)
+    ]
 
 
 class WebServerWorker:

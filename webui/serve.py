@@ -22,7 +22,7 @@ from gunicorn.app.base import BaseApplication
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
-from webui.tls import ensure_certificate, harden
+from webui.tls import CertReloader, ensure_certificate
 
 log = logging.getLogger(__name__)
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[[0-9A-Fa-f:.]{2,45}\]$")
@@ -42,8 +42,14 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
-def _ssl_context(conf: Any, default_factory: Any) -> Any:
-    return harden(default_factory())
+def ssl_context_factory(reloader: CertReloader) -> Any:
+    """gunicorn asks for a context for every connection: hand it the reloader's, which follows the files
+    (a renewed or uploaded certificate is served from the next connection on, no restart)."""
+
+    def _ssl_context(conf: Any, default_factory: Any) -> Any:
+        return reloader.context()
+
+    return _ssl_context
 
 
 def redirect_handler(https_port: int) -> type[BaseHTTPRequestHandler]:
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         start_redirect(args.http_bind, https_port)
     options = {
         "bind": binds, "workers": 1, "worker_class": "gthread", "threads": args.threads,
-        "certfile": str(cert), "keyfile": str(key), "ssl_context": _ssl_context,
+        "certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context_factory(CertReloader(cert, key)),
         "accesslog": "-", "errorlog": "-", "timeout": 60, "graceful_timeout": 5, "forwarded_allow_ips": "",
     }  # fmt: skip
     _Gunicorn(app, options).run()
