@@ -46,6 +46,17 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class FlowSeen:
+    """What Suricata had seen of the alert's flow when it raised the alert (EVE `flow` and `tcp`): whether
+    the source answered the other side decides if its address can be trusted (ids.response)."""
+
+    pkts_toserver: int
+    pkts_toclient: int
+    bytes_toclient: int
+    state: str | None  # tcp.state (or flow.state) when Suricata wrote one: "established", "closed"...
+
+
+@dataclass(frozen=True)
 class Alert:
     ts: float
     sid: int
@@ -62,6 +73,7 @@ class Alert:
     http_user_agent: str | None = None
     tls_sni: str | None = None
     dns_name: str | None = None
+    flow: FlowSeen | None = None
 
     def detail(self) -> dict[str, Any]:
         """The app-layer details and zones, for storage as JSON (built by hand: asdict is slow)."""
@@ -173,7 +185,23 @@ def normalise(record: dict[str, Any], resolver: Resolver, received: float | None
         http_user_agent=_text(http.get("http_user_agent"), 500),
         tls_sni=_text(tls.get("sni"), 253),
         dns_name=_dns_name(dns),
+        flow=_flow_seen(record),
     )
+
+
+def _flow_seen(record: dict[str, Any]) -> FlowSeen | None:
+    flow, tcp = record.get("flow"), record.get("tcp")
+    if not isinstance(flow, dict):
+        return None
+    state = tcp.get("state") if isinstance(tcp, dict) else None
+    state = state if isinstance(state, str) else flow.get("state")
+
+    def count(key: str) -> int:
+        v = flow.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+    return FlowSeen(count("pkts_toserver"), count("pkts_toclient"), count("bytes_toclient"),
+                    _text(state, 16) if isinstance(state, str) else None)  # fmt: skip
 
 
 def _dns_name(dns: dict[str, Any]) -> str | None:

@@ -19,7 +19,8 @@ class RuleText:
     action: str
 
 
-_BLOCKED = "Mamori が送信元を自動で遮断しました。院内の機器に異常がなければ対応は不要です。"
+_BLOCKED = ("接続が成立した攻撃なら、Mamori が送信元を自動で遮断します（遮断しなかった場合は、その理由をこの件のメモに書きます）。"
+            "院内の機器に異常がなければ対応は不要です。")  # fmt: skip
 _LATERAL = ("院内の機器がウイルスに感染し、他の機器に広がろうとしている可能性があります。該当機器のLANケーブルを抜き、"
             "電源は切らずに保守業者へすぐ連絡してください。")  # fmt: skip
 
@@ -69,5 +70,11 @@ MAMORI_RULES: dict[int, RuleText] = {
     1990103: RuleText("医療機器がインターネットと通信（通信記録からの検知）",
         "医療機器用のネットワークの機器が外部と通信しました。医療機器は通常インターネットに出ません。",
         "機器の保守業者による遠隔保守の予定がないか確認し、心当たりがなければ保守業者に連絡してください。"),
+    # Not a Suricata rule either: written by ids.response when it stops blocking automatically.
+    1990104: RuleText("自動遮断を一時的に止めました（短時間に遮断が多すぎます）",
+        "10分間に自動遮断の上限を超える数の送信元から攻撃を検知しました。大量の攻撃か、無関係の相手を遮断させようと"
+        "送信元を偽った通信の可能性があります。上限を超えた分は遮断していません。",
+        "保守業者に連絡し、アラートの一覧で送信元を確認してもらってください。必要な送信元は管理者が手動で遮断できます。"),
 }  # fmt: skip
-FLOW_SIDS: frozenset[int] = frozenset({1990101, 1990102, 1990103})
+# Sids that are not in mamori.rules: found in flow records (ids/flows.py) or written by ids.response.
+FLOW_SIDS: frozenset[int] = frozenset({1990101, 1990102, 1990103, 1990104})

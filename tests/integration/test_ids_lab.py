@@ -1,6 +1,8 @@
 """The IDS end to end in the lab, with the real `mamori daemon`, real Suricata and real packets:
 the internet-side attacker scans the clinic and tries RDP → alerts ingested → one incident per rule,
-explained in Japanese → the attacker blocked in the nft set → its next connection fails.
+explained in Japanese, but not blocked (SYNs prove no source address; the incident says why) → the
+attacker then tries a password over an established connection → blocked in the nft set → its next
+connection fails.
 Also: Suricata killed by PID is restarted by the supervisor, and `mamori ids` commands show it all.
 """
 
@@ -19,7 +21,7 @@ import yaml
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
-from ids.incidents import list_incidents
+from ids.incidents import get, list_incidents
 from ids.supervisor import read_status, wait_running
 from lab.box import EXAMPLE_CONFIG, make_box
 from lab.topology import BOX_WAN, Lab
@@ -71,7 +73,7 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     )
     time.sleep(1.0)  # af-packet socket bound after the unix socket answers
 
-    lab.listen_tcp("emr", 8443)
+    lab.spawn("emr", ["python3", "-m", "http.server", "8443"])  # a web page behind the port forward
     assert wait_for(lambda: lab.tcp_connect("attacker", BOX_WAN, 8443), timeout=15), (
         "forward must work before"
     )
@@ -91,13 +93,21 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
         out = lab.run("box", ["nft", "-j", "list", "set", "inet", "mamori", "blocked4"], check=False).stdout
         return ATTACKER in out
 
+    # A SYN scan proves no source address (anyone can forge it): not blocked, and the incident says why.
+    assert wait_for(lambda: "偽装できます" in get(ctx.db, rdp.id).notes, timeout=10), get(ctx.db, rdp.id)
+    assert not blocked(), "a SYN-only alert must not block its (forgeable) source"
+    # A password tried over an established connection (the handshake proves the address): blocked.
+    t0 = time.monotonic()
+    lab.run(
+        "attacker", ["curl", "-s", "-m", "3", "-u", "admin:secret", f"http://{BOX_WAN}:8443/"], check=False
+    )
     assert wait_for(blocked, timeout=10), "attacker not in the blocked set"
-    print(f"\nscan start → attacker in nft set: {time.monotonic() - t0:.2f} s")
+    print(f"\nestablished attack → attacker in nft set: {time.monotonic() - t0:.2f} s")
     assert not lab.tcp_connect("attacker", BOX_WAN, 8443), "the blocked attacker still connects"
     assert lab.tcp_connect("doctor", BOX_WAN, 8443), "other internet hosts must be unaffected"
     with ctx.db.connection() as conn:
         row = conn.execute("SELECT incident_id FROM ids_blocks WHERE ip = ?", (ATTACKER,)).fetchone()
-    assert row is not None and row[0] in {i.id for i in incidents}
+    assert row is not None and get(ctx.db, row[0]).sid == 1990012  # the password over HTTP, not the scan
 
     out = box.mamori("ids", "incidents").stdout
     assert "リモートデスクトップ" in out and ATTACKER in out

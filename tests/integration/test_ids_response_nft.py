@@ -36,7 +36,7 @@ def _inside() -> None:
     from appliance.subsystem import Context
     from firewall.sets import FirewallSets
     from firewall.subsystem import FirewallSubsystem
-    from ids.alerts import Alert, Endpoint
+    from ids.alerts import Alert, Endpoint, FlowSeen
     from ids.ingest import StoredAlert
     from ids.response import AutoResponder, unblock
 
@@ -54,8 +54,10 @@ def _inside() -> None:
         fw.apply(fw.render(cfg))
 
         def alert(src: str, zone: str, category: str = "Attempted Administrator Privilege Gain") -> Alert:
+            # An established flow (the handshake completed): only such a flow may block its source.
             return Alert(1.0, 1990001, 1, "MAMORI test", category, 1, Endpoint(src, 1, zone, None),
-                         Endpoint("203.0.113.2", 3389, "box", None), "TCP")  # fmt: skip
+                         Endpoint("203.0.113.2", 3389, "box", None), "TCP", app_proto="rdp",
+                         flow=FlowSeen(4, 3, 391, None))  # fmt: skip
 
         sets = FirewallSets(ctx, cfg)
         AutoResponder(ctx, cfg, sets=sets)([
