@@ -21,7 +21,7 @@ from appliance.config.load import parse_config
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
-from tests.webui_fixtures import Clock
+from tests.webui_fixtures import Clock, box_fixture  # noqa: F401  (fixture)
 from webui.tls import (
     CertInfo,
     CertReloader,
@@ -265,3 +265,27 @@ def test_the_daemon_runs_the_worker(tmp_path: Path) -> None:
     assert "webui.tls_renew" in WORKER_MODULES
     workers = collect_workers(make_ctx(tmp_path), config(), modules=("webui.tls_renew",))
     assert len(workers) == 1 and isinstance(workers[0], CertificateWorker)
+
+
+def test_dashboard_shows_the_renewal_notice_and_the_fingerprint(box) -> None:
+    from appliance.config.load import load_config
+
+    renewal = CertificateWorker(box.ctx, load_config(box.ctx.paths.config).model, clock=box.clock).tick()
+    client = box.client()
+    box.login(client, "staff")
+    page = client.get("/").get_data(as_text=True)
+    assert "画面の証明書を新しくしました。ブラウザーに警告が出たら、指紋（SHA-256）が" in page
+    assert page.count(renewal.new.fingerprint) == 2  # in the notice, and small for the vendor
+    box.clock.advance(15 * DAY)
+    box.login(client, "staff")
+    page = client.get("/").get_data(as_text=True)
+    assert "画面の証明書を新しくしました" not in page and renewal.new.fingerprint in page
+
+
+def test_dashboard_warns_about_an_uploaded_certificate_ending(box, tmp_path: Path) -> None:
+    install_certificate(box.ctx.paths.keys_dir, *_foreign_pair(tmp_path, 10.5, box.clock.now))
+    client = box.client()
+    box.login(client, "admin")
+    page = client.get("/").get_data(as_text=True)
+    assert "医院で入れた画面の証明書の期限は" in page and "あと 10 日" in page
+    assert read_certificate(box.ctx.paths.keys_dir).fingerprint in page

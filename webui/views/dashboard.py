@@ -47,6 +47,7 @@ def index() -> Any:
         blocks=sources.active_blocks(db, now, limit=10),
         last_change=(svc.history(1) or [None])[0],
         versions=versions(),
+        tls=_tls(now),
         notify_trouble=_notify_trouble(db, now),
     )
 
@@ -71,6 +72,19 @@ def _notify_trouble(db: Any, now: float) -> str | None:
     from appliance.notify.outbox import trouble_text, troubles
 
     return trouble_text(troubles(db, now))
+
+
+def _tls(now: float) -> dict[str, Any]:
+    """The web certificate: its fingerprint (small, for the vendor), a renewal notice for some days, and a
+    warning when an uploaded one is about to end (webui.tls_renew)."""
+    from webui.tls import read_certificate
+    from webui.tls_renew import expiry_warning, renewal_notice
+
+    info = read_certificate(wctx.ctx().paths.keys_dir)
+    cfg = core.live_config()
+    tz = cfg.clinic.timezone if cfg else None
+    notices = [n for n in (renewal_notice(wctx.ctx(), info, now), expiry_warning(info, now, tz)) if n]
+    return {"fingerprint": info.fingerprint if info else None, "notices": notices}
 
 
 def _open_incidents(db: Any) -> list[dict[str, Any]] | None:
