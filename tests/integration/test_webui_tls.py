@@ -1,4 +1,5 @@
-"""The served web UI speaks TLS 1.2/1.3 only, with strong suites only, and plain HTTP only redirects.
+"""The served web UI speaks TLS 1.2/1.3 only, with strong suites only, plain HTTP only redirects, and a renewed
+certificate is served from the next handshake on.
 Real gunicorn, real OpenSSL, on the loopback of a namespace made for the test."""
 
 from __future__ import annotations
@@ -6,10 +7,12 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from tests.webui_fixtures import Served, serve_in_namespace
 
@@ -105,3 +108,43 @@ def test_https_serves_the_app_with_headers(served: Served) -> None:
     assert "frame-ancestors 'none'" in r.getheader("Content-Security-Policy")
     assert r.getheader("Strict-Transport-Security")
     assert Path(served.state / "mamori.db").exists()
+
+
+def test_a_renewal_is_served_at_once_with_the_lan_address(served: Served) -> None:
+    """The box renews its certificate (here: the names changed — a config with the clinic's LAN address);
+    the running server hands out the new one on the next handshake, without a restart."""
+    from cryptography import x509
+
+    from appliance.config.load import load_config
+    from appliance.paths import Paths
+    from appliance.storage import Database
+    from appliance.subsystem import Context
+    from tests.webui_fixtures import EXAMPLE
+    from webui.tls_renew import renew_if_due
+
+    def served_cert() -> x509.Certificate:
+        return x509.load_pem_x509_certificate(
+            ssl.get_server_certificate(("127.0.0.1", served.https_port)).encode()
+        )
+
+    before = served_cert()
+    assert "192.168.10.1" not in {str(ip) for ip in _san_ips(before)}
+    ctx = Context(
+        paths=Paths(config=served.config, state_dir=served.state), db=Database(served.state / "mamori.db")
+    )
+    renewal = renew_if_due(ctx, load_config(EXAMPLE).model, "mamori", time.time(), actor="test", source="cli")
+    # "names" at the real time; under MAMORI_TEST_NOW the server's first certificate (made at the real time)
+    # may already count as expiring for this process's moved clock: either way it is renewed.
+    assert renewal is not None and renewal.reason in ("names", "expiring")
+    after = served_cert()
+    assert {"192.168.10.1", "10.99.0.1", "127.0.0.1"} <= {str(ip) for ip in _san_ips(after)}
+    assert after.fingerprint(hashes.SHA256()).hex(":").upper() == renewal.new.fingerprint
+    assert served.proc.poll() is None  # the same server process: reloaded, not restarted
+
+
+def _san_ips(cert) -> list:
+    from cryptography import x509
+
+    return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.IPAddress
+    )
