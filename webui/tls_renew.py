@@ -43,14 +43,6 @@ _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
 
-REASONS_JA = {
-    "missing": "証明書がなかったため",
-    "unreadable": "証明書が読めなかったため",
-    "expiring": "有効期限が近づいたため",
-    "names": "この機械のアドレスや名前が変わったため",
-    "manual": "手動で更新したため",
-}
-
 
 @dataclass(frozen=True)
 class CertNames:
