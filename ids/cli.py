@@ -76,8 +76,34 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                     else ""
                 )
             )
+    _print_rules_age(args, ctx)
     _print_notify_troubles(args, ctx)
     return 0
+
+
+def _print_rules_age(args: argparse.Namespace, ctx: Context) -> None:
+    """When the ET Open rules were last updated, and a warning past ids.rules_max_age_days (ids.freshness)."""
+    from appliance.clock import show, wall
+    from ids.freshness import rules_age
+
+    try:
+        cfg: MamoriConfig | None = _cfg(ctx)
+    except StateError:
+        cfg = None
+    age = rules_age(ctx.paths, cfg, wall())
+    tz = cfg.clinic.timezone if cfg else None
+    if age.updated_at is None:
+        print("rules: ET Open not installed" if _en(args) else "ルール: ET Open は入っていません")
+    elif _en(args):
+        print(f"rules: ET Open updated {show(age.updated_at, tz)} ({age.days} days ago)")
+    else:
+        print(f"ルール: ET Open を {show(age.updated_at, tz)} に更新（{age.days} 日前）")
+    if age.stale and (cfg is None or cfg.ids.enabled):
+        print(
+            "warning: " + str(age.warning("en"))
+            if _en(args)
+            else f"注意: {age.warning('ja')}。保守業者に更新を依頼してください"
+        )
 
 
 def _print_notify_troubles(args: argparse.Namespace, ctx: Context) -> None:

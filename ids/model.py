@@ -55,3 +55,6 @@ class IdsConfig(Strict):
     # minutes, and megabytes one clinic host may send to the internet in an hour, before an incident.
     lateral_hosts: int = Field(default=10, ge=3, le=1000)
     exfil_mb: int = Field(default=500, ge=10, le=100_000)
+    # Third-party rules (ET Open) older than this many days are a warning on the dashboard and in
+    # `mamori ids status`: new attacks need new rules (ids/freshness.py).
+    rules_max_age_days: int = Field(default=7, ge=1, le=365)

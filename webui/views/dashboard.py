@@ -48,6 +48,7 @@ def index() -> Any:
         last_change=(svc.history(1) or [None])[0],
         versions=versions(),
         tls=_tls(now),
+        rules_warning=_rules_warning(now),
         notify_trouble=_notify_trouble(db, now),
     )
 
@@ -85,6 +86,13 @@ def _tls(now: float) -> dict[str, Any]:
     tz = cfg.clinic.timezone if cfg else None
     notices = [n for n in (renewal_notice(wctx.ctx(), info, now), expiry_warning(info, now, tz)) if n]
     return {"fingerprint": info.fingerprint if info else None, "notices": notices}
+
+
+def _rules_warning(now: float) -> str | None:
+    """「侵入検知のルールが N 日間更新されていません」 past ids.rules_max_age_days (asked of the ids area)."""
+    from ids.freshness import rules_warning
+
+    return rules_warning(wctx.ctx().paths, core.live_config(), now)
 
 
 def _open_incidents(db: Any) -> list[dict[str, Any]] | None:
