@@ -14,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from appliance import __version__
+from appliance import __version__, clock
 from appliance.audit import AuditLog
+from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
 from appliance.paths import DEFAULT_CONFIG, DEFAULT_STATE_DIR, Paths
+from appliance.revisions import RevisionStore
 from appliance.service import ConfigService
 from appliance.storage import Database
 from appliance.subsystem import Context
@@ -78,8 +80,9 @@ def cmd_apply(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_history(args: argparse.Namespace, ctx: Context) -> int:
+    tz = _clinic_zone(ctx)
     for rev in ConfigService(ctx, subsystems=()).history(args.limit):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rev.created_at))
+        when = clock.show(rev.created_at, tz, "%Y-%m-%d %H:%M:%S")
         print(f"{rev.id:>5}  {when}  {rev.status:<10} {rev.source:<8} {rev.author:<12} {rev.comment}")
     return 0
 
@@ -126,8 +129,9 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_audit_list(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
+    tz = _clinic_zone(ctx)
     for e in AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").search(args.search, limit=args.limit):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts))
+        when = clock.show(e.ts, tz, "%Y-%m-%d %H:%M:%S")
         print(f"{e.id:>6}  {when}  {e.actor:<12} {e.source:<6} {e.remote:<15} {e.action}")
     return 0
 
@@ -136,6 +140,22 @@ def cmd_daemon(args: argparse.Namespace, ctx: Context) -> int:
     from appliance.daemon import run_daemon
 
     return run_daemon(ctx)
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    from appliance.status import box_status
+
+    ctx.db.migrate()
+    state = box_status(ctx)
+    tz = _clinic_zone(ctx)
+    print("\n".join(state.lines_en(tz) if args.lang == "en" else state.lines_ja(tz)))
+    return 0 if state.ok else 1
+
+
+def _clinic_zone(ctx: Context) -> str | None:
+    """The clinic's zone from the live revision (None: Asia/Tokyo), for times a person reads."""
+    live = RevisionStore(ctx.db).live()
+    return parse_config(live.config_text).model.clinic.timezone if live else None
 
 
 def cmd_version(args: argparse.Namespace, ctx: Context) -> int:
@@ -192,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_audit_list)
     sub.add_parser("daemon", help="常駐プロセス / run the daemon").set_defaults(func=cmd_daemon)
+    sub.add_parser("status", help="本機の状態 / is the box doing its job").set_defaults(func=cmd_status)
     sub.add_parser("version").set_defaults(func=cmd_version)
     for module in AREA_CLIS:
         importlib.import_module(module).register(sub)

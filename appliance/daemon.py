@@ -24,6 +24,7 @@ from typing import Protocol
 from appliance.clockwatch import ClockWatch, StepHandler
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
+from appliance.disk import DiskWatch
 from appliance.errors import MamoriError
 from appliance.fileio import atomic_write
 from appliance.logcap import LogCapWorker
@@ -170,7 +171,7 @@ class Daemon:
     def start_persistent(self) -> None:
         """Workers that live as long as the daemon, across config changes (the web UI must not blink)."""
         workers = (ConfirmWatch(self.service), WebServerWorker(self.ctx), LogCapWorker(self.ctx),
-                   ClockWatch(self.ctx, clock_step_handlers()))  # fmt: skip
+                   ClockWatch(self.ctx, clock_step_handlers()), DiskWatch(self.ctx))  # fmt: skip
         self.persistent = [Supervised(w, self.stop_all) for w in workers]
         for s in self.persistent:
             s.start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from appliance.audit import AuditLog
 from appliance.config import authority as auth
 from appliance.config.load import LoadedConfig, parse_config
 from appliance.config.model import MamoriConfig
+from appliance.disk import DiskFullError, disk_state
 from appliance.errors import ConfigError, MamoriError, NotFoundError
 from appliance.fileio import atomic_write
 from appliance.revisions import Revision, RevisionStore, readable_diff
@@ -109,6 +111,8 @@ class ConfigService:
             # last *confirmed* one, never make the unconfirmed one permanent.
             earlier = self.pending()
             fallback = earlier["previous"] if earlier else (live.id if live else None)
+            if disk_state(self.ctx.paths.state_dir).level == "full":
+                raise DiskFullError()  # the revision could not be recorded: change nothing
             try:
                 apply_all(self.subsystems, loaded.model, previous)
             except MamoriError as exc:
@@ -116,25 +120,42 @@ class ConfigService:
                 raise
             diff = readable_diff(live.config_text if live else None, text)
             status = "pending" if confirm_seconds else "applied"
-            with self.ctx.db.transaction() as conn:
-                rev = self.revisions.add(conn, text, author, source, comment, diff, status)
-                if confirm_seconds:
-                    pending = {"revision": rev.id, "previous": fallback,
-                               "deadline": time.time() + confirm_seconds}  # fmt: skip
-                    self.ctx.db.set_kv(PENDING_KEY, json.dumps(pending), conn)
-                else:
-                    self.ctx.db.set_kv(PENDING_KEY, None, conn)
-                detail = {
-                    "revision": rev.id,
-                    "comment": comment,
-                    "diff": diff,
-                    "confirm_seconds": confirm_seconds,
-                }
-                self.audit.record(author, "config.apply", detail, source, remote, conn=conn)
-            atomic_write(self.ctx.paths.config, text, mode=0o640)
+            try:
+                with self.ctx.db.transaction() as conn:
+                    rev = self.revisions.add(conn, text, author, source, comment, diff, status)
+                    if confirm_seconds:
+                        pending = {"revision": rev.id, "previous": fallback,
+                                   "deadline": time.time() + confirm_seconds}  # fmt: skip
+                        self.ctx.db.set_kv(PENDING_KEY, json.dumps(pending), conn)
+                    else:
+                        self.ctx.db.set_kv(PENDING_KEY, None, conn)
+                    detail = {
+                        "revision": rev.id,
+                        "comment": comment,
+                        "diff": diff,
+                        "confirm_seconds": confirm_seconds,
+                    }
+                    self.audit.record(author, "config.apply", detail, source, remote, conn=conn)
+                    # Inside the transaction: if the file cannot be written, the revision is not recorded either.
+                    atomic_write(self.ctx.paths.config, text, mode=0o640)
+            except (sqlite3.Error, OSError) as exc:
+                # Recorded nowhere (the disk filled up meanwhile): the engines go back to the live revision.
+                log.error("revision not recorded (%s); putting the live revision back", exc)
+                if previous is not None:
+                    apply_all(self.subsystems, previous, loaded.model)
+                    self._restore_config_file(live.config_text if live else None)
+                raise DiskFullError() from exc
         if confirm_seconds:
             self._start_confirm_timer()
         return rev
+
+    def _restore_config_file(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            atomic_write(self.ctx.paths.config, text, mode=0o640)
+        except OSError as exc:  # a full disk: the old file most likely was never replaced (temp + rename)
+            log.error("config file not restored: %s", exc)
 
     def rollback(
         self,

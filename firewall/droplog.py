@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -61,10 +62,22 @@ class DropLogWorker:
 
     def run(self, stop: threading.Event) -> None:
         reader = NflogReader(self.group)
-        stored = 0
+        stored = lost = 0
         try:
             while not stop.is_set():
-                count = store(self.ctx.db, reader.read(timeout=1.0))
+                drops = reader.read(timeout=1.0)
+                try:
+                    count = store(self.ctx.db, drops)
+                except sqlite3.OperationalError as exc:
+                    # A full disk: the drops of this read are lost (the kernel still dropped the packets);
+                    # keep reading so the log resumes by itself when there is room again.
+                    if not lost:
+                        log.error("drop log: cannot store drops (%s); counting them until there is room", exc)
+                    lost += len(drops)
+                    continue
+                if lost:
+                    log.warning("drop log: storing again; %d drops were not stored", lost)
+                    lost = 0
                 stored += count
                 if count and stored % PRUNE_EVERY < count:
                     prune(self.ctx.db)

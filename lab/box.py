@@ -24,6 +24,7 @@ class Box:
     daemon: subprocess.Popen | None = None
     # How the box's `mamori` is started: a lab test may put a wrapper in front (tests/clockshift.py).
     entry: tuple[str, ...] = (sys.executable, "-m", "appliance.cli")
+    log_path: Path | None = None  # the daemon's log (None: daemon.log in the state directory)
 
     def mamori(self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None):
         """Run `mamori ARGS` in the box namespace (as the appliance would run it)."""
@@ -39,7 +40,7 @@ class Box:
         return self.lab.run("box", ["nft", "-j", "list", "ruleset"]).stdout
 
     def start_daemon(self, wait: float = 60) -> subprocess.Popen:
-        log_path = self.state_dir / "daemon.log"
+        log_path = self.log_path or self.state_dir / "daemon.log"
         argv = [*self.entry, "--config", str(self.config), "--state-dir", str(self.state_dir), "daemon"]
         self.daemon = self.lab.spawn("box", argv, log_path=log_path)
         pidfile = self.state_dir / "run" / "mamori.pid"
