@@ -46,9 +46,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.2) -
     return predicate()
 
 
-def mamori(ctx: Context, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def mamori(
+    ctx: Context, *argv: str, stdin: str = "", netns: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    inside = ["ip", "netns", "exec", netns] if netns else []
     return subprocess.run(
-        [str(MAMORI), "--config", str(ctx.paths.config), "--state-dir", str(ctx.paths.state_dir), *argv],
+        [*inside, str(MAMORI), "--config", str(ctx.paths.config), "--state-dir", str(ctx.paths.state_dir), *argv],
         input=stdin, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -148,7 +151,9 @@ def test_restored_box_brings_back_the_doctors_tunnel(rig: tuple[Lab, Context, Vp
     shutil.rmtree(ctx.paths.state_dir)
     ctx.paths.config.unlink()
 
-    restored = mamori(ctx, "backup", "restore", "--yes", str(usb / archive.name), stdin=PASS + "\n")
+    # In the box's namespace: a restore checks that the box has the ports the backup's config names.
+    restored = mamori(ctx, "backup", "restore", "--yes", str(usb / archive.name), stdin=PASS + "\n",
+                      netns=lab.ns("box"))  # fmt: skip
     assert restored.returncode == 0, restored.stderr
     assert ctx.paths.config.read_bytes() == EXAMPLE.read_bytes()
     new_sub = bring_up_vpn(lab, ctx)

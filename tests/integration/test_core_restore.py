@@ -78,7 +78,7 @@ def test_backup_wipe_restore_gives_the_same_box(box: Box, tmp_path: Path) -> Non
     box.state_dir.mkdir()
 
     restored = box.mamori("backup", "restore", "--yes", str(usb / "box.mbk"), stdin=PASS + "\n")
-    assert "復元しました" in restored.stdout
+    assert "のバックアップを復元し、設定を反映しました" in restored.stdout
     box.start_daemon()
     assert wait_for(lambda: len(peers(box)) == 1, 30)
     after = {"ruleset": ruleset(box.lab), "peers": peers(box), "users": users(box)}
