@@ -235,7 +235,8 @@ class ConfigService:
 
     def _start_confirm_timer(self) -> None:
         """A detached process that sleeps until the deadline and reverts unless confirmed."""
-        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.ctx.paths.config),
+        # -I: never import from the working directory (-m puts it first on sys.path).
+        argv = [sys.executable, "-I", "-m", "appliance.cli", "--config", str(self.ctx.paths.config),
                 "--state-dir", str(self.ctx.paths.state_dir), "config", "confirm-timer"]  # fmt: skip
         subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

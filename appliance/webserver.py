@@ -66,7 +66,8 @@ class WebServerWorker:
         return web_binds(parse_config(rev.config_text).model) if rev else [f"0.0.0.0:{SETUP_PORT}"]
 
     def _start(self, binds: list[str]) -> None:
-        argv = [sys.executable, "-m", "webui.serve", "--config", str(self.ctx.paths.config),
+        # -I: never import from the working directory (a folder named webui there would run as root).
+        argv = [sys.executable, "-I", "-m", "webui.serve", "--config", str(self.ctx.paths.config),
                 "--state-dir", str(self.ctx.paths.state_dir)]  # fmt: skip
         for bind in binds:
             argv += ["--bind", bind]
