@@ -40,7 +40,7 @@ WORKER_MODULES: tuple[str, ...] = (
 )  # fmt: skip
 # Areas that keep wall-time deadlines standing for durations: each module's on_clock_step(ctx, before, delta)
 # moves them when the wall clock steps (appliance.clockwatch).
-CLOCK_STEP_MODULES: tuple[str, ...] = ("firewall.clockstep", "vpn.clockstep")
+CLOCK_STEP_MODULES: tuple[str, ...] = ("firewall.clockstep", "vpn.clockstep", "webui.clockstep")
 MAX_BACKOFF = 60.0
 
 

@@ -106,7 +106,7 @@ def test_durations_keep_the_time_they_had_left_across_a_step(ctx: Context, delta
     entry = AuditLog(ctx.db).search("clock.step", limit=5)[0]
     detail = entry.detail
     assert entry.action == "clock.step" and round(detail["delta"]) == delta
-    assert detail["moved"] == {"firewall.clockstep": 1, "vpn.clockstep": 1}
+    assert detail["moved"] == {"firewall.clockstep": 1, "vpn.clockstep": 1, "webui.clockstep": 0}
     assert AuditLog(ctx.db).verify().ok
 
 
@@ -181,3 +181,23 @@ def test_settle_lets_any_worker_handle_a_step_before_it_compares_deadlines(ctx: 
         clockwatch._installed = None
     assert _left(ctx, "SELECT expires FROM vpn_sessions WHERE ended IS NULL", clocks.wall()) == [HOUR]
     clockwatch.settle()  # outside the daemon: nothing to do, no error
+
+
+def test_a_web_session_survives_a_forward_step_and_is_not_lengthened_by_a_step_back(ctx: Context) -> None:
+    from webui.accounts import AccountStore
+
+    clocks = FakeClocks(2_000_000_000.0)
+    store = AccountStore(ctx.db, clock=clocks.wall)
+    store.create("inchou", "ながい合言葉で守る-2 horse battery", "viewer")
+    sid = store.open_session("inchou", "192.168.10.20")
+    watch = ClockWatch(ctx, clock_step_handlers(), wall=clocks.wall, mono=clocks.mono)
+    watch.tick()
+    clocks.run(60)
+    clocks.step(6 * HOUR)  # NTP catches up: not a reason to sign the doctor's receptionist out
+    watch.tick()
+    assert store.touch_session(sid, idle_seconds=1800) is not None
+    clocks.run(60)
+    clocks.step(-6 * HOUR)
+    watch.tick()
+    clocks.run(1801)  # idle for longer than allowed: the step back bought no extra time
+    assert store.touch_session(sid, idle_seconds=1800) is None
