@@ -15,6 +15,7 @@ from appliance.paths import Paths
 from appliance.service import ConfigService
 from appliance.storage import Database
 from appliance.subsystem import Context
+from tests.webui_fixtures import box_fixture  # noqa: F401  (fixture)
 
 MIB = 1 << 20
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +82,23 @@ def test_mamori_status_without_a_daemon_says_so_and_exits_1(tmp_path: Path, caps
     assert "記録用のディスク" in out
     code = main(["--lang", "en", "--config", str(tmp_path / "c.yaml"), "--state-dir", str(state), "status"])
     assert code == 1 and "daemon: not running" in capsys.readouterr().out
+
+
+def test_the_dashboard_says_when_the_disk_is_full_and_when_the_clock_stepped(box, monkeypatch) -> None:
+    from appliance.clockwatch import ClockWatch
+    from appliance.daemon import clock_step_handlers
+
+    client = box.client()
+    box.login(client, "staff")
+    page = client.get("/").get_data(as_text=True)
+    assert "記録用のディスク" not in page and "時計が" not in page
+    monotonic = iter(range(1000, 2000)).__next__
+    watch = ClockWatch(
+        box.ctx, clock_step_handlers(), wall=lambda: box.clock.now, mono=lambda: float(monotonic())
+    )
+    watch.tick()
+    box.clock.advance(3 * 3600)  # the wall clock moves 3 h while the monotonic one moves 1 s
+    watch.tick()  # the staff's session moves with the step: still signed in
+    monkeypatch.setattr(disk, "FULL_FREE_BYTES", disk_state(box.ctx.paths.state_dir).free + MIB)
+    page = client.get("/").get_data(as_text=True)
+    assert "記録用のディスクがいっぱいです" in page and "時計が 3 時間 進みました" in page

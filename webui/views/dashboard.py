@@ -50,6 +50,7 @@ def index() -> Any:
         tls=_tls(now),
         rules_warning=_rules_warning(now),
         notify_trouble=_notify_trouble(db, now),
+        box_notices=_box_notices(now),
     )
 
 
@@ -66,6 +67,23 @@ def _audit_ok(now: float) -> bool:
         cached = (now, wctx.audit_log().verify().ok)
         _VERIFY_CACHE[key] = cached
     return cached[1]
+
+
+def _box_notices(now: float) -> list[dict[str, str]]:
+    """The state disk when it is nearly or quite full, and a clock step of the last days (appliance.disk,
+    appliance.clockwatch): both read without writing, so they show even on a full disk."""
+    from appliance.clockwatch import current_notice
+    from appliance.disk import disk_state
+
+    notices = []
+    disk = disk_state(wctx.ctx().paths.state_dir)
+    if disk.level != "ok":
+        notices.append({"level": "warn" if disk.level == "warn" else "error", "text": disk.text_ja()})
+    clock_notice = current_notice(wctx.ctx(), now)
+    if clock_notice is not None:
+        cfg = core.live_config()
+        notices.append({"level": "info", "text": clock_notice.text_ja(cfg.clinic.timezone if cfg else None)})
+    return notices
 
 
 def _notify_trouble(db: Any, now: float) -> str | None:
