@@ -8,10 +8,11 @@ audited by the functions called here.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
-import time
 from pathlib import Path
 
+from appliance.clock import show
 from appliance.config.load import load_config, parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import StateError
@@ -38,8 +39,24 @@ def _cfg(ctx: Context) -> MamoriConfig:
     raise StateError("設定がまだ反映されていません", "no configuration has been applied yet")
 
 
-def _t(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+def _tz(ctx: Context) -> str | None:
+    """The clinic's zone for the times printed (None: the default zone, before any config)."""
+    try:
+        return _cfg(ctx).clinic.timezone
+    except StateError:
+        return None
+
+
+def _t(ts: float | None, tz: str | None) -> str:
+    return show(ts, tz, "%Y-%m-%d %H:%M:%S")
+
+
+def _stamp(text: str | None, tz: str | None) -> str:
+    """Suricata's own timestamp (ISO 8601 with the offset of its process's zone) in the clinic's zone."""
+    try:
+        return _t(dt.datetime.fromisoformat(text or "").timestamp(), tz)
+    except ValueError:
+        return text or "-"
 
 
 def _en(args: argparse.Namespace) -> bool:
@@ -49,13 +66,17 @@ def _en(args: argparse.Namespace) -> bool:
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     s, c = read_status(ctx), counters(ctx.db)
+    tz = _tz(ctx)
+    user = s.user if s.pid is not None and s.user else "-"
     if _en(args):
-        print(
-            f"Suricata: {s.state} pid={s.pid} since={_t(s.since)} restarts={s.restarts} last_exit={s.last_exit}"
-        )
+        print(f"Suricata: {s.state} pid={s.pid} user={user} since={_t(s.since, tz)} restarts={s.restarts} "
+              f"last_exit={s.last_exit}")  # fmt: skip
     else:
-        print(f"Suricata: {STATE_JA.get(s.state, s.state)}  pid={s.pid}  開始={_t(s.since)}  "
+        print(f"Suricata: {STATE_JA.get(s.state, s.state)}  pid={s.pid}  実行ユーザー={user}  開始={_t(s.since, tz)}  "
               f"再起動={s.restarts}回  前回の終了コード={s.last_exit}")  # fmt: skip
+    if s.pid is not None and s.user == "root":
+        print("warning: Suricata runs as root (no mamori-ids account; run make setup)" if _en(args)
+              else "注意: Suricata が root で動いています（mamori-ids アカウントがありません。make setup を実行してください）")  # fmt: skip
     if s.last_error:
         print(("last error: " if _en(args) else "最後のエラー: ") + s.last_error)
     keys = ("events", "alerts", "auto_block", "invalid_json", "invalid_utf8", "oversized", "not_eve",
@@ -66,10 +87,10 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         st = json.loads(stats_text)
         drops, pkts = st.get("kernel_drops") or 0, st.get("kernel_packets") or 0
         if _en(args):
-            print(f"capture: {pkts} packets, {drops} dropped (at {st.get('timestamp')})")
+            print(f"capture: {pkts} packets, {drops} dropped (at {_stamp(st.get('timestamp'), tz)})")
         else:
             print(
-                f"監視: {pkts} パケット、取りこぼし {drops}（{st.get('timestamp')} 時点）"
+                f"監視: {pkts} パケット、取りこぼし {drops}（{_stamp(st.get('timestamp'), tz)} 時点）"
                 + (
                     "  ※取りこぼしが多い場合は保守業者に相談してください"
                     if pkts and drops > pkts // 100
@@ -77,7 +98,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
                 )
             )
     _print_rules_age(args, ctx)
-    _print_notify_troubles(args, ctx)
+    _print_notify_troubles(args, ctx, tz)
     return 0
 
 
@@ -106,7 +127,7 @@ def _print_rules_age(args: argparse.Namespace, ctx: Context) -> None:
         )
 
 
-def _print_notify_troubles(args: argparse.Namespace, ctx: Context) -> None:
+def _print_notify_troubles(args: argparse.Namespace, ctx: Context, tz: str | None) -> None:
     """Channels that have not delivered for over 10 minutes (appliance.notify.outbox), if any."""
     from appliance.notify.outbox import trouble_text, troubles
 
@@ -115,7 +136,7 @@ def _print_notify_troubles(args: argparse.Namespace, ctx: Context) -> None:
         return
     if _en(args):
         for t in items:
-            print(f"notifications: {t.channel} undelivered since {_t(t.since)}"
+            print(f"notifications: {t.channel} undelivered since {_t(t.since, tz)}"
                   f"{f', {t.expired} given up' if t.expired else ''}: {t.detail or 'waiting'}")  # fmt: skip
     else:
         print(f"{trouble_text(items)}  ※保守業者に連絡してください")
@@ -154,9 +175,10 @@ def cmd_alerts(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.db.connection() as conn:
         rows = conn.execute("SELECT ts, sid, category, severity, signature, src_ip, dest_ip, dest_port, incident_id"
                             " FROM ids_alerts ORDER BY id DESC LIMIT ?", (args.limit,)).fetchall()  # fmt: skip
+    tz = _tz(ctx)
     for r in rows:
         ex = explain(r["sid"], r["category"], r["severity"], r["signature"])
-        print(f"{_t(r['ts'])} [{ex.importance}] {ex.title}  {r['src_ip']} → {r['dest_ip']}:{r['dest_port']}"
+        print(f"{_t(r['ts'], tz)} [{ex.importance}] {ex.title}  {r['src_ip']} → {r['dest_ip']}:{r['dest_port']}"
               f"  #{r['incident_id']}")  # fmt: skip
     return 0
 
@@ -167,13 +189,14 @@ def cmd_incidents(args: argparse.Namespace, ctx: Context) -> int:
     from ids.alerts import Resolver
 
     resolver = Resolver(cfg)
+    tz = cfg.clinic.timezone
     state = inc.STATE_FROM_EN.get(args.state, args.state) if args.state else None
     for i in inc.list_incidents(ctx.db, state=state, limit=args.limit):
         ex = i.explanation
         src = resolver.endpoint(i.src_ip, None).label()
         dst = resolver.endpoint(i.dest_ip, None).label()
         print(f"#{i.id} [{i.state}] 【重要度 {ex.importance}】{ex.title}")
-        print(f"    {src} → {dst}  {i.count}回  {_t(i.first_seen)} 〜 {_t(i.last_seen)}")
+        print(f"    {src} → {dst}  {i.count}回  {_t(i.first_seen, tz)} 〜 {_t(i.last_seen, tz)}")
         print(f"    {ex.meaning}")
         print(f"    対応: {ex.action}")
         if args.verbose:

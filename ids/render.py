@@ -65,11 +65,17 @@ class SuricataPaths:
         return self.log_dir / "eve.json"
 
     @property
+    def control_dir(self) -> Path:
+        """The command socket's directory: besides the logs, the only one Suricata's account may write."""
+        return self.base / "control"
+
+    @property
     def socket(self) -> Path:
-        return self.base / "suricata.socket"
+        return self.control_dir / "suricata.socket"
 
     @property
     def pidfile(self) -> Path:
+        # Written by Suricata while still root: kept where its account cannot plant a symlink.
         return self.base / "suricata.pid"
 
 
@@ -212,6 +218,18 @@ def threshold_text(cfg: MamoriConfig) -> str:
         lines.append(f"threshold gen_id 1, sig_id {t.sid}, type {t.type}, track {t.track}, count {t.count}, "
                      f"seconds {t.seconds}")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def suricata_argv(
+    suricata: str, paths: SuricataPaths, user: str | None = None, group: str | None = None
+) -> list[str]:
+    """The command line the supervisor runs: capture on af-packet, and drop to `user`/`group` once the
+    capture sockets are open (no user: Suricata stays root; see ids.account)."""
+    argv = [suricata, "-c", str(paths.yaml), "--af-packet", "-l", str(paths.log_dir),
+            "--pidfile", str(paths.pidfile), "-k", "none"]  # fmt: skip
+    if user:
+        argv += ["--user", user, "--group", group or user]
+    return argv
 
 
 def render(cfg: MamoriConfig, run_dir: Path, classification: Path, reference: Path) -> RenderedIds:

@@ -5,8 +5,11 @@ Suricata runs in the daemon's network namespace (on the box: the root one; in th
 It is an IDS here, not inline: if it dies, traffic still flows and the firewall still blocks, so the
 supervisor never touches the network. Rule-only changes do not come here: ids.subsystem reloads them
 live over the unix socket without restarting capture.
-Status (kv key `ids.suricata`): state starting/running/crashed/stopped/disabled, pid, since, restarts,
-last exit code and the last error lines Suricata printed.
+Suricata runs as the `mamori-ids` account, never root (ids.account: it drops privileges itself once its
+capture sockets are open). Where that account does not exist (a developer machine without `make setup`)
+it runs as root as before, and the daemon logs that once.
+Status (kv key `ids.suricata`): state starting/running/crashed/stopped/disabled, pid, the user it runs as,
+since, restarts, last exit code and the last error lines Suricata printed.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from pathlib import Path
 
 from appliance.errors import MamoriError
 from appliance.subsystem import Context
-from ids import suricatasc
+from ids import account, suricatasc
 from ids.engine import SURICATA
-from ids.render import SuricataPaths
+from ids.render import SuricataPaths, suricata_argv
 from ids.subsystem import sha, state_file
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,19 @@ def _stop_children() -> None:
         _terminate(proc)
 
 
+_LOGGED_NO_ACCOUNT = False
+
+
+def _account() -> account.IdsAccount | None:
+    global _LOGGED_NO_ACCOUNT
+    found = account.lookup()
+    if found is None and not _LOGGED_NO_ACCOUNT:
+        _LOGGED_NO_ACCOUNT = True
+        log.warning("no %s account on this machine (make setup creates it): Suricata runs as root",
+                    account.IDS_ACCOUNT)  # fmt: skip
+    return found
+
+
 def _kill_orphan(pidfile: Path, yaml_path: Path) -> None:
     """A Suricata left running by a daemon that was killed: ours if its command line names our YAML."""
     try:
@@ -85,6 +101,7 @@ STABLE_AFTER = 60.0  # a run this long resets the back-off
 class SuricataStatus:
     state: str = "stopped"
     pid: int | None = None
+    user: str = ""
     since: float | None = None
     restarts: int = 0
     last_exit: int | None = None
@@ -149,25 +166,25 @@ class SuricataSupervisor:
             return ""
 
     def _start(self) -> None:
-        self.live.log_dir.mkdir(parents=True, exist_ok=True)
+        runs_as = _account()
+        account.prepare(self.live, runs_as)
         _kill_orphan(self.live.pidfile, self.live.yaml)
-        for stale in (self.live.pidfile, self.live.socket):
+        legacy_socket = self.live.base / "suricata.socket"  # before Suricata had its own account
+        for stale in (self.live.pidfile, self.live.socket, legacy_socket):
             stale.unlink(missing_ok=True)
+        argv = suricata_argv(SURICATA, self.live, *((runs_as.user, runs_as.group) if runs_as else ()))
         out = open(self.live.log_dir / "suricata.log", "ab")
         try:
-            self.child = subprocess.Popen(
-                [SURICATA, "-c", str(self.live.yaml), "--af-packet", "-l", str(self.live.log_dir),
-                 "--pidfile", str(self.live.pidfile), "-k", "none"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+            self.child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             out.close()
         with _CHILDREN_LOCK:
             _CHILDREN[str(self.live.yaml)] = self.child
         self._started_mono = self.clock()
         self.status.state, self.status.pid, self.status.since = "starting", self.child.pid, time.time()
+        self.status.user = runs_as.user if runs_as else "root"
         self.status.yaml_sha = self._yaml_sha()
-        log.info("Suricata started (pid %d)", self.child.pid)
+        log.info("Suricata started (pid %d, as %s)", self.child.pid, self.status.user)
         self._publish()
 
     def _stop_child(self, state: str, timeout: float = 30.0) -> None:

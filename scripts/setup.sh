@@ -64,6 +64,14 @@ for svc in dnsmasq suricata fail2ban chrony ssh; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
 
+# Suricata parses hostile traffic: the daemon runs it as this account, never as root (ids/account.py).
+# Same name and options as the image (scripts/image-customize.sh).
+IDS_ACCOUNT=mamori-ids
+if ! getent passwd "$IDS_ACCOUNT" >/dev/null; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --comment "Mamori IDS (Suricata)" "$IDS_ACCOUNT"
+fi
+
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import nftables" 2>/dev/null; then
   rm -rf .venv
   /usr/bin/python3 -m venv --system-site-packages .venv

@@ -1,6 +1,7 @@
-"""Suricata supervised for real in a throw-away namespace: rule changes go live with `reload-rules`
-(same process, capture not restarted), a reload that Suricata rejects is rolled back, a YAML change
-restarts it, a crash is restarted with back-off, and disabling the IDS stops it."""
+"""Suricata supervised for real in a throw-away namespace: it runs as the mamori-ids account (real and
+effective uid, no CAP_SYS_ADMIN) and still captures, rule changes go live with `reload-rules` (same process,
+capture not restarted), a reload that Suricata rejects is rolled back, a YAML change restarts it, a crash
+is restarted with back-off, and disabling the IDS stops it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from ids import suricatasc
+from ids.account import lookup
 from ids.render import SuricataPaths
 from ids.subsystem import IdsSubsystem
 from ids.supervisor import SuricataSupervisor, read_status
@@ -102,13 +105,37 @@ def netns():
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
+CAP_SYS_ADMIN, CAP_NET_RAW = 21, 13
+
+
+def proc_ids(pid: int) -> tuple[list[int], int]:
+    """(the four uids of the `Uid:` line: real, effective, saved, fs), CapEff) of a running process."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    return [int(u) for u in fields["Uid"].split()], int(fields["CapEff"].strip(), 16)
+
+
 def cfg_with(**ids):
     cfg = load_config(REPO / "examples" / "clinic.yaml").model
     return cfg.model_copy(update={"ids": cfg.ids.model_copy(update=ids)})
 
 
-def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None:
-    paths = Paths(config=tmp_path / "c.yaml", state_dir=tmp_path / "state")
+@pytest.fixture
+def state_dir():
+    """A private (0700) state directory outside pytest's own: another pytest run starting meanwhile chmods
+    /tmp/pytest-of-root back to 0700, which would take away the traversal Suricata's account was granted."""
+    path = Path(tempfile.mkdtemp(prefix="mamori-ids-reload-"))
+    try:
+        yield path / "state"
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_reload_rollback_restart_and_disable(tmp_path: Path, state_dir: Path, netns: str) -> None:
+    account = lookup()
+    assert account is not None, "the mamori-ids account is missing: make setup (scripts/setup.sh) creates it"
+    paths = Paths(config=tmp_path / "c.yaml", state_dir=state_dir)
     paths.ensure()
     db = Database(paths.db)
     db.migrate()
@@ -134,6 +161,13 @@ def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None
     try:
         assert wait_for(lambda: read_status(ctx).state == "running", 90), read_status(ctx)
         pid = read_status(ctx).pid
+
+        # 0. Not root: the account's uid, real and effective; capture capabilities only, no CAP_SYS_ADMIN.
+        uids, cap_eff = proc_ids(pid)
+        assert uids == [account.uid] * 4
+        assert not cap_eff & (1 << CAP_SYS_ADMIN) and cap_eff & (1 << CAP_NET_RAW)
+        assert read_status(ctx).user == "mamori-ids"
+        assert live.eve.stat().st_uid == account.uid  # it opened its EVE file itself, after dropping
         before = suricatasc.command(live.socket, "ruleset-reload-time")
 
         # 1. A rule change: live reload, same process.
@@ -183,6 +217,7 @@ def test_reload_rollback_restart_and_disable(tmp_path: Path, netns: str) -> None
         st = wait_for(lambda: (s := read_status(ctx)).state == "running" and s.pid != pid and s, 90)
         assert st and st.restarts == 1 and st.last_exit == -signal.SIGKILL
         pid = st.pid
+        assert proc_ids(pid)[0] == [account.uid] * 4  # the restarted one too
 
         # 4. A YAML change (capture on another interface): restarted by the supervisor.
         fourth = sub.render(cfg_with(interfaces=["lan0"], disable_sids=[1990001]))
