@@ -19,6 +19,16 @@ install_suricata() {
   in_root apt-get install -y -q --no-install-recommends -t bookworm-backports suricata suricata-update >/dev/null
 }
 
+ids_account() {
+  # Suricata parses hostile traffic: the daemon runs it as this system account, never as root
+  # (ids/account.py). Same name and options as scripts/setup.sh. If an update gives it another uid, the
+  # daemon opens Suricata's directories on the state partition to the new one at the next start.
+  if ! in_root getent passwd mamori-ids >/dev/null; then
+    in_root useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin --comment "Mamori IDS (Suricata)" mamori-ids
+  fi
+}
+
 install_mamori() {
   mkdir -p "$ROOT/tmp/mamori-wheels"
   cp "$WHEELS"/*.whl "$ROOT/tmp/mamori-wheels/"
@@ -129,6 +139,7 @@ check_tidy() {
 }
 
 install_suricata
+ids_account
 install_mamori
 install_system_files
 if [ "$ARCH" = amd64 ]; then partitions_amd64; fi
