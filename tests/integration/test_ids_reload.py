@@ -233,3 +233,46 @@ def test_reload_rollback_restart_and_disable(tmp_path: Path, state_dir: Path, ne
         stop.set()
         thread.join(timeout=30)
         sup.shutdown()
+
+
+def unit_bounding_set() -> str:
+    """The daemon unit's CapabilityBoundingSet= as setpriv's --bounding-set argument."""
+    unit = (REPO / "image" / "systemd" / "mamori.service").read_text()
+    caps = next(ln for ln in unit.splitlines() if ln.startswith("CapabilityBoundingSet=")).split("=", 1)[1]
+    return "-all," + ",".join("+" + cap.lower().removeprefix("cap_") for cap in caps.split())
+
+
+def test_suricata_drops_to_its_account_within_the_units_capabilities(state_dir: Path, netns: str) -> None:
+    """On the box the daemon runs with the unit's bounding set and NoNewPrivileges: Suricata must still be
+    able to change to its account there (libcap-ng empties its bounding set, which needs CAP_SETPCAP)."""
+    from ids.account import prepare
+    from ids.engine import SURICATA
+    from ids.render import suricata_argv
+
+    account = lookup()
+    assert account is not None, "the mamori-ids account is missing: make setup (scripts/setup.sh) creates it"
+    paths = Paths(config=state_dir / "c.yaml", state_dir=state_dir)
+    paths.ensure()
+    db = Database(paths.db)
+    db.migrate()
+    sub = IdsSubsystem(Context(paths, db))
+    sub.apply(sub.render(cfg_with(interfaces=["wan0"])))
+    live = SuricataPaths.under(paths.run_dir)
+    prepare(live, account)
+    argv = ["ip", "netns", "exec", netns, "setpriv", f"--bounding-set={unit_bounding_set()}", "--inh-caps=-all",
+            "--no-new-privs", "--", *suricata_argv(SURICATA, live, account.user, account.group)]  # fmt: skip
+    with open(live.log_dir / "suricata.log", "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, umask=0o077)
+    try:
+        assert wait_for(lambda: proc.poll() is not None or live.socket.exists(), 60)
+        assert proc.poll() is None, (live.log_dir / "suricata.log").read_text()
+        assert suricatasc.command(live.socket, "uptime", timeout=10) is not None
+        uids, cap_eff = proc_ids(proc.pid)  # ip netns exec and setpriv exec Suricata in the same process
+        assert uids == [account.uid] * 4 and not cap_eff & (1 << CAP_SYS_ADMIN)
+        cap_bnd = next(
+            ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("CapBnd:")
+        )
+        assert int(cap_bnd.split()[1], 16) == 0  # nothing left to regain
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
