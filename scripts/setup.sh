@@ -9,6 +9,7 @@ APT_PACKAGES=(
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
   libfaketime  # tests step the clock of one daemon, never the machine's
+  prometheus  # promtool checks and tests fleet/prometheus/ rules; its server is never left running
   chromium chromium-driver
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
 )
@@ -63,6 +64,13 @@ fi
 for svc in dnsmasq suricata fail2ban chrony ssh; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
+# prometheus' postinst starts its server through invoke-rc.d where policy allows: stop that one process by the
+# PID its init script recorded (only promtool is wanted here).
+if [ -s /run/prometheus/prometheus.pid ]; then
+  prom_pid=$(cat /run/prometheus/prometheus.pid)
+  if [ "$(ps -o comm= -p "$prom_pid" 2>/dev/null)" = prometheus ]; then kill "$prom_pid" || true; fi
+  rm -f /run/prometheus/prometheus.pid
+fi
 
 # Suricata parses hostile traffic: the daemon runs it as this account, never as root (ids/account.py).
 # Same name and options as the image (scripts/image-customize.sh).
