@@ -185,3 +185,29 @@ def test_notification_test_and_certificate_are_not_for_the_settings_grant(
         r = client.get(path) if method == "GET" else post(client, path)
         assert (r.status_code == 403) is refused, (role, r.status_code)
         assert ("web.forbidden" in actions_since(abox, mark, role)) is refused
+
+
+@pytest.mark.parametrize("name", ["vendor-vpn", "dr-sato"], ids=["himself", "someone-else"])
+def test_a_vendor_with_the_vpn_grant_cannot_add_a_doctor(abox: Box, name: str) -> None:
+    """Issue 18 review: a doctor needs no maintenance window, so a vendor adding a doctor VPN user (named as
+    himself, or anyone he hands the key to) would have round-the-clock access. /vpn/users only needs
+    vpn.edit to open; the new user needs vpn.users, which the VPN grant does not give: refused when the
+    form is sent (no proposal for the review page), audited, said in Japanese; the administrator's same
+    form works."""
+    fields = {"name": name, "role": "doctor", "dst": "lan"}
+    live_id, mark = reset(abox), audit_mark(abox)
+    client = abox.clients["vendor-vpn"]  # type: ignore[attr-defined]
+    r = finish(client, post(client, "/vpn/users", **fields))
+    assert r.status_code == 302 and "/settings/" not in r.headers["Location"]
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "VPN 利用者の役割・時間帯・アクセス先（vpn.users）を変える権限がありません" in page
+    live = svc(abox).current()
+    assert live.id == live_id and name not in {u.name for u in model(live.config_text).vpn.users}
+    assert abox.ctx.paths.config.read_text(encoding="utf-8") == live.config_text
+    entry = next(e for e in AuditLog(abox.ctx.db).search(actor="vendor-vpn", limit=20) if e.id > mark
+                 and e.action == "config.refused")  # fmt: skip
+    assert entry.detail["paths"] == [f"vpn.users.{name}"] and entry.detail["missing"] == ["vpn.users"]
+
+    admin = abox.clients["admin"]  # type: ignore[attr-defined]
+    assert finish(admin, post(admin, "/vpn/users", **fields)).headers["Location"].endswith("/settings/status")
+    assert {u.name: u.role for u in model(svc(abox).current().config_text).vpn.users}[name] == "doctor"
