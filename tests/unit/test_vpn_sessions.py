@@ -52,6 +52,9 @@ class SetGate:
         return 0
 
 
+PORTAL = "http://10.99.0.1:8443"  # the portal as a tunnel reaches it (the example's vpn.address)
+
+
 @pytest.fixture()
 def rig(tmp_path):
     ctx = Context(Paths(config=tmp_path / "c.yaml", state_dir=tmp_path), Database(tmp_path / "m.db"))
@@ -166,11 +169,30 @@ def test_portal_logout_says_when_the_cut_is_still_pending(rig):
     mgr, gate, dev, secret, now = rig
     sign_in(mgr, dev, secret, now)
     c, env = create_portal_app(mgr).test_client(), {"REMOTE_ADDR": dev.ip4}
-    page = c.get("/", environ_base=env).get_data(as_text=True)
+    page = c.get("/", environ_base=env, base_url=PORTAL).get_data(as_text=True)
     token = page.split('name="csrf" value="')[1].split('"')[0]
     gate.fail_revoke = 1
-    res = c.post("/logout", data={"csrf": token}, environ_base=env)
+    res = c.post("/logout", data={"csrf": token}, environ_base=env, base_url=PORTAL)
     assert res.status_code == 503 and "切断を処理中" in res.get_data(as_text=True)
-    res = c.post("/logout", data={"csrf": token}, environ_base=env)  # the retry works
+    res = c.post("/logout", data={"csrf": token}, environ_base=env, base_url=PORTAL)  # the retry works
     assert res.status_code == 200 and "接続を終えました" in res.get_data(as_text=True)
     assert gate.admitted == set()
+
+
+def test_a_rebound_or_foreign_page_cannot_log_the_doctor_out(rig):
+    """DNS rebinding (another name for the portal's address) and a form posted from another site."""
+    from vpn.portal import create_portal_app
+
+    mgr, gate, dev, secret, now = rig
+    sign_in(mgr, dev, secret, now)
+    admitted = set(gate.admitted)
+    assert admitted
+    c, env = create_portal_app(mgr).test_client(), {"REMOTE_ADDR": dev.ip4}
+    page = c.get("/", environ_base=env, base_url=PORTAL).get_data(as_text=True)
+    token = page.split('name="csrf" value="')[1].split('"')[0]
+    res = c.post("/logout", data={"csrf": token}, environ_base=env, base_url="http://rebind.example:8443")
+    assert res.status_code == 421
+    res = c.post("/logout", data={"csrf": token}, environ_base=env, base_url=PORTAL,
+                 headers={"Origin": "http://rebind.example"})  # fmt: skip
+    assert res.status_code == 403
+    assert gate.admitted == admitted and mgr.current(dev.ip4) is not None
