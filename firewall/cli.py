@@ -9,11 +9,11 @@ import argparse
 import logging
 import os
 import time
-from datetime import datetime
 
 from pydantic_core import PydanticCustomError
 
 from appliance.audit import AuditLog
+from appliance.clock import show, wall
 from appliance.config.load import load_config, parse_config
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
@@ -43,6 +43,11 @@ def live_config(ctx: Context) -> MamoriConfig | None:
     if ctx.paths.config.exists():
         return load_config(ctx.paths.config).model
     return None
+
+
+def _tz(cfg: MamoriConfig | None) -> str | None:
+    """The clinic's zone for the times printed (None: the default zone, before any config)."""
+    return cfg.clinic.timezone if cfg else None
 
 
 def _sets(ctx: Context) -> FirewallSets:
@@ -80,7 +85,7 @@ def cmd_block(args: argparse.Namespace, ctx: Context) -> int:
     until = (
         _t(args, "解除するまで", "until unblocked")
         if seconds is None
-        else time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + seconds))
+        else show(wall() + seconds, _tz(fw.cfg), "%Y-%m-%d %H:%M")
     )
     print(_t(args, f"{ip} を遮断しました（{until}）", f"blocked {ip} ({until})"))
     return 0
@@ -201,9 +206,9 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _print_drop(args: argparse.Namespace, d: droplog.Drop) -> None:
+def _print_drop(args: argparse.Namespace, d: droplog.Drop, tz: str | None) -> None:
     pair, reason = droplog.describe(d.prefix)
-    when = datetime.fromtimestamp(d.ts).strftime("%m-%d %H:%M:%S")
+    when = show(d.ts, tz, "%m-%d %H:%M:%S")
     port = f":{d.dport}" if d.dport is not None else ""
     print(
         f"{when} {pair:<16} {reason:<18} {d.proto:<6} {d.src} → {d.dst}{port} ({d.in_if}→{d.out_if or '-'})"
@@ -211,13 +216,14 @@ def _print_drop(args: argparse.Namespace, d: droplog.Drop) -> None:
 
 
 def cmd_drops(args: argparse.Namespace, ctx: Context) -> int:
+    tz = _tz(live_config(ctx))
     if args.listen:
         reader = NflogReader(LOG_GROUP)
         try:
             deadline = time.monotonic() + args.listen
             while time.monotonic() < deadline:
                 for d in reader.read(timeout=min(1.0, max(0.05, deadline - time.monotonic()))):
-                    _print_drop(args, d)
+                    _print_drop(args, d, tz)
         finally:
             reader.close()
         return 0
@@ -226,7 +232,7 @@ def cmd_drops(args: argparse.Namespace, ctx: Context) -> int:
     if not drops:
         print(_t(args, "記録された遮断はありません", "no drops recorded"))
     for d in drops:
-        _print_drop(args, d)
+        _print_drop(args, d, tz)
     return 0
 
 
@@ -248,7 +254,7 @@ def cmd_devices(args: argparse.Namespace, ctx: Context) -> int:
     if not devices:
         print(_t(args, "記録された機器はありません", "no device recorded"))
     for d in devices:
-        last = datetime.fromtimestamp(d["last_seen"]).strftime("%m-%d %H:%M")
+        last = show(d["last_seen"], cfg.clinic.timezone, "%m-%d %H:%M")
         print(
             f"{d['mac']}  {d['ip']:<16} {d['zone']:<8} {d['hostname'] or '-':<16} {last}  {d['vendor'] or '?'}"
         )

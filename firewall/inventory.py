@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.clock import show
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from firewall.oui import vendor
@@ -106,6 +107,7 @@ class Inventory:
     def __init__(self, ctx: Context, cfg: MamoriConfig) -> None:
         self.ctx = ctx
         self.zones = {i.name: i.zone for i in cfg.interfaces}
+        self.tz = cfg.clinic.timezone  # for what a person reads (the CSV export)
         self.malformed = 0
 
     def leases_path(self) -> Path:
@@ -167,8 +169,8 @@ class Inventory:
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for d in self.devices():
-            d["first_seen"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["first_seen"]))
-            d["last_seen"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["last_seen"]))
+            d["first_seen"] = show(d["first_seen"], self.tz, "%Y-%m-%d %H:%M:%S")
+            d["last_seen"] = show(d["last_seen"], self.tz, "%Y-%m-%d %H:%M:%S")
             writer.writerow(d)
         return buf.getvalue()
 

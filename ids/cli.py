@@ -209,7 +209,7 @@ def cmd_incidents(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_incident(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     author = getattr(args, "author", None) or "cli"
-    i = inc.set_state(ctx.db, args.id, args.state, actor=author, note=args.note or "")
+    i = inc.set_state(ctx.db, args.id, args.state, actor=author, note=args.note or "", tz=_tz(ctx))
     print(f"#{i.id}: {i.state if not _en(args) else inc.STATE_EN[i.state]}")
     return 0
 

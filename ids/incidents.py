@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import dataclass
 
 from appliance.audit import AuditLog
+from appliance.clock import show, wall
 from appliance.errors import MamoriError, NotFoundError
 from appliance.storage import Database
 from ids.alerts import Alert
@@ -154,16 +154,17 @@ def list_incidents(db: Database, state: str | None = None, limit: int = 50) -> l
 
 def set_state(
     db: Database, incident_id: int, state: str, actor: str, note: str = "", source: str = "cli",
-    now: float | None = None,
+    now: float | None = None, tz: str | None = None,
 ) -> Incident:  # fmt: skip
-    """Move an incident to 未対応/確認済み/解決済み (English names accepted), with an optional note; audited."""
+    """Move an incident to 未対応/確認済み/解決済み (English names accepted), with an optional note; audited.
+    The note is stamped with the time in the clinic's zone `tz` (clinic.timezone)."""
     state = STATE_FROM_EN.get(state, state)
     if state not in STATES:
         raise IncidentError(
             f"状態「{state}」は使えません（未対応・確認済み・解決済み）",
             f"unknown state '{state}' (open, acknowledged, resolved)",
         )
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() if now is None else now))
+    stamp = show(wall() if now is None else now, tz, "%Y-%m-%d %H:%M")
     with db.transaction() as conn:
         row = conn.execute("SELECT state, notes FROM ids_incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:

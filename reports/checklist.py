@@ -9,10 +9,10 @@ nobody mistakes 「はい」 for a statement about the 電子カルテ server's 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from appliance.clock import show
 from reports.snapshot import UNAVAILABLE, Snapshot, WebAccountRow
 
 YES, NO, CHECK, CANNOT = "はい", "いいえ", "要確認", "機器では判定できません"
@@ -55,8 +55,9 @@ CLINIC_ITEMS: tuple[tuple[str, str, str, str], ...] = (
 CLINIC_KEYS = frozenset(k for k, *_ in CLINIC_ITEMS)
 
 
-def _date(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d", time.localtime(ts)) if ts else "なし"
+def _date(ts: float | None, tz: str) -> str:
+    """The clinic's calendar day of `ts` (Snapshot.timezone), or なし."""
+    return show(ts, tz, "%Y-%m-%d", empty="なし")
 
 
 def _days(now: float, ts: float | None) -> int | None:
@@ -163,12 +164,17 @@ def unused_accounts(s: Snapshot) -> Item:
     for a in s.web_accounts or []:
         if _web_unused(a, s.now, s.unused_days):
             rows.append(
-                ("管理画面", a.name, _date(a.last_login), str(_days(s.now, a.last_login or a.created_at)))
+                (
+                    "管理画面",
+                    a.name,
+                    _date(a.last_login, s.timezone),
+                    str(_days(s.now, a.last_login or a.created_at)),
+                )
             )
     for u in s.vpn_users or []:
         since = u.last_used or u.created
         if u.enabled and since is not None and s.now - since > s.unused_days * 86400:
-            rows.append(("VPN", u.name, _date(u.last_used), str(_days(s.now, since))))
+            rows.append(("VPN", u.name, _date(u.last_used, s.timezone), str(_days(s.now, since))))
     missing = [
         n for n, v in (("管理画面のアカウント", s.web_accounts), ("VPN利用者", s.vpn_users)) if v is None
     ]
@@ -263,7 +269,7 @@ def patches(s: Snapshot) -> Item:
     """2⑪ the box's own software and detection rules, with their age."""
     wording = "セキュリティパッチ（最新ファームウェアや更新プログラム）を適用している。"
     cols = ("ソフトウェア", "版", "更新日", "経過日数")
-    rows = [(r.name, r.version, _date(r.updated) if r.updated else "不明",
+    rows = [(r.name, r.version, _date(r.updated, s.timezone) if r.updated else "不明",
              f"{_days(s.now, r.updated)}日" if r.updated else "不明") for r in s.software]  # fmt: skip
     rules = [r for r in s.software if r.name.startswith("検知ルール")]
     other = "院内の各機器の更新は別途確認してください。"
@@ -305,10 +311,10 @@ def backups(s: Snapshot) -> Item:
     b = s.backup
     if b is None:
         return Item("3-2", "3②", wording, CHECK, f"本機のバックアップ: {UNAVAILABLE}", cols)
-    rows = [("最後に成功したバックアップ", _date(b.last_ok_backup), "成功" if b.last_ok_backup else "なし"),
-            ("最新のバックアップ", _date(b.last_backup_ts), {True: "成功", False: f"失敗: {b.last_backup_error}", None: "なし"}[b.last_backup_ok]),
-            ("最後に成功した復元テスト", _date(b.last_ok_test), "成功" if b.last_ok_test else "なし"),
-            ("最新の復元テスト", _date(b.last_test_ts), {True: "成功", False: f"失敗: {b.last_test_error}", None: "なし"}[b.last_test_ok])]  # fmt: skip
+    rows = [("最後に成功したバックアップ", _date(b.last_ok_backup, s.timezone), "成功" if b.last_ok_backup else "なし"),
+            ("最新のバックアップ", _date(b.last_backup_ts, s.timezone), {True: "成功", False: f"失敗: {b.last_backup_error}", None: "なし"}[b.last_backup_ok]),
+            ("最後に成功した復元テスト", _date(b.last_ok_test, s.timezone), "成功" if b.last_ok_test else "なし"),
+            ("最新の復元テスト", _date(b.last_test_ts, s.timezone), {True: "成功", False: f"失敗: {b.last_test_error}", None: "なし"}[b.last_test_ok])]  # fmt: skip
     other = "電子カルテなど各システムのバックアップは別途確認してください。"
     age = _days(s.now, b.last_ok_backup)
     if age is None or age > BACKUP_MAX_AGE_DAYS:
@@ -333,7 +339,7 @@ def clinic_items(s: Snapshot) -> list[Item]:
     for key, number, wording, why in CLINIC_ITEMS:
         a = s.answers.get(key)
         evidence = why + (
-            f"（{a.answered_by} が {_date(a.answered_at)} に回答）"
+            f"（{a.answered_by} が {_date(a.answered_at, s.timezone)} に回答）"
             if a and a.answer
             else " 回答を記入してください。"
         )

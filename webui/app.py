@@ -17,12 +17,13 @@ from typing import IO, Any, cast
 from flask import Flask, Request, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
+from appliance.clock import show
 from appliance.errors import MamoriError
 from appliance.subsystem import Context, Subsystem
 from webui import context as wctx
 from webui import security
 from webui.accounts import ROLE_LABELS
-from webui.core import idle_timeout_seconds, live_text
+from webui.core import clinic_zone, idle_timeout_seconds, live_text
 from webui.permissions import NAVIGATION, permissions_of
 from webui.rules_upload import MAX_UPLOAD as RULES_MAX_UPLOAD
 
@@ -196,12 +197,5 @@ def _unexpected_error(exc: Exception) -> Any:
 
 
 def _format_time(ts: float | None) -> str:
-    """Box-local (Asia/Tokyo) time as clinics write it: 2026/11/26 09:15."""
-    if not ts:
-        return "—"
-    return time.strftime("%Y/%m/%d %H:%M", time.localtime(ts + _jst_offset()))
-
-
-def _jst_offset() -> float:
-    # The box clock may be UTC; clinics read Japan time. localtime() already applies TZ if it is set.
-    return 9 * 3600 - (time.localtime().tm_gmtoff or 0)
+    """Clinic time (clinic.timezone, whatever the box's own zone) as clinics write it: 2026/11/26 09:15."""
+    return show(ts, clinic_zone(), empty="—")

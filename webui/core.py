@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app
+from flask import current_app, g
 
+from appliance.clock import DEFAULT_ZONE
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import ConfigError
@@ -46,6 +47,14 @@ def live_config() -> MamoriConfig | None:
     except ConfigError as exc:
         log.warning("the live config does not parse: %s", exc.text("en"))
         return None
+
+
+def clinic_zone() -> str:
+    """The zone times are shown in (clinic.timezone; Asia/Tokyo before the first config), read once per request."""
+    if "clinic_zone" not in g:
+        cfg = live_config()
+        g.clinic_zone = cfg.clinic.timezone if cfg else DEFAULT_ZONE
+    return g.clinic_zone
 
 
 def idle_timeout_seconds() -> int:

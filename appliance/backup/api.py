@@ -30,6 +30,8 @@ from appliance.backup.passphrase import check_strength
 from appliance.backup.ports import PortPlan
 from appliance.backup.restore import Unpacked, swap_in, unpack
 from appliance.backup.store import default_dir, new_path, prune
+from appliance.clock import show
+from appliance.config.load import load_config
 from appliance.errors import MamoriError
 from appliance.fileio import atomic_write
 from appliance.paths import Paths
@@ -53,14 +55,25 @@ class TestResult:
     error_ja: str = ""
     error_en: str = ""
 
-    def text(self, lang: str = "ja") -> str:
+    def text(self, lang: str = "ja", tz: str | None = None) -> str:
         if self.ok and self.manifest is not None:
             n = len(self.manifest.files)
+            made = show(self.manifest.created_ts, tz)
             if lang == "en":
-                return f"restore test passed: {n} files verified (backup of {self.manifest.created})"
-            return f"復元テスト成功: {n} 個のファイルを確認しました（{self.manifest.created} のバックアップ）"
+                return f"restore test passed: {n} files verified (backup of {made})"
+            return f"復元テスト成功: {n} 個のファイルを確認しました（{made} のバックアップ）"
         return (f"restore test FAILED: {self.error_en}" if lang == "en"
                 else f"復元テスト失敗: {self.error_ja}")  # fmt: skip
+
+
+def clinic_zone(paths: Paths) -> str | None:
+    """clinic.timezone, for the times people read; None (the default zone) when the config does not load:
+    a box with a broken config is still backed up."""
+    try:
+        return load_config(paths.config).model.clinic.timezone
+    except (MamoriError, OSError) as exc:
+        log.info("backup: no clinic timezone from the config (%s); using the default", exc)
+        return None
 
 
 def _audit(ctx: Context) -> AuditLog:
@@ -113,7 +126,7 @@ def create_backup(
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         manifest = archive_mod.build_manifest(ctx.paths, staging, {directory}, started)
         target = _write_atomically(directory, Path(out_file) if out_file else None, started, passphrase, manifest,
-                                   staging)  # fmt: skip
+                                   staging, clinic_zone(ctx.paths))  # fmt: skip
     except (BackupError, OSError, sqlite3.Error) as exc:
         err = exc if isinstance(exc, BackupError) else _as_backup_error(exc)
         log.error("backup: creating a backup failed: %s", err)
@@ -138,7 +151,7 @@ def create_backup(
 
 
 def _write_atomically(directory: Path, out_file: Path | None, when: float, passphrase: str, manifest: Manifest,
-                      staging: Path) -> Path:  # fmt: skip
+                      staging: Path, tz: str | None = None) -> Path:  # fmt: skip
     """Encrypt to a unique temp file, fsync, then give it its name.
 
     A generation name is claimed with link(), which fails if the name exists: two backups started in
@@ -155,7 +168,7 @@ def _write_atomically(directory: Path, out_file: Path | None, when: float, passp
             os.replace(tmp, out_file)
             return out_file
         for _ in range(100):
-            target = new_path(directory, when)
+            target = new_path(directory, when, tz)
             try:
                 os.link(tmp, target)
                 return target

@@ -150,7 +150,7 @@ def build_manifest(paths: Paths, staging: Path, exclude: set[Path], now: float) 
     cfg_mode = stat.S_IMODE(paths.config.stat().st_mode)
     config_entry = ManifestFile(CONFIG_NAME, _sha256(staging / CONFIG_NAME), len(config_bytes), cfg_mode)
     return Manifest(
-        created=datetime.fromtimestamp(now, UTC).astimezone().isoformat(timespec="seconds"),
+        created=datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),  # for machines: UTC
         created_ts=now,
         software_version=__version__,
         clinic=_clinic_name(config_bytes),

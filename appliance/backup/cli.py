@@ -12,7 +12,7 @@ import getpass
 import logging
 import os
 import sys
-import time
+from datetime import datetime
 from pathlib import Path
 
 from appliance.audit import AuditLog
@@ -20,6 +20,7 @@ from appliance.backup import api, ports, records, store
 from appliance.backup.errors import BackupError, NoPassphraseError
 from appliance.backup.model import BackupConfig
 from appliance.backup.passphrase import load_passphrase, set_passphrase
+from appliance.clock import show
 from appliance.errors import ConfigError, MamoriError
 from appliance.paths import Paths
 from appliance.subsystem import Context
@@ -102,19 +103,33 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     if not infos:
         _say(args, f"{directory} にバックアップはありません", f"no backups in {directory}")
         return 0
+    tz = api.clinic_zone(ctx.paths)
     for info in infos:
-        when = info.header.created if info.header else ("読めません" if args.lang != "en" else "unreadable")
+        when = (
+            _made(info.header.created, tz)
+            if info.header
+            else ("読めません" if args.lang != "en" else "unreadable")
+        )
         version = info.header.software_version if info.header else info.problem
         print(f"{info.path.name}  {info.size / 1e6:8.2f} MB  {when}  {version}")
     return 0
 
 
+def _made(created: str, tz: str | None) -> str:
+    """An archive header's ISO 8601 time of creation, in the clinic's zone (as written if it does not parse)."""
+    try:
+        return show(datetime.fromisoformat(created).timestamp(), tz, "%Y-%m-%d %H:%M")
+    except ValueError:
+        return created
+
+
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     status = records.backup_status(ctx.db)
+    tz = api.clinic_zone(ctx.paths)
 
     def when(ts: float | None) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+        return show(ts, tz, "%Y-%m-%d %H:%M")
 
     ok_b, ok_t = status.last_ok_backup, status.last_ok_test
     _say(args, f"最後に成功したバックアップ: {when(ok_b.ts if ok_b else None)}",
@@ -152,7 +167,7 @@ def _latest(args: argparse.Namespace, ctx: Context) -> Path:
 
 def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
     result = api.test_backup(ctx, Path(args.file), _read_passphrase(args, ctx.paths), actor=_actor(args))
-    print(result.text(args.lang))
+    print(result.text(args.lang, api.clinic_zone(ctx.paths)))
     return 0 if result.ok else 3
 
 
@@ -161,7 +176,7 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     passphrase = _read_passphrase(args, ctx.paths)
     if not args.yes:
         result = api.test_backup(ctx, Path(args.file), passphrase, actor=_actor(args))
-        print(result.text(args.lang))
+        print(result.text(args.lang, api.clinic_zone(ctx.paths)))
         if not result.ok:
             return 3
         _show_plan(args, api.inspect_restore(ctx, Path(args.file), passphrase, ports=mapping))
@@ -179,15 +194,16 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
         raise
     # The kernel (network, firewall, VPN peers, DHCP) follows the restored config now, by the normal path.
     api.reconcile_after_restore(ctx)
+    made = show(manifest.created_ts, api.clinic_zone(ctx.paths))
     if api.reload_running_daemon(ctx.paths):
-        _say(args, f"{manifest.created} のバックアップを復元し、設定を反映しました。動いている常駐プロセス（mamori daemon）も"
+        _say(args, f"{made} のバックアップを復元し、設定を反映しました。動いている常駐プロセス（mamori daemon）も"
                    "復元した設定と鍵で動き直しています。ほかに実行するコマンドはありません",
-             f"restored the backup of {manifest.created} and applied it; the running daemon was told to reload "
+             f"restored the backup of {made} and applied it; the running daemon was told to reload "
              "and now runs on the restored config and keys. Nothing else to run")  # fmt: skip
     else:
-        _say(args, f"{manifest.created} のバックアップを復元し、設定を反映しました。常駐プロセス（mamori daemon）は"
+        _say(args, f"{made} のバックアップを復元し、設定を反映しました。常駐プロセス（mamori daemon）は"
                    "動いていません。`systemctl start mamori` で起動してください",
-             f"restored the backup of {manifest.created} and applied it; the daemon is not running: start it "
+             f"restored the backup of {made} and applied it; the daemon is not running: start it "
              "with `systemctl start mamori`")  # fmt: skip
     return 0
 

@@ -10,12 +10,12 @@ import logging
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.backup.crypto import ArchiveHeader, read_header
 from appliance.backup.errors import BackupError
+from appliance.clock import show
 from appliance.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,11 @@ def resolve_dir(paths: Paths, configured: str | Path | None) -> Path:
     return Path(configured) if configured else default_dir(paths)
 
 
-def new_path(directory: Path, when: float) -> Path:
-    """A fresh name sorting by time. Later backups in the same second get a higher counter than any
-    existing one, so that a name freed by pruning is never reused for a newer backup."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+def new_path(directory: Path, when: float, tz: str | None = None) -> Path:
+    """A fresh name sorting by time, in the clinic's zone `tz` (people pick an archive by its name). Later
+    backups in the same second get a higher counter than any existing one, so that a name freed by pruning
+    is never reused for a newer backup."""
+    stamp = show(when, tz, "%Y%m%d-%H%M%S")
     same = [p for p in generations(directory) if _generation_key(p)[0] == stamp]
     if not same:
         return directory / f"mamori-backup-{stamp}{SUFFIX}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from appliance.backup import crypto, store
 from appliance.backup.crypto import EncryptingWriter
 from appliance.backup.errors import BackupError, WeakPassphraseError
 from appliance.backup.passphrase import load_passphrase, passphrase_path, set_passphrase
+from appliance.clock import clinic_time
 from appliance.paths import Paths
 
 PASS = "yama no ue no ookina ki"
@@ -29,15 +29,21 @@ def fake_archive(path: Path, created: str) -> Path:
     return path
 
 
+def three_am() -> tuple[float, str]:
+    """Today 03:00 in Tokyo (the default clinic zone), and the stamp its archive is named with."""
+    moment = clinic_time().replace(hour=3, minute=0, second=0, microsecond=0)
+    return moment.timestamp(), f"{moment:%Y%m%d}-030000"
+
+
 def test_new_names_sort_by_time_and_never_collide(tmp_path: Path) -> None:
-    when = time.mktime((2026, 11, 26, 3, 0, 0, 0, 0, -1))
+    when, stamp = three_am()
     names = []
     for _ in range(3):
         path = store.new_path(tmp_path, when)
         path.write_bytes(b"x")
         names.append(path.name)
-    assert names == ["mamori-backup-20261126-030000.mbk", "mamori-backup-20261126-030000-2.mbk",
-                     "mamori-backup-20261126-030000-3.mbk"]  # fmt: skip
+    assert names == [f"mamori-backup-{stamp}.mbk", f"mamori-backup-{stamp}-2.mbk",
+                     f"mamori-backup-{stamp}-3.mbk"]  # fmt: skip
     assert [p.name for p in store.generations(tmp_path)] == names
 
 
@@ -117,13 +123,13 @@ def test_passphrase_strength(tmp_path: Path, passphrase: str, ok: bool) -> None:
 
 
 def test_a_name_freed_by_pruning_is_never_reused_for_a_newer_backup(tmp_path: Path) -> None:
-    when = time.mktime((2026, 11, 26, 3, 0, 0, 0, 0, -1))
+    when, stamp = three_am()
     first = store.new_path(tmp_path, when)
     first.write_bytes(b"1")
     second = store.new_path(tmp_path, when)
     second.write_bytes(b"2")
     first.unlink()
     third = store.new_path(tmp_path, when)
-    assert third.name == "mamori-backup-20261126-030000-3.mbk"
+    assert third.name == f"mamori-backup-{stamp}-3.mbk"
     third.write_bytes(b"3")
     assert store.generations(tmp_path) == [second, third]

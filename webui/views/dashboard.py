@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from flask import Blueprint, render_template
 
+from appliance.clock import show
 from webui import context as wctx
 from webui import core, sources
 from webui.context import requires
@@ -29,8 +29,9 @@ def index() -> Any:
     new_devices = sources.new_device_events(db, now - 7 * 86400)
     chart = None
     if counts is not None:
-        hours = [time.strftime("%H時", time.gmtime(now + 9 * 3600 - (23 - i) * 3600)) for i in range(24)]
-        days = [time.strftime("%m/%d", time.gmtime(now + 9 * 3600 - (6 - i) * 86400)) for i in range(7)]
+        tz = core.clinic_zone()
+        hours = [show(now - (23 - i) * 3600, tz, "%H時") for i in range(24)]
+        days = [show(now - (6 - i) * 86400, tz, "%m/%d") for i in range(7)]
         chart = {
             "hourly": json.dumps({"labels": hours, "values": counts.hourly}),
             "daily": json.dumps({"labels": days, "values": counts.daily}),

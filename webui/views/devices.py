@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from typing import Any
 
 from flask import Blueprint, Response, render_template
 
+from appliance.clock import show
 from appliance.config.references import zone_of_ip
 from webui import context as wctx
 from webui import core, sources
@@ -63,7 +63,7 @@ def index() -> Any:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return time.strftime("%Y/%m/%d %H:%M", time.localtime(value))
+        return show(value, core.clinic_zone())
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 

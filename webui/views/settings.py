@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
+from appliance.clock import show
 from appliance.config.authority import NOTIFICATIONS_MANAGE, WEB_MANAGE, ConfigRefused
 from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
@@ -191,7 +192,7 @@ def _describe(pem: str | None) -> dict[str, str] | None:
 
     cert = x509.load_pem_x509_certificate(pem.encode())
     return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
-            "until": cert.not_valid_after_utc.strftime("%Y/%m/%d")}  # fmt: skip
+            "until": show(cert.not_valid_after_utc.timestamp(), core.clinic_zone(), "%Y/%m/%d")}  # fmt: skip
 
 
 CHANNEL_LABELS = {"email": "メール", "webhook": "Webhook", "line": "LINE", "syslog": "syslog"}
