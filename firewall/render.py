@@ -208,6 +208,8 @@ class _Renderer:
                          nj.match(nj.payload("ip6", "hoplimit"), 255), nj.ACCEPT])  # fmt: skip
         for matches in self.box_service_matches(zone):
             self.add(chain, [*matches, nj.ACCEPT], comment=f"box service for {zone}")
+        for matches in self.metrics_matches(zone):
+            self.add(chain, [*matches, nj.ACCEPT], comment=f"metrics for {zone}")
         self.add(chain, [nj.jump(self.drop_chain(f"{zone}>box", "policy"))])
         return chain
 
@@ -237,6 +239,15 @@ class _Renderer:
             out.append([nj.match(nj.payload("ip", "daddr"), box),
                         nj.match(nj.payload("tcp", "dport"), {"set": list(VPN_PORTAL_PORTS)})])  # fmt: skip
         return out
+
+    def metrics_matches(self, zone: str) -> list[list[nj.Expr]]:
+        """/metrics (metrics.listen): each port only on its own address, only from metrics.zones, never from
+        wan or guest whatever a raw model says (the config validation refuses such addresses too)."""
+        cfg = self.cfg
+        if zone not in cfg.metrics.zones or zone in NEVER_WEB_ZONES:
+            return []
+        return [[nj.match(nj.payload("ip" if ep.version == 4 else "ip6", "daddr"), ep.address),
+                 nj.match(nj.payload("tcp", "dport"), ep.port)] for ep in cfg.metrics.endpoints()]  # fmt: skip
 
     def forward_chain(self) -> None:
         self.chain("forward", hook="forward")

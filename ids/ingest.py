@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 STATS_KEY = "ids.suricata.stats"
 
 
+def severity_counter(severity: int) -> str:
+    """The ids_counters name of the running count of alerts of one Suricata severity (1 highest; 4+ as 3)."""
+    return f"alerts_severity_{min(max(int(severity), 1), 3)}"
+
+
 def capture_stats(record: dict) -> dict:
     """The few numbers of a Suricata stats record that tell whether it keeps up (drops) and works."""
     stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
@@ -84,7 +89,11 @@ class AlertIngest:
             self._pending = [
                 StoredAlert(a, iid, new) for (a, _), (iid, new) in zip(items, results, strict=True)
             ]
-        add_counters(conn, {"alerts": len(self._pending), "alert_malformed": bad})
+        by_severity: dict[str, int] = {}
+        for item in self._pending:  # running totals per severity: the metrics' counters (ids/queries.py)
+            key = severity_counter(item.alert.severity)
+            by_severity[key] = by_severity.get(key, 0) + 1
+        add_counters(conn, {"alerts": len(self._pending), "alert_malformed": bad, **by_severity})
         stats = [r for r in stored.unstored if r.get("event_type") == "stats"]
         stats += [e.record for e in stored.of_type("stats")]
         if stats:

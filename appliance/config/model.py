@@ -27,6 +27,7 @@ from appliance.config.types import (
 )
 from firewall.model import DhcpConfig, FirewallConfig
 from ids.model import IdsConfig
+from metrics.model import MetricsConfig
 from sshsvc.model import SshConfig
 from timesvc.model import NtpConfig
 from vpn.model import VpnConfig
@@ -202,6 +203,7 @@ class MamoriConfig(Strict):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     ntp: NtpConfig = Field(default_factory=NtpConfig)
     ssh: SshConfig = Field(default_factory=SshConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:

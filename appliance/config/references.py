@@ -273,6 +273,14 @@ def _check_ssh(cfg: MamoriConfig, f: Findings) -> None:
         )
 
 
+def _check_metrics(cfg: MamoriConfig, f: Findings) -> None:
+    """/metrics only on the box's own lan, mgmt or vpn addresses (metrics.model.listen_issues)."""
+    from metrics.model import listen_issues
+
+    for path, ja, en in listen_issues(cfg):
+        f.error(path, ja, en)
+
+
 def check_references(cfg: MamoriConfig) -> Findings:
     f = Findings()
     _check_interfaces(cfg, f)
@@ -283,4 +291,5 @@ def check_references(cfg: MamoriConfig) -> Findings:
     _check_vpn(cfg, f, names, services)
     _check_misc(cfg, f)
     _check_ssh(cfg, f)
+    _check_metrics(cfg, f)
     return f
