@@ -88,9 +88,13 @@ def test_first_boot_wizard_creates_admin_and_applies_config(tmp_path: Path) -> N
     page = client.get("/setup/totp").get_data(as_text=True)
     secret = re.search(r'class="secret">([A-Z2-7]+)<', page).group(1)
     assert not b.store().admin_exists()  # not before the second factor is proven
+    with client.session_transaction() as sess:  # the seed waits on the server, never in the (signed) cookie
+        assert secret not in json.dumps(dict(sess))
     token = csrf(client, "/setup/totp")
-    r = client.post("/setup/totp", data={"csrf_token": token, "code": pyotp.TOTP(secret).at(b.clock.now)})
+    enrol_code = pyotp.TOTP(secret).at(b.clock.now)
+    r = client.post("/setup/totp", data={"csrf_token": token, "code": enrol_code})
     assert r.headers["Location"].endswith("/setup/clinic") and b.store().admin_exists()
+    assert b.store().check_totp("incho", enrol_code) is False  # the code that enrolled is used up
     assert not code_path(b.ctx.paths.keys_dir).exists()  # used up once an administrator exists
     token = session_token(client)
     assert client.get("/").headers["Location"].endswith("/setup/clinic")  # admin finishes the wizard first

@@ -17,7 +17,6 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from appliance.errors import ConfigError, MamoriError
 from webui import context as wctx
 from webui import core
-from webui.accounts import new_totp_secret, verify_totp
 from webui.interfaces import detect_ports
 from webui.qr import svg, totp_uri
 from webui.setup_code import check_setup_code, discard_setup_code, ensure_setup_code
@@ -75,43 +74,45 @@ def start() -> Any:
         return render_template(
             "setup/admin.html", form=form, error="パスワードが2回とも同じになっていません。"
         ), 400
-    secret = new_totp_secret()
     try:
         store.create(name, password, "admin", display_name=form["display_name"])
     except MamoriError as exc:
         return render_template("setup/admin.html", form=form, error=exc.text("ja")), 400
+    token, _ = store.begin_enrolment(name)  # the seed waits on the server; the cookie holds only the token
     session.clear()
-    session["setup_admin"] = {"name": name, "secret": secret}
+    session["setup_admin"] = {"name": name, "token": token}
     wctx.audit("web.setup_admin_created", {"user": name}, actor=name)
     return redirect(url_for("setup.totp"))
 
 
 @bp.route("/totp", methods=["GET", "POST"])
 def totp() -> Any:
-    pending = session.get("setup_admin")
+    pending = session.get("setup_admin") or {}
     store = wctx.accounts()
-    if store.admin_exists() or not pending or store.get(pending["name"]) is None:
+    enrolment = store.pending_enrolment(str(pending.get("token", "")))
+    if store.admin_exists() or enrolment is None or store.get(enrolment[0]) is None:
         session.pop("setup_admin", None)
         return redirect(url_for("setup.start"))
-    qr = svg(totp_uri(pending["secret"], pending["name"]))
+    name, secret = enrolment
+    qr = svg(totp_uri(secret, name))
     if request.method == "GET":
-        return render_template("setup/totp.html", qr=qr, secret=pending["secret"])
-    if verify_totp(pending["secret"], request.form.get("code", "").strip(), wctx.now()) is None:
-        wctx.audit("web.login_failed", {"factor": "totp_enroll"}, actor=pending["name"])
+        return render_template("setup/totp.html", qr=qr, secret=secret)
+    # complete_enrolment uses up the step of the code that proved the seed: it cannot sign in once more.
+    if store.complete_enrolment(pending["token"], request.form.get("code", "").strip()) is None:
+        wctx.audit("web.login_failed", {"factor": "totp_enroll"}, actor=name)
         return render_template(
             "setup/totp.html",
             qr=qr,
-            secret=pending["secret"],
+            secret=secret,
             error="確認コードが違います。アプリに今表示されている6桁を入力してください。",
         ), 400
-    store.set_totp(pending["name"], pending["secret"])
     for other in store.all():
         if other.role == "admin" and not other.totp_enabled:
             store.delete(other.name)
-            wctx.audit("web.setup_admin_discarded", {"user": other.name}, actor=pending["name"])
-    wctx.audit("web.totp_enrolled", {}, actor=pending["name"])
+            wctx.audit("web.setup_admin_discarded", {"user": other.name}, actor=name)
+    wctx.audit("web.totp_enrolled", {}, actor=name)
     discard_setup_code(wctx.ctx().paths.keys_dir)  # an administrator exists: the code has done its job
-    finish_login(store.require(pending["name"]))
+    finish_login(store.require(name))
     return redirect(url_for("setup.clinic"))
 
 
