@@ -3,16 +3,12 @@ Japanese, and handed to the areas, whose durations keep the time they had left."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from appliance import clockwatch
 from appliance.audit import AuditLog
 from appliance.clockwatch import ClockWatch, current_notice, step_between
 from appliance.daemon import clock_step_handlers
-from appliance.paths import Paths
-from appliance.storage import Database
 from appliance.subsystem import Context
 
 HOUR = 3600.0
@@ -36,15 +32,6 @@ class FakeClocks:
 
     def mono(self) -> float:
         return self.m
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Context:
-    paths = Paths(tmp_path / "config.yaml", tmp_path / "state")
-    paths.ensure()
-    c = Context(paths, Database(paths.db))
-    c.db.migrate()
-    return c
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,7 @@ import pytest
 from appliance import disk
 from appliance.cli import main
 from appliance.disk import DiskFullError, DiskState, disk_state
-from appliance.paths import Paths
 from appliance.service import ConfigService
-from appliance.storage import Database
 from appliance.subsystem import Context
 from tests.webui_fixtures import box_fixture  # noqa: F401  (fixture)
 
@@ -40,15 +38,6 @@ def test_disk_state_measures_the_real_file_system(tmp_path: Path) -> None:
     st = os.statvfs(tmp_path)
     state = disk_state(tmp_path)
     assert state.total == st.f_blocks * st.f_frsize and 0 <= state.free <= state.total
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Context:
-    paths = Paths(tmp_path / "config.yaml", tmp_path / "state")
-    paths.ensure()
-    c = Context(paths, Database(paths.db))
-    c.db.migrate()
-    return c
 
 
 def test_a_change_on_a_full_disk_is_refused_before_any_engine_runs(ctx: Context, monkeypatch) -> None:

@@ -15,9 +15,7 @@ import pytest
 
 from appliance.audit import AuditLog
 from appliance.config.load import parse_config
-from appliance.paths import Paths
 from appliance.revisions import RevisionStore
-from appliance.storage import Database
 from appliance.subsystem import Context
 from ids.eve_reader import EveReader
 from ids.ingest import AlertIngest
@@ -70,15 +68,6 @@ def test_chart_has_a_bar_per_nonzero_day_and_escapes_text() -> None:
     assert "最大 7件/日" in svg
     with pytest.raises(ValueError):
         bar_chart([1, 2], ["1"], "x")
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Context:
-    paths = Paths(tmp_path / "config.yaml", tmp_path / "state")
-    paths.ensure()
-    c = Context(paths, Database(paths.db))
-    c.db.migrate()
-    return c
 
 
 def _apply_revision(ctx: Context, text: str, comment: str) -> None:
