@@ -8,7 +8,6 @@ APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
-  libfaketime  # tests step the clock of one daemon, never the machine's
   prometheus  # promtool checks and tests fleet/prometheus/ rules; its server is never left running
   chromium chromium-driver
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
