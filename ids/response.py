@@ -5,7 +5,9 @@ alert's severity is at or above min_severity (1 = high). Never: an allowlisted a
 networks, the box itself, the WAN neighbourhood (gateway, modem), the DNS upstreams — an IDS false
 positive must not cut the clinic off. Optionally quarantine an internal host on a high-severity
 malware/C2 alert. The firewall's own guard (firewall.sets) refuses the same addresses again.
-Each block is recorded in ids_blocks with its incident, and can be undone with `unblock`.
+The firewall owns the record of what is blocked (firewall.sets: fw_entries and the kernel set); the IDS
+keeps only the link "this incident caused that block" in ids_blocks (read back by ids.queries.block_incidents).
+A block can be undone with `unblock`.
 
 A source address is only trusted when the flow proves it (`source_proven`): a TCP flow whose handshake
 completed (Suricata's stream state, or an application protocol detected with data coming back). One
@@ -400,10 +402,11 @@ def manual_block(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, timeout_s
     reason = f"manual by {actor}" + (f" (incident {incident_id})" if incident_id else "")
     addr = sets.block(ip, timeout_s, reason, source)
     with ctx.db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
-            (time.time(), addr, timeout_s or 0, reason, source, incident_id),
-        )
+        if incident_id is not None:  # the link only: the firewall records the block itself (fw_entries)
+            conn.execute(
+                "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), addr, timeout_s or 0, reason, source, incident_id),
+            )
         AuditLog(ctx.db).record(actor, "ids.block", {"ip": addr, "timeout_s": timeout_s, "incident": incident_id},
                                 source=source, conn=conn)  # fmt: skip
     return addr

@@ -8,7 +8,8 @@ Tables:
 - ids_quarantine: lines that were not valid EVE (bad UTF-8, bad JSON, oversized), kept truncated.
 - ids_counters: running counts (events, malformed, oversized, rotations...), shown by `mamori ids status`.
 - ids_alerts / ids_incidents: normalised alerts and the incidents that group them.
-- ids_blocks: automatic and manual blocks, each linked to its incident.
+- ids_blocks: the link "this incident caused a block of this address" (automatic blocks, and manual ones
+  made from an incident). Not the list of what is blocked: the firewall owns that (fw_entries).
 """
 
 SCHEMA: list[str] = [

@@ -41,7 +41,7 @@ def blocking_available() -> bool:
 
 
 def is_blocked(db: Database, ip: str, now: float) -> bool:
-    return any(b["ip"] == ip for b in sources.active_blocks(db, now) or [])
+    return sources.is_blocked(db, ip, now)
 
 
 def block(ctx: Context, incident: dict[str, Any], unblock: bool, actor: str) -> None:

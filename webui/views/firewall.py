@@ -77,7 +77,7 @@ def delete_rule(index: int) -> Any:
 def unblock() -> Any:
     """Lift a block from the list of blocked addresses (the same path as from an alert)."""
     ip = request.form.get("ip", "").strip()[:64]
-    if not any(b["ip"] == ip for b in sources.active_blocks(wctx.ctx().db, wctx.now()) or []):
+    if not sources.is_blocked(wctx.ctx().db, ip, wctx.now()):
         abort(404)
     incident_actions.block(wctx.ctx(), {"src_ip": ip, "id": None}, unblock=True, actor=wctx.user().name)
     wctx.audit("firewall.unblock", {"ip": ip})
