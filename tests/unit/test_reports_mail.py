@@ -17,12 +17,12 @@ from reports.daemon import MonthlyReportWorker
 from reports.mail import report_message
 from reports.monthly import GeneratedReport, has_report
 from tests.unit.test_notify_channels import SmtpReceiver, cert_dir, cfg_with, tls_pair  # noqa: F401  (fixtures)
-from tests.unit.test_reports_monthly import TOKYO, _apply_revision, _first_of_next_month, ctx  # noqa: F401
+from tests.unit.test_reports_monthly import TOKYO, _apply_revision, _first_of_next_month
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _worker(ctx, port: int, client_tls) -> tuple[MonthlyReportWorker, str]:  # noqa: F811
+def _worker(ctx, port: int, client_tls) -> tuple[MonthlyReportWorker, str]:
     cfg = cfg_with({"email": {"host": "127.0.0.1", "port": port, "username": "mamori", "sender": "box@clinic.example",
                               "recipients": ["inchou@clinic.example", "jimu@clinic.example"]}})  # fmt: skip
     (ctx.paths.keys_dir / "smtp_password").write_text("s3cret\n", encoding="utf-8")
@@ -35,7 +35,7 @@ def _worker(ctx, port: int, client_tls) -> tuple[MonthlyReportWorker, str]:  # n
     )
 
 
-def _mail_audits(ctx) -> list[dict]:  # noqa: F811
+def _mail_audits(ctx) -> list[dict]:
     return [
         e.detail
         for e in AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").search("reports.mail")
