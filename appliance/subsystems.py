@@ -15,6 +15,7 @@ SUBSYSTEM_MODULES: tuple[str, ...] = (
     "sshsvc.subsystem",
     "ids.subsystem",
     "vpn.subsystem",
+    "mgmt.subsystem",
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +40,8 @@ def web_addresses(cfg: MamoriConfig) -> list[ipaddress.IPv4Address | ipaddress.I
         for addr in (iface.address, iface.address6):
             if addr and addr != "dhcp":
                 out.append(ipaddress.ip_interface(addr).ip)
+    if cfg.mgmt.enabled and cfg.mgmt.address:  # the vendor hub's tunnel (mgmt/; firewall in_mgmt-link)
+        out.append(ipaddress.ip_address(cfg.mgmt.address))
     return out
 
 
@@ -47,6 +50,18 @@ def web_binds(cfg: MamoriConfig) -> list[str]:
     return [
         f"[{ip}]:{cfg.web.port}" if ip.version == 6 else f"{ip}:{cfg.web.port}" for ip in web_addresses(cfg)
     ]
+
+
+def _local_address(address: str) -> bool:
+    """Whether this address is one of the machine's own now (a bind to it would succeed)."""
+    ip = ipaddress.ip_address(address)
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((str(ip), 0))
+        except OSError:
+            return False
+    return True
 
 
 class WebServerWorker:
@@ -63,7 +78,16 @@ class WebServerWorker:
         address, so the setup wizard can be reached — the fail-closed boot policy admits only private
         source addresses to it."""
         rev = RevisionStore(self.ctx.db).live()
-        return web_binds(parse_config(rev.config_text).model) if rev else [f"0.0.0.0:{SETUP_PORT}"]
+        if rev is None:
+            return [f"0.0.0.0:{SETUP_PORT}"]
+        cfg = parse_config(rev.config_text).model
+        binds = web_binds(cfg)
+        if cfg.mgmt.enabled and cfg.mgmt.address and not _local_address(cfg.mgmt.address):
+            # The management link is down (cut, or its hub unreachable at boot): the clinic's own web UI
+            # must not fail to start for it. Once the address exists the binds change and the UI restarts.
+            ip = ipaddress.ip_address(cfg.mgmt.address)
+            binds = [b for b in binds if b.rsplit(":", 1)[0].strip("[]") != str(ip)]
+        return binds
 
     def _start(self, binds: list[str]) -> None:
         # -I: never import from the working directory (a folder named webui there would run as root).

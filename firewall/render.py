@@ -34,6 +34,7 @@ from firewall.policy import (
 from firewall.render_rules import RuleRenderer
 from firewall.resolve import port_matches
 from firewall.schedule import windows
+from mgmt.model import LINK_ZONE, link_ports
 
 VPN_INTERFACE = "mamori-wg"  # the default of cfg.vpn.interface
 VPN_PORTAL_PORT = 8443
@@ -184,9 +185,26 @@ class _Renderer:
         for zone, names in sorted(self.zones.items()):
             chain = self.input_zone(zone)
             dispatch.extend([name, nj.jump(chain)] for name in sorted(names))
+        if self.cfg.mgmt.enabled:
+            dispatch.append([self.cfg.mgmt.interface, nj.jump(self.link_input())])
         if dispatch:
             self.add("input", [{"vmap": {"key": nj.meta("iifname"), "data": {"set": dispatch}}}])
         self.add("input", [nj.jump(self.drop_chain("in", "unknown-interface"))])
+
+    def link_input(self) -> str:
+        """The vendor hub's management link (mgmt/): only the box's own services of mgmt.model.link_ports,
+        only on the box's tunnel address, and ping; everything else from the hub is dropped and logged."""
+        mgmt = self.cfg.mgmt
+        chain = self.counted_chain(f"in_{LINK_ZONE}")
+        self.add(chain, [nj.ct_state("established", "related"), nj.ACCEPT])
+        ip = ipaddress.ip_address(mgmt.address)
+        daddr = nj.match(nj.payload("ip" if ip.version == 4 else "ip6", "daddr"), str(ip))
+        ping = nj.match(nj.payload("icmp" if ip.version == 4 else "icmpv6", "type"), "echo-request")
+        self.add(chain, [daddr, ping, nj.ACCEPT], comment="ping of the box over the management link")
+        for matches in port_matches(link_ports(self.cfg)):
+            self.add(chain, [daddr, *matches, nj.ACCEPT], comment="box service over the management link")
+        self.add(chain, [nj.jump(self.drop_chain(f"{LINK_ZONE}>box", "policy"))])
+        return chain
 
     def quarantine_in(self) -> None:
         """A quarantined host may reach the box's web UI (to see why) and DHCP (to keep its address)."""
@@ -251,6 +269,12 @@ class _Renderer:
 
     def forward_chain(self) -> None:
         self.chain("forward", hook="forward")
+        # The vendor hub's link never reaches a clinic zone, nor a zone it: first, before the allowlist and
+        # every rule, and rendered whether or not the link is on, so no config can ever open it.
+        never = self.drop_chain(f"{LINK_ZONE}>any", "never")
+        for direction in ("iifname", "oifname"):
+            self.add("forward", [nj.match(nj.meta(direction), self.cfg.mgmt.interface), nj.jump(never)],
+                     comment="management link: never forwarded")  # fmt: skip
         self.add("forward", [nj.jump("guard")])
         qdrop = self.drop_chain("quarantine", "quarantine")
         for field in ("saddr", "daddr"):

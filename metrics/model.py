@@ -24,7 +24,8 @@ from appliance.config.types import Strict, mamori_error
 if TYPE_CHECKING:
     from appliance.config.model import MamoriConfig
 
-LISTEN_ZONES: tuple[str, ...] = ("lan", "mgmt", "vpn")
+# mgmt-link: the vendor hub's tunnel (mgmt/), where the firewall opens the port on the link address only.
+LISTEN_ZONES: tuple[str, ...] = ("lan", "mgmt", "vpn", "mgmt-link")
 DEFAULT_PORT = 9469
 ScrapeZone = Literal["lan", "mgmt", "vpn"]
 
@@ -93,6 +94,8 @@ def box_addresses(cfg: MamoriConfig) -> dict[str, str]:
         for address in (cfg.vpn.address, cfg.vpn.address6):
             if address:
                 out.setdefault(str(ipaddress.ip_interface(address).ip), "vpn")
+    if cfg.mgmt.enabled and cfg.mgmt.address:
+        out.setdefault(str(ipaddress.ip_address(cfg.mgmt.address)), "mgmt-link")
     return out
 
 

@@ -184,14 +184,17 @@ class WgInterface:
             self.run(["ip", "link", "del", self.name], check=False)
         (UAPI_DIR / f"{self.name}.sock").unlink(missing_ok=True)
 
-    def configure(self, address: str, address6: str | None, listen_port: int, private_key: Path) -> None:
-        """Addresses, port and key, each changed only if it differs (a port change would drop sessions)."""
+    def configure(
+        self, address: str, address6: str | None, listen_port: int | None, private_key: Path
+    ) -> None:
+        """Addresses, port and key, each changed only if it differs (a port change would drop sessions).
+        `listen_port` None keeps whatever port the interface has (a tunnel that only dials out)."""
         for addr in (address, address6):
             if addr:
                 self.run(["ip", "addr", "replace", addr, "dev", self.name])
         state = self.dump()
         args: list[str] = []
-        if state.listen_port != listen_port:
+        if listen_port is not None and state.listen_port != listen_port:
             args += ["listen-port", str(listen_port)]
         if state.public_key != public_key(Path(private_key).read_text(encoding="ascii").strip()):
             args += ["private-key", str(private_key)]

@@ -28,6 +28,7 @@ from appliance.config.types import (
 from firewall.model import DhcpConfig, FirewallConfig
 from ids.model import IdsConfig
 from metrics.model import MetricsConfig
+from mgmt.model import MgmtConfig
 from sshsvc.model import SshConfig
 from timesvc.model import NtpConfig
 from vpn.model import VpnConfig
@@ -204,6 +205,7 @@ class MamoriConfig(Strict):
     ntp: NtpConfig = Field(default_factory=NtpConfig)
     ssh: SshConfig = Field(default_factory=SshConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    mgmt: MgmtConfig = Field(default_factory=MgmtConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:

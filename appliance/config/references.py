@@ -281,6 +281,14 @@ def _check_metrics(cfg: MamoriConfig, f: Findings) -> None:
         f.error(path, ja, en)
 
 
+def _check_mgmt(cfg: MamoriConfig, f: Findings) -> None:
+    """The vendor's management link never overlaps or opens into the clinic (mgmt.model.link_issues)."""
+    from mgmt.model import link_issues
+
+    for path, ja, en in link_issues(cfg):
+        f.error(path, ja, en)
+
+
 def check_references(cfg: MamoriConfig) -> Findings:
     f = Findings()
     _check_interfaces(cfg, f)
@@ -292,4 +300,5 @@ def check_references(cfg: MamoriConfig) -> Findings:
     _check_misc(cfg, f)
     _check_ssh(cfg, f)
     _check_metrics(cfg, f)
+    _check_mgmt(cfg, f)
     return f
