@@ -1,7 +1,8 @@
-"""Fill a Snapshot from the box: the live config, every area's public API, and (read-only) their tables.
+"""Fill a Snapshot from the box: the live config and every area's public API (query modules, records).
 
-A source that is not built yet (module missing, table missing) becomes `None` in the snapshot, never a
-guessed value; the reason is logged once per gather so a support engineer can see what was missing.
+The report names no table of another area: it asks the area. A source that is not built (module missing)
+becomes `None` in the snapshot, never a guessed value; the reason is logged so a support engineer can see
+what was missing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import ipaddress
 import logging
 import re
 import shutil
-import sqlite3
 import subprocess
 from types import ModuleType
 
@@ -20,6 +20,7 @@ from appliance import __version__
 from appliance.audit import AuditLog
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
+from appliance.config.references import zone_of_ip
 from appliance.service import ConfigService
 from appliance.subsystem import Context
 from reports import answers as answers_mod
@@ -33,6 +34,7 @@ from reports.snapshot import (
     VpnUserRow,
     WebAccountRow,
 )
+from vpn import queries as vpn_queries
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,6 @@ def optional_module(name: str) -> ModuleType | None:
         return None
 
 
-def has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return (
-        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-        is not None
-    )
-
-
 def live_config(ctx: Context) -> tuple[MamoriConfig | None, int | None]:
     rev = ConfigService(ctx, subsystems=()).current()
     if rev is None:
@@ -67,18 +62,11 @@ def live_config(ctx: Context) -> tuple[MamoriConfig | None, int | None]:
 
 
 def zone_of(cfg: MamoriConfig, ip: str) -> str:
+    """The clinic zone an address is in (the config's own answer), "" when none or not an address."""
     try:
-        addr = ipaddress.ip_address(ip)
+        return zone_of_ip(cfg, ip) or ""
     except ValueError:
         return ""
-    for iface in cfg.interfaces:
-        if (
-            iface.address
-            and iface.address != "dhcp"
-            and addr in ipaddress.ip_interface(str(iface.address)).network
-        ):
-            return iface.zone
-    return ""
 
 
 def hosts(cfg: MamoriConfig) -> list[HostRow]:
@@ -132,32 +120,25 @@ def _access(cfg: MamoriConfig, dst: str, service: str | None) -> tuple[str, bool
 
 
 def vpn_users(ctx: Context, cfg: MamoriConfig) -> list[VpnUserRow] | None:
-    with ctx.db.connection() as conn:
-        if not all(has_table(conn, t) for t in ("vpn_devices", "vpn_credentials", "vpn_sessions")):
-            return None
-        devices = {r[0]: (r[1], r[2]) for r in conn.execute(
-            "SELECT user, SUM(revoked IS NULL), MIN(created) FROM vpn_devices GROUP BY user")}  # fmt: skip
-        creds = {r[0]: bool(r[1]) for r in conn.execute("SELECT user, disabled FROM vpn_credentials")}
-        last = dict(conn.execute("SELECT user, MAX(started) FROM vpn_sessions GROUP BY user").fetchall())
+    use = vpn_queries.user_use(ctx.db)
+    none = vpn_queries.UserUse(0, None, False, None, None)
     rows = []
     for u in cfg.vpn.users:
         access = [_access(cfg, a.dst, a.service) for a in u.access]
-        count, created = devices.get(u.name, (0, None))
+        got = use.get(u.name, none)
         rows.append(VpnUserRow(
             name=u.name, role=u.role, display_name=u.display_name, access=tuple(a for a, _ in access),
-            broad=tuple(a for a, b in access if b), enabled=u.enabled and not creds.get(u.name, False),
+            broad=tuple(a for a, b in access if b), enabled=u.enabled and not got.credentials_disabled,
             session_hours=u.session_hours, hours=f"{u.hours.start}-{u.hours.end}" if u.hours else "",
-            devices=int(count or 0), mfa=True if u.name in creds else None, credential_disabled=creds.get(u.name),
-            last_used=last.get(u.name), created=created,
+            devices=got.devices, mfa=True if got.has_credentials else None,
+            credential_disabled=got.credentials_disabled, last_used=got.last_session, created=got.first_device,
         ))  # fmt: skip
     return rows
 
 
 def web_accounts(ctx: Context) -> list[WebAccountRow] | None:
     mod = optional_module("webui.accounts")
-    with ctx.db.connection() as conn:
-        present = has_table(conn, "web_users")
-    if mod is None or not present:
+    if mod is None:
         return None
     return [WebAccountRow(a.name, a.display_name, a.role, a.totp_enabled, a.created_at, a.last_login, a.disabled,
                           a.password_changed_at, a.expires_at) for a in mod.AccountStore(ctx.db).all()]  # fmt: skip
@@ -202,9 +183,7 @@ def software(ctx: Context) -> list[SoftwareRow]:
 
 def backup_state(ctx: Context, cfg: MamoriConfig | None) -> BackupState | None:
     records = optional_module("appliance.backup.records")
-    with ctx.db.connection() as conn:
-        present = has_table(conn, "backup_runs")
-    if records is None or not present:
+    if records is None:
         return None
     st = records.backup_status(ctx.db)
     return BackupState(

@@ -1,25 +1,30 @@
 """Read one month of the box's records (read-only) for the monthly report.
 
-Each area's data is read through its public module where one answers the question, otherwise from its
-table with plain SELECTs. A table that does not exist gives `None` (shown as 「データがありません（機能
-未提供）」), an existing but empty one gives an empty list. Month boundaries are in the clinic's time zone.
+Each area's data is asked from that area (ids.queries, vpn.queries, firewall.queries, appliance.queries,
+vpn.report): the report names no table of another area. `None` (shown as 「データがありません（機能
+未提供）」) is kept for a source that is not available; an empty month gives an empty list. Month boundaries
+are in the clinic's time zone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
 import re
-import sqlite3
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from appliance import queries as core_queries
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
 from appliance.subsystem import Context
-from reports.gather import has_table, optional_module
+from firewall import queries as fw_queries
+from ids import queries as ids_queries
+from reports.gather import optional_module
+from vpn import queries as vpn_queries
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +78,8 @@ class MonthData:
     other_actions: dict[str, int]
 
 
-def _rows(ctx: Context, table: str, sql: str, args: tuple) -> list[dict] | None:
-    with ctx.db.connection() as conn:
-        if not has_table(conn, table):
-            return None
-        return [dict(r) for r in conn.execute(sql, args)]
-
-
 def incidents(ctx: Context, m: Month) -> list[dict] | None:
-    rows = _rows(ctx, "ids_incidents", "SELECT * FROM ids_incidents WHERE last_seen >= ? AND first_seen < ?"
-                 " ORDER BY first_seen, id", (m.start, m.end))  # fmt: skip
+    rows = ids_queries.incidents_between(ctx.db, m.start, m.end)
     explain = optional_module("ids.explain")
     for r in rows or []:
         e = explain.explain(r["sid"], r["category"], r["severity"], r["signature"]) if explain else None
@@ -93,12 +90,9 @@ def incidents(ctx: Context, m: Month) -> list[dict] | None:
 
 
 def alerts_per_day(ctx: Context, m: Month) -> list[int] | None:
-    rows = _rows(ctx, "ids_alerts", "SELECT ts FROM ids_alerts WHERE ts >= ? AND ts < ?", (m.start, m.end))
-    if rows is None:
-        return None
     per_day = [0] * m.days
-    for r in rows:
-        per_day[m.day_of(r["ts"]) - 1] += 1
+    for ts in ids_queries.alert_times(ctx.db, m.start, m.end):
+        per_day[m.day_of(ts) - 1] += 1
     return per_day
 
 
@@ -110,36 +104,24 @@ def blocks(ctx: Context, m: Month) -> list[dict] | None:
 
     The IDS writes its reason in English for the support vendor ("IDS incident 7: sid ..."); the clinic
     reads the incident's Japanese title instead."""
-    rows = _rows(ctx, "fw_history", "SELECT ts, ip, detail, source FROM fw_history WHERE action = 'block'"
-                 " AND ts >= ? AND ts < ? ORDER BY ts, id", (m.start, m.end))  # fmt: skip
+    rows = [dataclasses.asdict(b) for b in fw_queries.blocks_between(ctx.db, m.start, m.end)]
     explain = optional_module("ids.explain")
-    for r in rows or []:
+    for r in rows:
         match = _IDS_REASON.match(r["detail"] or "")
-        found = (
-            _rows(ctx, "ids_incidents", "SELECT * FROM ids_incidents WHERE id = ?", (int(match.group(1)),))
-            if match
-            else None
-        )
-        if found and explain is not None:
-            i = found[0]
+        i = ids_queries.incident_row(ctx.db, int(match.group(1))) if match else None
+        if i is not None and explain is not None:
             title = explain.explain(i["sid"], i["category"], i["severity"], i["signature"]).title
             r["detail"] = f"侵入検知のインシデント {i['id']}: {title}"
     return rows
 
 
 def vpn_sessions(ctx: Context, m: Month) -> list[dict] | None:
-    return _rows(ctx, "vpn_sessions", "SELECT * FROM vpn_sessions WHERE started < ? AND COALESCE(ended, expires) >= ?"
-                 " ORDER BY user, started", (m.end, m.start))  # fmt: skip
+    return vpn_queries.sessions_between(ctx.db, m.start, m.end)
 
 
 def vpn_volumes(ctx: Context, m: Month) -> dict[str, tuple[int, int]] | None:
     """Bytes received/sent per user: the tunnel monitor's "bytes" records (deltas since its last record)."""
-    with ctx.db.connection() as conn:
-        if not has_table(conn, "vpn_peer_log"):
-            return None
-        rows = conn.execute("SELECT user, SUM(rx), SUM(tx) FROM vpn_peer_log WHERE kind = 'bytes' AND ts >= ?"
-                            " AND ts < ? GROUP BY user", (m.start, m.end)).fetchall()  # fmt: skip
-    return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+    return vpn_queries.volumes_between(ctx.db, m.start, m.end)
 
 
 def _window_report(ctx: Context, cfg: MamoriConfig | None, window_id: int) -> dict | None:
@@ -168,29 +150,24 @@ def _window_report(ctx: Context, cfg: MamoriConfig | None, window_id: int) -> di
 
 
 def vendor_windows(ctx: Context, m: Month, cfg: MamoriConfig | None = None) -> list[dict] | None:
-    rows = _rows(ctx, "vpn_windows", "SELECT * FROM vpn_windows WHERE starts < ? AND ends >= ? ORDER BY starts",
-                 (m.end, m.start))  # fmt: skip
-    for r in rows or []:
+    rows = vpn_queries.windows_between(ctx.db, m.start, m.end)
+    for r in rows:
         r["targets"] = "、".join(json.loads(r["targets"]))
-        sessions = _rows(ctx, "vpn_sessions", "SELECT * FROM vpn_sessions WHERE window_id = ? ORDER BY started",
-                         (r["id"],)) or []  # fmt: skip
-        r["sessions"] = sessions
+        r["sessions"] = vpn_queries.sessions_of_window(ctx.db, r["id"])
         r["report"] = _window_report(ctx, cfg, r["id"])
     return rows
 
 
 def new_vpn_devices(ctx: Context, m: Month) -> list[dict] | None:
-    return _rows(ctx, "vpn_devices", "SELECT user, device, ip4, created, revoked FROM vpn_devices"
-                 " WHERE created >= ? AND created < ? ORDER BY created", (m.start, m.end))  # fmt: skip
+    return vpn_queries.devices_created_between(ctx.db, m.start, m.end)
 
 
-def _hosts_at(conn: sqlite3.Connection, ts: float) -> set[str]:
-    row = conn.execute("SELECT config_text FROM revisions WHERE created_at < ? AND status != 'reverted'"
-                       " ORDER BY id DESC LIMIT 1", (ts,)).fetchone()  # fmt: skip
-    if row is None:
+def _hosts_at(ctx: Context, ts: float) -> set[str]:
+    text = core_queries.config_text_at(ctx.db, ts)
+    if text is None:
         return set()
     try:
-        return {h.name for h in parse_config(row[0]).model.hosts}
+        return {h.name for h in parse_config(text).model.hosts}
     except MamoriError as exc:  # an old revision the current model no longer reads: say so, do not guess
         log.warning("reports: revision before %s no longer parses: %s", ts, exc.text("en"))
         return set()
@@ -198,23 +175,15 @@ def _hosts_at(conn: sqlite3.Connection, ts: float) -> set[str]:
 
 def new_hosts(ctx: Context, m: Month) -> list[str]:
     """Hosts named in the config at the end of the month that were not there at its start."""
-    with ctx.db.connection() as conn:
-        return sorted(_hosts_at(conn, m.end) - _hosts_at(conn, m.start))
+    return sorted(_hosts_at(ctx, m.end) - _hosts_at(ctx, m.start))
 
 
 def first_setup(ctx: Context, m: Month) -> bool:
-    with ctx.db.connection() as conn:
-        return (
-            conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (m.start,)).fetchone()
-            is None
-        )
+    return not core_queries.any_revision_before(ctx.db, m.start)
 
 
 def audit_month(ctx: Context, m: Month) -> tuple[list[dict], dict[str, int]]:
-    with ctx.db.connection() as conn:
-        rows = [dict(r) for r in conn.execute(
-            "SELECT id, ts, actor, source, remote, action, detail FROM audit WHERE ts >= ? AND ts < ? ORDER BY id",
-            (m.start, m.end))]  # fmt: skip
+    rows = core_queries.audit_between(ctx.db, m.start, m.end)
     changes, other = [], {}
     for r in rows:
         if r["action"].startswith("config."):
