@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from appliance import queries as core_queries
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
 from appliance.notify import EmailChannel
@@ -53,11 +54,7 @@ class MonthlyReportWorker:
 
     def _existed_during(self, month_end: float) -> bool:
         """No report for a month before the box was set up (its first config revision)."""
-        with self.ctx.db.connection() as conn:
-            return (
-                conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (month_end,)).fetchone()
-                is not None
-            )
+        return core_queries.any_revision_before(self.ctx.db, month_end)
 
     def run_once(self) -> GeneratedReport | None:
         label = self.due()
