@@ -111,3 +111,7 @@ def backup_test(name: str) -> Any:
     result = test_backup(ctx, path, secret, actor=user.name if user else "web", source="web")
     flash(f"{path.name}: {result.text('ja')}", "ok" if result.ok else "error")
     return redirect(url_for("settings.backup_page"))
+
+
+# The restore steps (passphrase, port assignment, confirmation) are routes of this blueprint in their own module.
+from webui.views import settings_restore  # noqa: E402, F401
