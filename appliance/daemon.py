@@ -3,7 +3,7 @@ then hosts the long-running work of every area (EVE ingestion, VPN monitor, sche
 worker threads.
 
 If the daemon dies, the kernel keeps the last policy it was given: nftables state does not depend on
-this process, so a crash is fail-closed, never fail-open. SIGTERM stops it cleanly; SIGHUP re-applies.
+this process, so a crash is fail-closed, never fail-open. SIGTERM stops it cleanly; SIGHUP re-applies and restarts the workers and the web UI process.
 systemd's notify protocol (READY, STOPPING, WATCHDOG) is spoken when NOTIFY_SOCKET is set.
 """
 
@@ -145,6 +145,7 @@ class Daemon:
         self.supervised: list[Supervised] = []
         self.persistent: list[Supervised] = []
         self.live_revision: int | None = None
+        self.web: WebServerWorker | None = None
 
     def reconcile(self) -> MamoriConfig | None:
         try:
@@ -171,7 +172,8 @@ class Daemon:
 
     def start_persistent(self) -> None:
         """Workers that live as long as the daemon, across config changes (the web UI must not blink)."""
-        workers = (ConfirmWatch(self.service), WebServerWorker(self.ctx), LogCapWorker(self.ctx),
+        self.web = WebServerWorker(self.ctx)
+        workers = (ConfirmWatch(self.service), self.web, LogCapWorker(self.ctx),
                    ClockWatch(self.ctx, clock_step_handlers()), DiskWatch(self.ctx))  # fmt: skip
         self.persistent = [Supervised(w, self.stop_all) for w in workers]
         for s in self.persistent:
@@ -211,6 +213,10 @@ class Daemon:
                 current = self.service.current()
                 changed = (current.id if current else None) != self.live_revision
                 if self.reload.is_set() or changed:
+                    if self.reload.is_set() and self.web is not None:
+                        # A reload (SIGHUP, e.g. after a restore) also restarts the web UI process: it reads
+                        # its certificate and cookie key at start. A revision change alone does not.
+                        self.web.restart()
                     self.reload.clear()
                     self.stop_workers()
                     self.start_workers(self.reconcile() if not changed else self._adopt(current))

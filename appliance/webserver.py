@@ -1,5 +1,6 @@
 """The web UI as a child process of the daemon: started, restarted with back-off if it dies, moved when
-the management addresses change, stopped with the daemon.
+the management addresses change, restarted on a reload (SIGHUP: after a restore it must read the restored
+certificate and cookie key), stopped with the daemon.
 
 It listens only on the box's addresses in the zones of `web.zones` (never wan or guest; the firewall
 enforces the same); on a new box without any config, on every address for the setup wizard.
@@ -72,6 +73,12 @@ class WebServerWorker:
         self.poll = poll
         self.child: subprocess.Popen | None = None
         self.binds: list[str] = []
+        self._restart = threading.Event()
+
+    def restart(self) -> None:
+        """Stop the running web UI and start a new one at once (a reload: after a restore, the new process
+        reads the restored certificate and cookie key). Called from another thread; returns at once."""
+        self._restart.set()
 
     def _wanted_binds(self) -> list[str]:
         """The management addresses of the live config; before the first config (a new box), every
@@ -120,6 +127,8 @@ class WebServerWorker:
         try:
             while not stop.is_set():
                 wanted = self._wanted_binds()
+                restart = self._restart.is_set()
+                self._restart.clear()
                 if self.child is not None and self.child.poll() is not None:
                     log.error("web UI exited with %s; restarting in %.0f s", self.child.returncode, backoff)
                     self.child = None
@@ -128,11 +137,17 @@ class WebServerWorker:
                     if stop.wait(backoff):
                         break
                     backoff = min(backoff * 2, MAX_BACKOFF)
-                elif self.child is not None and wanted != self.binds:
-                    self._stop_child()
+                elif self.child is not None and (wanted != self.binds or restart):
+                    self._stop_child()  # the old one lets its requests finish, then the new one listens
                 if self.child is None and wanted:
                     self._start(wanted)
                     started_at = time.monotonic()
-                stop.wait(self.poll)
+                self._wait(stop)
         finally:
             self._stop_child()
+
+    def _wait(self, stop: threading.Event) -> None:
+        """`poll` seconds, or less when asked to stop or to restart."""
+        deadline = time.monotonic() + self.poll
+        while not stop.is_set() and not self._restart.is_set() and time.monotonic() < deadline:
+            stop.wait(min(0.1, self.poll))

@@ -58,3 +58,18 @@ def test_web_ui_served_redirected_confined_and_restarted(box: Box) -> None:
     second = wait_for(lambda: (p := listener_pid(box, 443)) and p != first and p, 60)
     assert second, "the daemon did not start the web UI again"
     assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
+
+
+def test_reload_restarts_the_web_ui(box: Box) -> None:
+    """SIGHUP (what `mamori backup restore` and the web UI's restore send) restarts the web UI process too:
+    after a restore it must read the restored certificate and cookie key, which it reads only at start."""
+    box.start_daemon()
+    assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
+    first = listener_pid(box, 443)
+    assert first is not None
+    os.kill(int((box.state_dir / "run" / "mamori.pid").read_text()), signal.SIGHUP)
+    second = wait_for(lambda: (p := listener_pid(box, 443)) and p != first and p, 60)
+    assert second, "a reload did not restart the web UI"
+    assert not os.path.exists(f"/proc/{first}"), "the old web UI process is still there"
+    assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
+    assert box.daemon is not None and box.daemon.poll() is None
