@@ -67,6 +67,8 @@ def lab_config_text(lab: Lab, text: str | None = None) -> str:
     that never sets the machine's clock."""
     data = yaml.safe_load(text if text is not None else EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data.setdefault("vpn", {})["interface"] = lab.wg_name()
+    if isinstance(data.get("mgmt"), dict):  # the vendor hub's link: a WireGuard interface of its own too
+        data["mgmt"]["interface"] = lab.wg_name("m")
     # The lab shares this machine's clock (time is not namespaced): its chronyd measures and serves time,
     # never sets it, and asks only the lab's internet-side server, never the public pool names.
     ntp = data.setdefault("ntp", {})

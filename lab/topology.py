@@ -7,9 +7,10 @@
                                                                                 dev0 ─ [devices switch] ─ X線装置 .40
 
 The router routes without NAT (Mamori's wan address is reachable from the "internet" side, so scans
-and VPN tests work); Mamori itself masquerades the clinic. Every namespace name starts with the lab's
-prefix, every process the lab starts is recorded by PID and killed by PID, and `down()` removes all of
-it. Addresses here belong to the lab's namespaces only; nothing leaves the machine.
+and VPN tests work); Mamori itself masquerades the clinic. A test may ask for a clinic NAT router
+(`nat_clinic`) and a support vendor's hub on the internet side (`add_hub`, issue 14). Every namespace
+name starts with the lab's prefix, every process the lab starts is recorded by PID and killed by PID,
+and `down()` removes all of it. Addresses here belong to the lab's namespaces only; nothing leaves the machine.
 Used by `make demo`, the integration tests and the benchmarks.
 """
 
@@ -54,6 +55,48 @@ ROUTER_INSIDE = "203.0.113.1/24"
 BOX_WAN = "203.0.113.2"
 
 
+# The support vendor's hub (issue 14): on the internet side, only in tests that call Lab.add_hub().
+HUB = HostSpec("hub", "inet", "198.51.100.77/24", "198.51.100.1")
+HUB_PORT = 51820
+
+
+@dataclass
+class Hub:
+    """The hub of Lab.add_hub(): its WireGuard interface, public key, endpoint and tunnel address."""
+
+    lab: Lab
+    key: str
+    ifname: str
+    public_key: str
+    endpoint: str
+    address: str
+
+    def add_peer(self, public_key: str, allowed_ips: list[str]) -> None:
+        """A box as a peer; a hostile hub may also list clinic networks here and route them into the tunnel."""
+        self.lab.run(
+            self.key, ["wg", "set", self.ifname, "peer", public_key, "allowed-ips", ",".join(allowed_ips)]
+        )
+        for net in allowed_ips:
+            self.lab.run(self.key, ["ip", "route", "replace", net, "dev", self.ifname])
+
+    def transfer(self, public_key: str) -> tuple[int, int]:
+        """(received, sent) bytes with that peer."""
+        out = self.lab.run(self.key, ["wg", "show", self.ifname, "transfer"], check=False).stdout
+        for line in out.splitlines():
+            fields = line.split("\t")
+            if fields[0] == public_key and len(fields) == 3:
+                return int(fields[1]), int(fields[2])
+        return 0, 0
+
+    def latest_handshake(self, public_key: str) -> int:
+        out = self.lab.run(self.key, ["wg", "show", self.ifname, "latest-handshakes"], check=False).stdout
+        for line in out.splitlines():
+            peer, _, when = line.partition("\t")
+            if peer == public_key:
+                return int(when or 0)
+        return 0
+
+
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
@@ -65,9 +108,10 @@ class Lab:
     processes: list[subprocess.Popen] = field(default_factory=list)
     port_counter: int = 0
 
-    def wg_name(self) -> str:
-        """A WireGuard interface name unique on this machine (<= 15 chars), for this lab's box."""
-        return "wg" + hashlib.sha1(self.prefix.encode()).hexdigest()[:10]
+    def wg_name(self, suffix: str = "") -> str:
+        """A WireGuard interface name unique on this machine (<= 15 chars), for this lab's box; `suffix`
+        (up to 3 characters) names another one of the same lab (the management link "m", the hub "h")."""
+        return "wg" + hashlib.sha1(self.prefix.encode()).hexdigest()[:10] + suffix[:3]
 
     def ns(self, key: str) -> str:
         """The namespace of a host ('box', 'router', 'emr', ...) or a switch ('sw-lan', ...)."""
@@ -138,6 +182,39 @@ class Lab:
         self.run(host.key, ["ip", "addr", "add", host.address, "dev", "eth0"])
         self.run(host.key, ["ip", "route", "add", "default", "via", host.gateway])
         return self.ns(host.key)
+
+    def nat_clinic(self) -> None:
+        """Make the router a clinic's NAT router: the box's wan leaves as the router's address, and nothing
+        from the internet side may open a connection inward (only replies pass). Only tests that ask."""
+        rules = (
+            "table ip labnat {\n"
+            ' chain post { type nat hook postrouting priority 100; oifname "eth0" masquerade; }\n'
+            " chain inward { type filter hook forward priority 0; policy accept;\n"
+            '  iifname "eth0" ct state established,related accept; iifname "eth0" drop; }\n'
+            "}\n"
+        )
+        self.run("router", ["nft", "-f", "-"], input=rules)
+
+    def add_hub(self, key: str = "hub", address: str = HUB.address, tunnel: str = "10.77.0.1/16") -> Hub:
+        """A support vendor's hub on the internet side: a namespace with a WireGuard interface (wireguard-go,
+        a name unique on the machine) listening on HUB_PORT with `tunnel` as its address and no peer yet.
+        Only tests that ask get one; `down()` stops wireguard-go by PID with the rest of the lab."""
+        self.add_host(HostSpec(key, "inet", address, HUB.gateway))
+        ifname = self.wg_name("h")
+        private = subprocess.run(["wg", "genkey"], check=True, capture_output=True, text=True).stdout.strip()
+        public = subprocess.run(["wg", "pubkey"], input=private + "\n", check=True, capture_output=True,
+                                text=True).stdout.strip()  # fmt: skip
+        proc = self.spawn(key, ["wireguard-go", "-f", ifname])
+        deadline = time.monotonic() + 10
+        while self.run(key, ["wg", "show", ifname], check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"wireguard-go for the hub did not start ({proc.returncode})")
+            time.sleep(0.05)
+        self.run(key, ["wg", "set", ifname, "listen-port", str(HUB_PORT), "private-key", "/dev/stdin"],
+                 input=private + "\n")  # fmt: skip
+        self.run(key, ["ip", "addr", "add", tunnel, "dev", ifname])
+        self.run(key, ["ip", "link", "set", ifname, "up"])
+        return Hub(self, key, ifname, public, f"{address.split('/')[0]}:{HUB_PORT}", tunnel.split("/")[0])
 
     def add_bare_host(self, key: str, switch: str, mac: str | None = None) -> str:
         """Plug a host with no address into a switch: it must ask DHCP for one, like a patient's phone."""
