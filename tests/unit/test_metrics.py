@@ -229,3 +229,16 @@ def test_server_answers_metrics_and_checks_the_token(ctx: Context, token: str | 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_racing_token_makers_agree_on_one_token(ctx: Context) -> None:
+    from metrics.exposition import ensure_token
+
+    tokens: list[str] = []
+    threads = [threading.Thread(target=lambda: tokens.append(ensure_token(ctx.paths))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(tokens)) == 1 and token_path(ctx.paths).read_text().strip() == tokens[0]
+    assert sorted(p.name for p in ctx.paths.keys_dir.iterdir() if "metrics" in p.name) == ["metrics.token"]
