@@ -169,7 +169,7 @@ def test_a_new_lan_address_renews_at_once(tmp_path: Path) -> None:
 
 
 def test_the_first_boot_certificate_is_renewed_with_the_box_names(tmp_path: Path) -> None:
-    """The image's first boot makes one like this (openssl, 825 days, fixed names): ours, so renewed."""
+    """The image's first boot makes one like this (openssl, 397 days, fixed names): ours, so renewed."""
     ctx = make_ctx(tmp_path)
     ensure_certificate(ctx.paths.keys_dir, ("mamori.local", "mamori"), ("192.168.10.1",))
     before = read_certificate(ctx.paths.keys_dir)
