@@ -16,6 +16,7 @@ Who may change what (the first row whose path is a prefix of the changed path de
 
   path                                   permission            why it is not plain settings.edit
   ssh.*                                  ssh.manage            a root login: never a vendor's own choice
+  mgmt.*                                 mgmt.manage           the vendor hub's link: the clinic opens it
   backup.*                               backup.manage         every key of the box leaves with a backup
   notifications.*                        notifications.manage  the box sends its SMTP password / LINE token
                                                                to the host named here; silencing the clinic
@@ -61,6 +62,7 @@ IDS_RESPONSE = "ids.response"
 NOTIFICATIONS_MANAGE = "notifications.manage"
 WEB_MANAGE = "web.manage"
 SSH_MANAGE = "ssh.manage"
+MGMT_MANAGE = "mgmt.manage"
 BACKUP_MANAGE = "backup.manage"
 ACCOUNTS_MANAGE = "accounts.manage"
 IDS_RULES_UPDATE = "ids.rules_update"
@@ -83,8 +85,11 @@ EXPLICIT_GRANTS: dict[str, tuple[str, ...]] = {
 }
 # Never grantable to a vendor: accounts (he would extend his own window), replacing the IDS rules (new code
 # the box runs on all traffic), backups (every key of the box), and maintenance SSH (a root shell: the
-# clinic opens it for the vendor, never the vendor for himself).
-NEVER_GRANTABLE: frozenset[str] = frozenset({ACCOUNTS_MANAGE, IDS_RULES_UPDATE, BACKUP_MANAGE, SSH_MANAGE})
+# clinic opens it for the vendor, never the vendor for himself), and the vendor hub's management link
+# (the clinic approves and cuts it; a vendor must never enrol or keep his own link).
+NEVER_GRANTABLE: frozenset[str] = frozenset(
+    {ACCOUNTS_MANAGE, IDS_RULES_UPDATE, BACKUP_MANAGE, SSH_MANAGE, MGMT_MANAGE}
+)
 ADMIN_ONLY: frozenset[str] = NEVER_GRANTABLE | {p for ps in EXPLICIT_GRANTS.values() for p in ps}
 GRANTABLE_AREAS: tuple[str, ...] = (*AREA_PERMISSIONS, *EXPLICIT_GRANTS)
 ALL_PERMISSIONS: frozenset[str] = frozenset(
@@ -112,6 +117,7 @@ def permissions_for(role: str, grants: Iterable[str] = ()) -> frozenset[str]:
 
 RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ssh",), SSH_MANAGE),
+    (("mgmt",), MGMT_MANAGE),
     (("backup",), BACKUP_MANAGE),
     (("notifications",), NOTIFICATIONS_MANAGE),
     (("web",), WEB_MANAGE),
@@ -131,6 +137,7 @@ RULES: tuple[tuple[tuple[str, ...], str], ...] = (
 # What a refusal names, per permission: (Japanese, English).
 LABELS: dict[str, tuple[str, str]] = {
     SSH_MANAGE: ("保守用の遠隔ログイン（ssh）", "maintenance SSH (ssh)"),
+    MGMT_MANAGE: ("保守業者の管理接続（mgmt）", "the vendor hub's management link (mgmt)"),
     BACKUP_MANAGE: ("バックアップ（backup）", "backups (backup)"),
     NOTIFICATIONS_MANAGE: ("お知らせの送り先（notifications）", "notification channels (notifications)"),
     WEB_MANAGE: ("管理画面の受け付け（web）", "the management web UI (web)"),

@@ -198,3 +198,21 @@ def test_metrics_may_listen_on_the_link_address_only_while_the_link_is_on() -> N
     assert issues(LINK, metrics={"listen": ["10.77.0.17:9469"]}) == {}
     off = {**LINK, "enabled": False}
     assert "metrics.listen[0]" in issues(off, metrics={"listen": ["10.77.0.17:9469"]})
+
+
+@pytest.mark.parametrize(
+    "path", [("mgmt",), ("mgmt", "enabled"), ("mgmt", "hub_public_key"), ("mgmt", "interface")]
+)
+def test_only_the_administrator_may_change_the_link(path: tuple[str, ...]) -> None:
+    from appliance.config import authority as auth
+
+    assert auth.required_permission(path) == auth.MGMT_MANAGE
+    assert auth.MGMT_MANAGE in auth.permissions_for("admin")
+    assert auth.MGMT_MANAGE not in auth.permissions_for("vendor", auth.GRANTABLE_AREAS)
+    assert auth.MGMT_MANAGE not in auth.permissions_for("vendor", ("mgmt", "mgmt.manage", "settings"))
+    old, new = parse_config(text()).model, parse_config(text(LINK)).model
+    vendor = auth.permissions_for("vendor", auth.GRANTABLE_AREAS)
+    with pytest.raises(auth.ConfigRefused) as refused:
+        auth.check(old, new, vendor)
+    assert "保守業者の管理接続（mgmt）" in refused.value.text("ja")
+    auth.check(old, new, auth.permissions_for("admin"))
