@@ -65,6 +65,12 @@ class SuricataPaths:
         return self.log_dir / "eve.json"
 
     @property
+    def console_log(self) -> Path:
+        """Suricata's own output, written through a descriptor the root supervisor opens: in the root-owned base
+        directory, never in log/, where Suricata's account could swap it for a link to a root file."""
+        return self.base / "suricata.log"
+
+    @property
     def control_dir(self) -> Path:
         """The command socket's directory: besides the logs, the only one Suricata's account may write."""
         return self.base / "control"

@@ -173,7 +173,7 @@ class SuricataSupervisor:
         for stale in (self.live.pidfile, self.live.socket, legacy_socket):
             stale.unlink(missing_ok=True)
         argv = suricata_argv(SURICATA, self.live, *((runs_as.user, runs_as.group) if runs_as else ()))
-        out = open(self.live.log_dir / "suricata.log", "ab")
+        out = open(self.live.console_log, "ab")
         try:
             self.child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
@@ -203,7 +203,7 @@ class SuricataSupervisor:
 
     def _last_errors(self) -> str:
         try:
-            with open(self.live.log_dir / "suricata.log", "rb") as fh:
+            with open(self.live.console_log, "rb") as fh:
                 fh.seek(max(0, os.fstat(fh.fileno()).st_size - 8192))
                 lines = fh.read().decode("utf-8", "replace").splitlines()
         except FileNotFoundError:

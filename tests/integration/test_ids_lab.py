@@ -66,7 +66,7 @@ def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, 
     box.start_daemon(wait=180)
     ctx = Context(Paths(config=box.config, state_dir=box.state_dir), Database(box.state_dir / "mamori.db"))
     status = wait_running(ctx, timeout=120)
-    suri_log = box.state_dir / "run" / "suricata" / "log" / "suricata.log"
+    suri_log = box.state_dir / "run" / "suricata" / "suricata.log"
     assert status.state == "running", (
         status,
         suri_log.read_text()[-3000:] if suri_log.exists() else "no log",

@@ -45,6 +45,8 @@ def test_socket_has_its_own_directory_and_the_pid_file_does_not() -> None:
     live = SuricataPaths(Path("/x/run/suricata"))
     assert live.socket.parent == live.control_dir != live.base
     assert live.pidfile.parent == live.base  # written while Suricata is root: not in a directory it writes
+    # opened by the root supervisor for Suricata's output: a link planted in log/ must not redirect it
+    assert live.console_log.parent == live.base != live.log_dir
 
 
 def test_no_account_is_none_and_logged_once(monkeypatch, caplog) -> None:
