@@ -62,7 +62,7 @@ def cut_text(text: str) -> str:
 
 
 def cut(ctx: Context, author: str, source: str, remote: str = "", authority: Collection[str] | None = None,
-        netns: str | None = None) -> Revision | None:  # fmt: skip
+        netns: str | None = None, service: ConfigService | None = None) -> Revision | None:  # fmt: skip
     """Interface down now (audited), then the config change `mgmt.enabled: false` (audited by
     ConfigService), then a notice to the clinic's channels. None if the link was already off."""
     from appliance.audit import AuditLog
@@ -83,9 +83,8 @@ def cut(ctx: Context, author: str, source: str, remote: str = "", authority: Col
     _notify(ctx, text, author)
     if not m.enabled:
         return None
-    return ConfigService(ctx).apply(
-        cut_text(text), author, source, CUT_COMMENT, remote=remote, authority=authority
-    )
+    svc = service or ConfigService(ctx)
+    return svc.apply(cut_text(text), author, source, CUT_COMMENT, remote=remote, authority=authority)
 
 
 def _notify(ctx: Context, text: str, author: str) -> None:

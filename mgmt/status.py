@@ -41,12 +41,11 @@ class LinkState:
 
 
 def hub_activity(ctx: Context, hub_addresses: list[str], limit: int = 20) -> list[AuditEntry]:
-    if not hub_addresses:
-        return []
-    marks = ",".join("?" * len(hub_addresses))
+    """What came from the hub's addresses (web sign-ins, changes) and the link's own up/down records."""
+    marks = ",".join("?" * len(hub_addresses)) or "NULL"
     with ctx.db.connection() as conn:
         rows = conn.execute(f"SELECT id, ts, actor, source, remote, action, detail FROM audit WHERE remote IN ({marks})"
-                            " ORDER BY id DESC LIMIT ?", (*hub_addresses, limit)).fetchall()  # fmt: skip
+                            " OR source = 'mgmt' ORDER BY id DESC LIMIT ?", (*hub_addresses, limit)).fetchall()  # fmt: skip
     return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
 

@@ -30,7 +30,7 @@ from webui.rules_upload import MAX_UPLOAD as RULES_MAX_UPLOAD
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without an account (the wizard guards its own steps).
-OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web",)
+OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web", "mgmt.web")
 # Endpoints that take a file larger than the 2 MB default (webui.security): the IDS rules archive.
 LARGE_UPLOADS: dict[str, int] = {"settings.ids_rules": RULES_MAX_UPLOAD + 1024 * 1024}  # + form overhead
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})

@@ -127,6 +127,10 @@ def test_link_dials_out_reaches_the_box_only_and_is_cut(clinic: tuple[Box, Hub])
         )
         assert health.stdout == "ok", health
         assert "つながっています" in box.mamori("mgmt", "status").stdout
+        # the daemon's watcher recorded when the hub connected; status shows it with the hub's doings
+        assert (
+            wait_until(lambda: "mgmt.link_up" in box.mamori("mgmt", "status").stdout, timeout=20) is not None
+        )
 
         for host, _addr in CLINIC_HOSTS.items():
             serve(lab, host, [f"tcp/{p}" for p in TCP] + [f"udp/{p}" for p in UDP])

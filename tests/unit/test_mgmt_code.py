@@ -38,7 +38,7 @@ def test_fingerprint_is_sha256_of_the_raw_key_in_groups() -> None:
 
 
 def _flip(code: str) -> str:
-    i = len(code) // 2
+    i = next(i for i in range(len(code) // 2, len(code)) if code[i].isalpha())  # a letter, not a dash
     return code[:i] + ("A" if code[i] != "A" else "B") + code[i + 1 :]
 
 
