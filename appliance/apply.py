@@ -84,7 +84,7 @@ def _restore(done: list[Subsystem], previous: MamoriConfig | None) -> None:
         try:
             if previous is not None:
                 subsystem.apply(subsystem.render(previous))
-            elif hasattr(subsystem, "reset"):
+            else:
                 subsystem.reset()
         except Exception as exc:  # keep restoring the others; this one is reported loudly
             log.critical("could not restore %s to the previous state: %s", subsystem.name, exc)

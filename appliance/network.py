@@ -18,7 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import ApplyError
-from appliance.subsystem import Context
+from appliance.subsystem import Context, Subsystem
 
 log = logging.getLogger(__name__)
 KV_KEY = "network.managed"
@@ -55,7 +55,7 @@ def _set_sysctl(name: str, value: str) -> None:
     Path("/proc/sys", *name.split(".")).write_text(value)
 
 
-class NetworkSubsystem:
+class NetworkSubsystem(Subsystem):
     name = "network"
 
     def __init__(self, ctx: Context) -> None:

@@ -26,6 +26,9 @@ class Context:
 
 
 class Subsystem(Protocol):
+    """Subsystems subclass this explicitly (so they get the `reset` default and are seen to fulfil it);
+    the orchestrator calls every method unconditionally."""
+
     name: str
 
     def render(self, cfg: MamoriConfig) -> Any:
@@ -39,3 +42,9 @@ class Subsystem(Protocol):
 
     def verify(self, rendered: Any) -> None:
         """Read the live state back and raise ApplyError if it is not what `rendered` asked for."""
+
+    def reset(self) -> None:
+        """Undo a first apply that failed elsewhere (there is no previous config to render): leave the engine
+        safe, fail-closed where that means something (the firewall loads its fail-closed policy). Default:
+        nothing, for engines whose half-applied first config is harmless or removed by the next apply."""
+        return None

@@ -23,7 +23,7 @@ from appliance.config.types import parse_duration
 from appliance.errors import ApplyError
 from appliance.fileio import atomic_write
 from appliance.paths import Paths
-from appliance.subsystem import Context
+from appliance.subsystem import Context, Subsystem
 
 CONF_NAME = "dnsmasq.conf"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -107,7 +107,7 @@ def dnsmasq_test(text: str) -> None:
                          f"dnsmasq refused its configuration: {detail}", code="dnsmasq.test")  # fmt: skip
 
 
-class DnsmasqSubsystem:
+class DnsmasqSubsystem(Subsystem):
     name = "dnsmasq"
 
     def __init__(self, ctx: Context) -> None:

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from appliance.config.model import MamoriConfig
-from appliance.subsystem import Context
+from appliance.subsystem import Context, Subsystem
 from firewall import apply as fw_apply
 from firewall.dnsmasq import DnsmasqSubsystem
 from firewall.nft import sets_lock
@@ -19,7 +19,7 @@ from firewall.sets import reseed_from_records
 log = logging.getLogger(__name__)
 
 
-class FirewallSubsystem:
+class FirewallSubsystem(Subsystem):
     name = "firewall"
 
     def __init__(self, ctx: Context, vpn_interface: str | None = None) -> None:

@@ -64,7 +64,7 @@ def reload_rules(live: SuricataPaths) -> None:
         )
 
 
-class IdsSubsystem:
+class IdsSubsystem(Subsystem):
     name = "ids"
 
     def __init__(self, ctx: Context) -> None:

@@ -16,7 +16,7 @@ import shutil
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import ApplyError
-from appliance.subsystem import Context
+from appliance.subsystem import Context, Subsystem
 from mgmt.keys import ensure_link_key
 from mgmt.render import LinkPlan, key_path, render_link
 from vpn.wg import WgInterface
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 KV_IFNAME = "mgmt.interface"
 
 
-class MgmtSubsystem:
+class MgmtSubsystem(Subsystem):
     name = "mgmt"
 
     def __init__(self, ctx: Context, ifname: str | None = None, netns: str | None = None) -> None:

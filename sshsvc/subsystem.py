@@ -19,7 +19,7 @@ from pathlib import Path
 from appliance.config.model import MamoriConfig
 from appliance.errors import ApplyError
 from appliance.fileio import atomic_write
-from appliance.subsystem import Context
+from appliance.subsystem import Context, Subsystem
 from sshsvc.render import (
     PRIVSEP_DIR,
     SSHD,
@@ -102,7 +102,7 @@ def _write_if_changed(path: Path, text: str) -> None:
     atomic_write(path, text, mode=0o600)
 
 
-class SshSubsystem:
+class SshSubsystem(Subsystem):
     name = "ssh"
 
     def __init__(self, ctx: Context) -> None:

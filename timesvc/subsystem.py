@@ -15,7 +15,7 @@ import tempfile
 from appliance.config.model import MamoriConfig
 from appliance.errors import ApplyError
 from appliance.fileio import atomic_write
-from appliance.subsystem import Context
+from appliance.subsystem import Context, Subsystem
 from timesvc.render import conf_path, render_chrony
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def chrony_parse_check(text: str) -> None:
                          f"chronyd refused its configuration: {detail}", code="ntp.check")  # fmt: skip
 
 
-class ChronySubsystem:
+class ChronySubsystem(Subsystem):
     name = "ntp"
 
     def __init__(self, ctx: Context) -> None:

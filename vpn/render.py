@@ -3,13 +3,17 @@
 Nothing here reads or writes: the stored devices are passed in. Why the peer list depends on the config
 too: only devices of users that are named in `vpn.users` and enabled become peers, so removing or
 disabling a user in the config takes his keys off the interface (he can no longer even handshake).
+
+Two steps, because devices are state, not config: `render_interface` is what the config alone says (the
+subsystem's render, a pure function of the model); `InterfacePlan.with_devices` adds the peers from the
+devices stored at the moment the plan is applied (vpn.subsystem, vpn.provision).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
@@ -29,15 +33,36 @@ class ServerPeer:
 
 
 @dataclass(frozen=True)
-class ServerPlan:
-    """What the WireGuard interface should look like. The private key is a file path, never the key."""
+class InterfacePlan:
+    """What the config alone says about the WireGuard interface: everything but the peers. The private key is
+    a file path, never the key. `users`: the enabled users named in the config, whose devices may be peers."""
 
     enabled: bool
     ifname: str
     address: str
     address6: str | None
     listen_port: int
+    users: frozenset[str]
+
+    def with_devices(self, devices: Iterable[Device]) -> ServerPlan:
+        """The whole plan with these stored devices as peers (active devices of enabled users only)."""
+        peers = tuple(
+            ServerPeer(d.public_key, device_allowed_ips(d), d.user, d.device)
+            for d in sorted(devices, key=lambda d: d.id)
+            if d.active and d.user in self.users
+        )
+        base = {f.name: getattr(self, f.name) for f in fields(InterfacePlan)}
+        return ServerPlan(**base, peers=peers if self.enabled else ())
+
+
+@dataclass(frozen=True)
+class ServerPlan(InterfacePlan):
+    """What the WireGuard interface should look like, peers included."""
+
     peers: tuple[ServerPeer, ...]
+
+    def interface_plan(self) -> InterfacePlan:
+        return InterfacePlan(**{f.name: getattr(self, f.name) for f in fields(InterfacePlan)})
 
     def peer_map(self) -> dict[str, tuple[str, ...]]:
         return {p.public_key: p.allowed_ips for p in self.peers}
@@ -51,18 +76,18 @@ def device_allowed_ips(device: Device) -> tuple[str, ...]:
     return tuple(ips)
 
 
-def render_server(cfg: MamoriConfig, devices: Iterable[Device], ifname: str | None = None) -> ServerPlan:
+def render_interface(cfg: MamoriConfig, ifname: str | None = None) -> InterfacePlan:
     """`ifname` overrides `vpn.interface` (tests and benches need names unique on the machine)."""
-    enabled_users = {u.name for u in cfg.vpn.users if u.enabled}
-    peers = tuple(
-        ServerPeer(d.public_key, device_allowed_ips(d), d.user, d.device)
-        for d in sorted(devices, key=lambda d: d.id)
-        if d.active and d.user in enabled_users
-    )
-    return ServerPlan(
-        enabled=cfg.vpn.enabled, ifname=ifname or cfg.vpn.interface, address=cfg.vpn.address, address6=cfg.vpn.address6,
-        listen_port=cfg.vpn.listen_port, peers=peers if cfg.vpn.enabled else (),
+    return InterfacePlan(
+        enabled=cfg.vpn.enabled, ifname=ifname or cfg.vpn.interface, address=cfg.vpn.address,
+        address6=cfg.vpn.address6, listen_port=cfg.vpn.listen_port,
+        users=frozenset(u.name for u in cfg.vpn.users if u.enabled),
     )  # fmt: skip
+
+
+def render_server(cfg: MamoriConfig, devices: Iterable[Device], ifname: str | None = None) -> ServerPlan:
+    """The interface and its peers for these devices."""
+    return render_interface(cfg, ifname).with_devices(devices)
 
 
 def access_networks(cfg: MamoriConfig, user_name: str) -> list[str]:

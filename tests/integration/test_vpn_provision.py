@@ -113,11 +113,11 @@ def _race(state_dir: str) -> dict:
     out: dict = {"before": pc.public_key in iface.dump().peers}
     revoker = threading.Thread(target=revoke_device, args=(ctx, CFG, "yamada", "pc"), kwargs={"iface": iface})
     with apply_lock(ctx.paths):  # what ConfigService.apply holds around render + apply
-        plan = sub.render(CFG)  # the snapshot still has the device
+        plan = sub.render(CFG)  # the config alone: the devices are read by apply
         revoker.start()
         revoker.join(1.0)
-        out["revoke_waited_for_apply"] = revoker.is_alive()
-        sub.apply(plan)  # sets the snapshot's peers: the revoked key is (re)set here
+        out["revoke_waited_for_apply"] = revoker.is_alive()  # revoked in the store, its sync waits
+        sub.apply(plan)  # whatever it sets, the revoke's sync after it has the last word
     revoker.join(20)
     out["revoke_done"] = not revoker.is_alive()
     out["after"] = pc.public_key in iface.dump().peers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,18 +190,44 @@ def test_client_conf_round_trips_through_the_client_parser():
         parse_client_conf("[Peer]\nthis line has no equals sign\n")
 
 
-def test_subsystem_check_refuses_duplicate_tunnel_addresses(tmp_path):
+def test_check_peers_refuses_duplicate_tunnel_addresses_and_broken_keys():
+    from vpn.subsystem import check_peers
+
+    check_peers(render_server(cfg(), [dev(1), dev(2, key=K2)], "wgunit"))
+    clash = Device(9, "yamada", "x", "c" * 43 + "=", "10.99.0.2", None, True, 0.0, None)
+    with pytest.raises(ApplyError):
+        check_peers(render_server(cfg(), [dev(1), clash], "wgunit"))
+    with pytest.raises(ApplyError):
+        check_peers(render_server(cfg(), [dev(1, key="not-a-key")], "wgunit"))
+
+
+def test_subsystem_render_is_pure_and_check_apply_read_the_stored_devices(ctx, tmp_path):
+    """Render is a function of the config alone: no database at all (its file does not exist and is not
+    created), same config -> same plan, whatever devices are stored. The devices come in at check/apply."""
     from appliance.paths import Paths
     from appliance.storage import Database
     from appliance.subsystem import Context
+    from vpn.render import InterfacePlan, render_interface
+    from vpn.store import DeviceStore
     from vpn.subsystem import VpnSubsystem
 
-    ctx = Context(Paths(state_dir=tmp_path), Database(tmp_path / "m.db"))
-    ctx.db.migrate()
+    nowhere = tmp_path / "no-such-dir" / "m.db"
+    pure = VpnSubsystem(Context(Paths(state_dir=tmp_path / "absent"), Database(nowhere)), ifname="wgunit")
+    plan = pure.render(cfg())
+    assert plan == pure.render(cfg()) == render_interface(cfg(), "wgunit")
+    assert type(plan) is InterfacePlan and not hasattr(plan, "peers")
+    assert not nowhere.parent.exists()
+
     sub = VpnSubsystem(ctx, ifname="wgunit")
-    good = render_server(cfg(), [dev(1), dev(2, key=K2)], "wgunit")
-    sub.check(good)
-    clash = Device(9, "yamada", "x", "c" * 43 + "=", "10.99.0.2", None, True, 0.0, None)
-    with pytest.raises(ApplyError):
-        sub.check(render_server(cfg(), [dev(1), clash], "wgunit"))
-    assert sub.render(cfg()).peers == ()  # nothing stored yet
+    assert sub.render(cfg()) == plan and sub.with_stored_peers(plan).peers == ()  # nothing stored yet
+    DeviceStore(ctx.db).add("yamada", "pc", K1, "10.99.0.1/24", None)
+    assert sub.render(cfg()) == plan  # a stored device changes nothing in the rendering...
+    assert sub.with_stored_peers(plan).peer_map() == {K1: ("10.99.0.2/32",)}  # ...it is a peer at apply
+    with ctx.db.transaction() as conn:  # a broken stored key: check refuses it before anything is applied
+        conn.execute(
+            "INSERT INTO vpn_devices(user, device, public_key, ip4, created) VALUES ('yamada', 'bad', 'x', "
+            "'10.99.0.9', 0)"
+        )
+    if shutil.which("wg") is not None:
+        with pytest.raises(ApplyError, match="bad public key of yamada/bad"):
+            sub.check(plan)
