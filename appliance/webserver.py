@@ -22,13 +22,13 @@ import time
 
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
+from appliance.ports import WEB_REDIRECT_PORT  # plain HTTP, redirect only; the firewall opens it too
 from appliance.revisions import RevisionStore
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
 SETUP_PORT = 443
-WEB_REDIRECT_PORT = 80  # plain HTTP: answers only with a redirect to HTTPS (the firewall opens it too)
 
 
 def web_addresses(cfg: MamoriConfig) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -16,13 +16,12 @@ A connection a VPN user's tunnel is refused through the box is also logged to VP
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from appliance.config.model import MamoriConfig
-from appliance.webserver import WEB_REDIRECT_PORT
+from appliance.ports import WEB_REDIRECT_PORT
 from firewall import nftjson as nj
 from firewall.policy import (
     BOX_SERVICE_PORTS,
@@ -34,6 +33,7 @@ from firewall.policy import (
 from firewall.render_rules import RuleRenderer
 from firewall.resolve import port_matches
 from firewall.schedule import windows
+from firewall.setnames import vpn_set_name
 from mgmt.model import LINK_ZONE, link_ports
 
 VPN_INTERFACE = "mamori-wg"  # the default of cfg.vpn.interface
@@ -53,11 +53,6 @@ INTERVAL_SETS: dict[str, str] = {
     "feed6": "ipv6_addr",
 }
 DYNAMIC_SETS: tuple[str, ...] = ("blocked4", "blocked6", "quarantine4", "feed4", "feed6")
-
-
-def vpn_set_name(user_name: str) -> str:
-    """Stable, nft-safe set name for a VPN user (names may be Japanese; set names should be ASCII)."""
-    return "vpnu_" + hashlib.sha1(user_name.encode("utf-8")).hexdigest()[:12]
 
 
 def zone_interfaces(cfg: MamoriConfig, vpn_interface: str | None = None) -> dict[str, list[str]]:

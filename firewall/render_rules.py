@@ -14,6 +14,7 @@ from appliance.config.model import MamoriConfig
 from firewall import nftjson as nj
 from firewall.resolve import Endpoint, endpoint, service, service_matches
 from firewall.schedule import ALL_DAYS, Window, windows
+from firewall.setnames import vpn_set_name
 
 Alt = tuple[int | None, list[nj.Expr]]  # (address family or None for "either", matches)
 
@@ -82,8 +83,6 @@ class RuleRenderer:
 
     def vpn_rules(self, dst_zone: str) -> Iterator[tuple[list[nj.Expr], str]]:
         """A VPN user's tunnel address (in their own set) may reach exactly their access list."""
-        from firewall.render import vpn_set_name  # cycle: render imports this module
-
         for user in self.cfg.vpn.users:
             if not user.enabled:
                 continue

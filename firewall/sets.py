@@ -20,7 +20,7 @@ from appliance.errors import MamoriError
 from appliance.subsystem import Context
 from firewall import nftjson as nj
 from firewall.nft import list_json, run_batch, sets_lock
-from firewall.render import vpn_set_name
+from firewall.setnames import vpn_set_name
 
 log = logging.getLogger(__name__)
 
