@@ -44,6 +44,19 @@ def audit_between(db: Database, start: float, end: float) -> list[dict[str, Any]
     return [dict(r) for r in rows]
 
 
+def audit_from(db: Database, remotes: list[str], source: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest audit entries sent from one of `remotes` or recorded with `source` (id, ts, actor, source,
+    remote, action, detail as JSON text), newest first: what the vendor hub's link did (mgmt/status.py)."""
+    marks = ",".join("?" * len(remotes)) or "NULL"
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT id, ts, actor, source, remote, action, detail FROM audit"
+            f" WHERE remote IN ({marks}) OR source = ? ORDER BY id DESC LIMIT ?",
+            (*remotes, source, limit),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
 def config_text_at(db: Database, ts: float) -> str | None:
     """The config text in force at `ts`: the newest revision recorded before it that was not reverted."""
     with db.connection() as conn:

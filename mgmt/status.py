@@ -5,10 +5,8 @@ to the hub), whether the tunnel is up (the latest handshake from `wg show dump`)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-from appliance.audit import AuditEntry
 from appliance.clock import wall
 from appliance.errors import ApplyError
 from appliance.revisions import RevisionStore
@@ -40,13 +38,12 @@ class LinkState:
     activity: list[dict] = field(default_factory=list)  # the hub's audit entries, newest first
 
 
-def hub_activity(ctx: Context, hub_addresses: list[str], limit: int = 20) -> list[AuditEntry]:
+def hub_activity(ctx: Context, hub_addresses: list[str], limit: int = 20) -> list[dict]:
     """What came from the hub's addresses (web sign-ins, changes) and the link's own up/down records."""
-    marks = ",".join("?" * len(hub_addresses)) or "NULL"
-    with ctx.db.connection() as conn:
-        rows = conn.execute(f"SELECT id, ts, actor, source, remote, action, detail FROM audit WHERE remote IN ({marks})"
-                            " OR source = 'mgmt' ORDER BY id DESC LIMIT ?", (*hub_addresses, limit)).fetchall()  # fmt: skip
-    return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+    from appliance.queries import audit_from
+
+    return [{k: r[k] for k in ("ts", "actor", "action", "source", "remote")}
+            for r in audit_from(ctx.db, hub_addresses, "mgmt", limit)]  # fmt: skip
 
 
 def link_state(ctx: Context, netns: str | None = None) -> LinkState:
@@ -65,10 +62,7 @@ def link_state(ctx: Context, netns: str | None = None) -> LinkState:
         address=m.address or "",
         hub_addresses=list(m.hub_addresses),
         box_public_key=link_public_key(key_path(ctx.paths)),
-        activity=[
-            {"ts": e.ts, "actor": e.actor, "action": e.action, "source": e.source, "remote": e.remote}
-            for e in hub_activity(ctx, list(m.hub_addresses))
-        ],
+        activity=hub_activity(ctx, list(m.hub_addresses)),
     )
     if not iface.exists():
         return state

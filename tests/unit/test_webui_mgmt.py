@@ -47,8 +47,16 @@ def test_enrol_with_fingerprint_check_then_review_then_cut(box: Box) -> None:
     assert mgmt["enabled"] is True and mgmt["hub_public_key"] == HUB_KEY and mgmt["address"] == "10.77.0.17"
     assert {"mgmt.enrol_approved", "config.apply"} <= set(audit_actions(box, "admin"))
 
+    from appliance.audit import AuditLog
+
+    log = AuditLog(box.ctx.db, box.ctx.paths.keys_dir / "audit.key")
+    log.record("vendor-hub", "auth.login", {}, "web", "10.77.0.1")  # from the hub over the link
+    log.record("mgmt-link", "mgmt.link_up", {}, "mgmt")  # the daemon's watcher
+    log.record("受付", "auth.login_from_lan", {}, "web", "192.168.10.20")  # not the hub's doing
     page = client.get("/settings/mgmt/").get_data(as_text=True)
     assert "有効ですが、いまはつながっていません" in page and fingerprint(HUB_KEY) in page
+    activity = page.split('id="mgmt-activity"')[1].split("</table>")[0]
+    assert "vendor-hub" in activity and "mgmt.link_up" in activity and "login_from_lan" not in activity
     assert "保守業者の管理接続を切る" in page
 
     r = _post(client, "/settings/mgmt/cut")
