@@ -27,7 +27,8 @@ Who may change what (the first row whose path is a prefix of the changed path de
   vpn.*  (enabled, port, pool, endpoint) vpn.edit
   ids.enabled, ids.interfaces,           ids.response          switching detection or its answer off, or
     ids.auto_block.*, ids.retention_days,                      shortening the evidence the clinic keeps
-    ids.max_db_mb
+    ids.max_db_mb, storage.* (ages, budget)
+  metrics.*                              web.manage            who may read the box's state over the network
   firewall.allowlist                     ids.response          an allowlisted address is never auto-blocked
   firewall.*                             firewall.edit
   everything else (clinic, interfaces,   settings.edit         what the 設定 grant is for; IDS tuning
@@ -129,6 +130,8 @@ RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ids", "auto_block"), IDS_RESPONSE),
     (("ids", "retention_days"), IDS_RESPONSE),
     (("ids", "max_db_mb"), IDS_RESPONSE),
+    (("storage",), IDS_RESPONSE),  # how long the box keeps its evidence: the audit log, the vendor's connects
+    (("metrics",), WEB_MANAGE),  # who may read the box's state over the network, and with which token
     (("firewall", "allowlist"), IDS_RESPONSE),
     (("firewall",), FIREWALL_EDIT),
     ((), SETTINGS_EDIT),

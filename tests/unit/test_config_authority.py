@@ -160,6 +160,9 @@ def rights(role: str) -> frozenset[str]:
         (("ids", "auto_block", "min_severity"), "ids.response"),
         (("ids", "retention_days"), "ids.response"),
         (("ids", "profile"), "settings.edit"),
+        (("storage", "audit_days"), "ids.response"),  # a vendor must not shorten the evidence kept of him
+        (("storage", "max_db_mb"), "ids.response"),
+        (("metrics", "listen"), "web.manage"),
         (("ids", "suppress"), "settings.edit"),
         (("firewall", "allowlist"), "ids.response"),
         (("firewall", "rules"), "firewall.edit"),
