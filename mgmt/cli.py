@@ -115,7 +115,13 @@ def cmd_cut(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_make_code(args: argparse.Namespace, ctx: Context) -> int:
-    print(make_code(args.endpoint, args.hub_key, args.network, args.address, args.hub_address))
+    code = make_code(args.endpoint, args.hub_key, args.network, args.address, args.hub_address)
+    print(code)
+    if args.qr:
+        import segno
+
+        # Upper case, digits and "-" only: the QR's alphanumeric mode; a reader gives back the same text.
+        segno.make(code, error="m").save(args.qr, kind="svg", scale=5)
     return 0
 
 
@@ -140,4 +146,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--hub-address", action="append", required=True, help="the hub's tunnel address (repeatable)"
     )
+    p.add_argument("--qr", metavar="FILE.svg", help="the same code as a QR code (SVG)")
     p.set_defaults(func=cmd_make_code)

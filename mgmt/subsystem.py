@@ -53,6 +53,7 @@ class MgmtSubsystem(Subsystem):
                 iface.delete()
             return
         ensure_link_key(key_path(self.ctx.paths))
+        self.ctx.db.set_kv(KV_IFNAME, plan.ifname)  # before creating it: reset() and a rename find it
         if not iface.exists():
             log.info("creating the management link %s (%s)", iface.name, iface.create())
         self._only_address(iface, plan.address)
@@ -65,7 +66,6 @@ class MgmtSubsystem(Subsystem):
         iface.run(["wg", "set", iface.name, *args])
         for dst in plan.routes():
             iface.run(["ip", "route", "replace", dst, "dev", iface.name])
-        self.ctx.db.set_kv(KV_IFNAME, plan.ifname)
 
     @staticmethod
     def _only_address(iface: WgInterface, want: str) -> None:
@@ -99,6 +99,12 @@ class MgmtSubsystem(Subsystem):
         if sorted(hub.allowed_ips) != sorted(plan.hub_allowed_ips) or hub.keepalive != plan.keepalive:
             raise ApplyError("保守業者の管理接続の設定が反映されていません",
                              "the hub's allowed IPs or keepalive are not in force", code="mgmt.verify")  # fmt: skip
+
+    def reset(self) -> None:
+        """A first apply failed elsewhere: no link (down is the safe state of a door into the box)."""
+        name = self.ifname or self.ctx.db.get_kv(KV_IFNAME)
+        if name:
+            WgInterface(name, run_dir=self.ctx.paths.run_dir, netns=self.netns).delete()
 
 
 def subsystems(ctx: Context) -> list[MgmtSubsystem]:

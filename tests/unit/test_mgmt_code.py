@@ -94,3 +94,22 @@ def test_bad_codes_are_refused_with_a_reason(text: str, needle: str) -> None:
 def test_the_vendor_cannot_make_a_code_the_box_would_refuse() -> None:
     with pytest.raises(CodeError):
         make_code("hub.example.jp", HUB_KEY, "10.77.0.0/16", "10.77.0.17", ["10.77.0.1"])
+
+
+def test_cli_make_code_prints_a_code_the_box_reads_and_the_same_as_a_qr(tmp_path, capsys) -> None:
+    import segno
+
+    from appliance.cli import main
+
+    qr = tmp_path / "code.svg"
+    argv = ["--config", str(tmp_path / "c.yaml"), "--state-dir", str(tmp_path / "s"), "mgmt", "make-code",
+            "--endpoint", "hub.example.jp:51820", "--hub-key", HUB_KEY, "--network", "10.77.0.0/16",
+            "--address", "10.77.0.17", "--hub-address", "10.77.0.1", "--qr", str(qr)]  # fmt: skip
+    assert main(argv) == 0
+    code = capsys.readouterr().out.strip()
+    assert decode_code(code).address == "10.77.0.17"
+    assert qr.read_text().startswith("<?xml") and segno.make(code, error="m").mode == "alphanumeric"
+    bad = [*argv[:-2]]
+    bad[bad.index("10.77.0.17")] = "10.78.0.17"
+    assert main(bad) == 1
+    assert "登録コードが正しくありません" in capsys.readouterr().err
