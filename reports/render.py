@@ -7,13 +7,12 @@ PDF is asked for: it needs the pango libraries, which the web UI alone does not.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from appliance.clock import show
 from appliance.errors import MamoriError
 
 log = logging.getLogger(__name__)
@@ -24,9 +23,7 @@ class RenderError(MamoriError):
 
 
 def fmt_ts(ts: float | None, tz: str = "Asia/Tokyo", fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if not ts:
-        return "—"
-    return dt.datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime(fmt)
+    return show(ts, tz, fmt, empty="—")
 
 
 def fmt_duration(seconds: float | None) -> str:

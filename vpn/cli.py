@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from appliance.audit import AuditLog
+from appliance.clock import show
 from appliance.config.load import load_config, parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError, NotFoundError
@@ -68,9 +69,7 @@ def _audit(ctx: Context, args: argparse.Namespace, action: str, detail: dict) ->
 
 
 def _when(cfg: MamoriConfig, ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, ZoneInfo(cfg.clinic.timezone)).strftime("%Y-%m-%d %H:%M")
+    return show(ts, cfg.clinic.timezone, "%Y-%m-%d %H:%M")
 
 
 def cmd_users(args: argparse.Namespace, ctx: Context) -> int:

@@ -14,16 +14,14 @@ Non-goals: doctors' ordinary sign-ins (daily routine, not news) and rate limitin
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from appliance.audit import AuditEntry
-from appliance.clock import wall
+from appliance.clock import clinic_time, wall
 from appliance.config.model import MamoriConfig
 from appliance.errors import NotFoundError
 from appliance.notify import Message, channels
@@ -45,7 +43,7 @@ class WindowInfo:
 
 def _hhmm(ts: float, tz: str) -> str:
     """Clock time in the clinic's time zone (the box itself may run in UTC)."""
-    return dt.datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%H:%M")
+    return clinic_time(ts, tz).strftime("%H:%M")
 
 
 def compose(

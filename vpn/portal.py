@@ -13,17 +13,16 @@ where it comes from (Origin, or Referer when there is no Origin) must come from 
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import ipaddress
 import logging
 import secrets
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from appliance.clock import show
 from appliance.errors import MamoriError
 from vpn.policy import REASONS
 from vpn.sessions import SessionManager
@@ -102,8 +101,7 @@ def _page(message: str = "", ok: bool = False, status: int = 200) -> tuple[str, 
     cfg = mgr.config()
     until = ""
     if current:
-        local = dt.datetime.fromtimestamp(current.expires, ZoneInfo(cfg.clinic.timezone))
-        until = local.strftime("%m月%d日 %H:%M")
+        until = show(current.expires, cfg.clinic.timezone, "%m月%d日 %H:%M")
     html = render_template(
         "vpn/portal.html", clinic=cfg.clinic.name, user=user, session=current, until=until, csrf=_csrf(),
         user_label=(user.display_name or user.name) if user else "", message=message, ok=ok,

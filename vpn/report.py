@@ -10,11 +10,10 @@ connections the firewall refused. Non-goal: what was done inside a connection.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
+from appliance.clock import show
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.connlog import QUERY_MAX, Conn, ConnStore
@@ -146,10 +145,9 @@ def bytes_text(d: Destination, en: bool = False) -> str:
 
 def render_text(rep: WindowReport, tz: str = "Asia/Tokyo", lang: str = "ja") -> str:
     """A plain report a clinic can print and file."""
-    zone = ZoneInfo(tz)
 
     def t(ts: float | None) -> str:
-        return dt.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+        return show(ts, tz, "%Y-%m-%d %H:%M:%S")
 
     w = rep.window
     en = lang == "en"
