@@ -8,6 +8,7 @@ element added by another process between that read and the commit would be lost.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -40,17 +41,40 @@ def _handle() -> nftables.Nftables:
     return handle
 
 
-def _error(action_ja: str, action_en: str, detail: str) -> ApplyError:
+# strerror text -> errno, from this process's own C library: libnftables reports the kernel's netlink error
+# only as strerror(errno) in its message, printed by the same libc (same locale), so the code is read back
+# from that table and no English wording is compared anywhere.
+_ERRNO_BY_TEXT: dict[str, int] = {os.strerror(code): code for code in sorted(errno.errorcode, reverse=True)}
+
+
+class NftError(ApplyError):
+    """nftables refused a command. `errno` is the kernel's reason when it gave one (errno.ENOENT: no such
+    table, set or element; errno.EEXIST: it exists already), else None (a syntax or schema error)."""
+
+    code = "firewall.nft"
+
+    def __init__(self, ja: str, en: str, errno_code: int | None) -> None:
+        super().__init__(ja, en)
+        self.errno = errno_code
+
+
+def errno_of(err: str) -> int | None:
+    """The errno in libnftables' first error line ("Error: [Could not process rule: ]<strerror>"), or None."""
+    lines = err.strip().splitlines()
+    return _ERRNO_BY_TEXT.get(lines[0].rsplit(": ", 1)[-1].strip()) if lines else None
+
+
+def _error(action_ja: str, action_en: str, detail: str) -> NftError:
     detail = detail.strip()[:2000]
-    return ApplyError(
+    return NftError(
         f"ファイアウォール（nftables）が{action_ja}を受け付けませんでした。以前の状態のままです。詳細: {detail}",
         f"nftables refused to {action_en}; the previous state is unchanged. Details: {detail}",
-        code="firewall.nft",
+        errno_of(detail),
     )
 
 
 def run_batch(batch: dict[str, Any], dry_run: bool = False, validate: bool = True) -> None:
-    """Send one JSON batch as one kernel transaction (all or nothing); raise ApplyError if refused.
+    """Send one JSON batch as one kernel transaction (all or nothing); raise NftError if refused.
 
     `validate=False` skips the JSON schema check for the tiny fixed-shape set updates (it costs more
     than the update itself); the kernel still refuses anything malformed.
@@ -84,7 +108,7 @@ def list_json(command: str, terse: bool = False) -> list[dict[str, Any]] | None:
         finally:
             nft.set_terse_output(False)
     if rc != 0:
-        if "No such file or directory" in err:
+        if errno_of(err) == errno.ENOENT:
             return None
         raise _error("読み出し", f"run '{command}'", err)
     return json.loads(out).get("nftables", []) if out.strip() else []

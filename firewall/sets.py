@@ -8,6 +8,7 @@ address or one of the clinic's own networks/gateway: an IDS false positive must 
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import time
@@ -19,7 +20,7 @@ from appliance.config.references import zone_networks
 from appliance.errors import MamoriError
 from appliance.subsystem import Context
 from firewall import nftjson as nj
-from firewall.nft import list_json, run_batch, sets_lock
+from firewall.nft import NftError, list_json, run_batch, sets_lock
 from firewall.setnames import vpn_set_name
 
 log = logging.getLogger(__name__)
@@ -86,21 +87,19 @@ class FirewallSets:
 
     # -- kernel ---------------------------------------------------------------------------------------
     def _add(self, set_name: str, ip: str, timeout_s: float | None) -> None:
-        """Add or refresh: `create` fails on an existing element, then delete+add renews its timeout."""
+        """Add or refresh in one transaction that cannot fail for an element present or absent: add (nothing
+        if present), delete, add again with the new timeout (an existing element keeps its old timeout on add)."""
         elem = _elem(ip, timeout_s)
-        try:
-            run_batch({"nftables": [_element_cmd("create", set_name, [elem])]}, validate=False)
-        except MamoriError as exc:
-            if "File exists" not in exc.text("en"):
-                raise
-            run_batch({"nftables": [_element_cmd("delete", set_name, [ip]), _element_cmd("add", set_name, [elem])]},
-                      validate=False)  # fmt: skip
+        cmds = [_element_cmd("add", set_name, [elem]), _element_cmd("delete", set_name, [ip]),
+                _element_cmd("add", set_name, [elem])]  # fmt: skip
+        run_batch({"nftables": cmds}, validate=False)
 
     def _delete(self, set_name: str, ip: str) -> bool:
+        """Take `ip` out; False if it was not there (the kernel's ENOENT, not the wording of its message)."""
         try:
             run_batch({"nftables": [_element_cmd("delete", set_name, [ip])]}, validate=False)
-        except MamoriError as exc:
-            if "No such file or directory" in exc.text("en"):
+        except NftError as exc:
+            if exc.errno == errno.ENOENT:
                 return False
             raise
         return True

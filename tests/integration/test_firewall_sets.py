@@ -41,7 +41,10 @@ def test_block_stops_a_live_flow_and_unblock_restores_it(clinic: tuple, tmp_path
         blocked = _call(clinic, "list_blocked")
         assert [(e.ip, e.reason, e.source) for e in blocked] == [(SERVER, "テスト", "test")]
         assert 590 < blocked[0].expires_in <= 600
+        _call(clinic, "block", SERVER, 1200, "テスト", "test")  # blocked again: the timeout is renewed
+        assert 1190 < _call(clinic, "list_blocked")[0].expires_in <= 1200
         assert _call(clinic, "unblock", SERVER) is True
+        assert _call(clinic, "unblock", SERVER) is False  # not there any more (ENOENT), not an error
         assert lab.ping("reception", SERVER)
         time.sleep(1.0)  # let the long-running ping see replies again
     finally:
