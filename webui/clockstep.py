@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from appliance.subsystem import Context
 
-THROTTLE_MEMORY_S = 86400  # attempts older than this no longer count for anything
-
 
 def on_clock_step(ctx: Context, before: float, delta: float) -> int:
     """Move running sessions, pending enrolments and recent sign-in attempts by `delta` seconds.
@@ -24,6 +22,7 @@ def on_clock_step(ctx: Context, before: float, delta: float) -> int:
         ).rowcount
         moved += conn.execute("UPDATE web_totp_pending SET created_at = created_at + ?", (delta,)).rowcount
         moved += conn.execute(
-            "UPDATE web_login_attempts SET ts = ts + ? WHERE ts > ?", (delta, before - THROTTLE_MEMORY_S)
+            "UPDATE web_login_attempts SET ts = ts + ?",
+            (delta,),  # failures and known addresses alike
         ).rowcount
     return moved

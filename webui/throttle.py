@@ -45,6 +45,15 @@ KNOWN_DAYS = 30
 SCOPES = ("name_address", "address", "name")
 
 
+def forget_old(conn: sqlite3.Connection, now: float) -> int:
+    """Delete attempts no rule reads any more: failures after FAILURE_MEMORY, successes (the addresses an account
+    signed in from) after KNOWN_DAYS. The one pruning rule, used here and by retention (webui.retention)."""
+    return conn.execute(
+        "DELETE FROM web_login_attempts WHERE (ok = 0 AND ts < ?) OR ts < ?",
+        (now - FAILURE_MEMORY, now - KNOWN_DAYS * 86400),
+    ).rowcount
+
+
 @dataclass(frozen=True)
 class Hold:
     """A try that must wait: how long, and which limit holds it (one of SCOPES)."""
@@ -108,10 +117,7 @@ class SignInThrottle:
         """Count a failed try; returns the holds this failure started (for the audit log)."""
         now, who = self.clock(), self.who(name)
         with self.db.transaction() as conn:
-            conn.execute(
-                "DELETE FROM web_login_attempts WHERE (ok = 0 AND ts < ?) OR ts < ?",
-                (now - FAILURE_MEMORY, now - KNOWN_DAYS * 86400),
-            )
+            forget_old(conn, now)
             conn.execute(
                 "INSERT INTO web_login_attempts(remote, who, ts, ok) VALUES (?, ?, ?, 0)", (remote, who, now)
             )

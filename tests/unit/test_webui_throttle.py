@@ -153,3 +153,18 @@ def test_the_administrator_lifts_a_hold_on_the_accounts_page(box: Box, name: str
     assert r.status_code == 302 and "accounts.unlock" in audit_actions(box, "admin")
     assert "ログイン制限中" not in admin.get("/accounts/").get_data(as_text=True)
     box.login(client, name)
+
+
+def test_retention_keeps_the_addresses_the_administrator_signed_in_from(box: Box) -> None:
+    """Retention prunes by the throttle's own rule: a day-old success still makes his PC a known address."""
+    from appliance.retention import Policy
+    from webui.retention import retain
+
+    throttle = SignInThrottle(box.ctx.db, b"k" * 32, clock=box.clock)
+    throttle.success("admin", "192.168.10.5")
+    box.clock.advance(2 * 86400)
+    retain(box.ctx.db, Policy(now=box.clock(), max_bytes=1 << 30))
+    for i in range(ACCOUNT_MAX_FAILURES):
+        throttle.failure("admin", f"10.0.{i // (FREE_TRIES - 1)}.{i % (FREE_TRIES - 1)}")
+    assert throttle.hold("admin", "10.9.9.9") is not None
+    assert throttle.hold("admin", "192.168.10.5") is None
