@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from appliance import clock
 from appliance.audit import AuditLog
+from appliance.storage import Database
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,20 @@ def current_notice(ctx: Context, now: float | None = None) -> ClockNotice | None
             notices.append(ClockNotice(data["kind"], data["at"], data["delta"]))
     fresh = [n for n in notices if 0 <= t - n.at <= NOTICE_DAYS * 86400]
     return max(fresh, key=lambda n: n.at) if fresh else None
+
+
+def ages_trusted(db: Database, now: float | None = None, within_days: float = 7) -> bool:
+    """False while a forward step of more than a day is recent: deleting records "older than N days" should wait.
+
+    A Pi whose clock NTP carried forward by days is fine to wait a week; a spoofed time source that throws the
+    clock years ahead must not make retention delete years of the audit log at its next run. (The budget in
+    bytes still holds meanwhile; authenticated time, NTS, is the real cure.)"""
+    t = clock.wall() if now is None else now
+    raw = db.get_kv(LAST_STEP_KEY)
+    if not raw:
+        return True
+    data = json.loads(raw)
+    return not (data["delta"] > 86400 and 0 <= t - data["at"] <= within_days * 86400)
 
 
 class ClockWatch:

@@ -28,9 +28,10 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from appliance import clock
+from appliance.clockwatch import ages_trusted
 from appliance.storage import Database
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ SHARES: dict[str, float] = {
     "ids": 0.80, "firewall": 0.07, "vpn": 0.05, "appliance": 0.05, "webui": 0.01, "reports": 0.01,
     "backup": 0.01,
 }  # fmt: skip
+AGES_PAUSED_DAYS = 100 * 366  # while ages are not trusted: nothing is old enough to delete by age
 AREA_MODULES: dict[str, str] = {
     "ids": "ids.retention", "firewall": "firewall.retention", "vpn": "vpn.retention",
     "appliance": "appliance.retention", "webui": "webui.retention", "reports": "reports.retention",
@@ -230,7 +232,15 @@ def run_once(db: Database, cfg, now: float | None = None) -> Report:  # type: ig
     ensure_incremental(db)
     with db.connection() as conn:
         report.used_before = db_used_bytes(conn)
-    for area, policy in policies(cfg, now).items():
+    plans = policies(cfg, now)
+    if not ages_trusted(db, now):
+        log.warning("retention: the clock was stepped forward by more than a day lately; only the size budget "
+                    "applies until a week has passed")  # fmt: skip
+        plans = {
+            area: replace(p, keep_days=dict.fromkeys(p.keep_days, AGES_PAUSED_DAYS))
+            for area, p in plans.items()
+        }
+    for area, policy in plans.items():
         try:
             deleted = importlib.import_module(AREA_MODULES[area]).retain(db, policy)
         except (sqlite3.Error, OSError) as exc:

@@ -237,3 +237,20 @@ def test_the_daemon_runs_the_coordinator(tmp_path: Path) -> None:
     ctx = Context(paths=paths, db=Database(paths.db))
     ctx.db.migrate()
     assert "retention" in [w.name for w in collect_workers(ctx, config())]
+
+
+def test_a_clock_thrown_years_ahead_deletes_nothing_by_age_for_a_week(db: Database, time_machine) -> None:  # type: ignore[no-untyped-def]
+    """A spoofed time source steps the clock six years forward: retention must not take that as six years gone."""
+    from appliance.clockwatch import LAST_STEP_KEY
+
+    audit = AuditLog(db)
+    start = time.time()
+    time_machine.move_to(start, tick=False)
+    audit.record("admin", "config.apply", {"n": 1})
+    ahead = start + 6 * 365 * DAY
+    time_machine.move_to(ahead, tick=False)
+    db.set_kv(LAST_STEP_KEY, json.dumps({"kind": "step", "at": ahead, "delta": 6 * 365 * DAY}))
+    assert run_once(db, config(), ahead).deleted.get("audit", 0) == 0
+    assert [e.detail.get("n") for e in audit.search()] == [1]
+    time_machine.move_to(ahead + 8 * DAY, tick=False)  # a week on, the clock is taken as it is
+    assert run_once(db, config(), ahead + 8 * DAY).deleted["audit"] == 1
