@@ -27,6 +27,7 @@ from appliance.storage import Database
 RETRY_FIRST = 30.0
 RETRY_MAX = 15 * 60.0
 EXPIRE_AFTER = 24 * 3600.0
+MIN_ATTEMPTS = 8  # with the back-off, about 45 minutes of trying
 KEEP_DONE = 30 * 86400.0
 STALE_AFTER = 10 * 60.0  # undelivered for longer than this: the channel is "in trouble"
 
@@ -122,7 +123,9 @@ class Outbox:
         now = self.clock()
         attempts = entry.attempts + 1
         ja, detail = describe_error(exc)
-        expired = now - entry.created >= self.expire_after
+        # Both: a day by the wall clock and enough real tries, so a clock stepped forward by days (a Pi that
+        # booted at an old saved time) cannot expire a message at its first failure.
+        expired = now - entry.created >= self.expire_after and attempts >= MIN_ATTEMPTS
         wait = 0.0 if expired else backoff(attempts, self.retry_first, self.retry_max)
         with self.db.connection() as conn:
             conn.execute(

@@ -118,6 +118,15 @@ def test_written_before_sent_retried_with_backoff_delivered_once(db: Database, r
     assert len({g["body"] for g in rx.got}) == 1, "byte for byte the same body"
 
 
+def test_a_clock_stepped_days_ahead_does_not_expire_a_message_at_its_first_failure(db: Database) -> None:
+    now = [wall()]
+    outbox = Outbox(db, lambda: now[0])
+    outbox.put(Message("件名", "本文", 1), ["webhook"])
+    (entry,) = outbox.due("webhook")
+    now[0] += 3 * 86400  # NTP carries a late Pi forward by three days
+    assert outbox.failed(entry, OSError("接続できません")) > 0 and row(db)["state"] == "pending"
+
+
 def test_expired_after_a_day_reported_then_pruned(db: Database, rx: Receiver) -> None:
     now = [wall()]
     clock = lambda: now[0]  # noqa: E731
