@@ -86,6 +86,8 @@ def decide(info: CertInfo | None, wanted: CertNames, now: float, readable: bool 
         return None
     if info.days_left(now) <= RENEW_DAYS:
         return "expiring"
+    if info.not_before > now:  # made while the clock was ahead: browsers refuse it until then
+        return "not_yet_valid"
     if not names_match(info, wanted):
         return "names"
     return None

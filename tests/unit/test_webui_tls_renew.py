@@ -102,9 +102,10 @@ def info(now: float, days_left: float, uploaded: bool = False, names: CertNames 
         (lambda now: info(now, 300, names=CertNames(("mamori.local", "old"), NAMES.ips)), "names"),
         (lambda now: info(now, 5, uploaded=True), None),
         (lambda now: info(now, -5, uploaded=True, names=CertNames(("clinic.example",), ())), None),
+        (lambda now: CertInfo(NAMES.dns, NAMES.ips, "AA", now + 90 * DAY, now + 487 * DAY, False), "not_yet_valid"),
     ],
     ids=["none", "fresh", "just-above", "at-threshold", "expired", "lan-moved", "name-missing",
-         "stale-extra-name", "uploaded-expiring", "uploaded-expired-wrong-names"],
+         "stale-extra-name", "uploaded-expiring", "uploaded-expired-wrong-names", "made-while-clock-ahead"],
 )  # fmt: skip
 def test_decide(cert, reason: str | None) -> None:
     now = Clock().now
