@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from appliance import clockwatch
 from appliance.audit import AuditLog
 from appliance.config.model import MamoriConfig
 from appliance.errors import ApplyError, MamoriError
@@ -110,6 +111,7 @@ class SessionManager:
         return _row(row) if row else None
 
     def sign_in(self, remote_ip: str, password: str, code: str) -> Decision:
+        clockwatch.settle()  # a session opened just after a step must not be moved by it a second time
         now = self.clock()
         dev, user = self.who(remote_ip)
         window = self.windows.open_for(user.name, now) if user and user.role == "vendor" else None
