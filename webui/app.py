@@ -82,7 +82,9 @@ def create_app(
 
 
 def _register_blueprints(app: Flask) -> None:
-    from webui.views import (
+    # The settings pages add their routes to the one settings blueprint (webui/views/settings_bp.py) when
+    # imported: imported here, before it is registered below (they do not import each other).
+    from webui.views import (  # noqa: F401
         accounts_admin,
         alerts,
         auditlog,
@@ -91,6 +93,11 @@ def _register_blueprints(app: Flask) -> None:
         devices,
         firewall,
         settings,
+        settings_backup,
+        settings_ids,
+        settings_restore,
+        settings_ssh,
+        settings_time,
         setup,
         vpn,
     )

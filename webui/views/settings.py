@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
 from appliance.clock import show
 from appliance.config.authority import NOTIFICATIONS_MANAGE, WEB_MANAGE, ConfigRefused
@@ -19,9 +19,9 @@ from webui import changes, core
 from webui import context as wctx
 from webui.context import requires
 from webui.permissions import permissions_of
+from webui.views.settings_bp import bp
 from webui.yamlpath import line_of
 
-bp = Blueprint("settings", __name__, url_prefix="/settings")
 EDIT_PERMISSIONS = ("settings.edit", "firewall.edit", "vpn.edit")
 
 
@@ -233,7 +233,3 @@ def notify_test() -> Any:
             "ok" if ok else "error",
         )
     return redirect(url_for("settings.index"))
-
-
-# The IDS and time pages are routes of this blueprint, kept in their own modules (one job each).
-from webui.views import settings_backup, settings_ids, settings_ssh, settings_time  # noqa: E402, F401

@@ -21,7 +21,7 @@ from appliance.backup.errors import BackupError
 from webui import context as wctx
 from webui import core
 from webui.context import requires
-from webui.views.settings import bp
+from webui.views.settings_bp import bp
 
 log = logging.getLogger(__name__)
 SET_PASSPHRASE_HINT = (
@@ -111,7 +111,3 @@ def backup_test(name: str) -> Any:
     result = test_backup(ctx, path, secret, actor=user.name if user else "web", source="web")
     flash(f"{path.name}: {result.text('ja')}", "ok" if result.ok else "error")
     return redirect(url_for("settings.backup_page"))
-
-
-# The restore steps (passphrase, port assignment, confirmation) are routes of this blueprint in their own module.
-from webui.views import settings_restore  # noqa: E402, F401

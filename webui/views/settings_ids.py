@@ -14,7 +14,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from webui import changes, core, rules_upload
 from webui import context as wctx
 from webui.context import requires
-from webui.views.settings import bp
+from webui.views.settings_bp import bp
 from webui.yamlpath import replace_scalar
 
 PROFILES = {

@@ -41,8 +41,8 @@ from appliance.paths import Paths
 from webui import context as wctx
 from webui import core
 from webui.context import requires
-from webui.views.settings import bp
 from webui.views.settings_backup import _archive
+from webui.views.settings_bp import bp
 from webui.wizard import ZONE_LABELS
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from appliance.errors import ConfigError
 from sshsvc.status import fingerprint
 from webui import changes, core
 from webui.context import requires
-from webui.views.settings import bp
+from webui.views.settings_bp import bp
 from webui.yamlpath import replace_section
 
 MAX_PASTE = 64 * 1024

@@ -20,7 +20,7 @@ from appliance.subsystem import Context
 from webui import context as wctx
 from webui import core
 from webui.context import requires
-from webui.views.settings import bp
+from webui.views.settings_bp import bp
 
 log = logging.getLogger(__name__)
 
