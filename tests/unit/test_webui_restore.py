@@ -290,3 +290,17 @@ def wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+def test_ports_that_change_after_the_check_stop_the_restore(
+    bbox: Box, archive: Path, box_ports: list[str]
+) -> None:
+    box_ports[:] = EXAMPLE_PORTS
+    client = admin(bbox)
+    page = start(client, archive).get_data(as_text=True)
+    action = re.search(r'action="([^"]+/run)"', page).group(1)  # type: ignore[union-attr]
+    before = tree(bbox)
+    box_ports[:] = MINI_PC  # e.g. a network card renamed by a driver update between the check and the click
+    r = client.post(action, data={"csrf_token": session_token(client)}, follow_redirects=True)
+    assert "ポートが確認したときと変わりました" in r.get_data(as_text=True)
+    assert tree(bbox) == before

@@ -223,8 +223,13 @@ def restore_ports(token: str) -> Any:
     except BackupError as exc:
         if not isinstance(exc, ports_mod.PortMismatchError | ports_mod.PortMapError):
             _refused(draft.archive, exc)
-        return _ports_form(token, draft, present, choices, {}, exc.text("ja")), 400
+        return _ports_form(token, draft, present, choices, {}, _port_error(exc)), 400
     return _confirm(token, draft, plan, choices)
+
+
+def _port_error(exc: BackupError) -> str:
+    """The API's text, except the mismatch's, which tells CLI users to add --ports: here, the form's own words."""
+    return MISMATCH_TEXT if isinstance(exc, ports_mod.PortMismatchError) else exc.text("ja")
 
 
 def _ports_form(token: str, draft: Draft, present: list[BoxPort], choices: dict[str, str],
@@ -262,8 +267,11 @@ def restore_run(token: str) -> Any:
         manifest = api.restore_backup(ctx, path, draft.passphrase, actor=_actor(), source="web",
                                       ports=choices or None)  # fmt: skip
     except (ports_mod.PortMismatchError, ports_mod.PortMapError) as exc:
-        present = box_ports()
-        return _ports_form(token, draft, present, choices, {}, exc.text("ja")), 400
+        if not draft.ports:  # this box's ports changed since the check: ask again from the start
+            _drop(token)
+            flash("この機械のポートが確認したときと変わりました。もう一度はじめからお願いします。", "warn")
+            return redirect(url_for("settings.restore_start", name=draft.archive))
+        return _ports_form(token, draft, box_ports(), choices, {}, _port_error(exc)), 400
     except BackupError as exc:
         _refused(draft.archive, exc)
         _drop(token)
