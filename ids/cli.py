@@ -82,6 +82,11 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     keys = ("events", "alerts", "auto_block", "invalid_json", "invalid_utf8", "oversized", "not_eve",
             "unterminated", "rotations", "truncated", "alert_malformed", "auto_block_refused")  # fmt: skip
     print(("EVE: " if _en(args) else "取り込み: ") + ", ".join(f"{k}={c.get(k, 0)}" for k in keys))
+    if c.get("refused_file"):  # ids.eve_reader: a link or other non-file where eve.json should be
+        print(f"warning: {c['refused_file']} EVE file(s) refused (a link or not a regular file where eve.json is;"
+              " Suricata may be compromised: tell the vendor)" if _en(args)
+              else f"注意: eve.json の場所に通常のファイルでないもの（リンクなど）が置かれ、読み込みを拒否しました"
+                   f"（{c['refused_file']}回）。Suricata が乗っ取られた可能性があります。保守業者に連絡してください")  # fmt: skip
     stats_text = ctx.db.get_kv(STATS_KEY)
     if stats_text:
         st = json.loads(stats_text)

@@ -61,7 +61,7 @@ class EveIngestWorker:
     def _maybe_rotate(self) -> None:
         pos = self.reader._pos
         try:
-            st = os.stat(self.live.eve)
+            st = os.lstat(self.live.eve)  # a link planted there is never the file the reader has open
         except FileNotFoundError:
             return
         if pos is None or st.st_size < self.rotate_bytes or (st.st_dev, st.st_ino) != (pos.dev, pos.ino):

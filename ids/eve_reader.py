@@ -13,16 +13,24 @@ How files change under us, and what we do:
 - a half-written last line waits for its newline.
 - a line that is not UTF-8, not JSON, not an EVE object, or longer than `max_line` bytes is counted and kept
   aside in ids_quarantine (truncated to a sample), never silently dropped and never fatal.
+- a path that is not a regular file of its own: Suricata runs as the mamori-ids account and can write its
+  log directory, so a compromised Suricata could put a symlink (or a hard link, a FIFO) where eve.json is,
+  pointing at a root-only file that this reader, running as root, would then read and store as EVE. Every
+  EVE file is opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO cannot hang the reader) and must be a
+  regular file with one link (fstat of the descriptor opened, not a check before it); anything else is
+  refused, logged as an error and counted (`refused_file`), and never read.
 Non-goal: reading compressed rotated files (eve.json.1.gz); Mamori's own rotation never compresses before
 the reader has drained the file.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +54,11 @@ HEAD_BYTES = 256
 SAMPLE_BYTES = 4096
 DEFAULT_MAX_LINE = 1 << 20
 LOG_PER_BATCH = 10
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class RefusedFile(Exception):
+    """An EVE path that is not a regular file with a single link (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,24 @@ def _head_matches(fd: int, pos: Position) -> bool:
     return len(data) == pos.head_len and hashlib.sha256(data).hexdigest() == pos.head_hash
 
 
+def open_eve(path: Path) -> int:
+    """A descriptor on the regular, singly linked file at `path`; RefusedFile for a symlink, a hard link, a
+    FIFO, a device or a directory (FileNotFoundError when nothing is there). Checked on the descriptor
+    itself, so nothing can be swapped between the check and the read."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW on a symlink
+            raise RefusedFile(f"{path} is a symbolic link") from exc
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        kind = "a hard-linked file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        raise RefusedFile(f"{path} is {kind}")
+    return fd
+
+
 def event_time(record: dict[str, Any]) -> float | None:
     """The EVE timestamp as epoch seconds, or None when it is missing or not a timestamp."""
     ts = record.get("timestamp")
@@ -161,6 +192,7 @@ class EveReader:
         self._fd: int | None = None
         self._pos: Position | None = None
         self._conn: sqlite3.Connection | None = None
+        self._refused: tuple[int, int, int] | None = None  # (dev, ino, mtime) last refused: logged once
 
     def close(self) -> None:
         if self._fd is not None:
@@ -219,7 +251,7 @@ class EveReader:
         """Open the file the saved position is in (the path, or the file it was rotated to)."""
         saved = self._load_position()
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)  # the link itself, if it is one: never the identity of its target
         except FileNotFoundError:
             st = None
         if saved is not None and (st is None or (st.st_dev, st.st_ino) != (saved.dev, saved.ino)):
@@ -228,19 +260,19 @@ class EveReader:
                 self._fd, self._pos = rotated, saved
                 log.info("resuming in the rotated EVE file (inode %d) before %s", saved.ino, self.path)
                 return True
-            if st is not None:
-                self._bump("rotation_unseen")
-                log.warning("EVE file %s was replaced while not running; the old file is gone", self.path)
-        if st is None:
+        fd = self._open_checked(self.path, st) if st is not None else None
+        if fd is None:  # nothing there, or refused (then counted once, not at every poll)
             return False
-        fd = os.open(self.path, os.O_RDONLY)
         fst = os.fstat(fd)
         self._fd = fd
         if saved is not None and (fst.st_dev, fst.st_ino) == (saved.dev, saved.ino):
             self._pos = saved
             self._check_changed()
-        else:
-            self._pos = Position(fst.st_dev, fst.st_ino, 0, 0, hashlib.sha256(b"").hexdigest())
+            return True
+        if saved is not None:
+            self._bump("rotation_unseen")
+            log.warning("EVE file %s was replaced while not running; the old file is gone", self.path)
+        self._pos = Position(fst.st_dev, fst.st_ino, 0, 0, hashlib.sha256(b"").hexdigest())
         return True
 
     def _find_rotated(self, saved: Position) -> int | None:
@@ -255,16 +287,35 @@ class EveReader:
                 continue
             candidate = parent / name
             try:
-                st = os.stat(candidate)
+                st = os.lstat(candidate)
             except FileNotFoundError:
                 continue
             if (st.st_dev, st.st_ino) != (saved.dev, saved.ino):
                 continue
-            fd = os.open(candidate, os.O_RDONLY)
-            if _head_matches(fd, saved):
+            fd = self._open_checked(candidate, st)
+            if fd is None:
+                continue
+            fst = os.fstat(fd)  # the file opened, which may not be the one lstat saw a moment before
+            if (fst.st_dev, fst.st_ino) == (saved.dev, saved.ino) and _head_matches(fd, saved):
                 return fd
             os.close(fd)
         return None
+
+    def _open_checked(self, path: Path, seen: os.stat_result) -> int | None:
+        """open_eve, with a refusal logged as an error and counted once per file put there (not per poll)."""
+        try:
+            return open_eve(path)
+        except FileNotFoundError:
+            return None
+        except RefusedFile as exc:
+            key = (seen.st_dev, seen.st_ino, seen.st_mtime_ns)
+            if key != self._refused:
+                self._refused = key
+                self._bump("refused_file")
+                log.error(
+                    "EVE file refused, not read: %s (only a regular file of its own is read as EVE)", exc
+                )
+            return None
 
     def _check_changed(self) -> bool:
         """Truncated or reused: shorter than our offset, or different first bytes. Restart at 0."""
@@ -283,10 +334,13 @@ class EveReader:
         """At the end of the current file: move to the new file at the path once it has data."""
         assert self._fd is not None and self._pos is not None
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)
         except FileNotFoundError:
             return False
         if (st.st_dev, st.st_ino) == (self._pos.dev, self._pos.ino) or st.st_size == 0:
+            return False
+        fd = self._open_checked(self.path, st)
+        if fd is None:  # not a file we may read: stay on the current one (at its end), read nothing new
             return False
         # The writer has reopened: the old file is final. Drain what it wrote since our last read.
         for _ in range(10_000):
@@ -294,7 +348,6 @@ class EveReader:
             if not progressed:
                 break
         os.close(self._fd)
-        fd = os.open(self.path, os.O_RDONLY)
         fst = os.fstat(fd)
         self._fd = fd
         self._pos = Position(fst.st_dev, fst.st_ino, 0, 0, hashlib.sha256(b"").hexdigest())

@@ -72,3 +72,16 @@ def test_status_alerts_rules_and_errors(state, capsys) -> None:
     with Database(Path(base[3]) / "mamori.db").connection() as conn:
         rows = [json.loads(r[0]) for r in conn.execute("SELECT detail FROM audit WHERE action LIKE 'ids.%'")]
     assert rows and rows[-1]["src"] == "/nonexistent/rules"
+
+
+def test_status_warns_of_a_refused_eve_file(state, capsys) -> None:
+    base, tmp = state
+    code, out, _ = run(capsys, [*base, "ids", "status"])
+    assert code == 0 and "拒否" not in out
+    link = tmp / "eve.json"
+    link.symlink_to(FIXTURE)  # what a compromised Suricata could put in its log directory
+    assert EveReader(Database(Path(base[3]) / "mamori.db"), link).poll() == 0
+    code, out, _ = run(capsys, [*base, "ids", "status"])
+    assert "読み込みを拒否しました（1回）" in out and "保守業者に連絡してください" in out
+    code, out, _ = run(capsys, [*base, "--lang", "en", "ids", "status"])
+    assert "1 EVE file(s) refused" in out

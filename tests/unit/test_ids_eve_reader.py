@@ -279,3 +279,70 @@ def test_flows_are_counted_and_handed_on_but_not_stored(tmp_path: Path, db: Data
     c = counters(db)
     assert c["events"] == 10 and c["events_not_stored"] == 5
     assert sum(len(s.unstored) for s in handed) == 5 and sum(len(s) for s in handed) == 5
+
+
+def secret_file(tmp_path: Path) -> Path:
+    """A root-only file that happens to be valid EVE (the worst case: it would be stored without a trace)."""
+    secret = tmp_path / "shadow"
+    rec = {"timestamp": "2024-04-01T12:00:00.000000+0900", "event_type": "dns", "seq": 999, "secret": "x"}
+    secret.write_text(json.dumps(rec) + "\n")
+    secret.chmod(0o600)
+    return secret
+
+
+def test_symlinked_eve_file_is_refused_not_read(tmp_path: Path, db: Database, caplog) -> None:
+    eve = tmp_path / "eve.json"
+    eve.symlink_to(secret_file(tmp_path))
+    r = EveReader(db, eve)
+    for _ in range(5):
+        assert r.poll() == 0
+    assert stored_seqs(db) == [] and quarantined(db) == Counter()
+    assert counters(db).get("refused_file") == 1  # counted once, not at every poll
+    assert [rec.levelname for rec in caplog.records if "refused" in rec.getMessage()] == ["ERROR"]
+    eve.unlink()  # the link goes and Suricata writes a real file again: read as usual
+    w = Writer(eve)
+    w.line(2)
+    assert r.poll() == 2 and stored_seqs(db) == [0, 1]
+
+
+def test_rotation_to_a_symlink_is_refused_and_the_old_file_kept(tmp_path: Path, db: Database) -> None:
+    eve = tmp_path / "eve.json"
+    w = Writer(eve)
+    w.line(3)
+    r = EveReader(db, eve)
+    assert r.poll() == 3
+    w.line(1)  # written before the swap: still read from the renamed file
+    os.rename(eve, tmp_path / "eve.json.1")
+    eve.symlink_to(secret_file(tmp_path))
+    assert r.poll() == 1
+    assert r.poll() == 0
+    assert stored_seqs(db) == [0, 1, 2, 3] and counters(db).get("refused_file") == 1
+    assert not counters(db).get("rotations")
+
+
+def test_restart_on_a_symlink_does_not_follow_it_to_the_rotated_file(tmp_path: Path, db: Database) -> None:
+    eve = tmp_path / "eve.json"
+    w = Writer(eve)
+    w.line(2)
+    EveReader(db, eve).poll()
+    rotated = tmp_path / "eve.json.1"
+    os.rename(eve, rotated)
+    eve.symlink_to(secret_file(tmp_path))
+    w.line(1)  # Suricata still writing to the renamed file
+    r = EveReader(db, eve)  # a restart: resumes in the renamed file, never reads the link
+    assert r.poll() == 1 and stored_seqs(db) == [0, 1, 2]
+    assert not counters(db).get("rotation_unseen")
+
+
+@pytest.mark.parametrize("kind", ["hardlink", "fifo", "directory"])
+def test_hard_links_fifos_and_directories_are_refused(tmp_path: Path, db: Database, kind: str) -> None:
+    eve = tmp_path / "eve.json"
+    if kind == "hardlink":
+        os.link(secret_file(tmp_path), eve)
+    elif kind == "fifo":
+        os.mkfifo(eve)  # a plain open would wait for a writer for ever
+    else:
+        eve.mkdir()
+    r = EveReader(db, eve)
+    assert r.poll() == 0 and r.poll() == 0
+    assert stored_seqs(db) == [] and counters(db).get("refused_file") == 1
