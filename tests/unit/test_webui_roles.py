@@ -55,6 +55,10 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("GET", "/settings/time", "settings.time_page", (A,)),
     ("GET", "/settings/ssh", "settings.ssh_page", (A,)),  # a root shell: 管理者 only, never a vendor
     ("POST", "/settings/ssh", "settings.ssh_change", (A,)),
+    ("GET", "/settings/mgmt/", "mgmt.index", (A,)),  # the vendor hub's link: 管理者 only, never a vendor
+    ("POST", "/settings/mgmt/decode", "mgmt.decode", (A,)),
+    ("POST", "/settings/mgmt/approve", "mgmt.approve", (A,)),
+    ("POST", "/settings/mgmt/cut", "mgmt.cut", (A,)),
     ("GET", "/settings/backup", "settings.backup_page", (A,)),  # backups: 管理者 only, never a vendor
     ("GET", "/settings/backup/download/mamori-backup-20990101-000000.mbk", "settings.backup_download", (A,)),
     ("POST", "/settings/backup/now", "settings.backup_now", (A,)),
