@@ -55,6 +55,16 @@ def held_addresses(db: Database, now: float, limit: int = 200) -> list[HeldAddre
     return [HeldAddress(r[0], r[1], r[2], r[3], float(r[4]), r[5]) for r in rows]
 
 
+def is_held(db: Database, ip: str, now: float, kind: str = "block") -> bool:
+    """Whether `ip` is blocked (or quarantined) now, however many other addresses are."""
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT 1 FROM fw_entries WHERE ip = ? AND kind = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (ip, kind, now),
+        ).fetchone()
+    return row is not None
+
+
 @dataclass(frozen=True)
 class BlockEvent:
     """One block from the firewall's append-only trail (fw_history)."""

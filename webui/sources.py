@@ -79,7 +79,8 @@ def _reason_ja(kind: str, source: str) -> str:
 
 
 def is_blocked(db: Database, ip: str, now: float) -> bool:
-    return any(b.ip == ip and b.kind == "block" for b in active_blocks(db, now))
+    """Asked directly: the lists show the newest 200, an address blocked before them must still be found."""
+    return fw_queries.is_held(db, ip, now)
 
 
 def vpn_sessions_open(db: Database, now: float) -> list[dict[str, Any]]:
