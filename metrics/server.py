@@ -3,7 +3,7 @@
 A small threading HTTP server per address inside the daemon (a scrape is a few database reads, every 15 s
 or so: not worth a child process). At most MAX_CONCURRENT scrapes run at once (others get 503) and a
 client that does not finish its request within REQUEST_TIMEOUT is dropped, so a misbehaving scraper
-cannot tie up the daemon. Plain HTTP on purpose: the addresses are internal (validated) and the vendor's
+cannot tie up the daemon; at most MAX_CONNECTIONS connections are open at once (more are closed unread). Plain HTTP on purpose: the addresses are internal (validated) and the vendor's
 management link is a WireGuard tunnel; `metrics.token` adds a bearer token.
 """
 
@@ -21,6 +21,7 @@ from metrics.model import Listen
 
 log = logging.getLogger(__name__)
 MAX_CONCURRENT = 2
+MAX_CONNECTIONS = 8  # open connections (one thread each); more are closed at once
 REQUEST_TIMEOUT = 10.0
 
 
@@ -32,7 +33,26 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ep.version == 6 else socket.AF_INET
         self.ctx, self.cfg, self.token = ctx, cfg, token
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self.connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__((ep.address, ep.port), _Handler)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """A thread per connection, but never more than MAX_CONNECTIONS: a LAN host opening thousands of slow
+        connections must not pile threads up in the daemon that also runs the firewall and the IDS."""
+        if not self.connections.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -226,6 +227,31 @@ def test_server_answers_metrics_and_checks_the_token(ctx: Context, token: str | 
         if token:
             assert _get(base + "/metrics")[0] == 401
             assert _get(base + "/metrics", "wrong")[0] == 401
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_idle_connections_beyond_the_cap_are_closed_and_scrapes_go_on(ctx: Context) -> None:
+    from metrics.server import MAX_CONNECTIONS
+
+    port = _free_port()
+    server = _Server(Listen("127.0.0.1", port), ctx, parse_config(CONFIG_TEXT).model, None)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for s in idle:
+            s.sendall(b"GET /metr")  # a slow client: half a request line, then nothing
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert extra.recv(1) == b"", "closed at once, no thread started for it"
+        extra.close()
+        for s in idle:
+            s.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and server.connections._value < MAX_CONNECTIONS:
+            time.sleep(0.05)
+        assert _get(f"http://127.0.0.1:{port}/metrics")[0] == 200
     finally:
         server.shutdown()
         server.server_close()
