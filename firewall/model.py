@@ -2,7 +2,7 @@
 
 Scope: what the clinic declares (custom allow rules, schedules, blocked outbound ports, port forwards,
 allowlist, DHCP ranges). The default zone-to-zone policy itself is not configurable here on purpose: it
-is the product's secure baseline (see README, "Default policy"), and rules only open what is named.
+is the product's secure baseline (see docs/firewall.md, "Default policy"), and rules only open what is named.
 """
 
 from __future__ import annotations

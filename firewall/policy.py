@@ -1,6 +1,6 @@
 """The secure default policy as data: which zone may open connections to which, and what the box answers.
 
-This table is the product's baseline and is deliberately not configurable (see README.md, section ファイアウォール, "既定の
+This table is the product's baseline and is deliberately not configurable (see docs/firewall.md, "既定の
 方針"); the clinic's own `firewall.rules` only ever open more. Replies to allowed connections
 (ct established/related) always pass. Kept as data so the renderer, the docs and the tests share it.
 """

@@ -5,7 +5,7 @@ The batch adds the table, deletes it and adds it again with everything in it, so
 kernel transaction whether or not the table existed, and never touches any other table. Dynamic set
 contents (blocked addresses, VPN sessions) are not rendered here; firewall.apply re-seeds them.
 
-Layout (details and the zone-to-zone table in README.md, section ファイアウォール):
+Layout (details and the zone-to-zone table in docs/firewall.md):
   input / forward (hooks, policy drop) -> guard (allowlist first, then blocked/feed sets) -> quarantine
   -> ct state -> dispatch by interface to in_<zone> / fwd_<src>_<dst> -> default verdict of policy.py.
 Every chain an admin cares about has a named counter of the same name; every drop goes through a

@@ -7,6 +7,6 @@ wheels=out/build/amd64/wheels
 [ -d "$wheels" ] || { echo "no $wheels: run make image first" >&2; exit 1; }
 {
   echo "# Versions of the PyPI packages installed into the image (pip download --constraint): the same tree"
-  echo "# builds the same image. Regenerate after a dependency change: scripts/image-pin.sh (see README.md, section "The Mamori image")."
+  echo "# builds the same image. Regenerate after a dependency change: scripts/image-pin.sh (see docs/image.md)."
   ls "$wheels"/*.whl | xargs -n1 basename | grep -v '^mamori-' | sed -E 's/^([^-]+)-([^-]+)-.*/\1==\2/' | sort -f
 } > image/python-constraints.txt

@@ -1,4 +1,4 @@
-"""Every cell of the default policy (README.md, section ファイアウォール) proven with real packets in the lab clinic.
+"""Every cell of the default policy (docs/firewall.md) proven with real packets in the lab clinic.
 
 TCP connect, UDP echo and ping, in both directions, through the real `inet mamori` table in the box
 namespace; plus NAT, the wan port scan, the X-ray device's single allowed path, VPN access per user

@@ -1,6 +1,6 @@
 """NTP in the lab, nothing faked: a chronyd on the internet-side server is the upstream; the real
 `mamori daemon` runs the box's chronyd (set_clock off: the lab shares this machine's clock), which
-synchronises to it and then answers the clinic's zones as the policy table says (README.md, section ファイアウォール):
+synchronises to it and then answers the clinic's zones as the policy table says (docs/firewall.md):
 lan and devices get the time from the box; guests get no NTP from the box (but, like any internet
 service, may reach an NTP server outside); the internet gets nothing from the box's wan address.
 The worker keeps chronyd across an unrelated config change, restarts it when `ntp:` changes, and starts
