@@ -279,7 +279,7 @@ def test_syslog_priority(severity: int, pri: bytes) -> None:
 
 def test_webhook_is_signed_with_the_box_key(http_rx, tmp_path: Path) -> None:
     """The receiver checks X-Mamori-Signature over the exact body with keys/webhook.key (0600, made on
-    first use, the same afterwards), as the README's example does."""
+    first use, the same afterwards), as the example in docs/ids.md does."""
     import hashlib
     import hmac
 
@@ -296,7 +296,7 @@ def test_webhook_is_signed_with_the_box_key(http_rx, tmp_path: Path) -> None:
     key_file = keys / "webhook.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     secret = key_file.read_text().strip().encode()
-    for g in got:  # the README's receiver, line for line
+    for g in got:  # the receiver of docs/ids.md, line for line
         expected = "sha256=" + hmac.new(secret, g["raw"], hashlib.sha256).hexdigest()
         assert hmac.compare_digest(expected, g["headers"]["X-Mamori-Signature"])
     assert verify(secret, got[0]["raw"], got[0]["headers"]["X-Mamori-Signature"])
