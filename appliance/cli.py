@@ -16,6 +16,7 @@ from pathlib import Path
 
 from appliance import __version__, clock
 from appliance.audit import AuditLog
+from appliance.clock import wall
 from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
 from appliance.paths import DEFAULT_CONFIG, DEFAULT_STATE_DIR, Paths
@@ -114,10 +115,10 @@ def cmd_confirm_timer(args: argparse.Namespace, ctx: Context) -> int:
     """Runs detached after `apply --confirm`: waits for the deadline (or the confirmation), then decides."""
     service = ConfigService(ctx)
     while (pending := service.pending()) is not None:
-        if time.time() >= pending["deadline"]:
+        if wall() >= pending["deadline"]:
             service.revert_if_unconfirmed()
             return 0
-        time.sleep(min(1.0, max(0.05, pending["deadline"] - time.time())))
+        time.sleep(min(1.0, max(0.05, pending["deadline"] - wall())))
     return 0
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import sqlite3
-import time
 from dataclasses import dataclass
 
+from appliance.clock import wall
 from appliance.config.load import dump_config, parse_config
 from appliance.storage import Database
 
@@ -62,7 +62,7 @@ class RevisionStore:
     ) -> Revision:
         """Insert inside the caller's transaction; the previous live revision becomes `superseded`."""
         conn.execute("UPDATE revisions SET status = 'superseded' WHERE status IN ('applied', 'pending')")
-        now = time.time()
+        now = wall()
         sha = hashlib.sha256(text.encode()).hexdigest()
         cur = conn.execute(
             "INSERT INTO revisions(created_at, author, source, comment, config_text, sha256, diff, status)"

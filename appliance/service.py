@@ -17,11 +17,11 @@ import logging
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Collection, Sequence
 
 from appliance.apply import apply_all, apply_lock
 from appliance.audit import AuditLog
+from appliance.clock import wall
 from appliance.config import authority as auth
 from appliance.config.load import LoadedConfig, parse_config
 from appliance.config.model import MamoriConfig
@@ -125,7 +125,7 @@ class ConfigService:
                     rev = self.revisions.add(conn, text, author, source, comment, diff, status)
                     if confirm_seconds:
                         pending = {"revision": rev.id, "previous": fallback,
-                                   "deadline": time.time() + confirm_seconds}  # fmt: skip
+                                   "deadline": wall() + confirm_seconds}  # fmt: skip
                         self.ctx.db.set_kv(PENDING_KEY, json.dumps(pending), conn)
                     else:
                         self.ctx.db.set_kv(PENDING_KEY, None, conn)
@@ -202,7 +202,7 @@ class ConfigService:
         """Put the previous revision back if a pending one passed its deadline. True if it reverted."""
         with apply_lock(self.ctx.paths):
             pending = self.pending()
-            if pending is None or (now or time.time()) < pending["deadline"]:
+            if pending is None or (now or wall()) < pending["deadline"]:
                 return False
             failed = self.revisions.get(pending["revision"])
             previous = self.revisions.get(pending["previous"]) if pending["previous"] else None

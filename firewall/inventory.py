@@ -15,11 +15,10 @@ import ipaddress
 import logging
 import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.clock import show
+from appliance.clock import show, wall
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from firewall.oui import vendor
@@ -115,7 +114,7 @@ class Inventory:
 
     def observe(self, sightings: list[Sighting], now: float | None = None) -> list[str]:
         """Record sightings on internal zones; returns the MACs seen for the first time (one event each)."""
-        now = time.time() if now is None else now
+        now = wall() if now is None else now
         new: list[str] = []
         with self.ctx.db.transaction() as conn:
             for s in best_per_mac(sightings):

@@ -17,8 +17,9 @@ import ipaddress
 import logging
 import socket
 import struct
-import time
 from dataclasses import dataclass
+
+from appliance.clock import wall
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def decode(message: bytes) -> Drop:
     attrs = attributes(message[4:])
     prefix = attrs.get(NFULA_PREFIX, b"").rstrip(b"\0").decode("utf-8", errors="replace")
     src, dst, proto, sport, dport = parse_packet(family, attrs.get(NFULA_PAYLOAD, b""))
-    return Drop(time.time(), prefix[:128], _ifname(attrs, NFULA_IFINDEX_INDEV), _ifname(attrs, NFULA_IFINDEX_OUTDEV),
+    return Drop(wall(), prefix[:128], _ifname(attrs, NFULA_IFINDEX_INDEV), _ifname(attrs, NFULA_IFINDEX_OUTDEV),
                 src, dst, proto, sport, dport)  # fmt: skip
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.clock import wall
 from appliance.config.model import MamoriConfig
 from appliance.config.references import zone_networks
 from appliance.errors import MamoriError
@@ -107,10 +107,10 @@ class FirewallSets:
     def _history(self, action: str, ip: str, detail: str, source: str) -> None:
         with self.ctx.db.transaction() as conn:
             conn.execute("INSERT INTO fw_history(ts, action, ip, detail, source) VALUES (?, ?, ?, ?, ?)",
-                         (time.time(), action, ip, detail, source))  # fmt: skip
+                         (wall(), action, ip, detail, source))  # fmt: skip
 
     def _remember(self, kind: str, ip: str, reason: str, source: str, timeout_s: float | None) -> None:
-        now = time.time()
+        now = wall()
         with self.ctx.db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO fw_entries(kind, ip, reason, source, created_at, expires_at) VALUES (?,?,?,?,?,?)",
@@ -124,7 +124,7 @@ class FirewallSets:
             conn.execute("DELETE FROM fw_entries WHERE kind = ? AND ip = ?", (kind, ip))
             action = {"block": "unblock", "quarantine": "release"}[kind]
             conn.execute("INSERT INTO fw_history(ts, action, ip, detail, source) VALUES (?, ?, ?, '', ?)",
-                         (time.time(), action, ip, source))  # fmt: skip
+                         (wall(), action, ip, source))  # fmt: skip
 
     # -- public API -----------------------------------------------------------------------------------
     def block(self, ip: str, timeout_s: float | None, reason: str, source: str) -> str:
@@ -175,7 +175,7 @@ class FirewallSets:
                      _element_cmd("add", set_name, elems)]  # fmt: skip
         with sets_lock(self.ctx.paths.run_dir):
             run_batch({"nftables": cmds}, validate=False)
-        now = time.time()
+        now = wall()
         done = [e for entries in accepted.values() for e in entries]
         with self.ctx.db.transaction() as conn:
             conn.executemany(
@@ -309,7 +309,7 @@ class FirewallSets:
 def reseed_from_records(ctx: Context, now: float | None = None) -> int:
     """Put the recorded blocks and quarantines back into a freshly created table (after a reboot, a crash
     of the whole box, or a restore from backup), each with the time it has left. Returns how many."""
-    now = time.time() if now is None else now
+    now = wall() if now is None else now
     ctx.db.migrate()  # a box's very first apply may come before anything else created the tables
     with ctx.db.connection() as conn:
         rows = conn.execute(

@@ -25,7 +25,6 @@ import ipaddress
 import logging
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -369,7 +368,7 @@ class AutoResponder:
         with self.ctx.db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
-                [(time.time(), d.ip, d.timeout_s, f"{d.action}: {self._reason(i)}", "ids", i.incident_id)
+                [(wall(), d.ip, d.timeout_s, f"{d.action}: {self._reason(i)}", "ids", i.incident_id)
                  for d, i in done],
             )  # fmt: skip
             counters: dict[str, int] = {"auto_block_refused": refused}
@@ -405,7 +404,7 @@ def manual_block(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, timeout_s
         if incident_id is not None:  # the link only: the firewall records the block itself (fw_entries)
             conn.execute(
                 "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), addr, timeout_s or 0, reason, source, incident_id),
+                (wall(), addr, timeout_s or 0, reason, source, incident_id),
             )
         AuditLog(ctx.db).record(actor, "ids.block", {"ip": addr, "timeout_s": timeout_s, "incident": incident_id},
                                 source=source, conn=conn)  # fmt: skip
@@ -420,9 +419,7 @@ def unblock(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, source: str = 
         sets = FirewallSets(ctx, cfg)
     present = sets.unblock(ip, source=source)
     with ctx.db.transaction() as conn:
-        conn.execute(
-            "UPDATE ids_blocks SET undone_at = ? WHERE ip = ? AND undone_at IS NULL", (time.time(), ip)
-        )
+        conn.execute("UPDATE ids_blocks SET undone_at = ? WHERE ip = ? AND undone_at IS NULL", (wall(), ip))
         AuditLog(ctx.db).record(
             actor, "ids.unblock", {"ip": ip, "was_present": present}, source=source, conn=conn
         )

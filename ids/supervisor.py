@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from appliance.clock import wall
 from appliance.errors import MamoriError
 from appliance.subsystem import Context
 from ids import account, suricatasc
@@ -181,7 +182,7 @@ class SuricataSupervisor:
         with _CHILDREN_LOCK:
             _CHILDREN[str(self.live.yaml)] = self.child
         self._started_mono = self.clock()
-        self.status.state, self.status.pid, self.status.since = "starting", self.child.pid, time.time()
+        self.status.state, self.status.pid, self.status.since = "starting", self.child.pid, wall()
         self.status.user = runs_as.user if runs_as else "root"
         self.status.yaml_sha = self._yaml_sha()
         log.info("Suricata started (pid %d, as %s)", self.child.pid, self.status.user)
@@ -219,7 +220,7 @@ class SuricataSupervisor:
         self.child = None
         self.status.state, self.status.pid, self.status.last_exit = "crashed", None, code
         self.status.restarts += 1
-        self.status.history = [*self.status.history[-9:], time.time()]
+        self.status.history = [*self.status.history[-9:], wall()]
         self.status.last_error = self._last_errors()
         log.error("Suricata exited with %s after %.1f s; restarting in %.1f s", code, ran, self._backoff)
         self._publish()

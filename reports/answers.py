@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 
 from appliance.audit import AuditLog
+from appliance.clock import wall
 from appliance.errors import MamoriError
 from appliance.storage import Database
 from reports.snapshot import Answer
@@ -54,7 +54,7 @@ def set_answer(
     answer = ANSWER_FROM_EN.get(answer.strip().lower(), answer.strip())
     target_date, note = target_date.strip(), note.strip()
     _check(item, answer, target_date, note)
-    stamp = time.time() if now is None else now
+    stamp = wall() if now is None else now
     with db.transaction() as conn:
         old = conn.execute(
             "SELECT answer, target_date FROM report_answers WHERE item = ?", (item,)

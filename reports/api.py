@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 
+from appliance.clock import wall
 from appliance.subsystem import Context
 from reports.answers import set_answer
 from reports.checklist import Item, build_checklist, summary
@@ -21,12 +21,12 @@ LEDGER_COLUMNS = ("名前", "IPアドレス", "MACアドレス", "ゾーン", "�
 
 def checklist(ctx: Context, now: float | None = None) -> list[Item]:
     """Every checklist item with its state and evidence, judged now."""
-    return build_checklist(gather_snapshot(ctx, time.time() if now is None else now))
+    return build_checklist(gather_snapshot(ctx, wall() if now is None else now))
 
 
 def checklist_html(ctx: Context, now: float | None = None) -> str:
     """A self-contained printable page (A4, Japanese) of the checklist."""
-    now = time.time() if now is None else now
+    now = wall() if now is None else now
     snap = gather_snapshot(ctx, now)
     items = build_checklist(snap)
     return render_html("checklist.html", clinic=snap.clinic or "（未設定）", generated=now, tz=snap.timezone,

@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 
+from appliance.clock import wall
 from appliance.fileio import atomic_write
 from appliance.subsystem import Context
 from reports import answers
@@ -40,7 +40,7 @@ def _text(items: list[Item], lang: str) -> str:
 
 
 def cmd_checklist(args: argparse.Namespace, ctx: Context) -> int:
-    now = time.time()
+    now = wall()
     snap = gather_snapshot(ctx, now)
     items = build_checklist(snap)
     if args.format == "json":
@@ -59,7 +59,7 @@ def cmd_monthly(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     cfg, _ = live_config(ctx)
     tz = cfg.clinic.timezone if cfg else "Asia/Tokyo"
-    month = parse_month(args.month, tz) if args.month else previous_month(time.time(), tz)
+    month = parse_month(args.month, tz) if args.month else previous_month(wall(), tz)
     report = generate(ctx, month, args.out, pdf=not args.no_pdf)
     for path in (report.html, report.pdf):
         if path is not None:

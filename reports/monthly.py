@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.clock import wall
 from appliance.errors import MamoriError
 from appliance.fileio import atomic_write
 from appliance.subsystem import Context
@@ -59,7 +59,7 @@ def _sessions_by_user(data: MonthData) -> list[dict] | None:
         return None
     users: dict[str, dict] = {}
     for s in data.vpn_sessions:
-        end = s["ended"] or min(s["expires"], time.time())
+        end = s["ended"] or min(s["expires"], wall())
         u = users.setdefault(s["user"], {"user": s["user"], "count": 0, "seconds": 0.0, "rows": []})
         u["count"] += 1
         u["seconds"] += max(0.0, end - s["started"])
@@ -108,7 +108,7 @@ def context(snap: Snapshot, data: MonthData, generated: float) -> dict:
 
 
 def render_month(ctx: Context, month: Month, now: float | None = None) -> str:
-    now = time.time() if now is None else now
+    now = wall() if now is None else now
     snap = gather_snapshot(ctx, now)
     cfg, _ = live_config(ctx)
     return render_html("monthly.html", **context(snap, gather_month(ctx, month, cfg), now))
@@ -117,7 +117,7 @@ def render_month(ctx: Context, month: Month, now: float | None = None) -> str:
 def _record(ctx: Context, month: str, html: Path | None, pdf: Path | None, error: str = "") -> None:
     with ctx.db.transaction() as conn:
         conn.execute("INSERT INTO report_runs(ts, month, html, pdf, ok, error) VALUES (?, ?, ?, ?, ?, ?)",
-                     (time.time(), month, str(html or ""), str(pdf or ""), int(not error), error))  # fmt: skip
+                     (wall(), month, str(html or ""), str(pdf or ""), int(not error), error))  # fmt: skip
 
 
 def generate(ctx: Context, month: Month, out_dir: Path | None = None, pdf: bool = True,

@@ -11,12 +11,11 @@ import datetime as dt
 import os
 import secrets
 import sys
-import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from appliance.audit import AuditLog
-from appliance.clock import show
+from appliance.clock import show, wall
 from appliance.config.load import load_config, parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError, NotFoundError
@@ -228,7 +227,7 @@ def cmd_windows(args: argparse.Namespace, ctx: Context) -> int:
     if args.report:
         print(render_text(window_report(ctx, cfg, args.report), cfg.clinic.timezone, args.lang), end="")
         return 0
-    now = time.time()
+    now = wall()
     for w in store.list():
         state = (
             "承認中"

@@ -14,7 +14,6 @@ import shutil
 import signal
 import sqlite3
 import tempfile
-import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from appliance.backup.passphrase import check_strength
 from appliance.backup.ports import PortPlan
 from appliance.backup.restore import Unpacked, swap_in, unpack
 from appliance.backup.store import default_dir, new_path, prune
-from appliance.clock import show
+from appliance.clock import show, wall
 from appliance.config.load import load_config
 from appliance.errors import MamoriError
 from appliance.fileio import atomic_write
@@ -121,7 +120,7 @@ def create_backup(
     ctx.db.migrate()
     directory = Path(out_file).parent if out_file else Path(out_dir or default_dir(ctx.paths))
     staging = _staging(ctx, "backup")
-    started = time.time() if now is None else now
+    started = wall() if now is None else now
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         manifest = archive_mod.build_manifest(ctx.paths, staging, {directory}, started)
@@ -286,7 +285,7 @@ def test_backup(
     archive = Path(archive)
     ctx.db.migrate()
     staging = _staging(ctx, "test")
-    now = time.time()
+    now = wall()
     manifest: Manifest | None = None
     err: BackupError | None = None
     try:

@@ -22,7 +22,6 @@ import socket
 import sqlite3
 import stat
 import tarfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +31,7 @@ import yaml
 from appliance import __version__
 from appliance.backup.crypto import EncryptingWriter
 from appliance.backup.manifest import CONFIG_NAME, MANIFEST_NAME, STATE_PREFIX, Manifest, ManifestFile
+from appliance.clock import wall
 from appliance.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def write_archive(out: BinaryIO, passphrase: str, manifest: Manifest, staging: P
 
 
 def now() -> float:
-    return time.time()
+    return wall()
 
 
 __all__ = ["STATE_PREFIX", "build_manifest", "snapshot_sqlite", "write_archive"]

@@ -6,10 +6,10 @@ The checklist view and monthly report read `backup_status`; they should not quer
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.clock import wall
 from appliance.storage import Database
 
 
@@ -47,7 +47,7 @@ class BackupStatus:
 
 
 def record_run(db: Database, conn: sqlite3.Connection | None = None, **fields: Any) -> int:
-    row = {"ts": time.time(), "archive": "", "size": 0, "sha256": "", "files": 0, "error_code": "", "error": "",
+    row = {"ts": wall(), "archive": "", "size": 0, "sha256": "", "files": 0, "error_code": "", "error": "",
            "actor": "", **fields}  # fmt: skip
     row["ok"] = int(bool(row["ok"]))
     return _insert(db, "backup_runs", row, conn)
