@@ -21,11 +21,11 @@ import os
 import secrets
 import sqlite3
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.clock import wall
 from appliance.errors import StateError
 from appliance.storage import Database
 
@@ -142,7 +142,7 @@ class AuditLog:
         row = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         prev = row["hash"] if row else GENESIS
         entry_id = (row["id"] + 1) if row else 1
-        ts = time.time()
+        ts = wall()
         mac = self._mac(key, prev, _canonical(entry_id, ts, actor, source, remote, action, detail))
         conn.execute(
             "INSERT INTO audit(id, ts, actor, source, remote, action, detail, prev_hash, hash)"
