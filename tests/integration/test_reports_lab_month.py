@@ -1,6 +1,6 @@
 """The monthly report of a real box: examples/clinic.yaml applied in the lab, a config change, the real
-`mamori daemon` with real Suricata seeing a real scan from the internet-side attacker (incidents and the
-automatic block), a manual block in the nft sets, real VPN devices and portal sign-ins (the gate admits in
+`mamori daemon` with real Suricata seeing a real scan and a password sent in clear over an established
+connection from the internet-side attacker (incidents and the automatic block), a manual block in the nft sets, real VPN devices and portal sign-ins (the gate admits in
 the box's nft sets), a vendor maintenance window, a backup and its restore test. Then the PDF is rendered
 to PNG pages (pdftoppm) and its text (pdftotext) must carry the same numbers as the database.
 
@@ -82,6 +82,8 @@ def _change_config(box) -> None:  # type: ignore[no-untyped-def]
     any hour; his 07:00-23:00 limit would refuse a night-time sign-in)."""
     data = yaml.safe_load(box.config.read_text(encoding="utf-8"))
     data["hosts"].append({"name": NEW_HOST, "ip": "192.168.10.21", "description": "4月に増設"})
+    # the EHR's results page published to the internet: where the attacker can complete a handshake
+    data["firewall"]["port_forwards"] = [{"port": "tcp/8443", "to_host": "電子カルテ", "comment": "検査結果"}]
     for user in data["vpn"]["users"]:
         user.pop("hours", None)
     candidate = box.state_dir / "candidate.yaml"
@@ -159,17 +161,22 @@ def _attack(box) -> None:  # type: ignore[no-untyped-def]
         return incident is not None and block is not None
 
     scan = ["nmap", "-n", "-Pn", "-sS", "-p", "21-25,80,445,3389", "--max-retries", "0", "-T4", BOX_WAN]
-    for _ in range(3):  # bounded: a scan, then up to 20 s for the incident and the block; three times at most
+    # A SYN scan proves no source address, so it makes incidents but no block; a password tried over an
+    # established connection to the forwarded page proves it, and the IDS blocks the attacker.
+    login = ["curl", "-s", "-m", "3", "-u", "admin:secret", f"http://{BOX_WAN}:8443/"]
+    for _ in range(3):  # bounded: scan and login, then up to 20 s for the incident and the block; three times
         box.lab.run("attacker", scan, check=False, timeout=60)
+        box.lab.run("attacker", login, check=False, timeout=30)
         if _wait_for(seen, timeout=20):
             return
     log = (box.state_dir / "daemon.log").read_text(encoding="utf-8", errors="replace")
-    raise AssertionError("the scan was not detected and blocked:\n" + log[-3000:])
+    raise AssertionError("the attack was not detected and blocked:\n" + log[-3000:])
 
 
 def test_monthly_report_pdf_carries_the_database_numbers(box, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _change_config(box)
     box.start_daemon(wait=180)
+    box.lab.spawn("emr", ["python3", "-m", "http.server", "8443"])  # the page behind the port forward
     try:
         _attack(box)
         seeded = box.lab.run("box", [sys.executable, __file__, "seed", str(box.config), str(box.state_dir)],
