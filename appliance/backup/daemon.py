@@ -59,7 +59,9 @@ class ScheduledBackup:
         if (local.hour, local.minute) < (hour, minute):
             return None
         day = local.date().isoformat()
-        return None if self.ctx.db.get_kv(LAST_RUN_KEY) == day else day
+        last = self.ctx.db.get_kv(LAST_RUN_KEY)
+        # ISO dates compare as text; a clock stepped back a day must not make the same backup again
+        return None if last is not None and day <= last else day
 
     def tick(self) -> Path | None:
         """Make the day's backup if it is due. Returns the archive made, if any."""

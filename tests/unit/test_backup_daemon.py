@@ -84,6 +84,18 @@ def test_a_missed_backup_is_caught_up_once_and_survives_a_restart(ctx: Context) 
     assert len(generations(ctx.paths.state_dir / "backups")) == 1
 
 
+def test_a_clock_stepped_back_a_day_does_not_make_the_backup_again(ctx: Context) -> None:
+    set_passphrase(ctx.paths, "sakura no hana ga saku")
+    clock = Clock(2026, 11, 27, 3, 5)
+    worker = ScheduledBackup(ctx, BackupConfig(), TOKYO, clock)
+    assert worker.tick() is not None
+    clock.set(2026, 11, 26, 3, 30)  # a bad time source steps the clock back into yesterday
+    assert worker.tick() is None
+    clock.set(2026, 11, 28, 3, 5)
+    assert worker.tick() is not None
+    assert len(generations(ctx.paths.state_dir / "backups")) == 2
+
+
 def test_without_a_passphrase_the_failure_is_recorded_once_a_day(ctx: Context) -> None:
     clock = Clock(2026, 11, 26, 4, 0)
     worker = ScheduledBackup(ctx, BackupConfig(), TOKYO, clock)
