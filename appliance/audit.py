@@ -17,16 +17,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.clock import wall
 from appliance.errors import StateError
+from appliance.fileio import create_once
 from appliance.storage import Database
 
 GENESIS = "0" * 64
@@ -86,23 +85,10 @@ class AuditLog:
         return key
 
     def _create_key(self) -> bytes:
-        """Write the key to a temp file, then link() it into place: a racing process either wins or
-        reads the complete key of the winner, never an empty or partial file."""
-        self.key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = secrets.token_bytes(KEY_BYTES)
-        fd, tmp = tempfile.mkstemp(dir=self.key_path.parent, prefix=".audit.key.")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, key)
-            os.fsync(fd)
-            os.close(fd)
-            try:
-                os.link(tmp, self.key_path)
-            except FileExistsError:
-                return self.key_path.read_bytes()
-            return key
-        finally:
-            os.unlink(tmp)
+        """Made once and never replaced (appliance.fileio.create_once): a racing process either wins or reads
+        the complete key of the winner, never an empty or partial file."""
+        create_once(self.key_path, secrets.token_bytes(KEY_BYTES), mode=0o600)
+        return self.key_path.read_bytes()
 
     def _head(self, key: bytes, count: int, last: str) -> str:
         """The chain's length and last MAC, themselves MAC'd: cutting entries off the end and rewriting

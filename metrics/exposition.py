@@ -7,15 +7,13 @@ client library (they describe the Python process, which tells a vendor nothing a
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
-import threading
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from appliance.config.model import MamoriConfig
-from appliance.fileio import atomic_write
+from appliance.fileio import create_once
 from appliance.paths import Paths
 from appliance.subsystem import Context
 from metrics.collect import MamoriCollector
@@ -44,16 +42,9 @@ def ensure_token(paths: Paths) -> str:
     """The bearer token scrapes must present when `metrics.token` is on; made once (0600) if missing."""
     path = token_path(paths)
     if not path.exists():
-        # Written aside, then linked into place: link() never replaces, so when the daemon and the CLI make it
-        # at the same moment one token wins and both read that one.
-        aside = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{threading.get_ident()}")
-        atomic_write(aside, secrets.token_urlsafe(32) + "\n", mode=0o600)
-        try:
-            os.link(aside, path)
-        except FileExistsError:
-            pass
-        finally:
-            aside.unlink(missing_ok=True)
+        create_once(
+            path, secrets.token_urlsafe(32) + "\n", mode=0o600
+        )  # daemon and CLI racing: one token wins
     return path.read_text(encoding="utf-8").strip()
 
 

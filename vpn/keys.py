@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from appliance.errors import ApplyError, MamoriError
-from appliance.fileio import atomic_write
+from appliance.fileio import create_once
 
 log = logging.getLogger(__name__)
 
@@ -84,23 +84,24 @@ def server_key_path(keys_dir: Path) -> Path:
     return Path(keys_dir) / SERVER_KEY_NAME
 
 
-def ensure_server_key(keys_dir: Path) -> tuple[Path, str]:
-    """Create the server key once (mode 0600) and return (its path, the public key).
+def ensure_private_key(path: Path, what_ja: str, what_en: str, code: str = "vpn.key") -> str:
+    """Make a WireGuard private key at `path` once (0600, never replaced) and return its public key.
 
-    An existing key is kept: replacing it would cut every doctor's tunnel until his config is re-issued.
-    A key file with loose permissions is tightened rather than trusted as-is.
-    """
-    path = server_key_path(keys_dir)
-    Path(keys_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        atomic_write(path, generate_private_key() + "\n", mode=0o600)
-        log.info("generated the WireGuard server key in %s", path)
+    An existing key is kept: replacing it would cut every tunnel that trusts it. A key file with loose
+    permissions is tightened rather than trusted as-is; a damaged one is an error naming `what`."""
+    if create_once(path, generate_private_key() + "\n", mode=0o600):
+        log.info("generated the %s in %s", what_en, path)
     if path.stat().st_mode & 0o077:
         log.warning("tightening permissions of %s", path)
         os.chmod(path, 0o600)
     private = path.read_text(encoding="ascii").strip()
     if not is_valid_key(private):
-        raise ApplyError(
-            f"VPN サーバーの鍵ファイル {path} が壊れています", f"the VPN server key file {path} is corrupt"
-        )
-    return path, public_key(private)
+        raise ApplyError(f"{what_ja}の鍵ファイル {path} が壊れています", f"the {what_en} file {path} is corrupt",
+                         code=code)  # fmt: skip
+    return public_key(private)
+
+
+def ensure_server_key(keys_dir: Path) -> tuple[Path, str]:
+    """Create the server key once (mode 0600) and return (its path, the public key)."""
+    path = server_key_path(keys_dir)
+    return path, ensure_private_key(path, "VPN サーバー", "WireGuard server key")

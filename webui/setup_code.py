@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.fileio import create_once
 from appliance.storage import Database
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -50,21 +50,8 @@ def ensure_setup_code(keys_dir: Path) -> str:
     path = code_path(keys_dir)
     if path.exists():
         return read_setup_code(keys_dir) or ""
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     code = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-    tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, code.encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if another process made the code first: keep theirs
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    create_once(path, code + "\n", mode=0o600)  # another process made the code first: keep theirs
     return read_setup_code(keys_dir) or ""
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from appliance.errors import MamoriError
+from appliance.fileio import create_once
 
 KEY_NAME = "webhook.key"
 HEADER = "X-Mamori-Signature"
@@ -35,21 +34,8 @@ def webhook_key(keys_dir: Path) -> bytes:
 
 
 def _create(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_hex(32)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{KEY_NAME}.")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (key + "\n").encode("ascii"))
-        os.fsync(fd)
-        os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return path.read_text(encoding="ascii").strip()
-        return key
-    finally:
-        os.unlink(tmp)
+    create_once(path, secrets.token_hex(32) + "\n", mode=0o600)  # a racing process's key wins: read it back
+    return path.read_text(encoding="ascii").strip()
 
 
 def signature(key: bytes, body: bytes) -> str:
