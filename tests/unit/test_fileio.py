@@ -40,3 +40,23 @@ def test_kill_during_write_leaves_old_or_new(tmp_path: Path) -> None:
         assert is_whole(target.read_text()), f"torn config after kill #{attempt}"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "config.yaml"]
     assert all(name.endswith(".tmp") for name in leftovers)  # temp files only; the config itself is whole
+
+
+def test_create_once_never_replaces_and_leaves_no_temp_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from appliance.fileio import create_once
+
+    path = tmp_path / "keys" / "secret.key"
+    made: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda i=i: made.append(create_once(path, f"key {i}\n"))) for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made.count(True) == 1 and path.read_text().startswith("key ")
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert create_once(path, "another\n") is False and path.read_text() != "another\n"
+    assert [p.name for p in path.parent.iterdir()] == ["secret.key"]
