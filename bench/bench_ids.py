@@ -106,7 +106,11 @@ def _alert_line(ip: str, i: int) -> bytes:
            "src_ip": ip, "src_port": 40000 + i % 20000, "dest_ip": "203.0.113.2", "dest_port": 3389,
            "proto": "TCP", "alert": {"action": "allowed", "gid": 1, "signature_id": 1990001, "rev": 1,
            "signature": "MAMORI RDP connection attempt from the internet",
-           "category": "Attempted Administrator Privilege Gain", "severity": 1}}  # fmt: skip
+           "category": "Attempted Administrator Privilege Gain", "severity": 1},
+           # an attack over an established connection: its source is proven, so the IDS may block it (a SYN
+           # alone proves nothing and is never blocked, ids.response)
+           "flow": {"pkts_toserver": 4, "pkts_toclient": 3, "bytes_toserver": 400, "bytes_toclient": 300},
+           "tcp": {"state": "established"}}  # fmt: skip
     return json.dumps(rec).encode() + b"\n"
 
 
@@ -141,7 +145,10 @@ def latency_worker() -> None:
 
         live = SuricataPaths.under(ctx.paths.run_dir)
         live.log_dir.mkdir(parents=True, exist_ok=True)
-        worker = EveIngestWorker(ctx, cfg, responders=[AutoResponder(ctx, cfg, sets=TimedSets(ctx, cfg))])
+        # the rate limit (20 blocks in 10 minutes) would hold almost all of N_ALERTS attackers: lifted here to
+        # measure how fast each block lands
+        responder = AutoResponder(ctx, cfg, sets=TimedSets(ctx, cfg), max_blocks=N_ALERTS)
+        worker = EveIngestWorker(ctx, cfg, responders=[responder])
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()
