@@ -17,7 +17,6 @@ from reports.snapshot import UNAVAILABLE, Snapshot, WebAccountRow
 
 YES, NO, CHECK, CANNOT = "はい", "いいえ", "要確認", "機器では判定できません"
 STATES = (YES, NO, CHECK, CANNOT)
-RULES_MAX_AGE_DAYS = 14
 BACKUP_MAX_AGE_DAYS = 7
 RESTORE_TEST_MAX_AGE_DAYS = 365
 
@@ -279,8 +278,8 @@ def patches(s: Snapshot) -> Item:
         text = f"外部の検知ルール（ET Open）が入っていません。販売店に導入を依頼してください。{other}"
         return Item("2-11", "2⑪", wording, CHECK, text, cols, rows)
     age = _days(s.now, rules[0].updated) or 0
-    if age > RULES_MAX_AGE_DAYS:
-        text = f"検知ルールが {age} 日更新されていません（目安 {RULES_MAX_AGE_DAYS} 日以内）。{other}"
+    if age > s.rules_max_age_days:
+        text = f"検知ルールが {age} 日更新されていません（目安 {s.rules_max_age_days} 日以内）。{other}"
         return Item("2-11", "2⑪", wording, NO, text, cols, rows)
     text = f"本機の検知ルールは{ago(age, True)}更新されています。{other}"
     return Item("2-11", "2⑪", wording, YES, text, cols, rows)

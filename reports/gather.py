@@ -233,5 +233,5 @@ def gather_snapshot(ctx: Context, now: float) -> Snapshot:
         port_forwards=[(str(p.port), p.to_host, p.comment) for p in cfg.firewall.port_forwards] if cfg else None,
         web_zones=tuple(cfg.web.zones) if cfg else None, software=software(ctx),
         backup=backup_state(ctx, cfg), audit=audit_state(ctx), answers=answers_mod.load(ctx.db),
-        clock=clock_info(ctx, cfg),
+        clock=clock_info(ctx, cfg), rules_max_age_days=cfg.ids.rules_max_age_days if cfg else 7,
     )  # fmt: skip

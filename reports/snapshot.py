@@ -129,4 +129,5 @@ class Snapshot:
     audit: AuditState
     answers: dict[str, Answer] = field(default_factory=dict)
     unused_days: int = 90
+    rules_max_age_days: int = 7  # ids.rules_max_age_days, the same limit as the dashboard
     clock: ClockInfo | None = None  # None: the time service is not built into this box
