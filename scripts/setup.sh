@@ -9,6 +9,7 @@ APT_PACKAGES=(
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
   prometheus  # promtool checks and tests fleet/prometheus/ rules; its server is never left running
+  prometheus-alertmanager  # the lab hub's Alertmanager (lab/fleet.py, make fleet-demo); never left running
   chromium chromium-driver
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk poppler-utils
 )
@@ -63,13 +64,15 @@ fi
 for svc in dnsmasq suricata fail2ban chrony ssh; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
-# prometheus' postinst starts its server through invoke-rc.d where policy allows: stop that one process by the
-# PID its init script recorded (only promtool is wanted here).
-if [ -s /run/prometheus/prometheus.pid ]; then
-  prom_pid=$(cat /run/prometheus/prometheus.pid)
-  if [ "$(ps -o comm= -p "$prom_pid" 2>/dev/null)" = prometheus ]; then kill "$prom_pid" || true; fi
-  rm -f /run/prometheus/prometheus.pid
-fi
+# prometheus' and prometheus-alertmanager's postinst start their servers through invoke-rc.d where policy allows:
+# stop each by the PID its init script recorded (the lab starts its own, by PID, in a hub namespace).
+for prom in prometheus prometheus-alertmanager; do
+  if [ -s "/run/prometheus/$prom.pid" ]; then
+    prom_pid=$(cat "/run/prometheus/$prom.pid")
+    if [ "$(ps -o comm= -p "$prom_pid" 2>/dev/null)" = "${prom:0:15}" ]; then kill "$prom_pid" || true; fi
+    rm -f "/run/prometheus/$prom.pid"
+  fi
+done
 
 # Suricata parses hostile traffic: the daemon runs it as this account, never as root (ids/account.py).
 # Same name and options as the image (scripts/image-customize.sh).
