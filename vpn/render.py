@@ -142,6 +142,7 @@ def client_conf(
     addresses = [f"{device.ip4}/32"] + ([f"{device.ip6}/128"] if device.ip6 else [])
     lines = [
         f"# Mamori VPN: {device.user} / {device.device}",
+        f"# 接続経路: 直接（医院のルーターから本機の UDP {cfg.vpn.listen_port}番へ）",
         "[Interface]",
         f"PrivateKey = {private_key}"
         if private_key

@@ -129,7 +129,8 @@ def test_access_networks_groups_and_zones():
 def test_client_conf_golden():
     conf = client_conf(cfg(), dev(1), SERVER, private_key="P" * 43 + "=")
     assert conf == (
-        "# Mamori VPN: yamada / pc1\n[Interface]\nPrivateKey = " + "P" * 43 + "=\n"
+        "# Mamori VPN: yamada / pc1\n# 接続経路: 直接（医院のルーターから本機の UDP 51820番へ）\n"
+        "[Interface]\nPrivateKey = " + "P" * 43 + "=\n"
         "Address = 10.99.0.2/32, fd4d:616d:6f72::2/128\n\n[Peer]\n"
         f"PublicKey = {SERVER}\nEndpoint = 203.0.113.2:51820\n"
         "AllowedIPs = 10.99.0.0/24, fd4d:616d:6f72::/64, 192.168.10.10/32\nPersistentKeepalive = 25\n"
