@@ -8,6 +8,7 @@ APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
+  rsyslog rsyslog-gnutls  # the SIEM forwarder (siem/) and the lab's test collector; Mamori runs rsyslogd itself
   prometheus  # promtool checks and tests fleet/prometheus/ rules; its server is never left running
   prometheus-alertmanager  # the lab hub's Alertmanager (lab/fleet.py, make fleet-demo); never left running
   chromium chromium-driver
@@ -61,7 +62,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_bp[@]}" -gt 0 ]; then
 fi
 # The Debian packages start their services on install where an init exists; Mamori supervises them itself
 # (sshd too: Debian's ssh service is never needed, Mamori runs sshd only while `ssh.enabled`).
-for svc in dnsmasq suricata fail2ban chrony ssh; do
+for svc in dnsmasq suricata fail2ban chrony ssh rsyslog; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
 # prometheus' and prometheus-alertmanager's postinst start their servers through invoke-rc.d where policy allows:
