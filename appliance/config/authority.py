@@ -17,6 +17,10 @@ Who may change what (the first row whose path is a prefix of the changed path de
   path                                   permission            why it is not plain settings.edit
   ssh.*                                  ssh.manage            a root login: never a vendor's own choice
   mgmt.*                                 mgmt.manage           the vendor hub's link: the clinic opens it
+  update.*                               update.manage         where the box takes new code from: never a
+                                                               vendor's own choice (update/)
+  fleet.*                                fleet.manage          whether the vendor's fleet API may change the
+                                                               box at all: the clinic decides (fleetapi/)
   backup.*                               backup.manage         every key of the box leaves with a backup
   notifications.*                        notifications.manage  the box sends its SMTP password / LINE token
                                                                to the host named here; silencing the clinic
@@ -64,6 +68,9 @@ NOTIFICATIONS_MANAGE = "notifications.manage"
 WEB_MANAGE = "web.manage"
 SSH_MANAGE = "ssh.manage"
 MGMT_MANAGE = "mgmt.manage"
+UPDATE_MANAGE = "update.manage"
+UPDATE_INSTALL = "update.install"
+FLEET_MANAGE = "fleet.manage"
 BACKUP_MANAGE = "backup.manage"
 ACCOUNTS_MANAGE = "accounts.manage"
 IDS_RULES_UPDATE = "ids.rules_update"
@@ -76,6 +83,7 @@ AREA_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "devices": ("devices.view",),
     "settings": ("settings.view", SETTINGS_EDIT),
     "audit": ("audit.view",),
+    "update": (UPDATE_INSTALL,),  # install a verified software update (update/)
 }
 # Admin-only unless the clinic grants the area by name: none of them comes with another area's grant.
 EXPLICIT_GRANTS: dict[str, tuple[str, ...]] = {
@@ -87,9 +95,10 @@ EXPLICIT_GRANTS: dict[str, tuple[str, ...]] = {
 # Never grantable to a vendor: accounts (he would extend his own window), replacing the IDS rules (new code
 # the box runs on all traffic), backups (every key of the box), and maintenance SSH (a root shell: the
 # clinic opens it for the vendor, never the vendor for himself), and the vendor hub's management link
-# (the clinic approves and cuts it; a vendor must never enrol or keep his own link).
+# (the clinic approves and cuts it; a vendor must never enrol or keep his own link), and the switch that lets
+# the vendor's fleet API change the box (a vendor must never allow himself bulk changes).
 NEVER_GRANTABLE: frozenset[str] = frozenset(
-    {ACCOUNTS_MANAGE, IDS_RULES_UPDATE, BACKUP_MANAGE, SSH_MANAGE, MGMT_MANAGE}
+    {ACCOUNTS_MANAGE, IDS_RULES_UPDATE, BACKUP_MANAGE, SSH_MANAGE, MGMT_MANAGE, UPDATE_MANAGE, FLEET_MANAGE}
 )
 ADMIN_ONLY: frozenset[str] = NEVER_GRANTABLE | {p for ps in EXPLICIT_GRANTS.values() for p in ps}
 GRANTABLE_AREAS: tuple[str, ...] = (*AREA_PERMISSIONS, *EXPLICIT_GRANTS)
@@ -119,6 +128,8 @@ def permissions_for(role: str, grants: Iterable[str] = ()) -> frozenset[str]:
 RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ssh",), SSH_MANAGE),
     (("mgmt",), MGMT_MANAGE),
+    (("update",), UPDATE_MANAGE),
+    (("fleet",), FLEET_MANAGE),
     (("backup",), BACKUP_MANAGE),
     (("notifications",), NOTIFICATIONS_MANAGE),
     (("web",), WEB_MANAGE),
@@ -141,6 +152,14 @@ RULES: tuple[tuple[tuple[str, ...], str], ...] = (
 LABELS: dict[str, tuple[str, str]] = {
     SSH_MANAGE: ("保守用の遠隔ログイン（ssh）", "maintenance SSH (ssh)"),
     MGMT_MANAGE: ("保守業者の管理接続（mgmt）", "the vendor hub's management link (mgmt)"),
+    UPDATE_MANAGE: (
+        "ソフトウェア更新の取得先と自動更新（update）",
+        "where and when software updates come from (update)",
+    ),
+    FLEET_MANAGE: (
+        "保守業者による設定の一括変更の許可（fleet）",
+        "allowing the vendor's fleet changes (fleet)",
+    ),
     BACKUP_MANAGE: ("バックアップ（backup）", "backups (backup)"),
     NOTIFICATIONS_MANAGE: ("お知らせの送り先（notifications）", "notification channels (notifications)"),
     WEB_MANAGE: ("管理画面の受け付け（web）", "the management web UI (web)"),

@@ -26,11 +26,14 @@ from appliance.config.types import (
     mamori_error,
 )
 from firewall.model import DhcpConfig, FirewallConfig
+from fleetapi.model import FleetConfig
 from ids.model import IdsConfig
 from metrics.model import MetricsConfig
 from mgmt.model import MgmtConfig
+from siem.model import SiemConfig
 from sshsvc.model import SshConfig
 from timesvc.model import NtpConfig
+from update.model import UpdateConfig
 from vpn.model import VpnConfig
 
 CURRENT_SCHEMA_VERSION = 1
@@ -206,6 +209,9 @@ class MamoriConfig(Strict):
     ssh: SshConfig = Field(default_factory=SshConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     mgmt: MgmtConfig = Field(default_factory=MgmtConfig)
+    siem: SiemConfig = Field(default_factory=SiemConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
+    update: UpdateConfig = Field(default_factory=UpdateConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:
