@@ -8,7 +8,10 @@
 
 The router routes without NAT (Mamori's wan address is reachable from the "internet" side, so scans
 and VPN tests work); Mamori itself masquerades the clinic. A test may ask for a clinic NAT router
-(`nat_clinic`) and a support vendor's hub on the internet side (`add_hub`, issue 14). Every namespace
+(`nat_clinic`) and a support vendor's hub on the internet side (`add_hub`, issue 14). A fleet of clinics
+(lab/fleet.py) shares one internet segment: a Lab built with `clinic=False` holds only that switch (and the
+hub), and each clinic's Lab plugs its router into it (`internet=Internet(...)`) instead of a switch of its own.
+Every namespace
 name starts with the lab's prefix, every process the lab starts is recorded by PID and killed by PID,
 and `down()` removes all of it. Addresses here belong to the lab's namespaces only; nothing leaves the machine.
 Used by `make demo`, the integration tests and the benchmarks.
@@ -97,6 +100,15 @@ class Hub:
         return 0
 
 
+@dataclass(frozen=True)
+class Internet:
+    """An internet segment another Lab owns (its inet switch, by namespace name): a clinic's router plugs its
+    eth0 into it with `router_address` instead of building an inet switch of its own (lab/fleet.py)."""
+
+    switch_ns: str
+    router_address: str  # with prefix length, unique on the segment
+
+
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
@@ -107,6 +119,9 @@ class Lab:
     namespaces: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     port_counter: int = 0
+    hosts: tuple[HostSpec, ...] = HOSTS  # plugged in by up(); a fleet clinic leaves the internet ones out
+    clinic: bool = True  # False: only the inet switch and the hosts, no router or box (a fleet's hub side)
+    internet: Internet | None = None  # plug the router into a shared internet segment (lab/fleet.py)
 
     def wg_name(self, suffix: str = "") -> str:
         """A WireGuard interface name unique on this machine (<= 15 chars), for this lab's box; `suffix`
@@ -157,21 +172,43 @@ class Lab:
         return self
 
     def _build(self) -> None:
-        for switch in SWITCHES:
+        switches = SWITCHES if self.clinic else ("inet",)
+        for switch in switches:
+            if switch == "inet" and self.internet is not None:
+                continue  # the shared segment belongs to another Lab
             self._add_ns(f"sw-{switch}")
             self.run(f"sw-{switch}", ["ip", "link", "add", "br0", "type", "bridge"])
             self.run(f"sw-{switch}", ["ip", "link", "set", "br0", "up"])
+        if not self.clinic:
+            for host in self.hosts:
+                self.add_host(host)
+            return
         self._add_ns("router")
         self._add_ns("box")
-        self._switch_port("inet", "router", "eth0")
-        self.run("router", ["ip", "addr", "add", ROUTER_OUTSIDE, "dev", "eth0"])
+        if self.internet is None:
+            self._switch_port("inet", "router", "eth0")
+            self.run("router", ["ip", "addr", "add", ROUTER_OUTSIDE, "dev", "eth0"])
+        else:
+            self._shared_port(self.internet)
         self._veth("router", "eth1", "box", "wan0")
         self.run("router", ["ip", "addr", "add", ROUTER_INSIDE, "dev", "eth1"])
         self.run("router", ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         for switch, box_if in BOX_PORTS.items():
             self._switch_port(switch, "box", box_if)
-        for host in HOSTS:
+        for host in self.hosts:
             self.add_host(host)
+
+    def _shared_port(self, internet: Internet) -> None:
+        """The router's eth0 on another Lab's internet switch; the port's name there is made from this lab's
+        prefix, so clinics built at the same time never pick the same one. Deleting the router namespace
+        deletes the pair."""
+        port = "u" + hashlib.sha1(self.prefix.encode()).hexdigest()[:10]
+        ip("link", "add", port, "netns", internet.switch_ns, "type", "veth", "peer", "name", "eth0", "netns",
+           self.ns("router"))  # fmt: skip
+        subprocess.run(["ip", "netns", "exec", internet.switch_ns, "ip", "link", "set", port, "master", "br0",
+                        "up"], check=True, capture_output=True, text=True)  # fmt: skip
+        self.run("router", ["ip", "link", "set", "eth0", "up"])
+        self.run("router", ["ip", "addr", "add", internet.router_address, "dev", "eth0"])
 
     def add_host(self, host: HostSpec, mac: str | None = None) -> str:
         """Plug one more host into a switch (tests use it for 'a new device appears')."""
