@@ -73,3 +73,20 @@ def any_revision_before(db: Database, ts: float) -> bool:
         return (
             conn.execute("SELECT 1 FROM revisions WHERE created_at < ? LIMIT 1", (ts,)).fetchone() is not None
         )
+
+
+def audit_after(db: Database, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Audit entries with id > `after_id`, oldest first (id, ts, actor, source, remote, action, detail as JSON
+    text): what the SIEM forwarder (siem/) has not handed on yet."""
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT id, ts, actor, source, remote, action, detail FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def last_audit_id(db: Database) -> int:
+    """The newest audit entry's id (0 when the log is empty)."""
+    with db.connection() as conn:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0])

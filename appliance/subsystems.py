@@ -16,6 +16,7 @@ SUBSYSTEM_MODULES: tuple[str, ...] = (
     "ids.subsystem",
     "vpn.subsystem",
     "mgmt.subsystem",
+    "siem.subsystem",
 )
 
 

@@ -203,3 +203,41 @@ def block_incidents(db: Database, blocks: dict[str, float]) -> dict[str, int]:
             if row is not None:
                 out[ip] = int(row[0])
     return out
+
+
+def incidents_after(db: Database, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Incidents with id > `after_id`, oldest first, as they are now (the SIEM forwarder's source)."""
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT id, sid, src_ip, dest_ip, first_seen, severity, signature, category FROM ids_incidents"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def alerts_after(
+    db: Database, after_id: int, max_severity: int, limit: int = 500, window: int = 5000
+) -> tuple[list[dict[str, Any]], int]:
+    """Alerts with id > `after_id` and Suricata severity <= `max_severity` (1 = high only), oldest first,
+    looking at most `window` ids ahead; returns them and the id the reader may move its cursor to (the last
+    row returned when `limit` was reached, else the end of the window or the newest alert). The window
+    keeps a reader of high alerts from scanning a million low ones on every call."""
+    with db.connection() as conn:
+        newest = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_alerts").fetchone()[0])
+        upto = min(after_id + window, newest)
+        rows = conn.execute(
+            "SELECT id, incident_id, ts, sid, rev, signature, category, severity, src_ip, src_port, dest_ip,"
+            " dest_port, proto FROM ids_alerts WHERE id > ? AND id <= ? AND severity <= ? ORDER BY id LIMIT ?",
+            (after_id, upto, max_severity, limit),
+        ).fetchall()
+    out = [dict(r) for r in rows]
+    return out, (out[-1]["id"] if len(out) == limit else max(upto, after_id))
+
+
+def last_ids(db: Database) -> tuple[int, int]:
+    """The newest (incident id, alert id), 0 when none: where a forwarder switched on now starts."""
+    with db.connection() as conn:
+        inc = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_incidents").fetchone()[0]
+        alert = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_alerts").fetchone()[0]
+    return int(inc), int(alert)

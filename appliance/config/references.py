@@ -289,6 +289,14 @@ def _check_mgmt(cfg: MamoriConfig, f: Findings) -> None:
         f.error(path, ja, en)
 
 
+def _check_siem(cfg: MamoriConfig, f: Findings) -> None:
+    """Logs leave by the way the config names, to a collector that way reaches (siem.model.siem_issues)."""
+    from siem.model import siem_issues
+
+    for path, ja, en in siem_issues(cfg):
+        f.error(path, ja, en)
+
+
 def check_references(cfg: MamoriConfig) -> Findings:
     f = Findings()
     _check_interfaces(cfg, f)
@@ -301,4 +309,5 @@ def check_references(cfg: MamoriConfig) -> Findings:
     _check_ssh(cfg, f)
     _check_metrics(cfg, f)
     _check_mgmt(cfg, f)
+    _check_siem(cfg, f)
     return f
