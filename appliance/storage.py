@@ -20,7 +20,7 @@ from pathlib import Path
 # never edited, so a box upgraded from any version ends with the same schema). Versions are per area.
 SCHEMA_MODULES: tuple[str, ...] = (
     "appliance.schema", "firewall.schema", "ids.schema", "vpn.schema", "webui.schema",
-    "appliance.backup.schema", "reports.schema", "appliance.notify.schema", "siem.schema",
+    "appliance.backup.schema", "reports.schema", "appliance.notify.schema", "siem.schema", "fleetapi.schema",
 )  # fmt: skip
 
 

@@ -30,7 +30,10 @@ from webui.rules_upload import MAX_UPLOAD as RULES_MAX_UPLOAD
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without an account (the wizard guards its own steps).
-OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web", "mgmt.web")
+OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web", "mgmt.web", "fleetapi.web", "fleetapi.api")
+# Blueprints that authenticate each request themselves with a bearer token and never read the session cookie
+# (fleetapi.api): no cookie means no CSRF to guard against, and no sign-in page to send a program to.
+TOKEN_BLUEPRINTS: tuple[str, ...] = ("fleetapi",)
 # Endpoints that take a file larger than the 2 MB default (webui.security): the IDS rules archive.
 LARGE_UPLOADS: dict[str, int] = {"settings.ids_rules": RULES_MAX_UPLOAD + 1024 * 1024}  # + form overhead
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
@@ -126,7 +129,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _before_request() -> Any:
-    if request.endpoint == "static":
+    if request.endpoint == "static" or request.blueprint in TOKEN_BLUEPRINTS:
         return None
     if request.endpoint in LARGE_UPLOADS and session.get("sid"):
         # Read before the body is parsed (the CSRF check parses it); only for a signed-in session, so an
