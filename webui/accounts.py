@@ -33,7 +33,7 @@ ROLES = ("admin", "viewer", "vendor")
 ROLE_LABELS = {"admin": "管理者", "viewer": "閲覧", "vendor": "保守業者"}
 MFA_ROLES = ("admin", "vendor")
 # Areas a clinic can grant a vendor; each area's view and change permissions come with it.
-GRANTABLE = ("alerts", "firewall", "vpn", "devices", "settings", "audit")
+GRANTABLE = ("alerts", "firewall", "vpn", "devices", "settings", "audit", "update")
 GRANT_LABELS = {
     "alerts": "アラート",
     "firewall": "ファイアウォール",
@@ -41,6 +41,7 @@ GRANT_LABELS = {
     "devices": "機器一覧",
     "settings": "設定",
     "audit": "監査ログ",
+    "update": "ソフトウェア更新",
 }
 UNUSED_DAYS = 90
 SESSION_MAX_SECONDS = (
