@@ -198,6 +198,9 @@ class _Renderer:
         self.add(chain, [daddr, ping, nj.ACCEPT], comment="ping of the box over the management link")
         for matches in port_matches(link_ports(self.cfg)):
             self.add(chain, [daddr, *matches, nj.ACCEPT], comment="box service over the management link")
+        if self.cfg.vpn.enabled:  # doctors' WireGuard relayed by the hub, still encrypted (vpn/lines.py)
+            self.add(chain, [daddr, *port_matches([f"udp/{self.cfg.vpn.listen_port}"])[0], nj.ACCEPT],
+                     comment="VPN relayed by the hub (encrypted)")  # fmt: skip
         self.add(chain, [nj.jump(self.drop_chain(f"{LINK_ZONE}>box", "policy"))])
         return chain
 

@@ -5,6 +5,7 @@ status [--json]   on/off, up/down (latest handshake), the hub's endpoint and key
 enrol CODE        decode a vendor's code, show the hub and its fingerprint, ask, then apply it.
 cut               「保守業者の管理接続を切る」: the interface down at once, then `mgmt.enabled: false`.
 make-code ...     the vendor side: an enrolment code for one clinic (validated like the box will).
+hub-relay-rules   the vendor side: the hub's nftables rules of the doctors' VPN relay (mgmt/relay.py).
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ def cmd_make_code(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_hub_relay_rules(args: argparse.Namespace, ctx: Context) -> int:
+    from mgmt.relay import parse_clinic, render_hub_rules
+
+    print(
+        render_hub_rules([parse_clinic(c) for c in args.clinic], args.hub_address, args.wg_interface), end=""
+    )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     mgmt = sub.add_parser(
         "mgmt", help="保守業者の管理接続 / the vendor hub's management link"
@@ -148,3 +158,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--qr", metavar="FILE.svg", help="the same code as a QR code (SVG)")
     p.set_defaults(func=cmd_make_code)
+    p = mgmt.add_parser(
+        "hub-relay-rules", help="（保守業者用）VPN 中継の nftables 規則 / (vendor) hub relay rules"
+    )
+    p.add_argument("--hub-address", required=True, help="the hub's tunnel address, e.g. 10.77.0.1")
+    p.add_argument("--wg-interface", default="wg-hub", help="the hub's WireGuard interface (wg-hub)")
+    p.add_argument("--clinic", action="append", required=True, metavar="HUBPORT=BOX[:PORT]",
+                   help="e.g. 40017=10.77.0.17:51820 (repeatable)")  # fmt: skip
+    p.set_defaults(func=cmd_hub_relay_rules)

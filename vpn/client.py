@@ -2,7 +2,7 @@
 
 A real doctor uses the WireGuard app; this exists so the lab and the tests exercise exactly the config
 the box hands out. Scope: the subset of wg-quick that `vpn.render.client_conf` writes (Address,
-PrivateKey, PublicKey, Endpoint, AllowedIPs, PersistentKeepalive); no DNS, no hooks.
+PrivateKey, PublicKey, Endpoint, AllowedIPs, PersistentKeepalive, MTU); no DNS, no hooks.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class ClientConf:
     endpoint: str
     allowed_ips: tuple[str, ...]
     keepalive: int
+    mtu: int | None = None
 
 
 def parse_client_conf(text: str) -> ClientConf:
@@ -49,6 +50,7 @@ def parse_client_conf(text: str) -> ClientConf:
             private_key=values.get("PrivateKey"), addresses=split("Address"),
             server_public_key=values["PublicKey"], endpoint=values["Endpoint"],
             allowed_ips=split("AllowedIPs"), keepalive=int(values.get("PersistentKeepalive", "0")),
+            mtu=int(values["MTU"]) if "MTU" in values else None,
         )  # fmt: skip
     except (KeyError, ValueError) as exc:
         raise ApplyError(
@@ -74,6 +76,8 @@ def up_client(
     if conf.keepalive:
         args += ["persistent-keepalive", str(conf.keepalive)]
     iface.run(["wg", "set", ifname, *args])
+    if conf.mtu:
+        iface.run(["ip", "link", "set", ifname, "mtu", str(conf.mtu)])
     iface.run(["ip", "link", "set", ifname, "up"])
     for net in conf.allowed_ips:
         iface.run(["ip", "route", "replace", net, "dev", ifname])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from appliance.config.types import (
     HostName,
@@ -38,6 +38,51 @@ def _check_listen_port(value: int) -> int:
             "Connect) pick one from the router's usable port set (e.g. 240 ports)",
         )
     return value
+
+
+def _check_relay_endpoint(value: str) -> str:
+    """The hub's public address and this clinic's port on it, as the vendor gave it ('host:port')."""
+    if value == "":
+        return value
+    from mgmt.model import split_endpoint
+
+    host, port = split_endpoint(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_probe_key(value: str) -> str:
+    from vpn.keys import is_valid_key
+
+    if not is_valid_key(value):
+        raise mamori_error(
+            "到達確認用の公開鍵の形式が正しくありません（WireGuard の公開鍵は44文字で「=」で終わります）",
+            "not a WireGuard public key (44 base64 characters ending in '=')",
+        )
+    return value
+
+
+ProbeKey = Annotated[str, AfterValidator(_check_probe_key)]
+# How new doctors' configs reach the box (vpn/lines.py): the router's IPv4 port forward, IPv6, or the relay
+# through the vendor's hub; "auto" follows the last reachability check.
+VpnPath = Literal["direct", "ipv6", "relay", "auto"]
+
+
+class ProbeKeys(Strict):
+    """Public keys of the outside prober (fleet/relay/probe on the vendor's hub). Each becomes a peer that may
+    send nothing (no AllowedIPs): its handshake only proves that a packet got in, by IPv4, by IPv6, and over
+    the management link (the control that says a probe round ran). See vpn/reach.py."""
+
+    ipv4: ProbeKey
+    ipv6: ProbeKey
+    link: ProbeKey
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ProbeKeys:
+        if len({self.ipv4, self.ipv6, self.link}) != 3:
+            raise mamori_error(
+                "到達確認用の鍵は3つとも別の鍵にしてください", "the three probe keys must differ"
+            )
+        return self
 
 
 ListenPort = Annotated[
@@ -77,4 +122,23 @@ class VpnConfig(Strict):
     address: VpnPoolAddress = "10.99.0.1/24"
     address6: InterfaceAddress | None = "fd4d:616d:6f72::1/64"
     endpoint: HostName = ""
+    # A name (or address) by which doctors reach the box over IPv6; the box keeps it pointing at its current
+    # prefix (docs/vpn-lines.md). Used by path "ipv6" and by "auto" when only IPv6 gets in.
+    endpoint6: HostName = ""
+    path: VpnPath = "direct"
+    # The vendor hub's public address and this clinic's port there ("hub.example.jp:40017"): doctors' packets
+    # sent there are forwarded, still encrypted, through the management link (mgmt hub-relay-rules).
+    relay_endpoint: Annotated[str, AfterValidator(_check_relay_endpoint)] = Field(default="", max_length=260)
+    probe: ProbeKeys | None = None
     users: list[VpnUser] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _path_has_its_endpoint(self) -> VpnConfig:
+        need = {"relay": ("relay_endpoint", "保守業者のハブの中継先"), "ipv6": ("endpoint6", "IPv6 の接続先")}
+        if self.path in need and not getattr(self, need[self.path][0]):
+            name, ja = need[self.path]
+            raise mamori_error(
+                f"接続経路「{self.path}」には {name}（{ja}）が必要です",
+                f"vpn.path {self.path} needs vpn.{name}",
+            )
+        return self

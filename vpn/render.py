@@ -17,7 +17,10 @@ from dataclasses import dataclass, fields
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
+from vpn.lines import box_mtu, choose_path, client_mtu, comment_for, endpoint_for
 from vpn.store import Device
+
+PROBE_USER = "(probe)"  # not a valid user name: a probe peer is never taken for a device
 
 
 class RenderError(MamoriError):
@@ -43,14 +46,17 @@ class InterfacePlan:
     address6: str | None
     listen_port: int
     users: frozenset[str]
+    mtu: int | None = None  # None: WireGuard's default; smaller while the relay may carry doctors
+    probes: tuple[tuple[str, str], ...] = ()  # (family, public key) of the outside prober, allowed nothing
 
     def with_devices(self, devices: Iterable[Device]) -> ServerPlan:
-        """The whole plan with these stored devices as peers (active devices of enabled users only)."""
+        """The whole plan with these stored devices as peers (active devices of enabled users only), and the
+        prober's keys with no AllowedIPs (a handshake, never a packet: vpn/reach.py)."""
         peers = tuple(
             ServerPeer(d.public_key, device_allowed_ips(d), d.user, d.device)
             for d in sorted(devices, key=lambda d: d.id)
             if d.active and d.user in self.users
-        )
+        ) + tuple(ServerPeer(key, (), PROBE_USER, family) for family, key in self.probes)
         base = {f.name: getattr(self, f.name) for f in fields(InterfacePlan)}
         return ServerPlan(**base, peers=peers if self.enabled else ())
 
@@ -59,7 +65,7 @@ class InterfacePlan:
 class ServerPlan(InterfacePlan):
     """What the WireGuard interface should look like, peers included."""
 
-    peers: tuple[ServerPeer, ...]
+    peers: tuple[ServerPeer, ...] = ()
 
     def interface_plan(self) -> InterfacePlan:
         return InterfacePlan(**{f.name: getattr(self, f.name) for f in fields(InterfacePlan)})
@@ -81,7 +87,8 @@ def render_interface(cfg: MamoriConfig, ifname: str | None = None) -> InterfaceP
     return InterfacePlan(
         enabled=cfg.vpn.enabled, ifname=ifname or cfg.vpn.interface, address=cfg.vpn.address,
         address6=cfg.vpn.address6, listen_port=cfg.vpn.listen_port,
-        users=frozenset(u.name for u in cfg.vpn.users if u.enabled),
+        users=frozenset(u.name for u in cfg.vpn.users if u.enabled), mtu=box_mtu(cfg),
+        probes=tuple(cfg.vpn.probe.model_dump().items()) if cfg.vpn.probe else (),
     )  # fmt: skip
 
 
@@ -130,28 +137,34 @@ def _endpoint(host: str, port: int) -> str:
 
 
 def client_conf(
-    cfg: MamoriConfig, device: Device, server_public_key: str, private_key: str | None = None
-) -> str:
+    cfg: MamoriConfig, device: Device, server_public_key: str, private_key: str | None = None,
+    path: str | None = None,
+) -> str:  # fmt: skip
     """The device's wg-quick .conf. Without `private_key` (bring-your-own key) a placeholder line is left
-    for the user to fill in on his own device, so the private key never passes through the box."""
-    if not cfg.vpn.endpoint:
+    for the user to fill in on his own device, so the private key never passes through the box. `path`
+    (vpn/lines.py): direct, ipv6 or relay; None is `vpn.path` with nothing known about reachability."""
+    path = path or choose_path(cfg)
+    host, port = endpoint_for(cfg, path)
+    if not host:
         raise RenderError(
             "vpn.endpoint（インターネットから見たこの機器のアドレスまたは名前）を設定してください",
             "set vpn.endpoint (the box's address or name as seen from the internet)",
         )
     addresses = [f"{device.ip4}/32"] + ([f"{device.ip6}/128"] if device.ip6 else [])
+    mtu = client_mtu(path)
     lines = [
         f"# Mamori VPN: {device.user} / {device.device}",
-        f"# 接続経路: 直接（医院のルーターから本機の UDP {cfg.vpn.listen_port}番へ）",
+        comment_for(cfg, path),
         "[Interface]",
         f"PrivateKey = {private_key}"
         if private_key
         else "# PrivateKey = (この端末で作った秘密鍵 / your own private key)",
         f"Address = {', '.join(addresses)}",
+        *([f"MTU = {mtu}"] if mtu else []),
         "",
         "[Peer]",
         f"PublicKey = {server_public_key}",
-        f"Endpoint = {_endpoint(cfg.vpn.endpoint, cfg.vpn.listen_port)}",
+        f"Endpoint = {_endpoint(host, port)}",
         f"AllowedIPs = {', '.join(access_networks(cfg, device.user))}",
         "PersistentKeepalive = 25",
         "",

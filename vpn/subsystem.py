@@ -27,6 +27,7 @@ from vpn.wg import WgInterface
 
 log = logging.getLogger(__name__)
 KV_IFNAME = "vpn.interface"
+DEFAULT_MTU = 1420  # WireGuard's own default; vpn.lines.box_mtu lowers it while the relay may carry doctors
 
 
 def check_peers(plan: ServerPlan) -> None:
@@ -88,6 +89,7 @@ class VpnSubsystem(Subsystem):
         if not iface.exists():
             log.info("creating %s (%s)", iface.name, iface.create())
         iface.configure(plan.address, plan.address6, plan.listen_port, key_path)
+        iface.run(["ip", "link", "set", "dev", iface.name, "mtu", str(plan.mtu or DEFAULT_MTU)])
         iface.set_peers(full.peer_map())
         self._applied = full
         self.ctx.db.set_kv(KV_IFNAME, plan.ifname)

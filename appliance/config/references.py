@@ -245,6 +245,10 @@ def _check_vpn(cfg: MamoriConfig, f: Findings, names: set[str], services: set[st
                 )
             if acc.service and acc.service not in services:
                 _unknown(f, f"{path}.access[{j}].service", "サービス", "service", acc.service)
+    from vpn.lines import line_issues  # the relay path needs the management link (issue 17)
+
+    for field_path, ja, en in line_issues(cfg):
+        f.error(field_path, ja, en)
 
 
 def _check_misc(cfg: MamoriConfig, f: Findings) -> None:

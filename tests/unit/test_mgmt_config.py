@@ -157,12 +157,15 @@ def test_forward_from_and_to_the_link_is_dropped_first_whatever_the_config(
 @pytest.mark.parametrize(
     ("sections", "open_ports", "closed_ports"),
     [
-        ({}, {"443"}, {"22", "80", "53", "67", "123", "9469", "51820"}),
-        ({"web": {"port": 8444}}, {"8444"}, {"443"}),
-        ({"ssh": {"enabled": True, "authorized_keys": [SSH_KEY]}}, {"443", "22"}, {"80"}),
-        ({"metrics": {"listen": ["10.77.0.17:9469"]}}, {"443", "9469"}, {"22"}),
+        # 51820: the doctors' WireGuard relayed by the hub (issue 17), UDP only, while the VPN is on
+        ({}, {"443", "51820"}, {"22", "80", "53", "67", "123", "9469"}),
+        ({"vpn": {"enabled": False}}, {"443"}, {"51820"}),
+        ({"vpn": {"listen_port": 41000}}, {"443", "41000"}, {"51820"}),
+        ({"web": {"port": 8444}}, {"8444", "51820"}, {"443"}),
+        ({"ssh": {"enabled": True, "authorized_keys": [SSH_KEY]}}, {"443", "22", "51820"}, {"80"}),
+        ({"metrics": {"listen": ["10.77.0.17:9469"]}}, {"443", "9469", "51820"}, {"22"}),
         # metrics on the lan address only: not opened on the link
-        ({"metrics": {"listen": ["192.168.10.1:9469"]}}, {"443"}, {"9469"}),
+        ({"metrics": {"listen": ["192.168.10.1:9469"]}}, {"443", "51820"}, {"9469"}),
     ],
 )
 def test_link_input_opens_only_the_listed_box_services_on_the_link_address(
@@ -181,6 +184,8 @@ def test_link_input_opens_only_the_listed_box_services_on_the_link_address(
                 ports.update(str(p) for p in (right.get("set") if isinstance(right, dict) else [right]))
     assert ports == open_ports
     assert not ports & closed_ports
+    udp = [r for r in accepts if '"udp"' in r]  # the relayed VPN port is the only UDP one
+    assert len(udp) == (1 if "51820" in open_ports or "41000" in open_ports else 0), udp
     assert "d_mgmt-link_box_policy" in rules[-1]
     dispatch = next(r for r in chain_rules(batch, "input") if "vmap" in r)
     assert '"mamori-mgmt"' in dispatch and '"in_mgmt-link"' in dispatch

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from appliance.config.load import parse_config
-from appliance.errors import ConfigError
-from vpn.render import client_conf, render_interface
+from appliance.errors import ConfigError, MamoriError
+from mgmt.relay import parse_clinic, render_hub_rules
+from vpn.lines import RELAY_MTU, Reach, choose_path
+from vpn.render import client_conf, render_interface, render_server
 from vpn.store import Device
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "clinic.yaml").read_text(encoding="utf-8")
@@ -46,3 +49,96 @@ def test_the_listen_port_help_names_map_e():
 
     assert "MAP-E" in LISTEN_PORT_HELP_JA and "240" in LISTEN_PORT_HELP_JA
     assert VpnConfig.model_json_schema()["properties"]["listen_port"]["description"] == LISTEN_PORT_HELP_JA
+
+
+HUB = "hub.example.jp:40017"
+LINK = {"enabled": True, "hub_endpoint": "hub.example.jp:51820", "hub_public_key": SERVER,
+        "network": "10.77.0.0/16", "address": "10.77.0.17", "hub_addresses": ["10.77.0.1"]}  # fmt: skip
+PROBE = {"ipv4": "ZwiGMueot1xuSwtN17gJ5PvMlENvmhTTuN6Ko83hdFQ=",
+         "ipv6": "3SK+Ln210t7ltGRMf+4dJX1EJO+rjBi6KOAgsEdQNBI=", "link": SERVER}  # fmt: skip
+
+
+def with_vpn(mgmt: dict | None = None, **vpn) -> str:
+    data = yaml.safe_load(EXAMPLE)
+    data["vpn"].update(vpn)
+    if mgmt is not None:
+        data["mgmt"] = mgmt
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+def issues(text: str) -> dict[str, str]:
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        return {i.path: i.message.ja for i in exc.issues}
+    return {}
+
+
+def test_relay_conf_names_the_hub_its_path_and_a_smaller_mtu():
+    c = cfg(with_vpn(LINK, path="relay", relay_endpoint=HUB))
+    conf = client_conf(c, dev(), SERVER)
+    assert "Endpoint = hub.example.jp:40017" in conf
+    assert "# 接続経路: 保守業者のハブ経由の中継" in conf and f"MTU = {RELAY_MTU}" in conf
+    assert RELAY_MTU + 80 + 80 <= 1500  # the doctor's packet inside the link still fits a 1500 byte line
+    assert render_interface(c).mtu == RELAY_MTU
+    assert render_interface(cfg()).mtu is None  # no relay: WireGuard's default
+
+
+def test_ipv6_path_uses_the_name_that_follows_the_prefix():
+    c = cfg(with_vpn(path="ipv6", endpoint6="clinic-17.v6.example.jp"))
+    conf = client_conf(c, dev(), SERVER)
+    assert "Endpoint = clinic-17.v6.example.jp:51820" in conf and "IPv6 で直接" in conf and "MTU" not in conf
+    conf = client_conf(cfg(with_vpn(path="ipv6", endpoint6="2001:db8:17::2")), dev(), SERVER)
+    assert "Endpoint = [2001:db8:17::2]:51820" in conf
+
+
+@pytest.mark.parametrize(
+    ("vpn", "mgmt", "reach", "want"),
+    [
+        ({"path": "auto"}, None, None, "direct"),
+        ({"path": "auto"}, None, Reach(ipv4=True), "direct"),
+        ({"path": "auto", "endpoint6": "v6.example.jp"}, None, Reach(ipv4=False, ipv6=True), "ipv6"),
+        ({"path": "auto", "relay_endpoint": HUB}, LINK, Reach(ipv4=False, ipv6=False), "relay"),
+        (
+            {"path": "auto", "relay_endpoint": HUB, "endpoint6": "v6.example.jp"},
+            LINK,
+            Reach(False, True),
+            "ipv6",
+        ),
+        ({"path": "auto", "relay_endpoint": HUB}, {**LINK, "enabled": False}, Reach(False, False), "direct"),
+        ({"path": "relay", "relay_endpoint": HUB}, LINK, Reach(ipv4=True), "relay"),
+        ({"path": "direct"}, None, Reach(ipv4=False), "direct"),
+    ],
+)
+def test_auto_path_follows_the_reachability_check(vpn, mgmt, reach, want):
+    assert choose_path(cfg(with_vpn(mgmt, **vpn)), reach) == want
+
+
+def test_path_settings_are_validated_in_japanese():
+    assert "relay_endpoint" in issues(with_vpn(LINK, path="relay"))["vpn"]
+    assert "管理接続" in issues(with_vpn(None, path="relay", relay_endpoint=HUB))["vpn.path"]
+    assert "endpoint6" in issues(with_vpn(path="ipv6"))["vpn"]
+    assert "relay_endpoint" in issues(with_vpn(relay_endpoint="hub.example.jp"))["vpn.relay_endpoint"] or \
+        issues(with_vpn(relay_endpoint="hub.example.jp"))  # fmt: skip
+    assert issues(with_vpn(LINK, path="relay", relay_endpoint=HUB)) == {}
+
+
+def test_probe_peers_are_allowed_nothing():
+    plan = render_server(cfg(with_vpn(probe=PROBE)), [])
+    assert {p.public_key: p.allowed_ips for p in plan.peers} == {k: () for k in PROBE.values()}
+    assert "3つとも" in issues(with_vpn(probe={**PROBE, "ipv6": PROBE["ipv4"]}))["vpn.probe"]
+
+
+def test_hub_relay_rules_forward_only_each_clinics_port():
+    text = render_hub_rules([parse_clinic("40017=10.77.0.17:41000"), parse_clinic("40018=10.77.0.18")],
+                            "10.77.0.1", "wg-hub")  # fmt: skip
+    assert "fib daddr type local udp dport 40017 dnat to 10.77.0.17:41000" in text
+    assert 'oifname "wg-hub" ct status dnat ip daddr 10.77.0.18 udp dport 51820 snat to 10.77.0.1' in text
+    assert text.count("dnat to") == 2 and "tcp" not in text and "masquerade" not in text
+    for bad in ("40017", "x=10.77.0.17", "40017=hub", "40017=10.77.0.17:x"):
+        with pytest.raises(MamoriError):
+            parse_clinic(bad)
+    with pytest.raises(MamoriError):
+        render_hub_rules([parse_clinic("1=10.77.0.17"), parse_clinic("1=10.77.0.18")], "10.77.0.1", "wg-hub")
+    with pytest.raises(MamoriError):
+        render_hub_rules([parse_clinic("1=10.77.0.17")], "10.77.0.1", 'wg"; flush ruleset')
