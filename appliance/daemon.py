@@ -37,7 +37,7 @@ log = logging.getLogger("mamori.daemon")
 WORKER_MODULES: tuple[str, ...] = (
     "firewall.daemon", "ids.daemon", "vpn.daemon", "appliance.backup.daemon", "reports.daemon",
     "timesvc.daemon", "sshsvc.daemon", "webui.tls_renew", "appliance.retention",
-    "metrics.daemon", "mgmt.daemon", "siem.daemon",
+    "metrics.daemon", "mgmt.daemon", "siem.daemon", "update.daemon",
 )  # fmt: skip
 # Areas that keep wall-time deadlines standing for durations: each module's on_clock_step(ctx, before, delta)
 # moves them when the wall clock steps (appliance.clockwatch).

@@ -1,0 +1,161 @@
+"""update/actions and the worker against a static HTTPS server on loopback (python http.server with TLS and a
+test CA): check, download, verify, stage, request in the quiet hours, refusals, and the audited results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.audit import AuditLog
+from appliance.clock import zone
+from appliance.config.load import parse_config
+from tests.updatekit import make_bundle, make_index, make_key, make_tls, server_argv, system_root
+from update import actions, stage
+from update.box import UpdatePaths
+from update.worker import KV_CHECK_REQUESTED, UpdateWorker, ask_for_check
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "clinic.yaml").read_text(encoding="utf-8")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def vendor(tmp_path, monkeypatch):
+    """A box running 2026.12.1 that trusts a test key, and the vendor's HTTPS directory (empty at first)."""
+    root = system_root(tmp_path / "root", "2026.12.1")
+    monkeypatch.setenv("MAMORI_UPDATE_ROOT", str(root))
+    key = make_key(root / "usr/share/mamori/update-keys")
+    site = tmp_path / "site"
+    site.mkdir()
+    cert, tls_key = make_tls(tmp_path / "tls")
+    port = _free_port()
+    proc = subprocess.Popen(server_argv("127.0.0.1", port, site, cert, tls_key), stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        yield key, site, f"https://127.0.0.1:{port}/", cert
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def _cfg(source: str, ca: Path, auto: str = "notify"):
+    text = EXAMPLE + f"\nupdate:\n  source: {source}\n  ca_file: {ca}\n  auto: {auto}\n"
+    return parse_config(text).model
+
+
+def _audit(ctx, action: str) -> list[dict]:
+    return [
+        e.detail
+        for e in AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").search(action)
+        if e.action == action
+    ]
+
+
+def test_check_downloads_verifies_and_stages(ctx, vendor, tmp_path) -> None:
+    key, site, url, ca = vendor
+    make_index(
+        site, key, make_bundle(tmp_path / "b" / "mamori-2026.12.2-amd64.tar", key, "2026.12.2"), "2026.12.2"
+    )
+    cfg = _cfg(url, ca)
+    out = actions.check(ctx, cfg, cfg.update, "admin", "cli")
+    assert (out.outcome, out.version) == ("staged", "2026.12.2"), out
+    upaths = UpdatePaths.of(ctx.paths)
+    assert [p.name for p in upaths.staged.iterdir()] == ["mamori-2026.12.2-amd64.tar"]
+    assert list(upaths.incoming.iterdir()) == []
+    assert actions.check(ctx, cfg, cfg.update, "admin", "cli").outcome == "ready"  # not downloaded twice
+    assert [d["outcome"] for d in _audit(ctx, "update.check")] == ["ready", "staged"]  # newest first
+    assert _audit(ctx, "update.staged")[0]["version"] == "2026.12.2"
+
+
+def test_tampered_and_older_are_refused_and_leave_staged_empty(ctx, vendor, tmp_path) -> None:
+    key, site, url, ca = vendor
+    cfg = _cfg(url, ca)
+    upaths = UpdatePaths.of(ctx.paths)
+    bad = make_bundle(tmp_path / "b" / "mamori-2026.12.2-amd64.tar", key, "2026.12.2", tamper=True)
+    make_index(
+        site, key, bad, "2026.12.2"
+    )  # the index names the tampered file's own hash: only the manifest catches it
+    out = actions.check(ctx, cfg, cfg.update, "system", "daemon")
+    assert (out.outcome, out.code) == ("refused", "update.hash")
+    assert list(upaths.staged.iterdir()) == [] and list(upaths.incoming.iterdir()) == []
+    older = make_bundle(tmp_path / "b" / "mamori-2026.11.1-amd64.tar", key, "2026.11.1")
+    make_index(site, key, older, "2026.11.1")
+    assert actions.check(ctx, cfg, cfg.update, "system", "daemon").outcome == "up-to-date"
+    assert list(upaths.staged.iterdir()) == []
+    # An older one that the index presents as new (a lie the signed manifest cannot tell): still refused.
+    make_index(site, key, older, "2026.12.9")
+    out = actions.check(ctx, cfg, cfg.update, "system", "daemon")
+    assert (out.outcome, out.code) == ("refused", "update.downgrade")
+    assert list(upaths.staged.iterdir()) == []
+
+
+def test_untrusted_server_certificate_is_refused(ctx, vendor, tmp_path) -> None:
+    key, site, url, _ = vendor
+    make_index(site, key, make_bundle(tmp_path / "b" / "x.tar", key, "2026.12.2"), "2026.12.2")
+    other_ca, _ = make_tls(tmp_path / "other")
+    cfg = _cfg(url, other_ca)
+    out = actions.check(ctx, cfg, cfg.update, "system", "daemon")
+    assert (out.outcome, out.code) == ("refused", "update.fetch")
+    assert "証明書" in out.message_ja
+
+
+def test_held_back_by_rollout(ctx, vendor, tmp_path) -> None:
+    key, site, url, ca = vendor
+    make_index(site, key, make_bundle(tmp_path / "b" / "x.tar", key, "2026.12.2"), "2026.12.2", share=0)
+    cfg = _cfg(url, ca)
+    assert actions.check(ctx, cfg, cfg.update, "system", "daemon").outcome == "held-back"
+
+
+def _jst(local: str) -> float:
+    return dt.datetime.fromisoformat(local).replace(tzinfo=zone("Asia/Tokyo")).timestamp()
+
+
+def test_worker_checks_when_asked_and_installs_only_in_quiet_hours(ctx, vendor, tmp_path) -> None:
+    key, site, url, ca = vendor
+    make_index(site, key, make_bundle(tmp_path / "b" / "x.tar", key, "2026.12.2"), "2026.12.2")
+    cfg = _cfg(url, ca, auto="install")
+    now = [_jst("2026-12-07T15:00")]
+    mono = [1000.0]
+    worker = UpdateWorker(ctx, cfg, mono=lambda: mono[0], clock=lambda: now[0], first_delay=3600)
+    ask_for_check(ctx, "admin")
+    worker.step()
+    assert ctx.db.get_kv(KV_CHECK_REQUESTED) is None
+    upaths = UpdatePaths.of(ctx.paths)
+    assert stage.current_staged(upaths) is not None
+    assert not upaths.request.exists()  # 15:00: not in the quiet hours
+    now[0] = _jst("2026-12-08T02:10")
+    worker.step()
+    request = json.loads(upaths.request.read_text())
+    assert request["reboot"] == "now" and request["requested_by"] == "system"
+    assert _audit(ctx, "update.requested")[0]["version"] == "2026.12.2"
+    # The root side takes it and fails: audited once, not requested again for the same bundle.
+    upaths.request.rename(upaths.taken)
+    upaths.result.write_text(json.dumps({"id": request["id"], "ok": False, "code": "update.space",
+                                         "message_ja": "容量不足"}))  # fmt: skip
+    worker.step()
+    worker.step()
+    assert len(_audit(ctx, "update.result")) == 1
+    assert not upaths.request.exists()
+
+
+def test_boot_outcome_is_reported_once(ctx, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MAMORI_UPDATE_ROOT", str(system_root(tmp_path / "root", "2026.12.1")))
+    upaths = UpdatePaths.of(ctx.paths)
+    upaths.ensure()
+    upaths.boot.write_text(json.dumps({"running": {"slot": "a", "version": "2026.12.1"},
+                                       "fallback": {"slot": "b", "version": "2026.12.2"},
+                                       "trial": {"version": "2026.12.2", "outcome": "rolled-back"},
+                                       "at": "2026-12-07T17:05:00Z"}))  # fmt: skip
+    assert len(actions.observe(ctx, None)) == 1
+    assert actions.observe(ctx, None) == []
+    (entry,) = _audit(ctx, "update.result")
+    assert entry == {"step": "boot", "outcome": "rolled-back", "version": "2026.12.2"}
