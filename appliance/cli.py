@@ -27,7 +27,7 @@ from appliance.subsystem import Context
 
 AREA_CLIS: tuple[str, ...] = (
     "firewall.cli", "ids.cli", "vpn.cli", "appliance.backup.cli", "reports.cli", "timesvc.cli", "sshsvc.cli", "webui.cli",
-    "metrics.cli", "mgmt.cli", "siem.cli", "fleetapi.cli",
+    "metrics.cli", "mgmt.cli", "siem.cli", "fleetapi.cli", "update.cli",
 )  # fmt: skip
 
 
