@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from appliance.clock import show
 from appliance.config.load import parse_config
-from appliance.revisions import Revisions
+from appliance.revisions import RevisionStore
 from appliance.subsystem import Context
 from siem.status import SiemState, siem_state
 
@@ -57,7 +57,7 @@ def lines_ja(st: SiemState) -> list[str]:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    live = Revisions(ctx.db).live()
+    live = RevisionStore(ctx.db).live()
     if live is None:
         print("設定がまだ反映されていません" if args.lang != "en" else "no config applied yet")
         return 1
