@@ -8,6 +8,7 @@ engine refusing), the link is down anyway and the error says the config still na
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Collection
 
@@ -19,6 +20,7 @@ from appliance.errors import MamoriError
 from appliance.revisions import Revision, RevisionStore
 from appliance.service import ConfigService
 from appliance.subsystem import Context
+from metrics.model import parse_listen
 from mgmt.code import Enrolment
 from mgmt.model import DEFAULT_INTERFACE
 from vpn.wg import WgInterface
@@ -28,14 +30,14 @@ log = logging.getLogger(__name__)
 CUT_COMMENT = "保守業者の管理接続を切る"
 
 
-def with_section(text: str, section: dict) -> str:
-    """`text` with only its `mgmt:` section replaced (every other line untouched)."""
-    block = yaml.safe_dump({"mgmt": section}, allow_unicode=True, sort_keys=False, width=100000)
-    replaced = replace_section(text, "mgmt", block)
+def with_section(text: str, section: dict, name: str = "mgmt") -> str:
+    """`text` with only its `name:` section (`mgmt:` unless told) replaced (every other line untouched)."""
+    block = yaml.safe_dump({name: section}, allow_unicode=True, sort_keys=False, width=100000)
+    replaced = replace_section(text, name, block)
     if replaced is not None:
         return replaced
     data = yaml.safe_load(text) or {}
-    data["mgmt"] = section
+    data[name] = section
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
@@ -55,10 +57,21 @@ def enrolled_text(text: str, enrolment: Enrolment) -> str:
 
 
 def cut_text(text: str) -> str:
-    """The config with the link switched off; the hub's details stay, so the page can show what was cut."""
-    section = parse_config(text).model.mgmt.model_dump(mode="json")
+    """The config with the link switched off; the hub's details stay, so the page can show what was cut.
+    Metrics listeners on the link address go with it: that address is gone, and a config naming it would be
+    refused, so the cut would fail exactly where a vendor's Prometheus scrapes the box (lab/fleet.py)."""
+    cfg = parse_config(text).model
+    section = cfg.mgmt.model_dump(mode="json")
     section["enabled"] = False
-    return with_section(text, section)
+    out = with_section(text, section)
+    if cfg.mgmt.address is not None:
+        link = str(ipaddress.ip_address(cfg.mgmt.address))
+        kept = [item for item in cfg.metrics.listen if parse_listen(item).address != link]
+        if kept != cfg.metrics.listen:
+            metrics = cfg.metrics.model_dump(mode="json")
+            metrics["listen"] = kept
+            out = with_section(out, metrics, "metrics")
+    return out
 
 
 def cut(ctx: Context, author: str, source: str, remote: str = "", authority: Collection[str] | None = None,

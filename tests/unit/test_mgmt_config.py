@@ -221,3 +221,16 @@ def test_only_the_administrator_may_change_the_link(path: tuple[str, ...]) -> No
         auth.check(old, new, vendor)
     assert "保守業者の管理接続（mgmt）" in refused.value.text("ja")
     auth.check(old, new, auth.permissions_for("admin"))
+
+
+def test_cut_switches_the_link_off_and_drops_metrics_listeners_on_its_address() -> None:
+    """A cut must apply where the vendor's Prometheus scrapes the box over the link: the link address goes,
+    so do the listeners on it (a config naming it would be refused); the LAN listener stays."""
+    from mgmt.actions import cut_text
+
+    before = text(LINK, metrics={"listen": ["10.77.0.17:9469", "192.168.10.1:9469"]})
+    after = parse_config(cut_text(before)).model
+    assert after.mgmt.enabled is False and after.mgmt.hub_endpoint == LINK["hub_endpoint"]
+    assert after.metrics.listen == ["192.168.10.1:9469"]
+    only_link = parse_config(cut_text(text(LINK, metrics={"listen": ["10.77.0.17:9469"]}))).model
+    assert only_link.metrics.listen == [] and only_link.mgmt.enabled is False
