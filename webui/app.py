@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from appliance.clock import show
 from appliance.errors import MamoriError
 from appliance.subsystem import Context, Subsystem
+from update.stage import DEFAULT_LIMIT as UPDATE_MAX_UPLOAD
 from webui import context as wctx
 from webui import security
 from webui.accounts import ROLE_LABELS
@@ -30,12 +31,21 @@ from webui.rules_upload import MAX_UPLOAD as RULES_MAX_UPLOAD
 log = logging.getLogger(__name__)
 
 # Endpoints reachable without an account (the wizard guards its own steps).
-OPTIONAL_BLUEPRINTS: tuple[str, ...] = ("reports.web", "mgmt.web", "fleetapi.web", "fleetapi.api")
+OPTIONAL_BLUEPRINTS: tuple[str, ...] = (
+    "reports.web",
+    "mgmt.web",
+    "fleetapi.web",
+    "fleetapi.api",
+    "update.web",
+)
 # Blueprints that authenticate each request themselves with a bearer token and never read the session cookie
 # (fleetapi.api): no cookie means no CSRF to guard against, and no sign-in page to send a program to.
 TOKEN_BLUEPRINTS: tuple[str, ...] = ("fleetapi",)
 # Endpoints that take a file larger than the 2 MB default (webui.security): the IDS rules archive.
-LARGE_UPLOADS: dict[str, int] = {"settings.ids_rules": RULES_MAX_UPLOAD + 1024 * 1024}  # + form overhead
+LARGE_UPLOADS: dict[str, int] = {
+    "settings.ids_rules": RULES_MAX_UPLOAD + 1024 * 1024,  # + form overhead
+    "update.upload": UPDATE_MAX_UPLOAD + 1024 * 1024,  # a software update bundle (update.web)
+}
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
 
 

@@ -45,5 +45,6 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("設定", "settings.index", "settings.view"),
     ("監査ログ", "auditlog.index", "audit.view"),
     ("点検・報告", "reports.index", "audit.view"),
+    ("ソフトウェア更新", "update.index", "dashboard.view"),
     ("アカウント", "accounts.index", "accounts.manage"),
 )

@@ -1,0 +1,119 @@
+"""「ソフトウェア更新」: the clinic's and the vendor's page for software updates.
+
+Everyone signed in sees it (the running version is no secret to the clinic's staff); installing, checking and
+uploading need `update.install` (the clinic administrator, or a vendor the clinic granted the update area).
+Installing here only writes the request for the root side (update.actions.request); the progress bar polls
+`/update/progress`, a small JSON endpoint read from progress.jsonl. An uploaded bundle is spooled by the web
+app, copied to incoming/ under a size limit and verified like a download before it reaches staged/. Every
+action is audited by update.actions (and refusals are, too).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+
+from appliance.clock import wall
+from update import actions
+from update.errors import UpdateRefused
+from update.schedule import next_quiet_start, utc_iso
+from update.stage import DEFAULT_LIMIT
+from update.status import ROLLED_BACK_JA, live_config, update_status
+from update.worker import ask_for_check
+from webui import context as wctx
+from webui.context import requires
+
+bp = Blueprint("update", __name__, url_prefix="/update", template_folder="templates", static_folder="static")
+VIEW = "dashboard.view"
+INSTALL = "update.install"
+AUTO_LABELS = {"off": "確認しない", "notify": "確認して受け取り、お知らせする（更新は手動）",
+               "install": "確認して受け取り、静かな時間帯に自動で更新する"}  # fmt: skip
+# Max upload (bytes): the web app reads at most this much of the request body for this endpoint (webui.app).
+MAX_UPLOAD = DEFAULT_LIMIT
+
+
+def _actor() -> str:
+    account = wctx.user()
+    assert account is not None  # requires() let us in
+    return account.name
+
+
+@bp.route("/")
+@requires(VIEW)
+def index() -> Any:
+    cfg = live_config(wctx.ctx())
+    s = update_status(wctx.ctx(), cfg)
+    tz = cfg.clinic.timezone if cfg else None
+    tonight = next_quiet_start(s.quiet_hours, wall(), tz)
+    return render_template("update/index.html", s=s, tonight=tonight, auto_labels=AUTO_LABELS,
+                           rolled_back=ROLLED_BACK_JA, quiet_start=s.quiet_hours.split("-")[0])  # fmt: skip
+
+
+@bp.route("/progress")
+@requires(VIEW)
+def progress() -> Any:
+    s = update_status(wctx.ctx(), None)
+    last = s.progress[-1] if s.progress else {}
+    return jsonify({
+        "active": s.in_progress is not None,
+        "percent": s.percent,
+        "step": str(last.get("step", "")),
+        "message": str(last.get("message_ja", "")),
+    })  # fmt: skip
+
+
+@bp.route("/install", methods=["POST"])
+@requires(INSTALL)
+def install() -> Any:
+    ctx = wctx.ctx()
+    cfg = live_config(ctx)
+    when = request.form.get("when", "now")
+    if when == "quiet":
+        spec = cfg.update.quiet_hours if cfg else "02:00-04:00"
+        reboot = "at:" + utc_iso(next_quiet_start(spec, wall(), cfg.clinic.timezone if cfg else None))
+    else:
+        reboot = "now"
+    try:
+        req = actions.request(ctx, cfg, reboot, _actor(), "web", wctx.remote())
+    except UpdateRefused as exc:
+        flash(exc.text("ja"), "error")
+        return redirect(url_for("update.index"))
+    if reboot == "now":
+        flash(
+            f"版 {req['version']} への更新を始めました。書き込みが終わると自動で再起動します（数分）。", "ok"
+        )
+    else:
+        flash(
+            f"版 {req['version']} を書き込み、静かな時間帯の始め（{spec.split('-')[0]}）に再起動します。",
+            "ok",
+        )
+    return redirect(url_for("update.index"))
+
+
+@bp.route("/check", methods=["POST"])
+@requires(INSTALL)
+def check() -> Any:
+    ask_for_check(wctx.ctx(), _actor())
+    wctx.audit("update.check_asked", {})
+    flash("新しい版の確認を依頼しました。1 分ほどしてからこのページを開き直してください。", "ok")
+    return redirect(url_for("update.index"))
+
+
+@bp.route("/upload", methods=["POST"])
+@requires(INSTALL)
+def upload() -> Any:
+    ctx = wctx.ctx()
+    cfg = live_config(ctx)
+    limit = min(MAX_UPLOAD, (cfg.update.max_bundle_mb if cfg else 1024) * 1048576)
+    file = request.files.get("bundle")
+    if file is None or not file.filename:
+        flash("更新ファイルを選んでください。", "error")
+        return redirect(url_for("update.index"))
+    try:
+        staged = actions.take_file(ctx, file.stream, _actor(), "web", wctx.remote(), limit=limit)
+    except UpdateRefused as exc:
+        flash(exc.text("ja") + " 何も保存していません。", "error")
+        return redirect(url_for("update.index"))
+    flash(f"版 {staged.version} の更新ファイルの署名を確認し、保存しました。下のボタンで更新できます。", "ok")
+    return redirect(url_for("update.index"))
