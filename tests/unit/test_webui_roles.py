@@ -75,13 +75,19 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("GET", "/reports/ledger.csv", "reports.ledger", (A,)),
     ("POST", "/reports/answer", "reports.answer", (A,)),
     ("GET", "/reports/monthly/2026-10.html", "reports.monthly", (A,)),
+    ("GET", "/update/", "update.index", ALL),  # everyone sees the versions; installing is 管理者 (or granted)
+    ("GET", "/update/progress", "update.progress", ALL),
+    ("POST", "/update/install", "update.install", (A,)),
+    ("POST", "/update/check", "update.check", (A,)),
+    ("POST", "/update/upload", "update.upload", (A,)),
     ("GET", "/accounts/", "accounts.index", (A,)),
     ("POST", "/accounts/", "accounts.create", (A,)),
     ("POST", "/accounts/staff/unlock", "accounts.change", (A,)),
 ]
 # Reachable without an account, or guarded by their own state (wizard steps, proposals bound to a session).
 UNGATED = {"static", "health", "auth.login", "auth.totp", "auth.enroll", "auth.logout", "setup.start",
-           "setup.totp", "setup.clinic", "setup.ports", "setup.notify", "setup.summary", "settings.review"}  # fmt: skip
+           "setup.totp", "setup.clinic", "setup.ports", "setup.notify", "setup.summary", "settings.review",
+           "update.static"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
