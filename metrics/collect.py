@@ -253,6 +253,19 @@ class MamoriCollector(Collector):
                             audit_count(self.ctx.db, "clock.step"))  # fmt: skip
 
     def _update(self) -> Iterator[Metric]:
-        # The update area does not exist yet: the series is 0 so that rules and dashboards can use it today.
-        yield from _counter("mamori_update_rollbacks", "Updates rolled back to the previous system (always 0 "
-                            "until the update area exists)", 0)  # fmt: skip
+        from update.queries import STATES, update_metrics
+
+        m = update_metrics(self.ctx)
+        yield from _counter("mamori_update_rollbacks", "Updates whose trial boot failed its health check and "
+                            "fell back to the previous system by itself", m.rollbacks)  # fmt: skip
+        state = GaugeMetricFamily("mamori_update_state", "1 for the update state the box is in (idle, available: "
+                                  "a verified newer version is staged, installing, failed, rolled-back)",
+                                  labels=["state"])  # fmt: skip
+        for name in STATES:
+            state.add_metric([name], 1.0 if name == m.state else 0.0)
+        yield state
+        yield from _gauge("mamori_update_last_check_timestamp_seconds", "When the box last checked the vendor's "
+                          "update index", m.last_check)  # fmt: skip
+        if m.check_ok is not None:
+            yield from _gauge("mamori_update_last_check_ok", "1 when the last check ended without a refusal",
+                              int(m.check_ok))  # fmt: skip

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 KV_CHECK = "update.last_check"  # {"at": ts, "outcome": ..., "code": ..., "available": {...}}
 KV_RESULT_SEEN = "update.result_seen"
 KV_BOOT_SEEN = "update.boot_seen"
+KV_ROLLBACKS = "update.rollbacks"  # how many trial boots fell back (a counter for metrics)
 
 
 def box_id(ctx: Context) -> str:
@@ -194,6 +195,7 @@ def observe(ctx: Context, cfg: MamoriConfig | None) -> list[dict]:
         if outcome == "good":
             notify(ctx, cfg, f"版 {version} に更新しました", f"Mamori は版 {version} で正常に動いています。")
         elif outcome == "rolled-back":
+            ctx.db.set_kv(KV_ROLLBACKS, str(int(ctx.db.get_kv(KV_ROLLBACKS) or 0) + 1))
             notify(ctx, cfg, "更新を取り消し、元の版に戻しました",
                    f"新しい版 {version} が確認に失敗したため、元の版に戻しました。機器は元の版で動いています。"
                    "保守業者に連絡してください。", severity=2)  # fmt: skip

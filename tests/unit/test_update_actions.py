@@ -159,3 +159,23 @@ def test_boot_outcome_is_reported_once(ctx, tmp_path, monkeypatch) -> None:
     assert actions.observe(ctx, None) == []
     (entry,) = _audit(ctx, "update.result")
     assert entry == {"step": "boot", "outcome": "rolled-back", "version": "2026.12.2"}
+
+
+def test_metrics_follow_the_update_state(ctx, tmp_path, monkeypatch) -> None:
+    from metrics.exposition import exposition
+    from tests.unit.test_metrics import value
+
+    monkeypatch.setenv("MAMORI_UPDATE_ROOT", str(system_root(tmp_path / "root", "2026.12.1")))
+    text = exposition(ctx).decode()
+    assert value(text, "mamori_update_state", state="idle") == 1
+    assert value(text, "mamori_update_rollbacks_total") == 0
+    upaths = UpdatePaths.of(ctx.paths)
+    upaths.ensure()
+    upaths.boot.write_text(json.dumps({"running": {"slot": "a", "version": "2026.12.1"}, "fallback": None,
+                                       "trial": {"version": "2026.12.2", "outcome": "rolled-back"},
+                                       "at": "2026-12-07T17:05:00Z"}))  # fmt: skip
+    actions.observe(ctx, None)
+    text = exposition(ctx).decode()
+    assert value(text, "mamori_update_rollbacks_total") == 1
+    assert value(text, "mamori_update_state", state="rolled-back") == 1
+    assert value(text, "mamori_update_state", state="idle") == 0
