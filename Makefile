@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test test-long unit integration lint bench clean
+.PHONY: setup demo fleet-demo test test-long unit integration lint bench clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -15,6 +15,10 @@ setup:
 
 demo: $(STAMP)
 	$(PY) -m lab.demo
+
+# A vendor's hub (Prometheus, Alertmanager, rsyslog) watching 10 lab clinics until Ctrl-C: docs/vendor-fleet.md.
+fleet-demo: $(STAMP)
+	$(PY) -m lab.fleet_demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .
