@@ -186,8 +186,13 @@ def observe(ctx: Context, cfg: MamoriConfig | None) -> list[dict]:
         new.append(result)
     boot = read_json(upaths.boot)
     trial = (boot or {}).get("trial")
-    if boot and isinstance(trial, dict) and str(boot.get("at")) != ctx.db.get_kv(KV_BOOT_SEEN):
-        ctx.db.set_kv(KV_BOOT_SEEN, str(boot.get("at")))
+    # boot.json is rewritten at every boot (a new "at"), with the same trial until its outcome is final:
+    # one report per update and outcome, not per boot.
+    seen = (
+        f"{trial.get('id') or trial.get('version')}:{trial.get('outcome')}" if isinstance(trial, dict) else ""
+    )
+    if boot and isinstance(trial, dict) and seen != ctx.db.get_kv(KV_BOOT_SEEN):
+        ctx.db.set_kv(KV_BOOT_SEEN, seen)
         outcome, version = str(trial.get("outcome")), str(trial.get("version"))
         audit(
             ctx, "system", "update.result", {"step": "boot", "outcome": outcome, "version": version}, "daemon"

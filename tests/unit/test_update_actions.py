@@ -157,6 +157,10 @@ def test_boot_outcome_is_reported_once(ctx, tmp_path, monkeypatch) -> None:
                                        "at": "2026-12-07T17:05:00Z"}))  # fmt: skip
     assert len(actions.observe(ctx, None)) == 1
     assert actions.observe(ctx, None) == []
+    # The next boot rewrites boot.json (a new "at") with the same final outcome: not reported again.
+    data = json.loads(upaths.boot.read_text())
+    upaths.boot.write_text(json.dumps({**data, "at": "2026-12-08T17:05:00Z"}))
+    assert actions.observe(ctx, None) == []
     (entry,) = _audit(ctx, "update.result")
     assert entry == {"step": "boot", "outcome": "rolled-back", "version": "2026.12.2"}
 
