@@ -20,10 +20,15 @@ demo: $(STAMP)
 fleet-demo: $(STAMP)
 	$(PY) -m lab.fleet_demo
 
+# The unit tests run on both cores (pytest-xdist; one file per worker at a time, so module fixtures are made once);
+# the integration tests one at a time (each lab is timing-sensitive). Both parts run, even when the first fails.
+XDIST := -n 2 --dist loadfile
+
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests/unit tests/integration
+	status=0; $(PY) -m pytest -q $(XDIST) tests/unit || status=$$?; \
+	$(PY) -m pytest -q tests/integration || status=$$?; exit $$status
 
 # The long lab suites (a fleet of boxes, a hub with its engines, every line type): run by .ci/run, not by `make test`.
 # Exit code 5 means "no test collected", which is fine while the folder is empty.
@@ -31,7 +36,7 @@ test-long: $(STAMP)
 	$(PY) -m pytest -q tests/long || [ $$? -eq 5 ]
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q $(XDIST) tests/unit
 
 integration: $(STAMP)
 	$(PY) -m pytest -q tests/integration
