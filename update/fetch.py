@@ -16,12 +16,16 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from appliance.clock import monotonic
 from update import errors
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = 30.0
 CHUNK = 1 << 16
+MAX_DOWNLOAD_SECONDS = (
+    3 * 3600.0
+)  # a server that trickles bytes is given up on; the .part file is resumed later
 
 
 class _HttpsOnly(urllib.request.HTTPRedirectHandler):
@@ -38,6 +42,13 @@ def opener(ca_file: str | None) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpsOnly())
 
 
+def _url(source: str, name: str) -> str:
+    url = urljoin(source, name)
+    if urlsplit(url).scheme != "https":  # the config allows only https; this keeps any other caller honest
+        raise errors.fetch("https 以外の確認先は使えません", f"not an https URL: {url[:80]}")
+    return url
+
+
 def _fail(exc: BaseException) -> errors.UpdateRefused:
     if isinstance(exc, urllib.error.HTTPError):
         return errors.fetch(f"応答 {exc.code}", f"HTTP {exc.code}")
@@ -50,7 +61,7 @@ def _fail(exc: BaseException) -> errors.UpdateRefused:
 def get_small(source: str, name: str, limit: int, ca_file: str | None) -> bytes:
     """GET a small file (the index and its signature) into memory, refusing more than `limit` bytes."""
     try:
-        with opener(ca_file).open(urljoin(source, name), timeout=TIMEOUT) as resp:
+        with opener(ca_file).open(_url(source, name), timeout=TIMEOUT) as resp:
             data = resp.read(limit + 1)
     except errors.UpdateRefused:
         raise
@@ -61,7 +72,8 @@ def get_small(source: str, name: str, limit: int, ca_file: str | None) -> bytes:
     return data
 
 
-def download(source: str, name: str, dest: Path, size: int, sha256: str, ca_file: str | None) -> Path:
+def download(source: str, name: str, dest: Path, size: int, sha256: str, ca_file: str | None,
+             max_seconds: float = MAX_DOWNLOAD_SECONDS) -> Path:  # fmt: skip
     """Download `name` into `dest` (a .part file), continuing a partial one with a Range request; refuses more
     than `size` bytes and checks the sha256 the signed index gave. A file that does not match is removed,
     so the next try starts over instead of resuming a bad one."""
@@ -69,14 +81,14 @@ def download(source: str, name: str, dest: Path, size: int, sha256: str, ca_file
     if have > size:
         dest.unlink()
         have = 0
-    request = urllib.request.Request(urljoin(source, name))
+    request = urllib.request.Request(_url(source, name))
     if 0 < have < size:
         request.add_header("Range", f"bytes={have}-")
     try:
         if have < size:
             with opener(ca_file).open(request, timeout=TIMEOUT) as resp:
                 append = have > 0 and resp.status == 206
-                _copy(resp, dest, append, size)
+                _copy(resp, dest, append, size, monotonic() + max_seconds)
     except errors.UpdateRefused:
         raise
     except (OSError, urllib.error.URLError, ValueError) as exc:
@@ -91,10 +103,14 @@ def download(source: str, name: str, dest: Path, size: int, sha256: str, ca_file
     return dest
 
 
-def _copy(resp, dest: Path, append: bool, size: int) -> None:
+def _copy(resp, dest: Path, append: bool, size: int, deadline: float) -> None:
     with open(dest, "ab" if append else "wb") as out:
         total = out.tell()
         while chunk := resp.read(CHUNK):
+            if monotonic() > deadline:
+                out.flush()
+                raise errors.fetch("時間がかかりすぎたため中断しました（次の確認で続きから受け取ります）",
+                                   "download too slow: stopped, resumed at the next check")  # fmt: skip
             total += len(chunk)
             if total > size:
                 out.close()

@@ -183,3 +183,33 @@ def test_metrics_follow_the_update_state(ctx, tmp_path, monkeypatch) -> None:
     assert value(text, "mamori_update_rollbacks_total") == 1
     assert value(text, "mamori_update_state", state="rolled-back") == 1
     assert value(text, "mamori_update_state", state="idle") == 0
+
+
+def test_download_limits_and_restart(vendor, tmp_path) -> None:
+    import hashlib
+
+    from update import errors, fetch
+
+    key, site, url, ca = vendor
+    data = make_bundle(site / "x.tar", key, "2026.12.2").read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    part = tmp_path / "x.part"
+    # A server sending more than the signed index says: stopped at the limit, nothing kept.
+    with pytest.raises(errors.UpdateRefused) as info:
+        fetch.download(url, "x.tar", part, len(data) - 100, sha, str(ca))
+    assert info.value.code == "update.format" and not part.exists()
+    # Too slow: given up, the part file kept for the next check.
+    with pytest.raises(errors.UpdateRefused) as info:
+        fetch.download(url, "x.tar", part, len(data), sha, str(ca), max_seconds=-1)
+    assert info.value.code == "update.fetch" and part.exists()
+    # A part file this server cannot continue (no Range support: 200) is written again from the start.
+    part.write_bytes(b"garbage")
+    assert fetch.download(url, "x.tar", part, len(data), sha, str(ca)).read_bytes() == data
+    # The wrong file under the right name: removed, so the next try starts over.
+    with pytest.raises(errors.UpdateRefused) as info:
+        fetch.download(url, "x.tar", tmp_path / "y.part", len(data), "0" * 64, str(ca))
+    assert info.value.code == "update.hash" and not (tmp_path / "y.part").exists()
+    # Plain http is refused before anything is sent (the config allows only https; fetch checks again).
+    with pytest.raises(errors.UpdateRefused) as info:
+        fetch.get_small(url.replace("https", "http"), "index.json", 1000, str(ca))
+    assert "https 以外" in info.value.text("ja")
