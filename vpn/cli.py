@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import secrets
 import sys
@@ -150,7 +151,9 @@ def cmd_show_config(args: argparse.Namespace, ctx: Context) -> int:
         _write_outputs(args, prov)
         return 0
     _, server_public = ensure_server_key(ctx.paths.keys_dir)
-    print(client_conf(cfg, dev, server_public), end="")
+    from vpn.reach import status as reach_status
+
+    print(client_conf(cfg, dev, server_public, path=reach_status(ctx, cfg).path), end="")
     return 0
 
 
@@ -265,6 +268,25 @@ def cmd_sessions(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_reach(args: argparse.Namespace, ctx: Context) -> int:
+    """Whether doctors can reach the box from outside, per family and through the relay (vpn/reach.py)."""
+    from vpn.reach import check, when
+
+    cfg = live_config(ctx)
+    st = check(ctx, cfg)
+    if args.json:
+        print(json.dumps(st.to_dict(), ensure_ascii=False))
+        return 0
+    lang = "ja" if _ja(args) else "en"
+    for result, line in zip((st.ipv4, st.ipv6, st.link), st.messages(lang), strict=False):
+        print(f"{line}  ({when(result.at, cfg.clinic.timezone)})")
+    print(st.messages(lang)[-1])
+    if cfg.vpn.probe is None:
+        _say(args, "到達確認の鍵（vpn.probe）が未設定です。保守業者に依頼してください（docs/vpn-lines.md）",
+             "no probe keys (vpn.probe): ask the vendor (docs/vpn-lines.md)")  # fmt: skip
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     vpn = sub.add_parser("vpn", help="VPN（リモート接続） / remote access").add_subparsers(
         dest="vpn_cmd", required=True
@@ -309,3 +331,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", action="store_true", help="トンネルの記録（接続・接続元・通信量） / tunnel log")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_sessions)
+    p = vpn.add_parser("reach", help="院外から接続できるか / can doctors reach the box from outside")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reach)

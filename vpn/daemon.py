@@ -22,6 +22,7 @@ from vpn.connlog import ConnLogWorker
 from vpn.monitor import MonitorWorker
 from vpn.notices import VpnNoticeWorker
 from vpn.portal import PORTAL_PORT, create_portal_app
+from vpn.reach import ReachWorker
 from vpn.sessions import SessionManager
 from vpn.wg import WgInterface
 
@@ -83,4 +84,5 @@ def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
         MonitorWorker(ctx, iface),
         ConnLogWorker(ctx, cfg),
         VpnNoticeWorker(ctx, cfg),
+        *([ReachWorker(ctx, cfg)] if cfg.vpn.probe else []),
     ]

@@ -22,6 +22,7 @@ from appliance.config.model import MamoriConfig
 from appliance.errors import NotFoundError
 from appliance.subsystem import Context
 from vpn.keys import ensure_server_key, generate_keypair
+from vpn.reach import status as reach_status
 from vpn.render import RenderError, client_conf, render_server
 from vpn.sessions import SessionManager
 from vpn.store import Device, DeviceStore
@@ -79,7 +80,7 @@ def provision(
         user, device, public_key, cfg.vpn.address, cfg.vpn.address6, box_generated=private is not None
     )
     _, server_public = ensure_server_key(ctx.paths.keys_dir)
-    conf = client_conf(cfg, dev, server_public, private)
+    conf = client_conf(cfg, dev, server_public, private, path=reach_status(ctx, cfg).path)
     if iface is not None:  # the old key leaves the interface before its session is ended
         sync_peers(ctx, cfg, iface)
     if old is not None:  # re-issued: the old key is revoked; its admitted address must not stay admitted

@@ -174,3 +174,11 @@ def user_use(db: Database) -> dict[str, UserUse]:
         )
         for name in set(devs) | set(creds) | set(last)
     }
+
+
+def reach(ctx: Any, cfg: Any) -> Any:
+    """Whether doctors can reach the box from outside, per family and through the relay (vpn/reach.py):
+    a ReachStatus read from the VPN area's own table (`vpn_reach`), for the web UI's VPN page."""
+    from vpn.reach import status
+
+    return status(ctx, cfg)

@@ -101,4 +101,16 @@ SCHEMA: list[str] = [
     CREATE INDEX vpn_conn_log_ts ON vpn_conn_log(first_ts);
     CREATE INDEX vpn_conn_log_open ON vpn_conn_log(ct_id) WHERE last_ts IS NULL
     """,
+    # The reachability check (vpn/reach.py, issue 17): each new handshake of an outside probe peer, by family
+    # (ipv4, ipv6, link), with the time the box saw it (appliance.clock.wall) and where it came from.
+    """
+    CREATE TABLE vpn_reach (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        family TEXT NOT NULL CHECK (family IN ('ipv4', 'ipv6', 'link')),
+        handshake_at REAL NOT NULL,
+        endpoint TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX vpn_reach_family ON vpn_reach(family, handshake_at)
+    """,
 ]

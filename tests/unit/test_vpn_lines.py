@@ -8,12 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from appliance.clock import wall
 from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
+from appliance.paths import Paths
+from appliance.storage import Database
+from appliance.subsystem import Context
 from mgmt.relay import parse_clinic, render_hub_rules
 from vpn.lines import RELAY_MTU, Reach, choose_path
+from vpn.reach import ROUND_S, record, status
 from vpn.render import client_conf, render_interface, render_server
 from vpn.store import Device
+from vpn.wg import DumpState, PeerState
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "clinic.yaml").read_text(encoding="utf-8")
 SERVER = "obD+sX1AvDRLoUXOF6JYhPjCjq49eo949GIzyVVjhw4="
@@ -142,3 +148,75 @@ def test_hub_relay_rules_forward_only_each_clinics_port():
         render_hub_rules([parse_clinic("1=10.77.0.17"), parse_clinic("1=10.77.0.18")], "10.77.0.1", "wg-hub")
     with pytest.raises(MamoriError):
         render_hub_rules([parse_clinic("1=10.77.0.17")], "10.77.0.1", 'wg"; flush ruleset')
+
+
+# -- the reachability check (vpn/reach.py): the box's own record of probe handshakes ----------------------
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    c = Context(Paths(config=tmp_path / "c.yaml", state_dir=tmp_path), Database(tmp_path / "m.db"))
+    c.paths.ensure()
+    c.db.migrate()
+    return c
+
+
+def dump(handshakes: dict[str, float], endpoints: dict[str, str] | None = None) -> DumpState:
+    endpoints = endpoints or {}
+    peers = {
+        PROBE[f]: PeerState(PROBE[f], endpoints.get(f), (), int(t), 0, 0, None) for f, t in handshakes.items()
+    }
+    return DumpState(SERVER, 51820, peers)
+
+
+def test_reach_unknown_until_a_probe_round_then_per_family(ctx):
+    c = cfg(with_vpn(LINK, path="auto", relay_endpoint=HUB, probe=PROBE))
+    st = status(ctx, c)
+    assert (st.ipv4.state, st.ipv6.state, st.link.state) == ("unknown", "unknown", "unknown")
+    assert "まだ確認していません" in st.messages()[0]
+    now = wall()
+    # a round: IPv4 got in, IPv6 did not, the link (the control) did
+    assert record(ctx, c, dump({"ipv4": now - 10, "link": now - 5}, {"ipv4": "198.51.100.77:40000"})) == 2
+    assert record(ctx, c, dump({"ipv4": now - 10, "link": now - 5})) == 0  # seen already: no new row
+    st = status(ctx, c)
+    assert (st.ipv4.state, st.ipv6.state, st.link.state) == ("ok", "ng", "ok")
+    assert st.ipv4.at == pytest.approx(now - 10) and st.ipv4.endpoint == "198.51.100.77:40000"
+    assert st.messages()[0] == "ご自宅から接続できます（IPv4）" and st.path == "direct"
+    assert st.messages()[1].startswith("IPv6 では接続できません")
+    # a later round where IPv4 no longer gets in (the router lost its forward): the old success is stale
+    record(ctx, c, dump({"ipv4": now - 10, "link": now + ROUND_S + 60}))
+    st = status(ctx, c)
+    assert st.ipv4.state == "ng" and st.path == "relay"
+    assert st.messages("ja")[0] == "IPv4 では接続できません：ルーターでUDP 51820番を転送してください"
+    assert st.messages("en")[0].startswith("not reachable over IPv4")
+    with ctx.db.connection() as conn:
+        rows = conn.execute("SELECT family, ts FROM vpn_reach ORDER BY id").fetchall()
+    assert [r["family"] for r in rows] == ["ipv4", "link", "link"] and all(r["ts"] > 0 for r in rows)
+
+
+def test_reach_ignores_peers_that_are_not_probes(ctx):
+    c = cfg(with_vpn(probe=PROBE))
+    other = DumpState(
+        SERVER, 51820, {SERVER: PeerState(SERVER, "198.51.100.20:1", ("10.99.0.2/32",), 99, 0, 0, None)}
+    )
+    assert record(ctx, c, other) == 0
+    assert record(ctx, cfg(), dump({"ipv4": 99})) == 0  # no vpn.probe: nothing is a probe
+
+
+def test_the_vpn_page_says_in_plain_japanese_whether_doctors_get_in(tmp_path):
+    from tests.webui_fixtures import make_box
+
+    box = make_box(tmp_path)
+    box.add("admin", "admin")
+    client = box.client()
+    box.login(client, "admin")
+    page = client.get("/vpn/").get_data(as_text=True)
+    assert "ご自宅からの接続" in page and "IPv4 はまだ確認していません" in page
+    with box.ctx.db.connection() as conn:  # what the daemon's vpn-reach worker records from a probe round
+        for family, at in (("ipv6", wall() - 20), ("link", wall() - 10)):
+            conn.execute(
+                "INSERT INTO vpn_reach (ts, family, handshake_at) VALUES (?, ?, ?)", (at, family, at)
+            )
+    page = client.get("/vpn/").get_data(as_text=True)
+    assert "ご自宅から接続できます（IPv6）" in page
+    assert "IPv4 では接続できません：ルーターでUDP 51820番を転送してください" in page and "に確認" in page

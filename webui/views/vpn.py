@@ -50,6 +50,23 @@ def _windows() -> Any:
     return WindowStore(wctx.ctx().db, clock=wctx.now)
 
 
+def _reach(cfg: Any) -> list[tuple[str, str]] | None:
+    """Lines of 「ご自宅からの接続」: (message, when checked), plain Japanese; None when the VPN is off."""
+    if cfg is None or not cfg.vpn.enabled:
+        return None
+    from appliance.clock import show
+    from vpn import queries as vpn_queries
+
+    st = vpn_queries.reach(wctx.ctx(), cfg)
+    tz = cfg.clinic.timezone
+    msgs = st.messages("ja")
+    out = [
+        (m, show(r.at, tz, "%Y/%m/%d %H:%M", ""))
+        for m, r in zip(msgs, (st.ipv4, st.ipv6, st.link), strict=False)
+    ]
+    return [*out, (msgs[-1], "")]
+
+
 @bp.route("/")
 @requires("vpn.view")
 def index() -> Any:
@@ -60,7 +77,7 @@ def index() -> Any:
         "vpn/index.html", cfg=cfg, devices=sources.vpn_devices(db), online=sources.vpn_sessions_open(db, now),
         recent=sources.vpn_sessions_recent(db),
         windows=store.list(limit=50) if store else None, vpn_role_labels=VPN_ROLE_LABELS, now=now,
-        clinic_admin=_is_admin(), me=wctx.user().name,
+        clinic_admin=_is_admin(), me=wctx.user().name, reach=_reach(cfg),
     )  # fmt: skip
 
 
