@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
+  tcpdump  # the lab hub's capture of the VPN relay (tests/long/test_vpn_lines.py): ciphertext only
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
   rsyslog rsyslog-gnutls  # the SIEM forwarder (siem/) and the lab's test collector; Mamori runs rsyslogd itself
