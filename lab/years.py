@@ -12,8 +12,8 @@ whole run; the EVE reader and the accounts get it as their `clock`):
   alerts are written as a new eve.json and read by the real ingestion (ids.eve_reader + ids.ingest, with
   the daemon's settings): the file is replaced, which the reader takes as a rotation;
 - the smaller growing tables, each through its area's own writer: firewall drops (firewall.droplog) and a
-  new device a month (firewall.inventory), VPN connects (vpn.monitor.record), a web sign-in (webui.accounts) and
-  its audit entry (appliance.audit);
+  new device a month (firewall.inventory), VPN connects (vpn.monitor.record), a web session (webui.accounts) and
+  sign-ins in the audit log (appliance.audit);
 - then the retention coordinator (appliance.retention.run_once) runs once, as the daemon would.
 
 Non-goals: wall-clock speed (the benchmark measures it); the engines themselves (Suricata, nftables).
@@ -62,6 +62,7 @@ class Volume:
     daily_days: int = 30
     drops_per_day: int = 40
     vpn_connects_per_day: int = 2
+    signins_per_day: int = 1
 
 
 @dataclass(frozen=True)
@@ -247,9 +248,13 @@ class ClinicYears:
             if accounts.get(ACCOUNT) is None:
                 accounts.create(ACCOUNT, "Five-Years-Password-1", "admin")
             accounts.open_session(ACCOUNT, "192.168.10.20")
-            AuditLog(self.db, self.paths.keys_dir / "audit.key").record(
-                ACCOUNT, "webui.login", {"simulated": True}, source="webui", remote="192.168.10.20"
-            )
+            audit = AuditLog(self.db, self.paths.keys_dir / "audit.key")
+            signins = max(_per_day(self.volume.signins_per_day, step), 1)
+            for k in range(signins):  # the audit log stamps its own clock: moved to each sign-in
+                with time_machine.travel(step.start + span * k / signins, tick=False):
+                    audit.record(
+                        ACCOUNT, "webui.login", {"simulated": True}, source="webui", remote="192.168.10.20"
+                    )
         return events, alerts
 
     def retain(self, result: Result) -> Any:
