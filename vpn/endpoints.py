@@ -42,7 +42,8 @@ def peer_endpoints(ctx: Context, cfg: MamoriConfig, since_s: float = RECENT_S) -
         iface = WgInterface(cfg.vpn.interface, run_dir=ctx.paths.run_dir)
         try:
             if iface.exists():
-                found |= {_address(p.endpoint) for p in iface.dump().peers.values()}
+                # a probe peer (no AllowedIPs, vpn/reach.py) is the vendor's prober, not a VPN user
+                found |= {_address(p.endpoint) for p in iface.dump().peers.values() if p.allowed_ips}
         except (
             MamoriError,
             OSError,
