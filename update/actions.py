@@ -169,6 +169,15 @@ def request(ctx: Context, cfg: MamoriConfig | None, reboot: str, actor: str, sou
     return req
 
 
+def cancel(ctx: Context, actor: str, source: str, remote: str = "") -> dict:
+    """Withdraw a waiting install request (audited); refused once the root side has taken it."""
+    req = stage.cancel_request(UpdatePaths.of(ctx.paths))
+    audit(
+        ctx, actor, "update.cancelled", {"id": req.get("id"), "version": req.get("version")}, source, remote
+    )
+    return req
+
+
 def observe(ctx: Context, cfg: MamoriConfig | None) -> list[dict]:
     """Audit and notify, once each, what the root side reported: the installer's result.json and, after a
     reboot, boot.json's trial outcome (good, or rolled back). Returns the new reports."""

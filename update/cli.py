@@ -131,6 +131,14 @@ def cmd_install(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.db.migrate()
+    req = actions.cancel(ctx, _actor(args), "cli")
+    print(f"withdrew the install request for {req.get('version')}" if args.lang == "en"
+          else f"版 {req.get('version')} の更新の依頼を取りやめました")  # fmt: skip
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     upd = sub.add_parser("update", help="ソフトウェア更新 / software updates").add_subparsers(
         dest="update_cmd", required=True
@@ -146,3 +154,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reboot", choices=("now", "quiet"), default="now",
                    help="再起動: すぐ / 静かな時間帯 (now / quiet hours)")  # fmt: skip
     p.set_defaults(func=cmd_install)
+    upd.add_parser(
+        "cancel", help="まだ始まっていない更新の依頼を取りやめる / withdraw a waiting request"
+    ).set_defaults(func=cmd_cancel)

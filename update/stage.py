@@ -154,6 +154,21 @@ def request_install(upaths: UpdatePaths, box: BoxInfo, reboot: str, actor: str) 
     return request
 
 
+def cancel_request(upaths: UpdatePaths) -> dict:
+    """Withdraw a request the root side has not taken yet. The rename is atomic: either the root side took the
+    file first (then it is too late, and this says so) or it never sees it."""
+    waiting = read_json(upaths.request)
+    try:
+        os.rename(upaths.request, upaths.base / "request.cancelled.json")
+    except FileNotFoundError:
+        raise errors.UpdateRefused(
+            "取りやめられる更新の依頼はありません（すでに書き込みが始まっているか、依頼がありません）。",
+            "no waiting install request (already started, or none)",
+            code="update.nothing",
+        ) from None
+    return waiting or {}
+
+
 def progress(upaths: UpdatePaths, request_id: str | None = None, limit: int = 200) -> list[dict]:
     """The installer's progress lines (of one request, when given); malformed lines are skipped."""
     try:

@@ -35,6 +35,7 @@ class UpdateStatus:
     trial: dict | None  # boot.json's trial: version, outcome
     result: dict | None  # the installer's last result.json
     in_progress: dict | None  # a request waiting or being installed
+    waiting: bool = False  # the request is not taken by the root side yet (it can still be withdrawn)
     progress: list[dict] = field(default_factory=list)
     staged: dict | None = None
     last_check: dict | None = None
@@ -77,6 +78,7 @@ def update_status(ctx: Context, cfg: MamoriConfig | None = None) -> UpdateStatus
         trial=trial,
         result=read_json(upaths.result),
         in_progress=pending,
+        waiting=upaths.request.exists(),
         progress=stage.progress(upaths, pending.get("id") if pending else None, limit=50),
         staged=asdict(staged) if staged else None,
         last_check=actions.last_check(ctx),

@@ -91,6 +91,18 @@ def install() -> Any:
     return redirect(url_for("update.index"))
 
 
+@bp.route("/cancel", methods=["POST"])
+@requires(INSTALL)
+def cancel() -> Any:
+    try:
+        req = actions.cancel(wctx.ctx(), _actor(), "web", wctx.remote())
+    except UpdateRefused as exc:
+        flash(exc.text("ja"), "error")
+        return redirect(url_for("update.index"))
+    flash(f"版 {req.get('version')} への更新の依頼を取りやめました。", "ok")
+    return redirect(url_for("update.index"))
+
+
 @bp.route("/check", methods=["POST"])
 @requires(INSTALL)
 def check() -> Any:

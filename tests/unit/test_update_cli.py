@@ -104,3 +104,17 @@ def test_check_without_source_is_refused(box, capsys) -> None:
     setup("2026.12.1")
     assert run("update", "check") == 1
     assert "update.source" in capsys.readouterr().err
+
+
+def test_cancel_before_the_root_side_takes_it(box, capsys) -> None:
+    setup, run, tmp = box
+    key = setup("2026.12.1")
+    assert run("update", "install", str(make_bundle(tmp / "b.tar", key, "2026.12.2"))) == 0
+    assert run("update", "cancel") == 0
+    assert "版 2026.12.2 の更新の依頼を取りやめました" in capsys.readouterr().out
+    assert not (tmp / "state/update/request.json").exists()
+    # Taken by the root side: too late to withdraw.
+    assert run("update", "install", str(make_bundle(tmp / "c.tar", key, "2026.12.3"))) == 0
+    (tmp / "state/update/request.json").rename(tmp / "state/update/request.taken.json")
+    assert run("update", "cancel") == 1
+    assert "取りやめられる更新の依頼はありません" in capsys.readouterr().err

@@ -46,6 +46,13 @@ def test_admin_uploads_sees_notes_and_installs(box: Box, key, tmp_path) -> None:
     assert {"update.staged", "update.requested"} <= set(audit_actions(box, "admin"))
     page = client.get("/update/").get_data(as_text=True)
     assert "更新中です" in page and "今すぐ更新" not in page  # one install at a time
+    assert "書き込みが始まる前なら取りやめる" in page
+    r = client.post("/update/cancel", data={"csrf_token": session_token(client)}, follow_redirects=True)
+    assert "更新の依頼を取りやめました" in r.get_data(as_text=True) and "update.cancelled" in audit_actions(
+        box, "admin"
+    )
+    client.post("/update/install", data={"csrf_token": session_token(client), "when": "quiet"})
+    request = json.loads(UpdatePaths.of(box.ctx.paths).request.read_text())
     # The root side writes progress; the endpoint the bar polls reads it.
     UpdatePaths.of(box.ctx.paths).progress.write_text(
         json.dumps({"id": request["id"], "step": "write", "percent": 42, "message_ja": "書き込み中です"})

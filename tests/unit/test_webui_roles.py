@@ -79,6 +79,7 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("GET", "/update/progress", "update.progress", ALL),
     ("POST", "/update/install", "update.install", (A,)),
     ("POST", "/update/check", "update.check", (A,)),
+    ("POST", "/update/cancel", "update.cancel", (A,)),
     ("POST", "/update/upload", "update.upload", (A,)),
     ("GET", "/accounts/", "accounts.index", (A,)),
     ("POST", "/accounts/", "accounts.create", (A,)),
