@@ -137,3 +137,26 @@ def test_config_section() -> None:
     ):
         with pytest.raises(ValidationError):
             UpdateConfig.model_validate(bad)
+
+
+def test_publish_writes_an_index_the_box_accepts(tmp_path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from update.publish import main
+
+    key = make_key(tmp_path / "keys")
+    pem = tmp_path / "vendor.pem"
+    pem.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    site = tmp_path / "site"
+    make_bundle(site / "mamori-2026.12.2-amd64.tar", key, "2026.12.2", notes="修正を含みます。")
+    make_bundle(site / "mamori-2026.12.3-amd64.tar", key, "2026.12.3", released="2026-12-20")
+    assert main([str(site), "--key", str(pem), "--rollout", "10", "--rollout-for", "2026.12.2=100"]) == 0
+    releases = parse_index((site / "index.json").read_bytes(), (site / "index.json.sig").read_bytes(),
+                           load_keys(tmp_path / "keys"))  # fmt: skip
+    assert [(str(r.version), r.rollout, r.notes_ja, r.released) for r in releases] == [
+        ("2026.12.2", 100, "修正を含みます。", ""), ("2026.12.3", 10, "セキュリティの修正を含みます。", "2026-12-20")]  # fmt: skip
+    # A bundle the box would refuse is never named: publishing fails, the old index stays.
+    make_bundle(site / "mamori-2026.12.4-amd64.tar", key, "2026.12.4", tamper=True)
+    before = (site / "index.json").read_bytes()
+    assert main([str(site), "--key", str(pem)]) == 1
+    assert (site / "index.json").read_bytes() == before
