@@ -39,7 +39,17 @@ class UpdateWorker:
         self.ctx, self.cfg, self.ucfg = ctx, cfg, cfg.update
         self.mono, self.clock, self.poll = mono, clock, poll
         self.interval = float(parse_duration(self.ucfg.check_interval))
-        self.next_check = mono() + first_delay
+        self.next_check = mono() + self._first_delay(first_delay)
+
+    def _first_delay(self, minimum: float) -> float:
+        """Workers restart with every config change: the first check waits for what is left of the interval
+        since the last one (a wall-clock time, the only one that survives a restart; a last check in the
+        future means the clock was stepped back, and the check is not put off for it)."""
+        last = actions.last_check(self.ctx)
+        since = self.clock() - float(last["at"]) if last else None
+        if since is None or since < 0 or since >= self.interval:
+            return minimum
+        return max(minimum, self.interval - since)
 
     def step(self) -> None:
         """One pass: report results, run a due or asked-for check, install in the quiet hours."""

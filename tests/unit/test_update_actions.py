@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.audit import AuditLog
-from appliance.clock import zone
+from appliance.clock import wall, zone
 from appliance.config.load import parse_config
 from tests.updatekit import make_bundle, make_index, make_key, make_tls, server_argv, system_root
 from update import actions, stage
@@ -213,3 +213,24 @@ def test_download_limits_and_restart(vendor, tmp_path) -> None:
     with pytest.raises(errors.UpdateRefused) as info:
         fetch.get_small(url.replace("https", "http"), "index.json", 1000, str(ca))
     assert "https 以外" in info.value.text("ja")
+
+
+def test_a_restarted_worker_waits_for_the_rest_of_the_interval(ctx, vendor, tmp_path) -> None:
+    key, site, url, ca = vendor
+    make_index(site, key, make_bundle(tmp_path / "b" / "x.tar", key, "2026.12.2"), "2026.12.2", share=0)
+    cfg = _cfg(url, ca)  # check_interval 6h
+    now = [wall()]  # the check is recorded at the wall clock's time
+    mono = [1000.0]
+
+    def worker() -> UpdateWorker:
+        return UpdateWorker(ctx, cfg, mono=lambda: mono[0], clock=lambda: now[0], first_delay=10)
+
+    w = worker()
+    mono[0] += 11
+    w.step()
+    assert actions.last_check(ctx)["outcome"] == "held-back"
+    now[0] += 3600  # a config change an hour later restarts the worker: the next check is 5 h away, not 10 s
+    w = worker()
+    assert w.next_check - mono[0] == pytest.approx(5 * 3600, abs=1)
+    now[0] -= 86400  # the clock was stepped back a day: the check is not put off by it
+    assert worker().next_check - mono[0] == 10
