@@ -35,8 +35,8 @@ POLL_S = 10.0
 
 @dataclass(frozen=True)
 class FamilyResult:
-    """One way in: "ok" (a handshake got in at `at`), "ng" (a probe round at `at` did not get in) or
-    "unknown" (no probe round seen yet)."""
+    """One way in: "ok" (a handshake got in at `at`), "ng" (a probe round at `at` did not get in),
+    "unknown" (no probe round seen yet) or, for the relay, "off" (no relay endpoint or no management link)."""
 
     family: str
     state: str
@@ -79,6 +79,9 @@ def _message(r: FamilyResult, port: int, lang: str) -> str:
             if en
             else "保守業者のハブ経由の中継は使えません",
             "unknown": "relay: not checked yet" if en else "中継はまだ確認していません",
+            "off": "relay via the vendor's hub: not set up"
+            if en
+            else "保守業者のハブ経由の中継は設定されていません",
         }[r.state]
     label = _LABEL[r.family]
     if r.state == "ok":
@@ -163,8 +166,8 @@ def status(ctx: Context, cfg: MamoriConfig) -> ReachStatus:
         FamilyResult("link", "unknown")  # fmt: skip
     v4, v6 = verdict("ipv4"), verdict("ipv6")
     path = choose_path(cfg, Reach(ipv4=_bool(v4), ipv6=_bool(v6)))
-    if link.state == "unknown" and not relay_ready(cfg):
-        link = FamilyResult("link", "ng")  # no relay configured: say so rather than "not checked"
+    if not relay_ready(cfg):  # the link probe still proves a round ran; the relay itself is not set up
+        link = FamilyResult("link", "off", link.at)
     return ReachStatus(v4, v6, link, path, cfg.vpn.listen_port)
 
 

@@ -194,6 +194,14 @@ def test_reach_unknown_until_a_probe_round_then_per_family(ctx):
     assert [r["family"] for r in rows] == ["ipv4", "link", "link"] and all(r["ts"] > 0 for r in rows)
 
 
+def test_without_a_relay_the_link_probe_only_says_a_round_ran(ctx):
+    c = cfg(with_vpn(probe=PROBE))  # no management link, no relay endpoint
+    record(ctx, c, dump({"link": wall() - 5}))
+    st = status(ctx, c)
+    assert (st.ipv4.state, st.link.state) == ("ng", "off") and st.path == "direct"
+    assert st.messages()[2] == "保守業者のハブ経由の中継は設定されていません"
+
+
 def test_reach_ignores_peers_that_are_not_probes(ctx):
     c = cfg(with_vpn(probe=PROBE))
     other = DumpState(
