@@ -64,11 +64,12 @@ install_system_files() {
   local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service mamori-health.service
     mamori-setup-code.service systemd-networkd.service)
   systemctl --root="$ROOT" enable "${units[@]}" >/dev/null 2>&1
-  # Mamori starts dnsmasq, Suricata, chronyd and the web UI itself (appliance/webserver.py) with the
-  # configs it renders; Debian's stock units would run them with the package defaults. SSH is off until
+  # Mamori starts dnsmasq, Suricata, chronyd, rsyslogd (the SIEM forwarder, siem/, only while siem: is on)
+  # and the web UI itself (appliance/webserver.py) with the configs it renders; Debian's stock units would
+  # run them with the package defaults (rsyslog's would also copy the journal to /var/log). SSH is off until
   # enabled from the web UI (LAN only, keys only).
   systemctl --root="$ROOT" disable dnsmasq.service suricata.service chrony.service ssh.service \
-    nftables.service >/dev/null 2>&1 || true
+    nftables.service rsyslog.service >/dev/null 2>&1 || true
   systemctl --root="$ROOT" mask systemd-firstboot.service ssh.socket >/dev/null 2>&1 || true
 }
 

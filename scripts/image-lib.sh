@@ -97,6 +97,7 @@ image_packages() {
     iproute2 nftables python3 python3-venv python3-nftables wireguard-tools dnsmasq conntrack
     e2fsprogs dosfstools
     openssh-server openssl ca-certificates procps
+    rsyslog rsyslog-gnutls
     libpango-1.0-0 libpangoft2-1.0-0 fonts-ipaexfont-gothic
   )
   case "$arch" in
