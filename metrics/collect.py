@@ -77,6 +77,7 @@ class MamoriCollector(Collector):
             ("notify", lambda: self._notify(now)),
             ("clock", lambda: self._clock()),
             ("update", lambda: self._update()),
+            ("siem", lambda: self._siem(cfg)),
         ]
         ok = GaugeMetricFamily(
             "mamori_metrics_section_ok", "1 when this scrape could read the section, 0 when it failed (see the log)",
@@ -251,6 +252,27 @@ class MamoriCollector(Collector):
 
         yield from _counter("mamori_clock_steps", "Steps of the wall clock the box noticed (audited as clock.step)",
                             audit_count(self.ctx.db, "clock.step"))  # fmt: skip
+
+    def _siem(self, cfg: MamoriConfig | None) -> Iterator[Metric]:
+        enabled = bool(cfg and cfg.siem.enabled)
+        yield from _gauge("mamori_siem_enabled", "1 when logs are sent to a SIEM (siem:)", int(enabled))
+        if not enabled or cfg is None:
+            return
+        from siem.status import siem_state
+
+        st = siem_state(self.ctx, cfg, probe_timeout=0)  # no connection to the collector on a scrape
+        yield from _gauge(
+            "mamori_siem_running", "1 when the box's rsyslogd for the SIEM runs", int(st.running)
+        )
+        yield from _gauge("mamori_siem_queue_messages", "Messages waiting in rsyslogd's queue for the collector",
+                          st.queued)  # fmt: skip
+        yield from _gauge(
+            "mamori_siem_queue_disk_bytes", "Bytes of rsyslogd's queue files", st.queue_disk_bytes
+        )
+        yield from _gauge("mamori_siem_spool_unread_bytes", "Bytes handed over to rsyslogd and not yet read by it",
+                          st.spool_unread_bytes)  # fmt: skip
+        yield from _gauge("mamori_siem_last_delivery_timestamp_seconds", "When rsyslogd last sent a message",
+                          st.last_delivered)  # fmt: skip
 
     def _update(self) -> Iterator[Metric]:
         from update.queries import STATES, update_metrics

@@ -191,7 +191,7 @@ def test_render_verifies_the_collector_and_queues_on_disk(ca_pem: str, tmp_path:
     conf = r.conf
     for needed in ('StreamDriver="gtls"', 'StreamDriverMode="1"', 'StreamDriverAuthMode="x509/name"',
                    'StreamDriverPermittedPeers="siem.example.jp"', 'TCP_Framing="octet-counted"',
-                   'queue.type="LinkedList"', 'queue.filename="siem-fwd"', 'queue.maxDiskSpace="300m"',
+                   'queue.type="Disk"', 'queue.filename="siem-fwd"', 'ResendLastMSGOnReconnect="on"', 'queue.maxDiskSpace="300m"',
                    'queue.saveOnShutdown="on"', 'action.resumeRetryCount="-1"', 'persistStateAfterSubmission="on"',
                    f'defaultNetstreamDriverCAFile="{sp.ca}"'):  # fmt: skip
         assert needed in conf
