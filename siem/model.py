@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -99,8 +100,10 @@ class SiemConfig(Strict):
         return SEVERITIES[self.min_alert_severity]
 
 
-def siem_issues(cfg: MamoriConfig) -> list[tuple[str, str, str]]:
-    """(field path, ja, en) for what spans sections: the way out must exist and lead to the collector."""
+def siem_issues(cfg: MamoriConfig, inside: Callable[[Any], bool]) -> list[tuple[str, str, str]]:
+    """(field path, ja, en) for what spans sections: the way out must exist and lead to the collector.
+    `inside` tells an address of the clinic or the box (appliance.config.model.non_public, passed in by
+    appliance.config.references: importing it here would make an import circle)."""
     s = cfg.siem
     if not s.enabled:
         return []
@@ -121,9 +124,7 @@ def siem_issues(cfg: MamoriConfig) -> list[tuple[str, str, str]]:
             ip = ipaddress.ip_address(s.collector)
         except ValueError:
             return issues  # a name: resolved at send time
-        from appliance.config.model import non_public
-
-        if non_public(ip):
+        if inside(ip):
             issues.append(("siem.collector",
                            "WAN 経由の送り先に院内・この機器自身などのアドレスは指定できません",
                            "through wan the collector must be a public address"))  # fmt: skip

@@ -295,9 +295,10 @@ def _check_mgmt(cfg: MamoriConfig, f: Findings) -> None:
 
 def _check_siem(cfg: MamoriConfig, f: Findings) -> None:
     """Logs leave by the way the config names, to a collector that way reaches (siem.model.siem_issues)."""
+    from appliance.config.model import non_public
     from siem.model import siem_issues
 
-    for path, ja, en in siem_issues(cfg):
+    for path, ja, en in siem_issues(cfg, non_public):
         f.error(path, ja, en)
 
 
