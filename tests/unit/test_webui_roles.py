@@ -59,6 +59,10 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("POST", "/settings/mgmt/decode", "mgmt.decode", (A,)),
     ("POST", "/settings/mgmt/approve", "mgmt.approve", (A,)),
     ("POST", "/settings/mgmt/cut", "mgmt.cut", (A,)),
+    ("GET", "/settings/fleet/", "fleetweb.index", (A,)),  # the fleet API's switch and tokens: 管理者 only
+    ("POST", "/settings/fleet/allow", "fleetweb.allow", (A,)),
+    ("POST", "/settings/fleet/tokens", "fleetweb.create_token", (A,)),
+    ("POST", "/settings/fleet/tokens/abc/revoke", "fleetweb.revoke_token", (A,)),
     ("GET", "/settings/backup", "settings.backup_page", (A,)),  # backups: 管理者 only, never a vendor
     ("GET", "/settings/backup/download/mamori-backup-20990101-000000.mbk", "settings.backup_download", (A,)),
     ("POST", "/settings/backup/now", "settings.backup_now", (A,)),
@@ -89,6 +93,10 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
 UNGATED = {"static", "health", "auth.login", "auth.totp", "auth.enroll", "auth.logout", "setup.start",
            "setup.totp", "setup.clinic", "setup.ports", "setup.notify", "setup.summary", "settings.review",
            "update.static"}  # fmt: skip
+# The fleet API: a bearer token per vendor account, never the session (tests/unit/test_fleet_api.py; below,
+# every role's signed-in session gets 401).
+TOKEN_GATED = {"fleetapi.get_config", "fleetapi.get_revision", "fleetapi.validate", "fleetapi.diff",
+               "fleetapi.apply", "fleetapi.confirm"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +124,15 @@ def _seed_incident(b: Box) -> None:
 def test_every_route_is_in_the_table(box: Box) -> None:
     endpoints = {rule.endpoint for rule in box.app.url_map.iter_rules()}
     covered = {endpoint for _, _, endpoint, _ in TABLE}
-    assert endpoints - covered - UNGATED == set()
+    assert endpoints - covered - UNGATED - TOKEN_GATED == set()
+
+
+@pytest.mark.parametrize("role", ALL)
+def test_the_fleet_api_never_takes_a_session(rbox: Box, role: str) -> None:
+    client = rbox.client()
+    rbox.login(client, role)
+    r = client.get("/api/v1/config", base_url="https://localhost")
+    assert r.status_code == 401 and r.json["error"]["code"] == "fleet.unauthorized"
 
 
 @pytest.mark.parametrize("role", ALL)
