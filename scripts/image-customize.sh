@@ -62,7 +62,7 @@ install_system_files() {
     install -m 0644 "$MAMORI_UPDATE_PUBKEY" "$ROOT/usr/share/mamori/update-keys/vendor.pem"
   fi
   local units=(mamori-fail-closed.service mamori.service mamori-firstboot.service mamori-health.service
-    mamori-setup-code.service systemd-networkd.service)
+    mamori-setup-code.service systemd-networkd.service mamori-update-install.path mamori-update-report.service)
   systemctl --root="$ROOT" enable "${units[@]}" >/dev/null 2>&1
   # Mamori starts dnsmasq, Suricata, chronyd, rsyslogd (the SIEM forwarder, siem/, only while siem: is on)
   # and the web UI itself (appliance/webserver.py) with the configs it renders; Debian's stock units would
@@ -71,13 +71,39 @@ install_system_files() {
   systemctl --root="$ROOT" disable dnsmasq.service suricata.service chrony.service ssh.service \
     nftables.service rsyslog.service >/dev/null 2>&1 || true
   systemctl --root="$ROOT" mask systemd-firstboot.service ssh.socket >/dev/null 2>&1 || true
+  # The root file system is read-only and replaced whole by updates: nothing on the box updates packages
+  # or backs up dpkg's database (they would only fail on the read-only root).
+  systemctl --root="$ROOT" disable apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer >/dev/null 2>&1 || true
+  systemctl --root="$ROOT" mask apt-daily.service apt-daily-upgrade.service dpkg-db-backup.service >/dev/null 2>&1 || true
+}
+
+# The root is mounted read-only (kernel command line `ro`, no / in fstab). What the system writes goes to
+# the data partition (bind mounts made by mamori-data-dirs.service) or to tmpfs.
+read_only_root_fstab() {
+  local data=$1
+  cat > "$ROOT/etc/fstab" <<FSTAB
+# Mamori: / is given on the kernel command line (root=PARTUUID of slot A or B) and mounted read-only.
+${2:-}
+# Mamori's state (database, keys, rules, backups) on its own partition, apart from both system slots.
+$data  /var/lib/mamori  ext4  noatime,nofail,x-systemd.device-timeout=90s  0 2
+# What the system itself writes, kept on the data partition: logs, systemd's state, the configuration.
+/var/lib/mamori/system/log          /var/log          none  bind,nofail,x-systemd.requires=mamori-data-dirs.service  0 0
+/var/lib/mamori/system/lib-systemd  /var/lib/systemd  none  bind,nofail,x-systemd.requires=mamori-data-dirs.service  0 0
+/var/lib/mamori/system/etc-mamori   /etc/mamori       none  bind,nofail,x-systemd.requires=mamori-data-dirs.service  0 0
+tmpfs  /tmp      tmpfs  mode=1777,nosuid,nodev,size=20%  0 0
+tmpfs  /var/tmp  tmpfs  mode=1777,nosuid,nodev,size=10%  0 0
+FSTAB
 }
 
 first_boot_identity() {
   # Every box makes its own on first boot: nothing secret or unique is baked into the image.
   rm -f "$ROOT"/etc/ssh/ssh_host_*
   : > "$ROOT/etc/machine-id"
-  rm -f "$ROOT/var/lib/dbus/machine-id" "$ROOT/var/lib/systemd/random-seed"
+  rm -f "$ROOT/var/lib/systemd/random-seed"
+  # What systemd-tmpfiles would make at boot, made here: the root is read-only on the box.
+  mkdir -p "$ROOT/var/lib/dbus"
+  ln -sfn /etc/machine-id "$ROOT/var/lib/dbus/machine-id"
+  ln -sfn ../proc/self/mounts "$ROOT/etc/mtab"
   # No default password: root is locked; the first administrator is created in the setup wizard.
   # "*": no password matches it. Not "!": sshd (UsePAM no, maintenance SSH) refuses a "!"-locked account
   # even for a valid key.
@@ -100,13 +126,8 @@ partitions_amd64() {
     > "$ROOT/usr/lib/repart.d/21-root-b.conf"
   printf '[Partition]\nType=linux-generic\nLabel=mamori-data\nFormat=ext4\nSizeMinBytes=512M\n' \
     > "$ROOT/usr/lib/repart.d/30-data.conf"
-  cat > "$ROOT/etc/fstab" <<'FSTAB'
-# Mamori: / is given on the kernel command line (root=PARTUUID of slot A or B).
-# The EFI system partition: boot entries (updates, boot counting); mounted only when used.
-PARTLABEL=esp          /efi             vfat  umask=0077,noatime,nofail,x-systemd.automount,x-systemd.idle-timeout=120  0 2
-# Mamori's state (database, keys, rules, backups) on its own partition, made by systemd-repart on first boot.
-PARTLABEL=mamori-data  /var/lib/mamori  ext4  noatime,nofail,x-systemd.device-timeout=90s  0 2
-FSTAB
+  read_only_root_fstab PARTLABEL=mamori-data "# The EFI system partition: boot entries (updates, boot counting); mounted only when used.
+PARTLABEL=esp  /efi  vfat  umask=0077,noatime,nofail,x-systemd.automount,x-systemd.idle-timeout=120  0 2"
   ln -sf /usr/lib/systemd/system/systemd-repart.service "$ROOT/etc/systemd/system/sysinit.target.wants/systemd-repart.service"
 }
 
@@ -143,7 +164,7 @@ install_suricata
 ids_account
 install_mamori
 install_system_files
-if [ "$ARCH" = amd64 ]; then partitions_amd64; fi
+if [ "$ARCH" = amd64 ]; then partitions_amd64; else read_only_root_fstab "PARTUUID=${RPI_DISK_ID#0x}-07"; fi
 prune_kernel_modules
 first_boot_identity
 check_tidy

@@ -20,7 +20,9 @@ ROOT_TYPE_AMD64=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709
 # are added on the first boot by systemd-repart (image/rootfs/usr/lib/systemd/system/systemd-repart.service.d).
 ESP_MIB=128
 ROOT_MIB=880
-export ESP_MIB ROOT_MIB
+# Raspberry Pi: the MBR disk id; partitions are <id>-NN (scripts/image-rpi-layout.sh).
+RPI_DISK_ID=0x6d616d6f
+export ESP_MIB ROOT_MIB RPI_DISK_ID
 
 log() { printf '[image %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -183,7 +185,7 @@ build_esp() {
     echo "version $(cat "$root/usr/share/mamori/IMAGE_VERSION")"
     echo "linux /mamori-a/vmlinuz"
     echo "initrd /mamori-a/initrd.img"
-    echo "options root=PARTUUID=$ROOT_A_PARTUUID rw console=tty0 console=ttyS0,115200n8 $(kernel_options "$variant")"
+    echo "options root=PARTUUID=$ROOT_A_PARTUUID ro console=tty0 console=ttyS0,115200n8 $(kernel_options "$variant")"
   } > "$tmp/mamori-a.conf"
   mcopy -i "$img" "$tmp/loader.conf" ::/loader/loader.conf
   mcopy -i "$img" "$tmp/mamori-a.conf" ::/loader/entries/mamori-a.conf
@@ -241,11 +243,11 @@ ensure_update_key() {
 }
 
 make_bundle() {
-  local root=$1 rootimg=$2 out=$3 kver
+  local root=$1 rootimg=$2 out=$3 arch=${4:-amd64} kver
   kver=$(kernel_version "$root")
   "$REPO/scripts/image-bundle.sh" --root "$rootimg" --kernel "$root/boot/vmlinuz-$kver" \
     --initrd "$root/boot/initrd.img-$kver" --version "$(cat "$root/usr/share/mamori/IMAGE_VERSION")" \
-    --key "$UPDATE_KEY" --out "$out"
+    --arch "$arch" --key "$UPDATE_KEY" --out "$out"
 }
 
 report_sizes() {
@@ -258,64 +260,26 @@ report_sizes() {
   done
 }
 
-# Raspberry Pi 4 (arm64): MBR with the firmware FAT partition (the Pi's boot ROM reads it) and the root.
+# Raspberry Pi 4 (arm64): MBR with a control partition (autoboot.txt), two boot partitions and two root
+# slots (A/B with the firmware's tryboot) and the data partition; the layout is scripts/image-rpi-layout.sh.
 # The firmware files come from Debian's raspi-firmware package, the kernel, initrd and device trees from
-# the image's own linux-image-arm64; config.txt and cmdline.txt are written here.
-RPI_DISK_ID=0x6d616d6f
-RPI_FW_MIB=256
-
-build_rpi_firmware_fs() {
-  local root=$1 img=$2 kver tmp
-  kver=$(kernel_version "$root")
-  tmp=$(mktemp -d)
-  cat > "$tmp/config.txt" <<CONFIG
-# Mamori (Raspberry Pi 4): 64-bit Debian kernel, serial console on the GPIO UART.
-arm_64bit=1
-enable_uart=1
-upstream_kernel=1
-kernel=vmlinuz
-initramfs initrd.img followkernel
-disable_overscan=1
-CONFIG
-  echo "console=serial0,115200 console=tty1 root=PARTUUID=${RPI_DISK_ID#0x}-02 rw fsck.repair=yes rootwait quiet" > "$tmp/cmdline.txt"
-  rm -f "$img"
-  mkfs.vfat -F 32 -n RASPIFIRM -i "$ESP_VOLID" -C "$img" $(( RPI_FW_MIB * 1024 )) >/dev/null
-  export MTOOLS_SKIP_CHECK=1
-  mcopy -i "$img" "$root"/usr/lib/raspi-firmware/* ::/
-  mcopy -i "$img" "$root"/usr/lib/linux-image-"$kver"/broadcom/bcm2711*.dtb ::/
-  if ls "$root"/usr/lib/linux-image-"$kver"/broadcom/bcm2712*.dtb >/dev/null 2>&1; then
-    mcopy -i "$img" "$root"/usr/lib/linux-image-"$kver"/broadcom/bcm2712*.dtb ::/
-  fi
-  mcopy -i "$img" "$root/boot/vmlinuz-$kver" ::/vmlinuz
-  mcopy -i "$img" "$root/boot/initrd.img-$kver" ::/initrd.img
-  mcopy -i "$img" "$tmp/config.txt" "$tmp/cmdline.txt" ::/
-  rm -rf "$tmp"
-}
+# the image's own linux-image-arm64; image/rootfs/usr/lib/mamori/rpi-boot-files lays them out (the same
+# script fills the spare boot partition on the box during an update).
+RPI_BOOT_MIB=256
+RPI_DATA_MIB=512
 
 assemble_rpi_disk() {
   local root=$1 work=$2 out=$3
-  local fw=$work/firmware.img rootimg=$work/root.img
-  build_rpi_firmware_fs "$root" "$fw"
-  # raspi-firmware's hooks copied the same files into /boot/firmware: on the Pi that is the FAT partition.
+  local bootdir=$work/boot-a rootimg=$work/root.img
+  rm -rf "$bootdir" && mkdir -p "$bootdir"
+  "$REPO/image/rootfs/usr/lib/mamori/rpi-boot-files" "$root" "$bootdir" "${RPI_DISK_ID#0x}-05"
+  # raspi-firmware's hooks copied the same files into /boot/firmware: on the Pi that is a FAT partition.
   find "$root/boot/firmware" -mindepth 1 -delete
-  # No A/B slots on the Pi yet, so the root is just as big as its content needs.
-  build_root_fs "$root" "$rootimg" mamori-root "$(fs_size_mib "$root")"
-  local fw_sectors=$(( RPI_FW_MIB * 2048 )) root_sectors
-  root_sectors=$(( $(stat -c %s "$rootimg") / 512 ))
-  local root_start=$(( 2048 + fw_sectors ))
-  rm -f "$out.partial"
-  truncate -s $(( (root_start + root_sectors) * 512 )) "$out.partial"
-  sfdisk --quiet "$out.partial" <<SFDISK
-label: dos
-label-id: $RPI_DISK_ID
-unit: sectors
-start=2048, size=$fw_sectors, type=c, bootable
-start=$root_start, size=$root_sectors, type=83
-SFDISK
-  dd if="$fw" of="$out.partial" bs=512 seek=2048 conv=notrunc,sparse status=none
-  dd if="$rootimg" of="$out.partial" bs=512 seek="$root_start" conv=notrunc,sparse status=none
-  rm -f "$fw" "$rootimg"
-  mv "$out.partial" "$out"
+  build_root_fs "$root" "$rootimg" mamori-root-a
+  "$REPO/scripts/image-rpi-layout.sh" "$out" --boot-a "$bootdir" --root-a "$rootimg" --disk-id "$RPI_DISK_ID" \
+    --boot-mib "$RPI_BOOT_MIB" --root-mib "$ROOT_MIB" --data-mib "$RPI_DATA_MIB"
+  make_bundle "$root" "$rootimg" "${out%.img}-update.tar" arm64
+  rm -rf "$bootdir" "$rootimg"
 }
 
 # The arm64 root file system under qemu-user: Mamori's CLI runs and validates the example configuration.

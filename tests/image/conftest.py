@@ -40,9 +40,10 @@ def prod_image() -> Path:
     return image
 
 
-def setup_shell(console: SerialConsole) -> None:
+def setup_shell(console: SerialConsole, login_seen: bool = False) -> None:
     """Waits for the next autologin shell of the test image (one per boot) and makes it quiet and predictable."""
-    console.wait_for("(automatic login)", timeout=float(os.environ.get("MAMORI_VM_BOOT_TIMEOUT", "900")))
+    if not login_seen:
+        console.wait_for("(automatic login)", timeout=float(os.environ.get("MAMORI_VM_BOOT_TIMEOUT", "900")))
     console.wait_for("root@mamori", timeout=120)
     console.send("")
     res = console.run(

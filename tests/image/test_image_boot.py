@@ -90,8 +90,8 @@ def test_first_boot_made_this_box_its_own_keys(booted: tuple[VM, SerialConsole])
     cert = sh(console, "openssl x509 -in /var/lib/mamori/keys/web.crt -noout -subject -ext subjectAltName")
     assert "Mamori" in cert and "DNS:mamori.local" in cert
     assert sh(console, "stat -c %a /var/lib/mamori/keys/web.key").strip() == "600"
-    keys = sh(console, "ls /etc/ssh/").split()
-    assert "ssh_host_ed25519_key" in keys
+    # The root is read-only: no host key in /etc/ssh; the daemon makes its own when SSH is enabled (below).
+    assert not [k for k in sh(console, "ls /etc/ssh/").split() if k.startswith("ssh_host_")]
     machine_id = sh(console, "cat /etc/machine-id").strip()
     assert re.fullmatch(r"[0-9a-f]{32}", machine_id)
 
@@ -105,6 +105,22 @@ def test_no_default_password_and_ssh_off(booted: tuple[VM, SerialConsole]) -> No
     assert console.run("systemctl is-active ssh.service").out.strip() != "active"
     assert console.run("systemctl is-enabled ssh.service").out.strip() in {"disabled", "masked"}
     assert console.run("ss -Htln 'sport = :22'").out.strip() == ""
+
+
+def test_root_is_read_only_and_state_is_on_the_data_partition(booted: tuple[VM, SerialConsole]) -> None:
+    """An SD card or SSD survives power cuts: / is mounted read-only, what the system writes lives on the
+    data partition (bind mounts) or in tmpfs, and the journal is kept there, capped."""
+    _, console = booted
+    assert "ro" in sh(console, "findmnt -no OPTIONS /").strip().split(",")
+    assert "ro" in sh(console, "cat /proc/cmdline").split()
+    res = console.run("touch /etc/x /usr/x")
+    assert res.rc != 0 and "Read-only file system" in res.out, res.out
+    for path in ("/etc/mamori", "/var/log", "/var/lib/systemd"):
+        assert sh(console, f"findmnt -no TARGET {path}").strip() == path, f"{path} is not mounted"
+        sh(console, f"touch {path}/.rw-check && rm {path}/.rw-check")
+    machine_id = sh(console, "cat /etc/machine-id").strip()
+    assert f"systemd.machine_id={machine_id}" in sh(console, "cat /efi/loader/entries/mamori-a*.conf")
+    assert sh(console, f"ls -d /var/log/journal/{machine_id}").strip(), "the journal is persistent"
 
 
 def test_no_compilers_and_journal_capped(booted: tuple[VM, SerialConsole]) -> None:
@@ -174,6 +190,7 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
         timeout=180,
     )
     listening = sh(console, "ss -Htln 'sport = :22'")
+    assert sh(console, "ls /var/lib/mamori/keys/ssh").split().count("ssh_host_ed25519_key") == 1
     assert "192.168.10.1:22" in listening and "0.0.0.0:22" not in listening, listening
     login = console.run("ssh -i /root/vendor-key -o BatchMode=yes -o StrictHostKeyChecking=no "
                         "-o UserKnownHostsFile=/dev/null root@192.168.10.1 'echo ssh-$((40+2))'", timeout=120)  # fmt: skip

@@ -51,6 +51,7 @@ def test_esp_boots_systemd_boot_with_locked_editor(parts: dict[str, Path]) -> No
     entry = subprocess.run(["mtype", "-i", esp, "::/loader/entries/mamori-a.conf"], capture_output=True, text=True,
                            timeout=30, env={"MTOOLS_SKIP_CHECK": "1"}).stdout  # fmt: skip
     assert "root=PARTUUID=" in entry and "autologin" not in entry
+    assert " ro " in entry and " rw " not in entry, "the root file system is mounted read-only"
 
 
 def test_nothing_unique_or_secret_in_the_image(parts: dict[str, Path]) -> None:
@@ -95,6 +96,19 @@ def test_fail_closed_policy_installed_and_enabled(parts: dict[str, Path]) -> Non
     ):
         assert stock not in wants, f"{stock} must not start by itself: Mamori runs it"
     assert "gcc" not in debugfs(root, "ls -l /usr/bin")
+
+
+def test_read_only_root_and_update_units(parts: dict[str, Path]) -> None:
+    root = parts["mamori-root-a"]
+    fstab = debugfs(root, "cat /etc/fstab")
+    for target in ("/var/lib/mamori", "/var/log", "/var/lib/systemd", "/etc/mamori", "/tmp", "/var/tmp"):
+        assert f" {target} " in fstab, target
+    assert not any(line.split()[1:2] == ["/"] for line in fstab.splitlines() if line and line[0] != "#")
+    assert "mamori-update-install.path" in debugfs(root, "ls -l /etc/systemd/system/multi-user.target.wants")
+    timers = debugfs(root, "ls -l /etc/systemd/system/timers.target.wants")
+    assert "apt-daily" not in timers and "dpkg-db-backup" not in timers, "nothing writes the read-only root"
+    assert "mamori_update.py" in debugfs(root, "ls -l /usr/lib/mamori")
+    assert debugfs(root, "cat /usr/share/mamori/update-keys/vendor.pem").startswith("-----BEGIN PUBLIC KEY")
 
 
 def test_image_sizes_within_budget(prod_image: Path) -> None:
