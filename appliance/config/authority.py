@@ -22,6 +22,9 @@ Who may change what (the first row whose path is a prefix of the changed path de
   fleet.*                                fleet.manage          whether the vendor's fleet API may change the
                                                                box at all: the clinic decides (fleetapi/)
   backup.*                               backup.manage         every key of the box leaves with a backup
+  siem.*                                 siem.manage           the audit log and the alerts leave the box
+                                                               for the host named here; off, the clinic's
+                                                               SIEM goes quiet (siem/, docs/siem.md)
   notifications.*                        notifications.manage  the box sends its SMTP password / LINE token
                                                                to the host named here; silencing the clinic
   web.*  (and the TLS certificate page)  web.manage            who can reach, and read, the admin's sign-in
@@ -71,6 +74,7 @@ MGMT_MANAGE = "mgmt.manage"
 UPDATE_MANAGE = "update.manage"
 UPDATE_INSTALL = "update.install"
 FLEET_MANAGE = "fleet.manage"
+SIEM_MANAGE = "siem.manage"
 BACKUP_MANAGE = "backup.manage"
 ACCOUNTS_MANAGE = "accounts.manage"
 IDS_RULES_UPDATE = "ids.rules_update"
@@ -96,10 +100,12 @@ EXPLICIT_GRANTS: dict[str, tuple[str, ...]] = {
 # the box runs on all traffic), backups (every key of the box), and maintenance SSH (a root shell: the
 # clinic opens it for the vendor, never the vendor for himself), and the vendor hub's management link
 # (the clinic approves and cuts it; a vendor must never enrol or keep his own link), and the switch that lets
-# the vendor's fleet API change the box (a vendor must never allow himself bulk changes).
+# the vendor's fleet API change the box (a vendor must never allow himself bulk changes), and where the
+# box sends its audit log (siem: a vendor must never route the record of his own actions to himself).
 NEVER_GRANTABLE: frozenset[str] = frozenset(
-    {ACCOUNTS_MANAGE, IDS_RULES_UPDATE, BACKUP_MANAGE, SSH_MANAGE, MGMT_MANAGE, UPDATE_MANAGE, FLEET_MANAGE}
-)
+    {ACCOUNTS_MANAGE, IDS_RULES_UPDATE, BACKUP_MANAGE, SSH_MANAGE, MGMT_MANAGE, UPDATE_MANAGE, FLEET_MANAGE,
+     SIEM_MANAGE}
+)  # fmt: skip
 ADMIN_ONLY: frozenset[str] = NEVER_GRANTABLE | {p for ps in EXPLICIT_GRANTS.values() for p in ps}
 GRANTABLE_AREAS: tuple[str, ...] = (*AREA_PERMISSIONS, *EXPLICIT_GRANTS)
 ALL_PERMISSIONS: frozenset[str] = frozenset(
@@ -131,6 +137,7 @@ RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("update",), UPDATE_MANAGE),
     (("fleet",), FLEET_MANAGE),
     (("backup",), BACKUP_MANAGE),
+    (("siem",), SIEM_MANAGE),
     (("notifications",), NOTIFICATIONS_MANAGE),
     (("web",), WEB_MANAGE),
     (("vpn", "users", "*", "display_name"), VPN_EDIT),
@@ -161,6 +168,7 @@ LABELS: dict[str, tuple[str, str]] = {
         "allowing the vendor's fleet changes (fleet)",
     ),
     BACKUP_MANAGE: ("バックアップ（backup）", "backups (backup)"),
+    SIEM_MANAGE: ("SIEM へのログ送信（siem）", "sending logs to a SIEM (siem)"),
     NOTIFICATIONS_MANAGE: ("お知らせの送り先（notifications）", "notification channels (notifications)"),
     WEB_MANAGE: ("管理画面の受け付け（web）", "the management web UI (web)"),
     VPN_USERS: (

@@ -144,6 +144,9 @@ def rights(role: str) -> frozenset[str]:
         (("ssh", "enabled"), "ssh.manage"),
         (("ssh", "authorized_keys"), "ssh.manage"),
         (("backup", "dir"), "backup.manage"),
+        # The audit log and alerts leave for this host: never a vendor's choice (docs/siem.md).
+        (("siem", "collector"), "siem.manage"),
+        (("siem", "enabled"), "siem.manage"),
         (("notifications", "line", "api_base"), "notifications.manage"),
         (("notifications", "daily_digest"), "notifications.manage"),
         (("web", "port"), "web.manage"),
@@ -194,6 +197,7 @@ def test_roles_and_grants() -> None:
         assert not auth.NEVER_GRANTABLE & auth.permissions_for("vendor", (area,))
     assert not auth.NEVER_GRANTABLE & auth.permissions_for("vendor", auth.GRANTABLE_AREAS)
     assert auth.permissions_for("nobody", ("settings",)) == frozenset()
+    assert "siem.manage" not in auth.permissions_for("vendor", (*auth.GRANTABLE_AREAS, "siem"))
 
 
 def test_changed_paths_compare_named_lists_by_name() -> None:
