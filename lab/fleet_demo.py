@@ -58,6 +58,9 @@ def print_summary(fleet: Fleet, prom: int | None, am: int | None) -> None:
         )
         print(f"  {name:<13} {where}   ハブの中では / inside the hub: http://127.0.0.1:{remote}/")
     print(f"  Webhook の受信記録 / what Alertmanager sent: {fleet.engines.webhook_log}")
+    print(
+        f"  rsyslog（TLS {fleet.hub.address}:{fleet.syslog.port}）が受けたログ / syslog received: {fleet.syslog.received}"
+    )
     print("\n医院 / clinics:")
     for c in fleet.clinics:
         ids = "IDS on" if c.ids else "IDS off"
