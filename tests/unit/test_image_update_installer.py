@@ -395,3 +395,22 @@ def test_status_before_any_update_has_an_empty_fallback(box: mu.Installer, tmp_p
     }
     (box.platform.partlabels / "mamori-root-b").unlink()
     assert mu.status(box.platform, box.state, box.version_file)["fallback"] is None
+
+
+@pytest.mark.parametrize("planted", ["progress.jsonl", ".result.json.tmp", "result.json"])
+def test_links_the_control_plane_plants_in_the_state_directory_are_not_written_through(
+    box: mu.Installer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """The state directory is the sandboxed control plane's; the root side must not follow a link it left
+    there (to a slot's block device, say) when it writes progress.jsonl or result.json."""
+    monkeypatch.setattr(mu, "schedule_reboot", lambda *_: pytest.fail("must not reboot"))
+    monkeypatch.setattr(mu, "LOCK", tmp_path / "run/lock")
+    victim = tmp_path / "slot-a"
+    before = victim.read_bytes()
+    (box.state / planted).symlink_to(victim)
+    _request(box, bundle="missing.tar")
+    assert mu.handle_request(box) == 1
+    assert victim.read_bytes() == before, "the running slot was written through a planted link"
+    result = json.loads((box.state / "result.json").read_text())
+    assert not result["ok"] and result["code"] == "update.format"
+    assert not (box.state / ".result.json.tmp").exists()

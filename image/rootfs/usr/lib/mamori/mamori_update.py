@@ -356,17 +356,36 @@ def _device_size(device: Path) -> int:
 
 
 def atomic_write(path: Path, data: str) -> None:
+    """Write through a temp file made anew (O_EXCL, so never through a link): the state directory is the
+    control plane's, and a link it left at the temp name (to a slot's device) would have root write there."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)  # a leftover of a power cut, or a planted link (removed, not followed)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def open_state_file(path: Path, flags: int) -> IO[str]:
+    """A file of the control plane's state directory, opened for writing only if it is a plain file there: no
+    link is followed (a link to a block device would have root write into a slot or the partition table), and
+    a FIFO neither blocks nor is written (OSError)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | flags, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def now_iso() -> str:
@@ -710,7 +729,7 @@ class Installer:
         dja, den = texts.get(step, ("", ""))
         line = {"id": self.request_id, "step": step, "percent": percent,
                 "message_ja": ja or dja, "message_en": en or den}  # fmt: skip
-        with contextlib.suppress(OSError), open(self.state / "progress.jsonl", "a", encoding="utf-8") as f:
+        with contextlib.suppress(OSError), open_state_file(self.state / "progress.jsonl", os.O_APPEND) as f:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
         if not self.quiet:
             print(f"mamori-update: [{percent:3d}%] {line['message_en']}", flush=True)
@@ -834,7 +853,8 @@ def handle_request(installer: Installer) -> int:
     except FileNotFoundError:
         return 0
     result: dict[str, Any] = {"id": "", "ok": False, "version": "", "slot": "", "reboot": ""}
-    (state / "progress.jsonl").write_text("")
+    with contextlib.suppress(OSError), open_state_file(state / "progress.jsonl", os.O_TRUNC):
+        pass
     try:
         fd = os.open(taken, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
