@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1024 * 1048576  # the compressed image is at most 400 MB (docs/image.md); room to grow
 SPACE_MARGIN = 64 * 1048576  # left free beside a staged bundle: the database and logs share the partition
+SPACE_CHECK = 32 * 1048576  # a copy in looks at the free space again after this many bytes
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,16 @@ def incoming_temp(upaths: UpdatePaths, stem: str | None = None) -> Path:
 
 def copy_in(upaths: UpdatePaths, src: IO[bytes], limit: int = DEFAULT_LIMIT) -> Path:
     """Copy a stream (an upload, a file named on the CLI) to a temp name in incoming/, refusing more than
-    `limit` bytes; the temp file is removed on any failure."""
+    `limit` bytes, and stopping while SPACE_MARGIN is still free (the length of a stream is not known before:
+    the free space is looked at every SPACE_CHECK bytes); the temp file is removed on any failure."""
     tmp = incoming_temp(upaths)
     try:
         with open(tmp, "wb") as out:
-            total = 0
+            total, next_check = 0, 0
             while chunk := src.read(1 << 20):
+                if total >= next_check:
+                    ensure_space(upaths, SPACE_CHECK)
+                    next_check = total + SPACE_CHECK
                 total += len(chunk)
                 if total > limit:
                     raise errors.too_big(limit)

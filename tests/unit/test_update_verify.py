@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 
 import pytest
@@ -201,3 +202,28 @@ def test_policy_without_running_version_only_checks_arch() -> None:
     check_acceptable(m, BoxInfo(None, "arm64", None))
     with pytest.raises(UpdateRefused):
         check_acceptable(m, BoxInfo(None, "amd64", None))
+
+
+def test_upload_stops_before_the_data_partition_fills(env, monkeypatch) -> None:
+    """An upload's length is not known in advance: the copy looks at the free space as it goes and stops while
+    the margin the database and logs need is still free, leaving nothing behind."""
+    _, upaths = env
+    upaths.ensure()
+    monkeypatch.setattr(stage, "SPACE_CHECK", 2 * 1048576)
+    free = [stage.SPACE_MARGIN + stage.SPACE_CHECK + 1048576]
+
+    def disk_usage(_path: object) -> shutil._ntuple_diskusage:
+        return shutil._ntuple_diskusage(1 << 40, (1 << 40) - free[0], free[0])
+
+    class Filling(io.BytesIO):
+        def read(self, n: int = -1) -> bytes:
+            data = super().read(n)
+            free[0] -= len(data)  # what the copy writes is gone from the partition
+            return data
+
+    monkeypatch.setattr(stage.shutil, "disk_usage", disk_usage)
+    with pytest.raises(UpdateRefused) as info:
+        stage.copy_in(upaths, Filling(b"x" * (8 * 1048576)), limit=stage.DEFAULT_LIMIT)
+    assert info.value.code == "update.space"
+    assert free[0] >= stage.SPACE_MARGIN, "stopped while the margin was still free"
+    assert list(upaths.incoming.iterdir()) == []
