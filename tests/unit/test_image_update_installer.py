@@ -414,3 +414,16 @@ def test_links_the_control_plane_plants_in_the_state_directory_are_not_written_t
     result = json.loads((box.state / "result.json").read_text())
     assert not result["ok"] and result["code"] == "update.format"
     assert not (box.state / ".result.json.tmp").exists()
+
+
+def test_state_files_that_are_no_plain_files_are_ignored_not_read(box: mu.Installer, tmp_path: Path) -> None:
+    """pending.json as a FIFO (would hang the report), or a link to an endless device (would exhaust memory),
+    is read as absent."""
+    os.mkfifo(box.state / "pending.json")
+    assert mu._load_json(box.state / "pending.json") is None
+    (box.state / "slots.json").symlink_to("/dev/zero")
+    assert mu._load_json(box.state / "slots.json") is None
+    (box.state / "big.json").write_text(json.dumps({"x": "y" * 70000}))
+    assert mu._load_json(box.state / "big.json") is None
+    (box.state / "ok.json").write_text('{"slot": "b"}')
+    assert mu._load_json(box.state / "ok.json") == {"slot": "b"}

@@ -690,9 +690,18 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path, limit: int = 65536) -> Any:
+    """A small JSON file of the state directory, or None. The directory is the control plane's: a link, a FIFO
+    or a device left there (/dev/zero) must neither hang nor exhaust this root process."""
     try:
-        return json.loads(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            raw = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+        return json.loads(raw.decode("utf-8")) if len(raw) <= limit else None
     except (OSError, ValueError):
         return None
 
