@@ -427,3 +427,13 @@ def test_state_files_that_are_no_plain_files_are_ignored_not_read(box: mu.Instal
     assert mu._load_json(box.state / "big.json") is None
     (box.state / "ok.json").write_text('{"slot": "b"}')
     assert mu._load_json(box.state / "ok.json") == {"slot": "b"}
+
+
+def test_a_request_that_is_a_fifo_is_refused_not_waited_for(
+    box: mu.Installer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mu, "schedule_reboot", lambda *_: pytest.fail("must not reboot"))
+    monkeypatch.setattr(mu, "LOCK", tmp_path / "run/lock")
+    os.mkfifo(box.state / "request.json")
+    assert mu.handle_request(box) == 1
+    assert json.loads((box.state / "result.json").read_text())["code"] == "update.format"

@@ -865,7 +865,7 @@ def handle_request(installer: Installer) -> int:
     with contextlib.suppress(OSError), open_state_file(state / "progress.jsonl", os.O_TRUNC):
         pass
     try:
-        fd = os.open(taken, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(taken, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO never blocks
         try:
             raw = os.read(fd, 4097)
         finally:
