@@ -9,7 +9,7 @@ JST month boundary, leap day and retention age of those years is crossed, with a
 
 Scaled to fit about three minutes on 2 cores, and said here because it is not the benchmark's clinic:
 - the volume per day is 1/500 of the benchmark's 200,000 events and 1/50 of its 2,000 alerts, except the
-  last FULL_DAYS days, at the benchmark's full volume: far over the IDS share of the budget;
+  last FULL_DAYS day, at the benchmark's full volume: far over the IDS share of the budget;
 - the budget is the smallest allowed (`storage.max_db_mb: 64`, `ids.max_db_mb: 64`), so at the end it is
   the size budget that prunes, as on the benchmark's busy clinic with 2 GB;
 - the ages are short (audit and records 365 days, drops 30, VPN peer log 60, IDS 90) so that every rule,
@@ -33,11 +33,14 @@ from appliance.retention import MB, db_used_bytes
 from ids.queries import OPEN_STATES
 from lab.years import DAY, EXAMPLE, ClinicYears, Step, Volume, simulate
 
-FULL_DAYS = 2
+FULL_DAYS = 1
 VOLUME = Volume(events_per_day=200_000, alerts_per_day=2_000, full_days=FULL_DAYS, event_thin=500,
                 alert_thin=50)  # fmt: skip
 STORAGE = {"max_db_mb": 64, "audit_days": 365, "records_days": 365, "drops_days": 30, "peer_log_days": 60}
 IDS_DAYS = 90
+# The loops are bounded (one step per week or day of the calendar); this only stops a hang. The work is about
+# two minutes alone on 2 cores, more on a machine shared with other suites.
+pytestmark = pytest.mark.timeout(900)
 SLACK_DAYS = 32  # the newest row a rule may have deleted can be a step (at most a month) younger than its age
 
 
@@ -84,7 +87,9 @@ class MonthEnds:
             assert sim.paths.db.stat().st_size <= budget
             for table, column, days, at_least in RULES:
                 oldest = conn.execute(f"SELECT MIN({column}) FROM {table}").fetchone()[0]
-                assert oldest is not None, f"{table} is empty at a month end: the simulation feeds it"
+                if oldest is None:  # a run that starts seconds before a month start has fed nothing yet
+                    assert at - self.first < DAY, f"{table} is empty at a month end: the simulation feeds it"
+                    continue
                 assert oldest >= at - days * DAY, (
                     f"{table}: a row {(at - oldest) / DAY:.1f} days old, rule {days}"
                 )
