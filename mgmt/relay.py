@@ -21,6 +21,7 @@ from appliance.errors import MamoriError
 
 TABLE = "mamori_relay"
 _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+_PORT = re.compile(r"^[0-9]{1,5}$")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
 
 
 class RelayError(MamoriError):
@@ -44,14 +45,14 @@ def parse_clinic(text: str) -> RelayClinic:
         f"'{text}' is not HUBPORT=BOXADDRESS[:PORT] (e.g. 40017=10.77.0.17:51820)",
     )
     public, sep, target = text.partition("=")
-    if not sep or not public.isdigit():
+    if not sep or not _PORT.match(public):
         raise bad
     host, _, port = target.partition(":")
     try:
         address = str(ipaddress.IPv4Address(host))
     except ValueError:
         raise bad from None
-    if port and not port.isdigit():
+    if port and not _PORT.match(port):
         raise bad
     return RelayClinic(int(public), address, int(port or 51820))
 
@@ -83,7 +84,10 @@ def render_hub_rules(clinics: list[RelayClinic], hub_address: str, wg_ifname: st
             )
         seen.add(c.public_port)
         box = ipaddress.IPv4Address(c.box_address)
-        dnat.append(f"    fib daddr type local udp dport {c.public_port} dnat to {box}:{c.box_port}"
+        # Only from outside: a packet that came in over the link (another clinic's box) is never relayed,
+        # so one clinic cannot use the hub to reach another clinic's VPN port.
+        dnat.append(f'    iifname != "{wg_ifname}" fib daddr type local udp dport {c.public_port}'
+                    f" dnat to {box}:{c.box_port}"
                     f' comment "clinic {box}"')  # fmt: skip
         snat.append(f'    oifname "{wg_ifname}" ct status dnat ip daddr {box} udp dport {c.box_port}'
                     f" snat to {hub}")  # fmt: skip

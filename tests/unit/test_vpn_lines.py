@@ -138,10 +138,10 @@ def test_probe_peers_are_allowed_nothing():
 def test_hub_relay_rules_forward_only_each_clinics_port():
     text = render_hub_rules([parse_clinic("40017=10.77.0.17:41000"), parse_clinic("40018=10.77.0.18")],
                             "10.77.0.1", "wg-hub")  # fmt: skip
-    assert "fib daddr type local udp dport 40017 dnat to 10.77.0.17:41000" in text
+    assert 'iifname != "wg-hub" fib daddr type local udp dport 40017 dnat to 10.77.0.17:41000' in text
     assert 'oifname "wg-hub" ct status dnat ip daddr 10.77.0.18 udp dport 51820 snat to 10.77.0.1' in text
     assert text.count("dnat to") == 2 and "tcp" not in text and "masquerade" not in text
-    for bad in ("40017", "x=10.77.0.17", "40017=hub", "40017=10.77.0.17:x"):
+    for bad in ("40017", "x=10.77.0.17", "40017=hub", "40017=10.77.0.17:x", "²=10.77.0.17", "1=10.77.0.17:²"):
         with pytest.raises(MamoriError):
             parse_clinic(bad)
     with pytest.raises(MamoriError):
