@@ -35,6 +35,7 @@ from tests.integration.test_firewall_helpers import tcp_ok, wait_until
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.timeout(900),  # the module's fleet is built in the first test's setup (3 boxes, ~1-3 min)
     pytest.mark.skipif(
         shutil.which("prometheus-alertmanager") is None, reason="run make setup (alertmanager)"
     ),
