@@ -52,11 +52,17 @@ class InterfacePlan:
     def with_devices(self, devices: Iterable[Device]) -> ServerPlan:
         """The whole plan with these stored devices as peers (active devices of enabled users only), and the
         prober's keys with no AllowedIPs (a handshake, never a packet: vpn/reach.py)."""
-        peers = tuple(
+        device_peers = tuple(
             ServerPeer(d.public_key, device_allowed_ips(d), d.user, d.device)
             for d in sorted(devices, key=lambda d: d.id)
             if d.active and d.user in self.users
-        ) + tuple(ServerPeer(key, (), PROBE_USER, family) for family, key in self.probes)
+        )
+        # A probe key that is also a device's key is left out: one key is one peer in WireGuard, and the
+        # probe's empty AllowedIPs would otherwise take the doctor's addresses away (whoever set vpn.probe).
+        taken = {p.public_key for p in device_peers}
+        peers = device_peers + tuple(
+            ServerPeer(key, (), PROBE_USER, family) for family, key in self.probes if key not in taken
+        )
         base = {f.name: getattr(self, f.name) for f in fields(InterfacePlan)}
         return ServerPlan(**base, peers=peers if self.enabled else ())
 

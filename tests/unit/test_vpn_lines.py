@@ -135,6 +135,13 @@ def test_probe_peers_are_allowed_nothing():
     assert "3つとも" in issues(with_vpn(probe={**PROBE, "ipv6": PROBE["ipv4"]}))["vpn.probe"]
 
 
+def test_a_probe_key_that_is_a_doctors_key_never_takes_his_addresses():
+    doctor = Device(1, "yamada", "pc1", PROBE["ipv4"], "10.99.0.2", None, True, 0.0, None)
+    plan = render_server(cfg(with_vpn(probe=PROBE)), [doctor])
+    assert plan.peer_map()[PROBE["ipv4"]] == ("10.99.0.2/32",)
+    assert len(plan.peers) == len({p.public_key for p in plan.peers}) == 3
+
+
 def test_hub_relay_rules_forward_only_each_clinics_port():
     text = render_hub_rules([parse_clinic("40017=10.77.0.17:41000"), parse_clinic("40018=10.77.0.18")],
                             "10.77.0.1", "wg-hub")  # fmt: skip
