@@ -159,9 +159,10 @@ def test_webui_shows_the_setup_wizard(booted: tuple[VM, SerialConsole]) -> None:
 def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, SerialConsole]) -> None:
     """A configuration prepared in /etc/mamori is applied by the daemon when it starts."""
     _, console = booted
-    # Maintenance SSH switched on with a key made inside the VM (the vendor's laptop, in the test).
-    sh(console, "rm -f /root/vendor-key* && ssh-keygen -q -t ed25519 -N '' -C vendor -f /root/vendor-key")
-    key = sh(console, "cat /root/vendor-key.pub").strip().splitlines()[-1]
+    # Maintenance SSH switched on with a key made inside the VM (the vendor's laptop, in the test; in /tmp:
+    # the root file system, root's home included, is read-only).
+    sh(console, "rm -f /tmp/vendor-key* && ssh-keygen -q -t ed25519 -N '' -C vendor -f /tmp/vendor-key")
+    key = sh(console, "cat /tmp/vendor-key.pub").strip().splitlines()[-1]
     assert key.startswith("ssh-ed25519 "), key
     encoded = base64.b64encode(VM_CONFIG.replace("{key}", key).encode()).decode()
     sh(console, f"echo {encoded} | base64 -d > /etc/mamori/config.yaml")
@@ -192,7 +193,7 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
     listening = sh(console, "ss -Htln 'sport = :22'")
     assert sh(console, "ls /var/lib/mamori/keys/ssh").split().count("ssh_host_ed25519_key") == 1
     assert "192.168.10.1:22" in listening and "0.0.0.0:22" not in listening, listening
-    login = console.run("ssh -i /root/vendor-key -o BatchMode=yes -o StrictHostKeyChecking=no "
+    login = console.run("ssh -i /tmp/vendor-key -o BatchMode=yes -o StrictHostKeyChecking=no "
                         "-o UserKnownHostsFile=/dev/null root@192.168.10.1 'echo ssh-$((40+2))'", timeout=120)  # fmt: skip
     assert login.rc == 0 and "ssh-42" in login.out, login.out
     assert sh(console, "passwd -S root").split()[1] == "L"
