@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
+import shutil
 from collections.abc import Callable, Sequence
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any, cast
@@ -17,7 +17,7 @@ from typing import IO, Any, cast
 from flask import Flask, Request, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
-from appliance.clock import show
+from appliance.clock import show, wall
 from appliance.errors import MamoriError
 from appliance.subsystem import Context, Subsystem
 from update.stage import DEFAULT_LIMIT as UPDATE_MAX_UPLOAD
@@ -59,7 +59,27 @@ class MamoriRequest(Request):
     ) -> IO[bytes]:  # fmt: skip
         spool = wctx.ctx().paths.state_dir / "uploads"
         spool.mkdir(mode=0o700, exist_ok=True)
+        if not upload_fits(total_content_length, shutil.disk_usage(spool).free):
+            raise InsufficientStorage()
         return cast(IO[bytes], SpooledTemporaryFile(max_size=500 * 1024, mode="rb+", dir=spool))
+
+
+# Left free beside a spooled upload: the database and the audit log share that disk.
+UPLOAD_SPACE_MARGIN = 64 * 1024 * 1024
+
+
+class InsufficientStorage(HTTPException):
+    """507: the state disk has no room for this upload (werkzeug has no class for it)."""
+
+    code = 507
+    description = "not enough free space on the box for this upload"
+
+
+def upload_fits(total_content_length: int | None, free_bytes: int) -> bool:
+    """Whether an upload of this size may be spooled to the state disk. Refused before a byte is written, so
+    a large upload (a 1 GB update bundle) cannot fill the partition the database and audit log live on.
+    An unknown length passes: the per-route size limits (LARGE_UPLOADS) still bound it."""
+    return total_content_length is None or total_content_length + UPLOAD_SPACE_MARGIN <= free_bytes
 
 
 def create_app(
@@ -79,7 +99,7 @@ def create_app(
         TESTING=testing,
         MAMORI_CTX=ctx,
         MAMORI_SUBSYSTEMS=subsystems,
-        MAMORI_CLOCK=clock or time.time,
+        MAMORI_CLOCK=clock or wall,
         MAMORI_CONFIRM_SECONDS=confirm_seconds,
     )
     security.install(app, ctx.paths.keys_dir)
@@ -194,12 +214,13 @@ def _navigation() -> list[tuple[str, str]]:
 TOO_LARGE = (
     "送られたファイルが大きすぎます。何も変更していません。ファイルが正しいか保守業者に確認してください。"
 )
+NO_SPACE = "本機の記録用の空き容量が足りないため、ファイルを受け取れませんでした。何も変更していません。保守業者にご連絡ください。"
 
 
 def _http_error(exc: HTTPException) -> Any:
     code = exc.code or 500
     template = {403: "errors/403.html", 404: "errors/404.html"}.get(code, "errors/generic.html")
-    message = TOO_LARGE if code == 413 else None
+    message = {413: TOO_LARGE, 507: NO_SPACE}.get(code)
     return render_template(template, code=code, message=message), code
 
 

@@ -441,3 +441,12 @@ def test_unexpected_error_is_a_calm_japanese_page(tmp_path: Path) -> None:
     page = r.get_data(as_text=True)
     assert r.status_code == 500 and "うまくいきませんでした" in page
     assert "secret internal detail" not in page and "Traceback" not in page
+
+
+def test_an_upload_is_refused_before_it_could_fill_the_state_disk() -> None:
+    from webui.app import UPLOAD_SPACE_MARGIN, upload_fits
+
+    gib = 1024**3
+    assert upload_fits(gib, 2 * gib)
+    assert not upload_fits(gib, gib + UPLOAD_SPACE_MARGIN - 1)
+    assert upload_fits(None, 0)  # unknown length: the per-route limits bound it
