@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from appliance.audit import AuditLog
-from appliance.clock import show, wall
+from appliance.clock import clinic_time, show, wall
 from appliance.config.load import load_config, parse_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError, NotFoundError
@@ -189,7 +189,8 @@ def _parse_time(cfg: MamoriConfig, text: str) -> float:
     try:
         if len(text) <= 5:
             hh, mm = (int(x) for x in text.split(":"))
-            return dt.datetime.now(zone).replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+            today = clinic_time(tz=cfg.clinic.timezone)  # "today" by the clinic's one clock (appliance.clock)
+            return today.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
         return dt.datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
     except ValueError:
         raise MamoriError(
