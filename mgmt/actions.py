@@ -58,8 +58,9 @@ def enrolled_text(text: str, enrolment: Enrolment) -> str:
 
 def cut_text(text: str) -> str:
     """The config with the link switched off; the hub's details stay, so the page can show what was cut.
-    Metrics listeners on the link address go with it: that address is gone, and a config naming it would be
-    refused, so the cut would fail exactly where a vendor's Prometheus scrapes the box (lab/fleet.py)."""
+    Metrics listeners on the link address go with it, and syslog sent through the link (siem.via: mgmt) is
+    switched off: that address and way are gone, and a config naming them would be refused, so the cut would
+    fail exactly where a vendor's hub watches the box (lab/fleet.py)."""
     cfg = parse_config(text).model
     section = cfg.mgmt.model_dump(mode="json")
     section["enabled"] = False
@@ -71,6 +72,10 @@ def cut_text(text: str) -> str:
             metrics = cfg.metrics.model_dump(mode="json")
             metrics["listen"] = kept
             out = with_section(out, metrics, "metrics")
+    if cfg.siem.enabled and cfg.siem.via == "mgmt":
+        siem = cfg.siem.model_dump(mode="json")
+        siem["enabled"] = False
+        out = with_section(out, siem, "siem")
     return out
 
 

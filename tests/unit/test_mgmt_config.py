@@ -234,3 +234,17 @@ def test_cut_switches_the_link_off_and_drops_metrics_listeners_on_its_address() 
     assert after.metrics.listen == ["192.168.10.1:9469"]
     only_link = parse_config(cut_text(text(LINK, metrics={"listen": ["10.77.0.17:9469"]}))).model
     assert only_link.metrics.listen == [] and only_link.mgmt.enabled is False
+
+
+def test_cut_switches_off_syslog_sent_through_the_link(tmp_path) -> None:
+    """siem.via: mgmt needs the link: a cut switches that syslog off (else the cut's config is refused);
+    syslog sent through wan is not the link's and stays on."""
+    from lab.syslog_collector import make_pki
+    from mgmt.actions import cut_text
+
+    ca = make_pki(tmp_path / "pki", names=["hub.example.jp"]).ca_cert.read_text()
+    siem = {"enabled": True, "collector": "10.77.0.1", "collector_ca": ca, "via": "mgmt"}
+    after = parse_config(cut_text(text(LINK, siem=siem))).model
+    assert after.mgmt.enabled is False and after.siem.enabled is False and after.siem.collector == "10.77.0.1"
+    wan = {"enabled": True, "collector": "siem.example.jp", "collector_ca": ca}
+    assert parse_config(cut_text(text(LINK, siem=wan))).model.siem.enabled is True
