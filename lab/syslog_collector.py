@@ -187,7 +187,7 @@ class SyslogCollector:
                              text=True, timeout=10, check=False)  # fmt: skip
         return bool(res.stdout.strip())
 
-    def start(self, timeout: float = 15) -> int:
+    def start(self, timeout: float = 60) -> int:
         """Start rsyslogd (foreground, our config only) and wait until it listens; returns its PID."""
         if shutil.which("rsyslogd") is None:
             raise RuntimeError("rsyslogd is not installed (packages rsyslog, rsyslog-gnutls: make setup)")
@@ -201,8 +201,12 @@ class SyslogCollector:
         deadline = time.monotonic() + timeout
         while not self.listening():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = (
+                    f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "not listening"
+                )
                 self.stop()
-                raise RuntimeError(f"the collector did not start; see {self.directory / 'rsyslogd.log'}")
+                raise RuntimeError(f"the collector did not start ({why} after {timeout:.0f} s at most); "
+                                   f"see {self.directory / 'rsyslogd.log'}")  # fmt: skip
             time.sleep(0.05)
         return self.proc.pid
 
