@@ -154,7 +154,11 @@ class FakeEfi(mu.Efi):
     """The amd64 platform with files for slot devices; blkid is not asked (the test knows the PARTUUIDs)."""
 
     def __init__(self, base: Path, running: str = "a") -> None:
-        super().__init__(esp=base / "esp", partlabels=base / "by-partlabel", cmdline=base / "cmdline")
+        super().__init__(
+            esp=base / "esp", partlabels=base / "by-partlabel", cmdline=base / "cmdline",
+            machine_id_file=base / "machine-id",
+        )  # fmt: skip
+        self.machine_id_file.write_text("5" * 32 + "\n")
         (self.esp / "loader/entries").mkdir(parents=True)
         self.partlabels.mkdir()
         for slot in ("a", "b"):
@@ -437,3 +441,18 @@ def test_a_request_that_is_a_fifo_is_refused_not_waited_for(
     os.mkfifo(box.state / "request.json")
     assert mu.handle_request(box) == 1
     assert json.loads((box.state / "result.json").read_text())["code"] == "update.format"
+
+
+@needs_tools
+def test_new_slot_boots_with_the_running_machine_id(box: mu.Installer, keys: dict, tmp_path: Path) -> None:
+    """The first boot writes the id into its own entry after the kernel started, so /proc/cmdline may lack
+    it when the first update comes: the new entry takes it from the running system, once."""
+    install(box, make_bundle(tmp_path / "b", keys["vendor"], "2026.12.2", b"v2"))
+    entry = (box.platform.esp / "loader/entries/mamori-b+3.conf").read_text()
+    assert entry.count("systemd.machine_id=" + "5" * 32) == 1
+    assert (
+        mu.with_machine_id("ro systemd.machine_id=" + "6" * 32, box.platform.machine_id_file).count(
+            "machine_id"
+        )
+        == 1
+    )

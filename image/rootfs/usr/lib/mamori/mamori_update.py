@@ -451,6 +451,7 @@ class Efi(Platform):
     esp: Path = Path("/efi")
     partlabels: Path = Path("/dev/disk/by-partlabel")
     cmdline: Path = Path("/proc/cmdline")
+    machine_id_file: Path = Path("/etc/machine-id")
     name: str = "efi"
 
     def slot_device(self, slot: str) -> Path:
@@ -533,6 +534,7 @@ class Efi(Platform):
         partuuid = self._partuuid(device)
         options = re.sub(r"^initrd=\S+ ", "", self.cmdline.read_text().strip())
         options = re.sub(r"root=PARTUUID=\S+", f"root=PARTUUID={partuuid}", options)
+        options = with_machine_id(options, self.machine_id_file)
         text = (
             f"title Mamori ({slot.upper()})\nsort-key mamori\nversion {bundle.manifest.version}\n"
             f"linux /mamori-{slot}/vmlinuz\ninitrd /mamori-{slot}/initrd.img\noptions {options}\n"
@@ -565,6 +567,7 @@ class RaspberryPi(Platform):
     bootloader: Path = Path("/proc/device-tree/chosen/bootloader")
     mounts: Path = Path("/run/mamori-update")
     state: Path = STATE
+    machine_id_file: Path = Path("/etc/machine-id")
     name: str = "rpi"
 
     def _disk_id(self) -> str:
@@ -616,9 +619,8 @@ class RaspberryPi(Platform):
         with self._mounted(device, "newroot", "-o", "ro,noload", "-t", "ext4") as newroot:
             with self._mounted(boot, "boot", "-t", "vfat") as bootdir:
                 # The new version's own script fills its boot partition (firmware, kernel, config.txt).
-                keep = re.search(r"(?:^|\s)(systemd\.machine_id=[0-9a-f]{32})", self.cmdline.read_text())
-                _sh(f"{newroot}/usr/lib/mamori/rpi-boot-files", str(newroot), str(bootdir), partuuid,
-                    keep.group(1) if keep else "")  # fmt: skip
+                keep = with_machine_id("", self.machine_id_file).strip()
+                _sh(f"{newroot}/usr/lib/mamori/rpi-boot-files", str(newroot), str(bootdir), partuuid, keep)
                 _sh("sync")
         self._versions(slot, {"version": bundle.manifest.version, "state": "trial", "tries_left": 1})
 
@@ -663,6 +665,18 @@ class RaspberryPi(Platform):
             slot, {"version": VERSION_FILE.read_text().strip(), "state": "good", "tries_left": None}
         )
         return True
+
+
+def with_machine_id(options: str, machine_id_file: Path) -> str:
+    """The new slot boots with the machine id this box runs with: the running command line may not carry
+    it yet (the first boot wrote it into its entry after the kernel had started)."""
+    if re.search(r"(?:^|\s)systemd\.machine_id=", options):
+        return options
+    with contextlib.suppress(OSError):
+        machine_id = machine_id_file.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{32}", machine_id):
+            return f"{options} systemd.machine_id={machine_id}"
+    return options
 
 
 def autoboot_text(default: int, trial: int) -> str:
