@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def service() -> ConfigService:
-    """`MAMORI_SUBSYSTEMS` is None in production (every engine); a list only where a test says which."""
-    return ConfigService(ctx(), subsystems=current_app.config.get("MAMORI_SUBSYSTEMS"))
+    """`MAMORI_SUBSYSTEMS` is None in production (every engine); a list only where a test says which.
+    One per request: making one runs the schema check of every area, and a page asks up to six times."""
+    if "config_service" not in g:
+        g.config_service = ConfigService(ctx(), subsystems=current_app.config.get("MAMORI_SUBSYSTEMS"))
+    return g.config_service
 
 
 def live_text() -> str | None:
