@@ -4,6 +4,7 @@ are plain files (the boot loader is a directory standing for the ESP). The real 
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from appliance.clock import utc_now
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "image/rootfs/usr/lib/mamori/mamori_update.py"
@@ -319,16 +322,17 @@ def test_request_contract(
     shutil.copyfile(
         make_bundle(tmp_path / "b", keys["vendor"], "2026.12.2", b"v2"), box.state / "staged/v2.tar"
     )
-    _request(box, reboot="at:2026-12-07T17:00:00Z")
+    at = f"at:{(utc_now() + dt.timedelta(days=1)).strftime('%Y-%m-%dT%H:%M:%SZ')}"  # tomorrow by the test clock
+    _request(box, reboot=at)
     assert mu.handle_request(box) == 0
     result = json.loads((box.state / "result.json").read_text())
     assert result["ok"] and result["id"] == "0123abcd" and result["slot"] == "b" and result["code"] == ""
-    assert result["reboot"] == "at:2026-12-07T17:00:00Z" and reboots == ["at:2026-12-07T17:00:00Z"]
+    assert result["reboot"] == at and reboots == [at]
     assert not (box.state / "request.json").exists() and (box.state / "request.taken.json").exists()
     assert all(
         json.loads(x)["id"] == "0123abcd" for x in (box.state / "progress.jsonl").read_text().splitlines()
     )
-    assert mu.handle_request(box) == 0 and reboots == ["at:2026-12-07T17:00:00Z"], "no request, nothing done"
+    assert mu.handle_request(box) == 0 and reboots == [at], "no request, nothing done"
 
 
 @needs_tools
