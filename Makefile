@@ -28,12 +28,12 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	status=0; $(PY) -m pytest -q $(XDIST) tests/unit || status=$$?; \
-	$(PY) -m pytest -q tests/integration || status=$$?; exit $$status
+	$(PY) -m pytest -q --durations=15 tests/integration || status=$$?; exit $$status
 
 # The long lab suites (a fleet of boxes, a hub with its engines, every line type): run by .ci/run, not by `make test`.
 # Exit code 5 means "no test collected", which is fine while the folder is empty.
 test-long: $(STAMP)
-	$(PY) -m pytest -q tests/long || [ $$? -eq 5 ]
+	$(PY) -m pytest -q --durations=10 tests/long || [ $$? -eq 5 ]
 
 unit: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) tests/unit
@@ -52,7 +52,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # Bootable images (README.md, section "The Mamori image"): not part of `make test`; they need root and a few minutes each.
-.PHONY: image image-test
+.PHONY: image image-test image-arm64-test
 IMAGE_ARCHES ?= amd64 arm64
 image:
 	for arch in $(IMAGE_ARCHES); do bash scripts/image-build.sh $$arch || exit 1; done
@@ -60,3 +60,9 @@ image:
 image-test: $(STAMP)
 	$(MAKE) image IMAGE_ARCHES=amd64
 	bash scripts/image-test.sh
+
+# The Raspberry Pi image (built under qemu-user, 30+ minutes on 2 cores) and its checks: partition table, boot
+# files, autoboot.txt, read-only root, the tryboot cycle of mamori-update on the image's own partitions.
+image-arm64-test: $(STAMP)
+	$(MAKE) image IMAGE_ARCHES=arm64
+	MAMORI_IMAGE_TEST=1 $(PY) -m pytest -q -p no:cacheprovider tests/image/test_image_arm64.py

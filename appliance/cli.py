@@ -7,7 +7,6 @@ Each area adds its own sub-commands through `register(subparsers)` in `<area>/cl
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -15,28 +14,21 @@ import time
 from pathlib import Path
 
 from appliance import __version__, clock
-from appliance.audit import AuditLog
+from appliance.actor import cli_actor
+from appliance.area import load
+from appliance.areas import hooks
+from appliance.audit import audit_log
 from appliance.clock import wall
-from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
+from appliance.lang import say
 from appliance.paths import DEFAULT_CONFIG, DEFAULT_STATE_DIR, Paths
-from appliance.revisions import RevisionStore
+from appliance.revisions import live_config
 from appliance.service import ConfigService
 from appliance.storage import Database
 from appliance.subsystem import Context
 
-AREA_CLIS: tuple[str, ...] = (
-    "firewall.cli", "ids.cli", "vpn.cli", "appliance.backup.cli", "reports.cli", "timesvc.cli", "sshsvc.cli", "webui.cli",
-    "metrics.cli", "mgmt.cli", "siem.cli", "fleetapi.cli", "update.cli",
-)  # fmt: skip
-
-
-def _say(args: argparse.Namespace, ja: str, en: str) -> None:
-    print(en if args.lang == "en" else ja)
-
-
-def _author(args: argparse.Namespace) -> str:
-    return args.author or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
+# Every area's commands (appliance.areas), in the areas' order.
+AREA_CLIS: tuple[str, ...] = tuple(hooks("cli"))
 
 
 def _read_text(args: argparse.Namespace) -> str:
@@ -54,8 +46,8 @@ def _read_text(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> int:
     loaded = ConfigService(ctx, subsystems=()).validate(_read_text(args))
     for warning in loaded.warnings:
-        _say(args, "注意: " + warning.text("ja"), "warning: " + warning.text("en"))
-    _say(args, "設定は正しい形式です", "the configuration is valid")
+        say(args, "注意: " + warning.text("ja"), "warning: " + warning.text("en"))
+    say(args, "設定は正しい形式です", "the configuration is valid")
     return 0
 
 
@@ -69,11 +61,11 @@ def cmd_apply(args: argparse.Namespace, ctx: Context) -> int:
     service = ConfigService(ctx)
     text = _read_text(args)
     for warning in service.validate(text).warnings:
-        _say(args, "注意: " + warning.text("ja"), "warning: " + warning.text("en"))
-    rev = service.apply(text, _author(args), "cli", args.comment, confirm_seconds=args.confirm)
-    _say(args, f"リビジョン {rev.id} を反映しました", f"applied revision {rev.id}")
+        say(args, "注意: " + warning.text("ja"), "warning: " + warning.text("en"))
+    rev = service.apply(text, cli_actor(args), "cli", args.comment, confirm_seconds=args.confirm)
+    say(args, f"リビジョン {rev.id} を反映しました", f"applied revision {rev.id}")
     if args.confirm:
-        _say(
+        say(
             args,
             f"{args.confirm} 秒以内に `mamori config confirm` を実行しないと、自動で元に戻ります",
             f"run `mamori config confirm` within {args.confirm} s or it is rolled back automatically",
@@ -99,15 +91,15 @@ def cmd_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace, ctx: Context) -> int:
-    rev = ConfigService(ctx).rollback(args.revision, _author(args), "cli")
-    _say(args, f"リビジョン {args.revision} の内容に戻しました（新しいリビジョン {rev.id}）",
+    rev = ConfigService(ctx).rollback(args.revision, cli_actor(args), "cli")
+    say(args, f"リビジョン {args.revision} の内容に戻しました（新しいリビジョン {rev.id}）",
          f"rolled back to revision {args.revision} (new revision {rev.id})")  # fmt: skip
     return 0
 
 
 def cmd_confirm(args: argparse.Namespace, ctx: Context) -> int:
-    rev = ConfigService(ctx, subsystems=()).confirm(_author(args), "cli")
-    _say(args, f"リビジョン {rev.id} を確定しました", f"revision {rev.id} confirmed")
+    rev = ConfigService(ctx, subsystems=()).confirm(cli_actor(args), "cli")
+    say(args, f"リビジョン {rev.id} を確定しました", f"revision {rev.id} confirmed")
     return 0
 
 
@@ -124,7 +116,7 @@ def cmd_confirm_timer(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    result = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").verify()
+    result = audit_log(ctx).verify()
     print(result.text(args.lang))
     return 0 if result.ok else 3
 
@@ -132,7 +124,7 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_audit_list(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     tz = _clinic_zone(ctx)
-    for e in AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").search(args.search, limit=args.limit):
+    for e in audit_log(ctx).search(args.search, limit=args.limit):
         when = clock.show(e.ts, tz, "%Y-%m-%d %H:%M:%S")
         print(f"{e.id:>6}  {when}  {e.actor:<12} {e.source:<6} {e.remote:<15} {e.action}")
     return 0
@@ -156,8 +148,8 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 def _clinic_zone(ctx: Context) -> str | None:
     """The clinic's zone from the live revision (None: Asia/Tokyo), for times a person reads."""
-    live = RevisionStore(ctx.db).live()
-    return parse_config(live.config_text).model.clinic.timezone if live else None
+    live = live_config(ctx.db)
+    return live.clinic.timezone if live is not None else None
 
 
 def cmd_version(args: argparse.Namespace, ctx: Context) -> int:
@@ -217,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="本機の状態 / is the box doing its job").set_defaults(func=cmd_status)
     sub.add_parser("version").set_defaults(func=cmd_version)
     for module in AREA_CLIS:
-        importlib.import_module(module).register(sub)
+        load(module).register(sub)
     return parser
 
 

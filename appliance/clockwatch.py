@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from appliance import clock
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.storage import Database
 from appliance.subsystem import Context
 
@@ -135,7 +135,7 @@ class ClockWatch:
         mono: clock.Clock = clock.monotonic,
     ) -> None:
         self.ctx, self.handlers, self.wall, self.mono = ctx, handlers, wall, mono
-        self.audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+        self.audit = audit_log(ctx)
         self._prev: tuple[float, float] | None = None
         self._saved_mono = float("-inf")
         self._lock = threading.Lock()

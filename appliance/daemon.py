@@ -9,7 +9,6 @@ systemd's notify protocol (READY, STOPPING, WATCHDOG) is spoken when NOTIFY_SOCK
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -21,6 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from appliance import daemonlock
+from appliance.actions.server import ActionServer
+from appliance.area import load
+from appliance.areas import hooks
 from appliance.clockwatch import ClockWatch, StepHandler
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
@@ -34,15 +37,14 @@ from appliance.webserver import WebServerWorker
 
 log = logging.getLogger("mamori.daemon")
 
-WORKER_MODULES: tuple[str, ...] = (
-    "firewall.daemon", "ids.daemon", "vpn.daemon", "appliance.backup.daemon", "reports.daemon",
-    "timesvc.daemon", "sshsvc.daemon", "webui.tls_renew", "appliance.retention",
-    "metrics.daemon", "mgmt.daemon", "siem.daemon", "update.daemon",
-)  # fmt: skip
+# Every area's workers (appliance.areas), in the areas' order.
+WORKER_MODULES: tuple[str, ...] = tuple(hooks("workers"))
 # Areas that keep wall-time deadlines standing for durations: each module's on_clock_step(ctx, before, delta)
 # moves them when the wall clock steps (appliance.clockwatch).
-CLOCK_STEP_MODULES: tuple[str, ...] = ("firewall.clockstep", "vpn.clockstep", "webui.clockstep")
+CLOCK_STEP_MODULES: tuple[str, ...] = tuple(hooks("clock_step"))
 MAX_BACKOFF = 60.0
+# How long a config change waits for each worker of the old generation to stop before starting the next.
+STOP_WAIT_S = 10.0
 
 
 class Worker(Protocol):
@@ -124,12 +126,12 @@ def collect_workers(
 ) -> list[Worker]:
     workers: list[Worker] = []
     for name in modules:
-        workers.extend(importlib.import_module(name).daemon_workers(ctx, cfg))
+        workers.extend(load(name).daemon_workers(ctx, cfg))
     return workers
 
 
 def clock_step_handlers(modules: tuple[str, ...] = CLOCK_STEP_MODULES) -> list[tuple[str, StepHandler]]:
-    return [(name, importlib.import_module(name).on_clock_step) for name in modules]
+    return [(name, load(name).on_clock_step) for name in modules]
 
 
 class Daemon:
@@ -173,7 +175,8 @@ class Daemon:
     def start_persistent(self) -> None:
         """Workers that live as long as the daemon, across config changes (the web UI must not blink)."""
         self.web = WebServerWorker(self.ctx)
-        workers = (ConfirmWatch(self.service), self.web, LogCapWorker(self.ctx),
+        # The action socket before the web UI: its changes go there (appliance.actions).
+        workers = (ConfirmWatch(self.service), ActionServer(self.ctx), self.web, LogCapWorker(self.ctx),
                    ClockWatch(self.ctx, clock_step_handlers()), DiskWatch(self.ctx))  # fmt: skip
         self.persistent = [Supervised(w, self.stop_all) for w in workers]
         for s in self.persistent:
@@ -192,10 +195,15 @@ class Daemon:
         self.generation_stop.set()
         for s in self.supervised:
             if s.thread:
-                s.thread.join(timeout=10)
+                s.thread.join(timeout=STOP_WAIT_S)
+                if s.thread.is_alive():
+                    # The next generation starts beside it (a port or NFLOG group it still holds makes the new
+                    # one fail and retry): said in the log, where a late stop is otherwise invisible.
+                    log.warning("worker %s did not stop within %g s", s.worker.name, STOP_WAIT_S)
 
     def run(self) -> int:
-        pidfile = self.ctx.paths.run_dir / "mamori.pid"
+        lock = daemonlock.hold(self.ctx.paths.run_dir)  # before touching anything: one daemon per box
+        pidfile = self.ctx.paths.run_dir / daemonlock.PID_NAME
         signal.signal(signal.SIGTERM, lambda *_: self.stop_all.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_all.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
@@ -228,6 +236,7 @@ class Daemon:
                 if s.thread:
                     s.thread.join(timeout=20)
             pidfile.unlink(missing_ok=True)
+            os.close(lock)
         log.info("stopped")
         return 0
 

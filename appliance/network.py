@@ -38,6 +38,8 @@ class NetworkPlan:
     gateway: str | None
     forwarding: bool = True
     extra: dict = field(default_factory=dict)
+    ipv6_auto: tuple[str, ...] = ()  # interfaces that take IPv6 address and default route from router adverts
+    wan: str | None = None
 
 
 def render_network(cfg: MamoriConfig) -> NetworkPlan:
@@ -48,11 +50,30 @@ def render_network(cfg: MamoriConfig) -> NetworkPlan:
         links.append(Link(iface.name, iface.parent, iface.vlan, addrs))
         if iface.gateway:
             gateway = iface.gateway
-    return NetworkPlan(tuple(links), gateway)
+    auto = tuple(i.name for i in cfg.interfaces if i.ipv6_auto)
+    wan = next((i.name for i in cfg.interfaces if i.zone == "wan"), None)
+    return NetworkPlan(tuple(links), gateway, ipv6_auto=auto, wan=wan)
+
+
+def ipv6_conf(plan: NetworkPlan) -> dict[str, dict[str, str]]:
+    """Per-interface IPv6 settings (net.ipv6.conf.<name>.<key>) for the wan: with ipv6_auto, accept router
+    advertisements although the box forwards (accept_ra=2: address by SLAAC and the default route from the
+    router), with a stable address rather than temporary ones (the doctors' name points at it); without, the
+    kernel's default (1: ignored while forwarding), so switching it off takes effect."""
+    if plan.wan is None:
+        return {}
+    if plan.wan in plan.ipv6_auto:
+        return {plan.wan: {"accept_ra": "2", "autoconf": "1", "use_tempaddr": "0"}}
+    return {plan.wan: {"accept_ra": "1"}}
 
 
 def _set_sysctl(name: str, value: str) -> None:
     Path("/proc/sys", *name.split(".")).write_text(value)
+
+
+def _set_ipv6_conf(interface: str, key: str, value: str) -> None:
+    """One net.ipv6.conf value of an interface (a VLAN's name has a dot, so no dotted sysctl name)."""
+    Path("/proc/sys/net/ipv6/conf", interface, key).write_text(value)
 
 
 class NetworkSubsystem(Subsystem):
@@ -108,6 +129,9 @@ class NetworkSubsystem(Subsystem):
                     ipr.route("replace", dst="default", gateway=plan.gateway)
             _set_sysctl("net.ipv4.ip_forward", "1" if plan.forwarding else "0")
             _set_sysctl("net.ipv6.conf.all.forwarding", "1" if plan.forwarding else "0")
+            for interface, values in ipv6_conf(plan).items():
+                for key, value in values.items():
+                    _set_ipv6_conf(interface, key, value)
         except (NetlinkError, OSError) as exc:
             raise ApplyError(
                 f"ネットワーク設定を反映できませんでした: {exc}", f"could not apply network settings: {exc}"

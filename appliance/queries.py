@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.audit import newest_id
 from appliance.storage import Database
 
 
@@ -88,5 +89,4 @@ def audit_after(db: Database, after_id: int, limit: int = 500) -> list[dict[str,
 
 def last_audit_id(db: Database) -> int:
     """The newest audit entry's id (0 when the log is empty)."""
-    with db.connection() as conn:
-        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0])
+    return newest_id(db)

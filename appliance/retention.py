@@ -6,9 +6,10 @@ deletes another's rows. This module is the one coordinator: once an hour (and at
 off catches up) it gives every area its share of `storage.max_db_mb` and the ages of `storage:`, then
 returns the freed pages to the file system (`PRAGMA incremental_vacuum`, `wal_checkpoint(TRUNCATE)`).
 
-What is never pruned, whatever the budget: open incidents (未対応), the live or pending config revision,
-the newest revisions, VPN devices (revoked ones are the record of which key was valid when), accounts,
-and audit entries younger than `storage.audit_days` (default five years). The audit log is cut only
+What is never pruned, whatever the budget: open incidents (未対応; after `ids.incident_auto_close_days`
+without a new alert the IDS closes one itself, and then it ages like any closed one), the live or
+pending config revision, the newest revisions, VPN devices (revoked ones are the record of which key was
+valid when), accounts, and audit entries younger than `storage.audit_days` (default five years). The audit log is cut only
 from its start, through `AuditLog.prune`, which keeps the chain verifiable.
 
 Free pages: SQLite's default `auto_vacuum=NONE` keeps freed pages inside the file (reused by new rows;
@@ -22,7 +23,6 @@ backups, logs: ids.daemon, appliance.backup and appliance.logcap cap those).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import sqlite3
@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from appliance import clock
+from appliance.area import load
+from appliance.areas import AREAS
 from appliance.clockwatch import ages_trusted
 from appliance.storage import Database
 
@@ -40,18 +42,12 @@ MB = 1 << 20
 RUN_EVERY_S = 3600.0
 CONVERT_MAX_BYTES = 256 * MB
 CHUNK = 5000
-# Share of storage.max_db_mb per area. IDS events and alerts are nearly all of the volume; the others get
-# room for many years of their (small) records. Shares sum to 1.0.
-SHARES: dict[str, float] = {
-    "ids": 0.80, "firewall": 0.07, "vpn": 0.05, "appliance": 0.05, "webui": 0.01, "reports": 0.01,
-    "backup": 0.01,
-}  # fmt: skip
 AGES_PAUSED_DAYS = 100 * 366  # while ages are not trusted: nothing is old enough to delete by age
-AREA_MODULES: dict[str, str] = {
-    "ids": "ids.retention", "firewall": "firewall.retention", "vpn": "vpn.retention",
-    "appliance": "appliance.retention", "webui": "webui.retention", "reports": "reports.retention",
-    "backup": "appliance.backup.retention",
-}  # fmt: skip
+# Each area's share of storage.max_db_mb and its pruning module (appliance.area: retention_share, retention).
+# IDS events and alerts are nearly all of the volume; the others get room for many years of their (small)
+# records. Shares sum to 1.0.
+SHARES: dict[str, float] = {a.name: a.retention_share for a in AREAS if a.retention}
+AREA_MODULES: dict[str, str] = {a.name: a.retention for a in AREAS if a.retention}
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,7 @@ class Policy:
     now: float
     max_bytes: int
     keep_days: dict[str, int] = field(default_factory=dict)
+    tz: str | None = None  # clinic.timezone, for what an area writes for a person to read (a note's time)
 
     def cutoff(self, kind: str) -> float:
         return self.now - self.keep_days[kind] * 86400
@@ -121,6 +118,17 @@ def delete_older(db: Database, table: str, column: str, cutoff: float, where: st
         total += cur.rowcount
         if cur.rowcount < CHUNK:
             return total
+
+
+def keep_newest(db: Database, table: str, max_rows: int) -> int:
+    """Delete the oldest rows (lowest id) beyond the newest `max_rows`; returns how many went. A row cap an
+    area's worker keeps between the coordinator's runs: it needs no clock, so no clock step can make it
+    delete early."""
+    with db.transaction() as conn:
+        cut = conn.execute(
+            f"SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,)
+        ).fetchone()
+        return 0 if cut is None else conn.execute(f"DELETE FROM {table} WHERE id <= ?", (cut[0],)).rowcount
 
 
 def shrink(db: Database, tables: list[str], owned: list[str], max_bytes: int) -> dict[str, int]:
@@ -191,9 +199,11 @@ def policies(cfg, now: float) -> dict[str, Policy]:  # type: ignore[no-untyped-d
     st = cfg.storage
     budget = st.max_db_mb * MB
     days = {"ids": cfg.ids.retention_days, "drops": st.drops_days, "peer_log": st.peer_log_days,
-            "records": st.records_days, "audit": st.audit_days}  # fmt: skip
-    out = {area: Policy(now, int(budget * share), days) for area, share in SHARES.items()}
-    out["ids"] = Policy(now, min(out["ids"].max_bytes, cfg.ids.max_db_mb * MB), days)
+            "records": st.records_days, "audit": st.audit_days,
+            "incident_auto_close": cfg.ids.incident_auto_close_days}  # fmt: skip
+    tz = cfg.clinic.timezone
+    out = {area: Policy(now, int(budget * share), days, tz) for area, share in SHARES.items()}
+    out["ids"] = Policy(now, min(out["ids"].max_bytes, cfg.ids.max_db_mb * MB), days, tz)
     return out
 
 
@@ -242,7 +252,7 @@ def run_once(db: Database, cfg, now: float | None = None) -> Report:  # type: ig
         }
     for area, policy in plans.items():
         try:
-            deleted = importlib.import_module(AREA_MODULES[area]).retain(db, policy)
+            deleted = load(AREA_MODULES[area]).retain(db, policy)
         except (sqlite3.Error, OSError) as exc:
             log.error("retention of %s failed: %s", area, exc)
             report.failed.append(area)

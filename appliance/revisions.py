@@ -10,9 +10,11 @@ import difflib
 import hashlib
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.clock import wall
-from appliance.config.load import dump_config, parse_config
+from appliance.config.load import dump_config, load_config, parse_config
+from appliance.config.model import MamoriConfig
 from appliance.storage import Database
 
 LIVE_STATUSES = ("applied", "pending")
@@ -90,3 +92,21 @@ class RevisionStore:
         with self.db.connection() as conn:
             rows = conn.execute("SELECT * FROM revisions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [self._row(r) for r in rows]
+
+
+def live_config(db: Database) -> MamoriConfig | None:
+    """The config the box runs: the live (applied or pending) revision's, parsed; None before the first apply.
+    The one reading of "the running config" for every area (it was written out in each)."""
+    rev = RevisionStore(db).live()
+    return parse_config(rev.config_text).model if rev is not None else None
+
+
+def config_in_force(db: Database, config_file: Path) -> MamoriConfig | None:
+    """The live revision's config, else the config file (a box before its first apply), else None (a new box
+    with no file yet)."""
+    live = live_config(db)
+    if live is not None:
+        return live
+    if config_file.exists():
+        return load_config(config_file).model
+    return None

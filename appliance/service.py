@@ -20,7 +20,7 @@ import sys
 from collections.abc import Collection, Sequence
 
 from appliance.apply import apply_all, apply_lock
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.clock import wall
 from appliance.config import authority as auth
 from appliance.config.load import LoadedConfig, parse_config
@@ -36,13 +36,36 @@ log = logging.getLogger(__name__)
 PENDING_KEY = "confirm.pending"
 
 
+class ConfirmRefused(MamoriError):
+    """A confirmation that names a revision which is not the pending one, or comes from an account that did
+    not start the pending change. `revision` and `status` say which and what it is now."""
+
+    code = "config.not_pending"
+
+    def __init__(self, ja: str, en: str, code: str, revision: int, status: str) -> None:
+        super().__init__(ja, en, code=code)
+        self.revision, self.status = revision, status
+
+    @classmethod
+    def not_pending(cls, revision: int, status: str) -> ConfirmRefused:
+        return cls(f"リビジョン {revision} は確定待ちではありません（状態: {status}）",
+                   f"revision {revision} is not waiting for confirmation (status: {status})",
+                   "config.not_pending", revision, status)  # fmt: skip
+
+    @classmethod
+    def not_yours(cls, revision: int, author: str) -> ConfirmRefused:
+        return cls(f"確定待ちのリビジョン {revision} は {author} さんの変更です。変更を始めたアカウントだけが確定できます",
+                   f"pending revision {revision} was applied by {author}; only the account that started "
+                   "a change may confirm it", "config.not_yours", revision, "pending")  # fmt: skip
+
+
 class ConfigService:
     def __init__(self, ctx: Context, subsystems: Sequence[Subsystem] | None = None) -> None:
         self.ctx = ctx
         ctx.paths.ensure()
         ctx.db.migrate()
         self.revisions = RevisionStore(ctx.db)
-        self.audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+        self.audit = audit_log(ctx)
         self._subsystems = subsystems
 
     @property
@@ -181,13 +204,32 @@ class ConfigService:
         raw = self.ctx.db.get_kv(PENDING_KEY)
         return json.loads(raw) if raw else None
 
-    def confirm(self, author: str, source: str, remote: str = "") -> Revision:
+    def confirm(
+        self,
+        author: str,
+        source: str,
+        remote: str = "",
+        revision: int | None = None,
+        started_by: str | None = None,
+    ) -> Revision:
+        """Make the pending revision permanent. With `revision`: only if that revision is the pending one at
+        the moment it is confirmed; with `started_by`: only if that account applied it. Both are checked
+        under the apply lock, so a revert and someone else's apply cannot come between the check and the
+        confirmation. A refusal raises ConfirmRefused and changes nothing (the caller audits it)."""
         with apply_lock(self.ctx.paths):
             pending = self.pending()
-            if pending is None:
+            if pending is None and revision is None:
                 raise NotFoundError(
                     "確定を待っている変更はありません", "no change is waiting for confirmation"
                 )
+            if revision is not None and (pending is None or pending["revision"] != revision):
+                named = self.revisions.get(revision)
+                raise ConfirmRefused.not_pending(revision, named.status if named else "unknown")
+            assert pending is not None
+            if started_by is not None:
+                rev = self.revisions.get(pending["revision"])
+                if rev is None or rev.author != started_by:
+                    raise ConfirmRefused.not_yours(pending["revision"], rev.author if rev else "?")
             with self.ctx.db.transaction() as conn:
                 self.revisions.set_status(conn, pending["revision"], "applied")
                 self.ctx.db.set_kv(PENDING_KEY, None, conn)

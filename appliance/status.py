@@ -8,10 +8,9 @@ notifications failing), so a monitoring check can use it. Each area's own detail
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from appliance import clock
+from appliance import clock, daemonlock
 from appliance.clockwatch import ClockNotice, current_notice
 from appliance.disk import DiskState, disk_state
 from appliance.notify.outbox import Trouble, trouble_text, troubles
@@ -60,12 +59,8 @@ class BoxStatus:
 
 
 def daemon_pid(ctx: Context) -> int | None:
-    """The running daemon's PID from its PID file, if that process still exists."""
-    try:
-        pid = int((ctx.paths.run_dir / "mamori.pid").read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
-    return pid if os.path.exists(f"/proc/{pid}") else None
+    """The running daemon's PID (appliance.daemonlock: only while it holds its lock)."""
+    return daemonlock.running_pid(ctx.paths.run_dir)
 
 
 def box_status(ctx: Context) -> BoxStatus:

@@ -9,26 +9,25 @@ The database holds password hashes, TOTP secrets and the audit log: it is create
 
 from __future__ import annotations
 
-import importlib
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-# Every area keeps its own append-only list of migrations in `<area>/schema.py` (a released migration is
-# never edited, so a box upgraded from any version ends with the same schema). Versions are per area.
-SCHEMA_MODULES: tuple[str, ...] = (
-    "appliance.schema", "firewall.schema", "ids.schema", "vpn.schema", "webui.schema",
-    "appliance.backup.schema", "reports.schema", "appliance.notify.schema", "siem.schema", "fleetapi.schema",
-)  # fmt: skip
+from appliance.area import load
+from appliance.areas import hooks
 
+# Every area keeps its own append-only list of migrations in its `schema` module (appliance.area; a
+# released migration is never edited, so a box upgraded from any version ends with the same schema).
+# Versions are per area, keyed by the schema module's package ("firewall", "appliance.backup").
+SCHEMA_MODULES: tuple[str, ...] = tuple(hooks("schema"))
 
 FILE_MODE = 0o600
 
 
 def _schemas() -> dict[str, list[str]]:
-    return {name.rsplit(".", 1)[0]: importlib.import_module(name).SCHEMA for name in SCHEMA_MODULES}
+    return {name.rsplit(".", 1)[0]: load(name).SCHEMA for name in SCHEMA_MODULES}
 
 
 class Database:
@@ -105,20 +104,35 @@ class Database:
                 conn.execute("ROLLBACK")
                 raise
 
-    def get_kv(self, key: str) -> str | None:
-        with self.connection() as conn:
+    def get_kv(self, key: str, conn: sqlite3.Connection | None = None) -> str | None:
+        """One kv value; pass `conn` to read it inside a caller's transaction."""
+        if conn is not None:
             row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
             return row[0] if row else None
+        with self.connection() as c:
+            return self.get_kv(key, c)
+
+    def kv_items(self, prefix: str, conn: sqlite3.Connection | None = None) -> list[tuple[str, str]]:
+        """(key, value) of every kv key starting with `prefix` (an area's own keys, e.g. "webui.proposal.")."""
+        if conn is not None:
+            sql = "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key"
+            return [(r[0], r[1]) for r in conn.execute(sql, (len(prefix), prefix))]
+        with self.connection() as c:
+            return self.kv_items(prefix, c)
 
     def set_kv(self, key: str, value: str | None, conn: sqlite3.Connection | None = None) -> None:
-        def _do(c: sqlite3.Connection) -> None:
-            if value is None:
-                c.execute("DELETE FROM kv WHERE key = ?", (key,))
-            else:
-                c.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, value))
-
+        """Set one kv value (None deletes it); pass `conn` to write it inside a caller's transaction."""
         if conn is not None:
-            _do(conn)
+            set_kv(conn, key, value)
         else:
             with self.connection() as c:
-                _do(c)
+                set_kv(c, key, value)
+
+
+def set_kv(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    """Set one kv value (None deletes it) in the transaction of `conn`: for code that holds a connection but
+    no Database (ids.ingest stores Suricata's stats with the events it read)."""
+    if value is None:
+        conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, value))

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-
+from appliance.area import load
+from appliance.areas import hooks
 from appliance.subsystem import Context, Subsystem
 
-# Order matters: interfaces and addresses exist before the firewall names them; the firewall is live
-# before any service (dnsmasq, Suricata, WireGuard) starts answering.
-SUBSYSTEM_MODULES: tuple[str, ...] = (
-    "appliance.network",
-    "firewall.subsystem",
-    "timesvc.subsystem",
-    "sshsvc.subsystem",
-    "ids.subsystem",
-    "vpn.subsystem",
-    "mgmt.subsystem",
-    "siem.subsystem",
-)
+# In the areas' order (appliance.areas): interfaces and addresses exist before the firewall names them; the
+# firewall is live before any service (dnsmasq, Suricata, WireGuard) starts answering.
+SUBSYSTEM_MODULES: tuple[str, ...] = tuple(hooks("subsystems"))
 
 
 def build_subsystems(ctx: Context, modules: tuple[str, ...] = SUBSYSTEM_MODULES) -> list[Subsystem]:
     result: list[Subsystem] = []
     for name in modules:
-        result.extend(importlib.import_module(name).subsystems(ctx))
+        result.extend(load(name).subsystems(ctx))
     return result

@@ -20,10 +20,10 @@ import sys
 import threading
 import time
 
-from appliance.config.load import parse_config
+from appliance.actions.server import socket_path
 from appliance.config.model import MamoriConfig
 from appliance.ports import WEB_REDIRECT_PORT  # plain HTTP, redirect only; the firewall opens it too
-from appliance.revisions import RevisionStore
+from appliance.revisions import live_config
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,9 @@ class WebServerWorker:
         """The management addresses of the live config; before the first config (a new box), every
         address, so the setup wizard can be reached — the fail-closed boot policy admits only private
         source addresses to it."""
-        rev = RevisionStore(self.ctx.db).live()
-        if rev is None:
+        cfg = live_config(self.ctx.db)
+        if cfg is None:
             return [f"0.0.0.0:{SETUP_PORT}"]
-        cfg = parse_config(rev.config_text).model
         binds = web_binds(cfg)
         if cfg.mgmt.enabled and cfg.mgmt.address and not _local_address(cfg.mgmt.address):
             # The management link is down (cut, or its hub unreachable at boot): the clinic's own web UI
@@ -99,7 +98,7 @@ class WebServerWorker:
     def _start(self, binds: list[str]) -> None:
         # -I: never import from the working directory (a folder named webui there would run as root).
         argv = [sys.executable, "-I", "-m", "webui.serve", "--config", str(self.ctx.paths.config),
-                "--state-dir", str(self.ctx.paths.state_dir)]  # fmt: skip
+                "--state-dir", str(self.ctx.paths.state_dir), "--actions", str(socket_path(self.ctx))]  # fmt: skip
         for bind in binds:
             argv += ["--bind", bind]
         # Plain HTTP on the first address only redirects to HTTPS (people type the address without https://).

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 
 from pydantic_core import PydanticCustomError
 
-from appliance.audit import AuditLog
+from appliance.actor import cli_actor
+from appliance.audit import audit_log
 from appliance.clock import show, wall
-from appliance.config.load import load_config, parse_config
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
 from appliance.errors import MamoriError
-from appliance.revisions import RevisionStore
+from appliance.lang import pick
+from appliance.revisions import config_in_force
 from appliance.subsystem import Context
 from firewall import droplog
 from firewall import nftjson as nj
@@ -30,19 +30,10 @@ from firewall.sets import Entry, FirewallSets
 log = logging.getLogger(__name__)
 
 
-def _t(args: argparse.Namespace, ja: str, en: str) -> str:
-    return en if args.lang == "en" else ja
-
-
 def live_config(ctx: Context) -> MamoriConfig | None:
     """The config in force: the live revision, else the config file, else None (checks then rely on the kernel)."""
     ctx.db.migrate()
-    rev = RevisionStore(ctx.db).live()
-    if rev is not None:
-        return parse_config(rev.config_text).model
-    if ctx.paths.config.exists():
-        return load_config(ctx.paths.config).model
-    return None
+    return config_in_force(ctx.db, ctx.paths.config)
 
 
 def _tz(cfg: MamoriConfig | None) -> str | None:
@@ -55,8 +46,7 @@ def _sets(ctx: Context) -> FirewallSets:
 
 
 def _audit(args: argparse.Namespace, ctx: Context, action: str, detail: dict) -> None:
-    actor = args.author or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(actor, action, detail, source="cli")
+    audit_log(ctx).record(cli_actor(args), action, detail, source="cli")
 
 
 def _duration(text: str | None, default: str) -> int:
@@ -71,9 +61,9 @@ def _duration(text: str | None, default: str) -> int:
 
 def _left(args: argparse.Namespace, e: Entry) -> str:
     if e.expires_in is None:
-        return _t(args, "無期限", "no expiry")
+        return pick(args, "無期限", "no expiry")
     minutes = int(e.expires_in // 60)
-    return _t(args, f"あと{minutes // 60}時間{minutes % 60}分", f"{minutes // 60}h{minutes % 60:02d}m left")
+    return pick(args, f"あと{minutes // 60}時間{minutes % 60}分", f"{minutes // 60}h{minutes % 60:02d}m left")
 
 
 def cmd_block(args: argparse.Namespace, ctx: Context) -> int:
@@ -83,25 +73,25 @@ def cmd_block(args: argparse.Namespace, ctx: Context) -> int:
     ip = fw.block(args.ip, seconds, args.reason, "cli")
     _audit(args, ctx, "firewall.block", {"ip": ip, "seconds": seconds, "reason": args.reason})
     until = (
-        _t(args, "解除するまで", "until unblocked")
+        pick(args, "解除するまで", "until unblocked")
         if seconds is None
         else show(wall() + seconds, _tz(fw.cfg), "%Y-%m-%d %H:%M")
     )
-    print(_t(args, f"{ip} を遮断しました（{until}）", f"blocked {ip} ({until})"))
+    print(pick(args, f"{ip} を遮断しました（{until}）", f"blocked {ip} ({until})"))
     return 0
 
 
 def cmd_unblock(args: argparse.Namespace, ctx: Context) -> int:
     present = _sets(ctx).unblock(args.ip, "cli")
     _audit(args, ctx, "firewall.unblock", {"ip": args.ip, "was_blocked": present})
-    print(_t(args, f"{args.ip} の遮断を解除しました", f"unblocked {args.ip}") if present
-          else _t(args, f"{args.ip} は遮断されていません", f"{args.ip} was not blocked"))  # fmt: skip
+    print(pick(args, f"{args.ip} の遮断を解除しました", f"unblocked {args.ip}") if present
+          else pick(args, f"{args.ip} は遮断されていません", f"{args.ip} was not blocked"))  # fmt: skip
     return 0
 
 
 def _print_entries(args: argparse.Namespace, entries: list[Entry], empty_ja: str, empty_en: str) -> None:
     if not entries:
-        print(_t(args, empty_ja, empty_en))
+        print(pick(args, empty_ja, empty_en))
     for e in entries:
         print(f"{e.ip:<40} {_left(args, e):<16} {e.source:<8} {e.reason}")
 
@@ -115,7 +105,7 @@ def cmd_quarantine(args: argparse.Namespace, ctx: Context) -> int:
     seconds = _duration(args.duration, "24h") if args.duration else None
     ip = _sets(ctx).quarantine(args.ip, seconds, args.reason, "cli")
     _audit(args, ctx, "firewall.quarantine", {"ip": ip, "seconds": seconds, "reason": args.reason})
-    print(_t(args, f"{ip} を隔離しました（管理画面にだけ接続できます）",
+    print(pick(args, f"{ip} を隔離しました（管理画面にだけ接続できます）",
              f"quarantined {ip} (it can reach only the web UI)"))  # fmt: skip
     return 0
 
@@ -123,8 +113,8 @@ def cmd_quarantine(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
     present = _sets(ctx).release(args.ip, "cli")
     _audit(args, ctx, "firewall.release", {"ip": args.ip, "was_quarantined": present})
-    print(_t(args, f"{args.ip} の隔離を解除しました", f"released {args.ip}") if present
-          else _t(args, f"{args.ip} は隔離されていません", f"{args.ip} was not quarantined"))  # fmt: skip
+    print(pick(args, f"{args.ip} の隔離を解除しました", f"released {args.ip}") if present
+          else pick(args, f"{args.ip} は隔離されていません", f"{args.ip} was not quarantined"))  # fmt: skip
     return 0
 
 
@@ -156,7 +146,7 @@ def rule_counters() -> list[tuple[str, int, int]]:
 
 
 def _pair_label(args: argparse.Namespace, name: str) -> str | None:
-    box = _t(args, "本機", "box")
+    box = pick(args, "本機", "box")
     if name.startswith("fwd_"):
         src, dst = name[4:].split("_", 1)
         return f"{src} → {dst}"
@@ -168,11 +158,11 @@ def _pair_label(args: argparse.Namespace, name: str) -> str | None:
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     found = counters()
     if not found:
-        print(_t(args, "ファイアウォールは読み込まれていません（設定を反映してください）",
+        print(pick(args, "ファイアウォールは読み込まれていません（設定を反映してください）",
                  "the firewall table is not loaded (apply the config)"))  # fmt: skip
         return 1
     print(
-        _t(
+        pick(
             args,
             "ゾーン間の通信          パケット      バイト    遮断",
             "zone pair               packets       bytes   drops",
@@ -188,7 +178,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     rules = rule_counters()
     if rules:
         print(
-            _t(
+            pick(
                 args,
                 "\n設定したルール              パケット      バイト",
                 "\nconfigured rules              packets       bytes",
@@ -230,7 +220,7 @@ def cmd_drops(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     drops = droplog.recent(ctx.db, args.limit)
     if not drops:
-        print(_t(args, "記録された遮断はありません", "no drops recorded"))
+        print(pick(args, "記録された遮断はありません", "no drops recorded"))
     for d in drops:
         _print_drop(args, d, tz)
     return 0
@@ -252,7 +242,7 @@ def cmd_devices(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     devices = inv.devices()
     if not devices:
-        print(_t(args, "記録された機器はありません", "no device recorded"))
+        print(pick(args, "記録された機器はありません", "no device recorded"))
     for d in devices:
         last = show(d["last_seen"], cfg.clinic.timezone, "%m-%d %H:%M")
         print(

@@ -35,6 +35,7 @@ from firewall.resolve import port_matches
 from firewall.schedule import windows
 from firewall.setnames import vpn_set_name
 from mgmt.model import LINK_ZONE, link_ports
+from vpn.lines import link_needs_vpn_port
 
 VPN_INTERFACE = "mamori-wg"  # the default of cfg.vpn.interface
 VPN_PORTAL_PORT = 8443
@@ -198,9 +199,11 @@ class _Renderer:
         self.add(chain, [daddr, ping, nj.ACCEPT], comment="ping of the box over the management link")
         for matches in port_matches(link_ports(self.cfg)):
             self.add(chain, [daddr, *matches, nj.ACCEPT], comment="box service over the management link")
-        if self.cfg.vpn.enabled:  # doctors' WireGuard relayed by the hub, still encrypted (vpn/lines.py)
+        # Doctors' WireGuard relayed by the hub (still encrypted) or the hub's link probe: only while the
+        # config uses one of them (vpn.lines.link_needs_vpn_port); else the link never reaches the VPN port.
+        if link_needs_vpn_port(self.cfg):
             self.add(chain, [daddr, *port_matches([f"udp/{self.cfg.vpn.listen_port}"])[0], nj.ACCEPT],
-                     comment="VPN relayed by the hub (encrypted)")  # fmt: skip
+                     comment="VPN relayed or probed by the hub (encrypted)")  # fmt: skip
         self.add(chain, [nj.jump(self.drop_chain(f"{LINK_ZONE}>box", "policy"))])
         return chain
 

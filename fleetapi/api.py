@@ -13,6 +13,8 @@ box puts the previous revision back by itself). On top, three refusals the web U
 - the clinic's switch `fleet.allow_changes` is off (reads, validate and diff still answer);
 - another change is still waiting for confirmation (one change in flight per box);
 - the change would cut the management link (fleetapi.linkguard) and `force_link_cut` is not set.
+A confirmation names its revision and lands only on that one, and only if the same account applied it
+(checked by ConfigService.confirm under the apply lock): a vendor never confirms an administrator's change.
 
 Top-level sections missing from the posted config are kept as they are on the box: a vendor's desired state
 in git names what he manages and need not carry `mgmt:`, `ssh:` or `fleet:`, which are the clinic's.
@@ -31,10 +33,11 @@ from appliance.config.authority import changed_paths, permissions_for
 from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError, NotFoundError
 from appliance.revisions import Revision, normalized
+from appliance.service import ConfirmRefused
 from fleetapi.linkguard import link_cuts
 from fleetapi.tokens import TokenStore
+from webui import actions, core
 from webui import context as wctx
-from webui import core
 from webui import throttle as sign_in_throttle
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ bp = Blueprint("fleetapi", __name__, url_prefix="/api/v1")
 THROTTLE_NAME = "fleet-api-token"  # the throttle's "name" for token failures (kept as a keyed hash there)
 READ_PERMISSION = "settings.view"
 MIN_CONFIRM, MAX_CONFIRM = 30, 900
+MAX_REVISION = 2**63 - 1  # SQLite's largest INTEGER: a larger number from a request is no revision at all
 SOURCE = "fleet"
 
 
@@ -112,9 +116,8 @@ def _authenticate() -> None:
 
 def audit(action: str, detail: dict[str, Any]) -> None:
     """Audit as the vendor account by name, source "fleet", with the token that was used."""
-    who = g.user.name
     wctx.audit_log().record(
-        who, action, {**detail, "token": g.fleet_token}, source=SOURCE, remote=wctx.remote()
+        wctx.actor_name(), action, {**detail, "token": g.fleet_token}, source=SOURCE, remote=wctx.remote()
     )
 
 
@@ -222,11 +225,14 @@ def get_config() -> Any:
                    pending=svc.pending(), account=g.user.name)  # fmt: skip
 
 
-@bp.get("/revisions/<int:rev_id>")
-def get_revision(rev_id: int) -> Any:
+@bp.get(
+    "/revisions/<rev_id>"
+)  # not <int:>: the web UI bounds those, and a token client wants JSON, not a 404 page
+def get_revision(rev_id: str) -> Any:
     _need(READ_PERMISSION)
     svc = core.service()
-    rev = svc.revisions.get(rev_id)
+    number = int(rev_id) if rev_id.isascii() and rev_id.isdigit() else None
+    rev = svc.revisions.get(number) if number is not None and number <= MAX_REVISION else None
     if rev is None:
         raise ApiError(404, "fleet.no_revision", f"リビジョン {rev_id} はありません", f"no revision {rev_id}")
     live = svc.current()
@@ -286,8 +292,8 @@ def apply() -> Any:
     if cuts:
         audit("fleet.link_cut_forced", {"cuts": [c.path for c in cuts], "comment": comment})
     try:
-        rev = svc.apply(text, g.user.name, SOURCE, comment, confirm_seconds=seconds, remote=wctx.remote(),
-                        authority=_authority())  # fmt: skip
+        rev = actions.apply_config(wctx.ctx(), text, g.user.name, SOURCE, comment, confirm_seconds=seconds,
+                                   remote=wctx.remote())  # fmt: skip
     except MamoriError as exc:
         status = 403 if exc.code == "config.refused" else 400
         raise ApiError(status, exc.code, exc.text("ja") + "（何も変更していません）",
@@ -299,17 +305,24 @@ def apply() -> Any:
 
 @bp.post("/config/confirm")
 def confirm() -> Any:
-    """Confirm the pending revision named in the body, and only that one (never someone else's change)."""
+    """Confirm the pending revision named in the body, and only that one, and only if this account started
+    it (never an administrator's or another vendor's change). ConfigService.confirm checks both under the
+    apply lock, at the moment of confirming; a refusal is audited (`fleet.refused`) and answered 409
+    (`fleet.not_pending`) or 403 (`fleet.not_yours`)."""
     _need(READ_PERMISSION)
     body = request.get_json(silent=True)
     wanted = body.get("revision") if isinstance(body, dict) else None
+    if not isinstance(wanted, int) or isinstance(wanted, bool) or not 1 <= wanted <= MAX_REVISION:
+        raise ApiError(400, "fleet.body", '本文は {"revision": 番号} の形にしてください',
+                       'the body must be JSON {"revision": <number>}')  # fmt: skip
     svc = core.service()
-    pending = svc.pending()
-    if pending is None or pending["revision"] != wanted:
-        rev = svc.revisions.get(wanted) if isinstance(wanted, int) else None
-        status = rev.status if rev else "unknown"
-        raise ApiError(409, "fleet.not_pending", f"リビジョン {wanted} は確定待ちではありません（状態: {status}）",
-                       f"revision {wanted} is not waiting for confirmation (status: {status})",
-                       revision=_revision(rev))  # fmt: skip
-    rev = svc.confirm(g.user.name, SOURCE, remote=wctx.remote())
+    try:
+        rev = actions.confirm_config(
+            wctx.ctx(), g.user.name, SOURCE, remote=wctx.remote(), revision=wanted, only_own=True
+        )
+    except ConfirmRefused as exc:
+        code = "fleet." + exc.code.partition(".")[2]  # fleet.not_pending, fleet.not_yours
+        audit("fleet.refused", {"reason": code, "revision": wanted, "status": exc.status})
+        raise ApiError(403 if code == "fleet.not_yours" else 409, code, exc.text("ja"), exc.text("en"),
+                       revision=_revision(svc.revisions.get(wanted))) from None  # fmt: skip
     return jsonify(ok=True, revision=_revision(rev))

@@ -4,25 +4,21 @@ the clinic's administrator or whoever installs the box), audited like the web pa
 from __future__ import annotations
 
 import argparse
-import os
 
 from appliance import clock
-from appliance.audit import AuditLog
+from appliance.actor import cli_actor
+from appliance.audit import audit_log
 from appliance.subsystem import Context
 from fleetapi.tokens import TokenStore
 
 
-def _author(args: argparse.Namespace) -> str:
-    return args.author or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
-
-
 def _audit(ctx: Context, args: argparse.Namespace, action: str, detail: dict) -> None:
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(_author(args), action, detail, "cli")
+    audit_log(ctx).record(cli_actor(args), action, detail, "cli")
 
 
 def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    info, token = TokenStore(ctx.db).create(args.account, _author(args), args.label)
+    info, token = TokenStore(ctx.db).create(args.account, cli_actor(args), args.label)
     _audit(ctx, args, "fleet.token_created", {"account": info.account, "token": info.id, "label": info.label})
     print(token)
     return 0

@@ -69,9 +69,9 @@ class TokenStore:
         now = self.clock()
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO fleet_tokens(id, account, secret_hash, label, created_at, created_by)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (token_id, account, _hash(secret), label[:64], now, created_by),
+                "INSERT INTO fleet_tokens(id, account, secret_hash, label, created_at, created_by, account_created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_id, account, _hash(secret), label[:64], now, created_by, acc.created_at),
             )
         info = TokenInfo(token_id, account, label[:64], now, created_by, None, None)
         return info, f"{PREFIX}{token_id}_{secret}"
@@ -111,14 +111,19 @@ class TokenStore:
 
     def authenticate(self, token: str) -> tuple[TokenInfo, Account] | None:
         """The token's record and its account, if the token is well formed, known, not revoked, its secret
-        matches (constant time) and the account may sign in now (a vendor, enabled, not expired)."""
+        matches (constant time) and the account may sign in now (a vendor, enabled, not expired).
+
+        Tokens are kept by account name, and a deleted account's tokens are not deleted with it (the audit
+        trail and retention need them): a token older than its account was made for an earlier account of the
+        same name and never opens the new one (each token records its account's creation stamp)."""
         match = _FORMAT.match(token.strip())
         if match is None:
             return None
         token_id, secret = match.groups()
         with self.db.connection() as conn:
             row = conn.execute(
-                "SELECT secret_hash FROM fleet_tokens WHERE id = ? AND revoked_at IS NULL", (token_id,)
+                "SELECT secret_hash, account_created FROM fleet_tokens WHERE id = ? AND revoked_at IS NULL",
+                (token_id,),
             ).fetchone()
         if row is None or not secrets.compare_digest(row[0], _hash(secret)):
             return None
@@ -127,6 +132,11 @@ class TokenStore:
         now = self.clock()
         account = AccountStore(self.db, clock=self.clock).get(info.account)
         if account is None or account.role != "vendor" or account.disabled or account.expired(now):
+            return None
+        made_for = row[1]
+        if made_for is not None and made_for != account.created_at:  # an earlier, deleted account's token
+            return None
+        if made_for is None and info.created_at < account.created_at:  # a token from before account_created
             return None
         with self.db.transaction() as conn:
             conn.execute("UPDATE fleet_tokens SET last_used = ? WHERE id = ?", (now, token_id))

@@ -18,8 +18,8 @@ What the account may do, and no more (the daemon runs with UMask=0077, so this i
 The daemon, root with CAP_DAC_OVERRIDE, reads the EVE files and uses the socket the account made.
 
 When the account does not exist (a developer machine without `make setup`) Suricata runs as root, as
-before, and the daemon logs it once. Non-goal: running `suricata -T` (rule checks in a staging directory,
-no traffic) as the account.
+before, and the daemon logs it once. `suricata -T` (the rule check in a staging directory before anything
+goes live) runs as the account too: `open_tree_read_only` lets it read the staged files and nothing more.
 """
 
 from __future__ import annotations
@@ -116,6 +116,20 @@ def _open_dir(directory: Path, account: IdsAccount, mode: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chown(directory, 0, account.gid)
     os.chmod(directory, mode)
+
+
+def open_tree_read_only(top: Path, account: IdsAccount) -> None:
+    """Let the account read a staging tree the daemon wrote (UMask 0077 made it root's alone): every
+    directory root:<account> 0750, every file root:<account> 0640. Links are not followed; the tree is
+    the daemon's own temporary directory, which nobody else can write."""
+    for directory, _dirs, files in os.walk(top):
+        _open_dir(Path(directory), account, 0o750)
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                continue
+            os.chown(path, 0, account.gid, follow_symlinks=False)
+            os.chmod(path, 0o640)
 
 
 def prepare(live: SuricataPaths, account: IdsAccount | None) -> None:

@@ -16,12 +16,8 @@ from typing import Any
 from appliance.config.model import MamoriConfig
 from appliance.config.references import zone_of_ip
 from appliance.errors import MamoriError
+from appliance.zones import zone_label
 from ids.eve_reader import event_time
-
-ZONE_JA: dict[str, str] = {
-    "lan": "院内LAN", "guest": "患者さん用Wi-Fi", "devices": "医療機器ネットワーク", "vpn": "VPN（リモート接続）",
-    "mgmt": "管理用ネットワーク", "box": "Mamori 本体", "internet": "インターネット",
-}  # fmt: skip
 
 
 class AlertFormatError(MamoriError):
@@ -38,7 +34,7 @@ class Endpoint:
     def label(self) -> str:
         """How staff see this side: the device name if known, else the address, with its zone."""
         who = self.name or self.ip
-        return f"{who}（{ZONE_JA.get(self.zone, self.zone)}）"
+        return f"{who}（{zone_label(self.zone, '')}）"
 
     @property
     def external(self) -> bool:

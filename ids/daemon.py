@@ -109,8 +109,9 @@ def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
     """Suricata itself (when the IDS is enabled), the EVE ingest (which also drains after disabling), and
     notifications when a channel is configured."""
     from appliance.notify.worker import daemon_workers as notify_workers
+    from ids.announce import NEWS
 
-    workers: list = [EveIngestWorker(ctx, cfg), *notify_workers(ctx, cfg)]
+    workers: list = [EveIngestWorker(ctx, cfg), *notify_workers(ctx, cfg, NEWS)]
     if cfg.ids.enabled:
         workers.insert(0, SuricataSupervisor(ctx))
     return workers

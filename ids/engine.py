@@ -3,11 +3,16 @@
 `materialise` writes the three files Suricata reads (suricata.yaml, threshold.config, the rule file) into
 a base directory: a staging directory for `suricata -T`, or the live one. `test_config` runs `suricata -T`
 and turns its refusal into an ApplyError that says why (the first error lines), in both languages.
+
+`suricata -T` parses every rule, and rules come from outside (a downloaded or uploaded rule set), so it runs
+as the IDS account (ids.account), like the running Suricata, which parses its rules after dropping root:
+the staging tree is opened read-only to the account and only its log directories are its own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +21,7 @@ from pathlib import Path
 from appliance.errors import ApplyError
 from appliance.fileio import atomic_write
 from appliance.paths import Paths
+from ids.account import IdsAccount, lookup, open_tree_read_only
 from ids.render import RenderedIds, SuricataPaths
 from ids.rules import BuiltRules, Selection, build, load_source
 from ids.sources import current_source
@@ -54,16 +60,22 @@ def _why(output: str) -> str:
     return " / ".join(errors[:3])[:1000] or output.strip()[-500:]
 
 
-def test_config(yaml_path: Path, timeout: float = 300) -> float:
-    """`suricata -T` on a materialised config. Returns seconds taken; raises ApplyError saying why."""
+def test_config(yaml_path: Path, timeout: float = 300, account: IdsAccount | None = None) -> float:
+    """`suricata -T` on a materialised config, as `account` when given (its files must be readable to it:
+    `check_in_staging` sees to that). Returns seconds taken; raises ApplyError saying why."""
     import time
 
     started = time.monotonic()
+    as_account: dict = {}
+    if account is not None:
+        as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
     with tempfile.TemporaryDirectory(prefix="mamori-suri-T-") as logdir:
+        if account is not None:
+            os.chown(logdir, account.uid, account.gid)
         try:
             proc = subprocess.run(
                 [SURICATA, "-T", "-c", str(yaml_path), "-l", logdir], capture_output=True, text=True,
-                timeout=timeout, check=False,
+                timeout=timeout, check=False, **as_account,
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ApplyError(
@@ -80,9 +92,14 @@ def test_config(yaml_path: Path, timeout: float = 300) -> float:
 
 
 def check_in_staging(paths: Paths, rendered: RenderedIds, rules_text: str) -> float:
-    """Materialise into a temporary directory and run `suricata -T` there. Changes nothing live."""
+    """Materialise into a temporary directory and run `suricata -T` there, as the IDS account when it
+    exists (root on a developer machine without it, as the running Suricata). Changes nothing live."""
     live = SuricataPaths.under(paths.run_dir)
+    account = lookup()
     with tempfile.TemporaryDirectory(prefix="mamori-ids-check-") as tmp:
         staging = SuricataPaths(Path(tmp) / "suricata")
         materialise(live, staging, rendered, rules_text)
-        return test_config(staging.yaml)
+        if account is not None:
+            open_tree_read_only(Path(tmp), account)
+            os.chown(staging.log_dir, account.uid, account.gid)  # -T opens its outputs (eve.json) there
+        return test_config(staging.yaml, account=account)

@@ -180,3 +180,45 @@ def set_state(
             source=source, conn=conn,
         )  # fmt: skip
     return get(db, incident_id)
+
+
+AUTO_CLOSE_NOTE = "自動で終了（{days}日間 新しい検知なし）"
+AUTO_CLOSE_CHUNK = 500
+
+
+def auto_close(
+    db: Database, now: float, days: int, tz: str | None = None, max_rounds: int = 1000
+) -> list[int]:
+    """Close (解決済み) every 未対応 incident with no new alert for `days` days, with a note saying so and
+    one audit entry per chunk. Why: a clinic that never answers would otherwise keep every incident open
+    for ever, on the dashboard and in the database (open ones are never pruned). A repeat of the alert later
+    opens a new incident (record_alerts never reopens a resolved one). Returns the ids closed, oldest first.
+
+    Reads the open incidents from the partial index ids_incidents_open (its condition word for word)."""
+    cutoff = now - days * 86400
+    note = AUTO_CLOSE_NOTE.format(days=days)
+    stamp = show(now, tz, "%Y-%m-%d %H:%M")
+    closed: list[int] = []
+    for _ in range(max_rounds):
+        with db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, notes FROM ids_incidents WHERE state IN ('未対応', '確認済み') AND state = ?"
+                " AND last_seen < ? ORDER BY last_seen LIMIT ?",
+                (OPEN, cutoff, AUTO_CLOSE_CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            conn.executemany(
+                "UPDATE ids_incidents SET state = ?, notes = ? WHERE id = ?",
+                [(RESOLVED, (r[1] + "\n" if r[1] else "") + f"[{stamp} system] {note}", r[0]) for r in rows],
+            )
+            ids = [int(r[0]) for r in rows]
+            AuditLog(db).record(
+                "system", "ids.incident.auto_closed",
+                {"incidents": ids, "from": OPEN, "to": RESOLVED, "days": days, "note": note},
+                source="retention", conn=conn,
+            )  # fmt: skip
+        closed += ids
+        if len(rows) < AUTO_CLOSE_CHUNK:
+            break
+    return closed

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
+from appliance.storage import set_kv
 from ids.alerts import Alert, AlertFormatError, Resolver, normalise
 from ids.eve_reader import Stored, add_counters
 from ids.flows import FlowAnalyzer
@@ -98,8 +99,7 @@ class AlertIngest:
         stats += [e.record for e in stored.of_type("stats")]
         if stats:
             last = stats[-1]
-            conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)",
-                         (STATS_KEY, json.dumps(capture_stats(last))))  # fmt: skip
+            set_kv(conn, STATS_KEY, json.dumps(capture_stats(last)))
 
     def on_commit(self, stored: Stored) -> None:
         pending, self._pending = self._pending, []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from appliance.config.types import Duration, InterfaceName, IPAddress, Strict
+from appliance.config.types import Duration, InterfaceName, IPAddress, Strict, mamori_error
 
 
 class Suppression(Strict):
@@ -46,6 +46,10 @@ class IdsConfig(Strict):
     auto_block: AutoBlock = Field(default_factory=AutoBlock)
     incident_window: Duration = "1h"
     retention_days: int = Field(default=180, ge=7, le=3650)
+    # An open (未対応) incident with no new alert for this many days is closed by itself (解決済み, noted
+    # 「自動で終了」, audited), then kept like any closed one: a clinic that never answers does not keep
+    # every incident open for ever.
+    incident_auto_close_days: int = Field(default=90, ge=7, le=3650)
     max_db_mb: int = Field(default=1024, ge=64)
     # EVE lines longer than this are kept aside (quarantined), not parsed: a guard against memory blow-up.
     eve_max_line_kb: int = Field(default=1024, ge=16, le=65536)
@@ -58,3 +62,17 @@ class IdsConfig(Strict):
     # Third-party rules (ET Open) older than this many days are a warning on the dashboard and in
     # `mamori ids status`: new attacks need new rules (ids/freshness.py).
     rules_max_age_days: int = Field(default=7, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _closed_before_deleted(self) -> IdsConfig:
+        """An open incident is closed after incident_auto_close_days and then kept retention_days like any
+        closed one; a shorter retention would delete it in the same pass that closes it, before anyone saw
+        that it had been closed."""
+        if self.retention_days < self.incident_auto_close_days:
+            raise mamori_error(
+                f"IDS の記録の保存日数（retention_days: {self.retention_days}日）は、未対応の検知を自動で終了する"
+                f"日数（incident_auto_close_days: {self.incident_auto_close_days}日）以上にしてください",
+                f"ids.retention_days ({self.retention_days}) must be at least ids.incident_auto_close_days "
+                f"({self.incident_auto_close_days}): an auto-closed incident would be deleted in the same pass",
+            )
+        return self

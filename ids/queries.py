@@ -43,11 +43,13 @@ class OpenIncidents:
 
 
 def open_incidents(db: Database) -> dict[str, OpenIncidents]:
-    """Incidents in state 未対応 by severity name (every name present)."""
+    """Incidents in state 未対応 by severity name (every name present). Read from the partial index
+    ids_incidents_open_severity: its condition (OPEN_WHERE, below) is named word for word, then narrowed."""
     out = {name: OpenIncidents(0, None) for name in SEVERITY_NAMES.values()}
     with db.connection() as conn:
         rows = conn.execute(
-            "SELECT severity, COUNT(*), MIN(first_seen) FROM ids_incidents WHERE state = ? GROUP BY severity",
+            f"SELECT severity, COUNT(*), MIN(first_seen) FROM ids_incidents WHERE {OPEN_WHERE} AND state = ?"
+            " GROUP BY severity",
             (OPEN,),
         ).fetchall()
     for severity, count, oldest in rows:
@@ -236,6 +238,29 @@ def alerts_after(
         ).fetchall()
     out = [dict(r) for r in rows]
     return out, (out[-1]["id"] if len(out) == limit else max(upto, after_id))
+
+
+def incident_severities(
+    db: Database, *, after_id: int | None, since: float, limit: int
+) -> tuple[list[tuple[int, int]], int]:
+    """(id, Suricata severity) of new incidents and the id a reader may move its cursor to.
+
+    With a cursor (`after_id`), the incidents after it, oldest first; without one (a reader's first run), the
+    newest ones last seen at or after `since` — history is not news — and the newest id overall, so that the
+    reader starts after everything that exists. The notifier's source (appliance.notify.folding)."""
+    with db.connection() as conn:
+        if after_id is None:
+            rows = conn.execute(
+                "SELECT id, severity FROM ids_incidents WHERE last_seen >= ? ORDER BY id DESC LIMIT ?",
+                (since, limit),
+            ).fetchall()
+            top = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_incidents").fetchone()[0])
+        else:
+            rows = conn.execute(
+                "SELECT id, severity FROM ids_incidents WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+            top = max((int(r[0]) for r in rows), default=after_id)
+    return [(int(r[0]), int(r[1])) for r in rows], top
 
 
 def last_ids(db: Database) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.clock import monotonic, show, wall
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
@@ -406,7 +406,7 @@ def manual_block(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, timeout_s
                 "INSERT INTO ids_blocks(ts, ip, timeout_s, reason, source, incident_id) VALUES (?, ?, ?, ?, ?, ?)",
                 (wall(), addr, timeout_s or 0, reason, source, incident_id),
             )
-        AuditLog(ctx.db).record(actor, "ids.block", {"ip": addr, "timeout_s": timeout_s, "incident": incident_id},
+        audit_log(ctx).record(actor, "ids.block", {"ip": addr, "timeout_s": timeout_s, "incident": incident_id},
                                 source=source, conn=conn)  # fmt: skip
     return addr
 
@@ -420,7 +420,7 @@ def unblock(ctx: Context, cfg: MamoriConfig, ip: str, actor: str, source: str = 
     present = sets.unblock(ip, source=source)
     with ctx.db.transaction() as conn:
         conn.execute("UPDATE ids_blocks SET undone_at = ? WHERE ip = ? AND undone_at IS NULL", (wall(), ip))
-        AuditLog(ctx.db).record(
+        audit_log(ctx).record(
             actor, "ids.unblock", {"ip": ip, "was_present": present}, source=source, conn=conn
         )
     return present

@@ -2,7 +2,9 @@
 
 Scope: ids_events, ids_alerts, ids_quarantine (by age and, for events, by total stored bytes), blocks that
 ended before the age limit, and incidents whose last alert is older than the age limit and that are not
-open (未対応 stays until handled). `retain` is what the coordinator (appliance.retention) calls with the
+open. An open (未対応) incident is never deleted; with no new alert for `ids.incident_auto_close_days`
+(policy key "incident_auto_close") it is first closed, noted and audited (ids.incidents.auto_close), and
+then ages like any closed one. `retain` is what the coordinator (appliance.retention) calls with the
 IDS share of the disk budget: past the age rules, the oldest events, then alerts, then quarantined lines
 go until the IDS tables fit. Deletion is in bounded chunks so the reader is never blocked for long.
 """
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from appliance import clock
 from appliance.storage import Database
+from ids.incidents import auto_close
 
 if TYPE_CHECKING:
     from appliance.retention import Policy
@@ -96,6 +99,11 @@ def retain(db: Database, policy: Policy) -> dict[str, int]:
     """The coordinator's entry: ids.retention_days, then the IDS share of storage.max_db_mb."""
     from appliance.retention import shrink
 
+    days = policy.keep_days.get("incident_auto_close")
+    if days is not None:  # first, so that what it closes is then under the normal age rule
+        closed = auto_close(db, policy.now, days, policy.tz)  # the note in the clinic's zone
+        if closed:
+            log.info("IDS: %d open incidents without a new alert for %d days closed", len(closed), days)
     res = apply_retention(db, policy.keep_days["ids"] * 86400, policy.max_bytes // 2, policy.now)
     with db.transaction() as conn:
         # a block that was lifted, or ran out, before the age limit; a permanent one (0) stays

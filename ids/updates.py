@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.apply import apply_lock
-from appliance.audit import AuditLog
-from appliance.config.load import parse_config
+from appliance.audit import audit_log
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
-from appliance.revisions import RevisionStore
+from appliance.revisions import live_config
 from appliance.subsystem import Context
 from ids import sources
 from ids.engine import build_rules, check_in_staging
@@ -49,8 +48,8 @@ class UpdateResult:
 def _live_config(ctx: Context, cfg: MamoriConfig) -> MamoriConfig:
     """The config live now (read under the lock: an apply may have landed since the caller read `cfg`);
     `cfg` itself before the first revision."""
-    live = RevisionStore(ctx.db).live()
-    return parse_config(live.config_text).model if live is not None else cfg
+    live = live_config(ctx.db)
+    return live if live is not None else cfg
 
 
 def update_rules(
@@ -60,7 +59,7 @@ def update_rules(
     """Install new third-party rules (from `src`, or fetched by suricata-update from `url`/ET Open).
 
     Never call this with the apply lock held (flock on a second descriptor in one process waits for ever)."""
-    audit = AuditLog(ctx.db)
+    audit = audit_log(ctx)
     detail: dict = {"src": str(src) if src else None, "url": url}
     try:
         fetched = src if src is not None else sources.fetch_with_suricata_update(ctx.paths, url)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import signal
-import socket
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from lab.box import make_box
+from lab.forward import open_forward
+from lab.running import hold, need_root
 from lab.topology import HOSTS, Lab
 
 WEB_PORT_LOCAL = 8443
@@ -30,27 +29,6 @@ LABELS = {
     "phone": "患者さんのスマートフォン（ゲストWi-Fi） / guest phone",
     "xray": "X線装置（医療機器） / legacy X-ray",
 }
-
-
-def start_web_forward(lab: Lab, port: int) -> int | None:
-    """Listen on 127.0.0.1:port here; forward into the lab from the reception PC to the box's web UI."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(("127.0.0.1", port))
-    except OSError:
-        listener.close()
-        return None
-    listener.listen(16)
-    fd = listener.fileno()
-    lab.spawn(
-        "reception",
-        [sys.executable, "-m", "lab.forward", "--fd", str(fd), "--to", "192.168.10.1:443"],
-        pass_fds=(fd,),
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    listener.close()
-    return port
 
 
 def print_summary(lab: Lab, state_dir: Path, web_port: int | None, has_web: bool, setup_code: str) -> None:
@@ -83,29 +61,22 @@ def main() -> int:
     )
     parser.add_argument("--web-port", type=int, default=WEB_PORT_LOCAL)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("make demo needs root (network namespaces). / root で実行してください。", file=sys.stderr)
+    if not need_root("demo"):
         return 1
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     state_dir = Path(tempfile.mkdtemp(prefix="mamori-demo-"))
     lab = Lab(f"mdemo{os.getpid()}")
-    try:
+
+    def start() -> None:
         lab.up()
         box = make_box(lab, state_dir)
         print(box.mamori("config", "apply", "-m", "デモの初期設定").stdout.strip())
         box.start_daemon()
         has_web = importlib.util.find_spec("webui.serve") is not None
-        web_port = start_web_forward(lab, args.web_port) if has_web else None
+        web_port = open_forward(lab, "reception", args.web_port, "192.168.10.1:443") if has_web else None
         setup_code = box.mamori("setup-code").stdout.strip()
         print_summary(lab, state_dir, web_port, has_web, setup_code)
-        stop.wait(args.exit_after)
-    finally:
-        print("片付けています… / cleaning up…", flush=True)
-        lab.down()
-    print("終了しました / done")
-    return 0
+
+    return hold(start, lab.down, args.exit_after)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from appliance.revisions import RevisionStore
 from appliance.storage import Database
 from lab.box import EXAMPLE_CONFIG, Box, make_box
 from lab.fleet_hub import HubEngines, write_targets
+from lab.running import BuiltWhole
 from lab.syslog_collector import Pki, SyslogCollector, make_pki
 from lab.topology import HOSTS, Hub, Internet, Lab
 
@@ -84,7 +85,7 @@ class Clinic:
 
 
 @dataclass
-class Fleet:
+class Fleet(BuiltWhole):
     prefix: str  # unique on the machine; every namespace and WireGuard name is made from it
     work: Path  # state of the boxes and the hub's engines
     count: int = 10
@@ -98,14 +99,6 @@ class Fleet:
     _hub_lock: threading.Lock = field(default_factory=threading.Lock)
     _labs_lock: threading.Lock = field(default_factory=threading.Lock)
     _labs: list[Lab] = field(default_factory=list)
-
-    def up(self) -> Fleet:
-        try:
-            self._build()
-        except BaseException:
-            self.down()
-            raise
-        return self
 
     def _build(self) -> None:
         self.core = Lab(f"{self.prefix}h", hosts=(), clinic=False)

@@ -4,8 +4,9 @@ as a vendor would, an inventory of the fleet's boxes (their link addresses and c
 token in an ansible-vault file, and `ansible-playbook` of the collection's example playbook run inside the hub
 namespace, so every request crosses a box's management link.
 
-`clinic_admin_allows` is what each clinic's administrator does once: a vendor account (grants 設定 and
-ファイアウォール), fleet.allow_changes on (a config change of his own), and an API token for the vendor.
+`clinic_admin_allows` is what each clinic's administrator does once: a vendor account (grants 設定,
+ファイアウォール and, by name, ネットワーク: the link-cut check changes the wan gateway), fleet.allow_changes on
+(a config change of his own), and an API token for the vendor.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def clinic_admin_allows(box: Box) -> str:
     """A vendor account, the switch on, an API token for the vendor (returned)."""
     store = AccountStore(Database(Paths(config=box.config, state_dir=box.state_dir).db))
     store.create(VENDOR, "Hoshu-Gyosha-Lab-2026!", "vendor", totp_secret="JBSWY3DPEHPK3PXP",
-                 expires_at=wall() + 30 * 86400, grants=("settings", "firewall"))  # fmt: skip
+                 expires_at=wall() + 30 * 86400, grants=("settings", "firewall", "network"))  # fmt: skip
     live = yaml.safe_load(box.config.read_text(encoding="utf-8"))
     live["fleet"] = {"allow_changes": True}
     box.config.write_text(yaml.safe_dump(live, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -9,36 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from lab.fleet import Fleet
 from lab.fleet_hub import ALERTMANAGER_PORT, PROMETHEUS_PORT
-from lab.topology import Lab
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def forward(lab: Lab, key: str, local_port: int, remote_port: int) -> int | None:
-    """127.0.0.1:local_port here -> 127.0.0.1:remote_port in the namespace `key` (None: the port is busy)."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(("127.0.0.1", local_port))
-    except OSError:
-        listener.close()
-        return None
-    listener.listen(16)
-    fd = listener.fileno()
-    lab.spawn(key, [sys.executable, "-m", "lab.forward", "--fd", str(fd), "--to", f"127.0.0.1:{remote_port}"],
-              pass_fds=(fd,), cwd=REPO)  # fmt: skip
-    listener.close()
-    return local_port
+from lab.forward import open_forward
+from lab.running import hold, need_root
 
 
 def print_summary(fleet: Fleet, prom: int | None, am: int | None) -> None:
@@ -85,31 +64,22 @@ def main() -> int:
     parser.add_argument("--prometheus-port", type=int, default=19090)
     parser.add_argument("--alertmanager-port", type=int, default=19093)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("make fleet-demo needs root (network namespaces). / root で実行してください。", file=sys.stderr)
+    if not need_root("fleet-demo"):
         return 1
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     work = Path(tempfile.mkdtemp(prefix="mamori-fleet-"))
     fleet = Fleet(f"mf{os.getpid()}", work, count=args.boxes, ids_boxes=frozenset({0}))
-    try:
-        print(
-            f"{args.boxes} 台の医院とハブを用意しています… / building the hub and {args.boxes} clinics…",
-            flush=True,
-        )
+
+    def start() -> None:
+        print(f"{args.boxes} 台の医院とハブを用意しています… / building the hub and {args.boxes} clinics…",
+              flush=True)  # fmt: skip
         t0 = time.monotonic()
         fleet.up()
         print(f"用意できました（{time.monotonic() - t0:.0f} 秒） / ready in {time.monotonic() - t0:.0f} s")
-        prom = forward(fleet.core, fleet.hub.key, args.prometheus_port, PROMETHEUS_PORT)
-        am = forward(fleet.core, fleet.hub.key, args.alertmanager_port, ALERTMANAGER_PORT)
+        prom = open_forward(fleet.core, fleet.hub.key, args.prometheus_port, f"127.0.0.1:{PROMETHEUS_PORT}")
+        am = open_forward(fleet.core, fleet.hub.key, args.alertmanager_port, f"127.0.0.1:{ALERTMANAGER_PORT}")
         print_summary(fleet, prom, am)
-        stop.wait(args.exit_after)
-    finally:
-        print("片付けています… / cleaning up…", flush=True)
-        fleet.down()
-    print("終了しました / done")
-    return 0
+
+    return hold(start, fleet.down, args.exit_after)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.topology import Lab
 
 MAX_CONNECTIONS = 64
 
@@ -54,6 +60,24 @@ def serve(listener: socket.socket, target: tuple[str, int]) -> None:
             slots.release()
 
         threading.Thread(target=run, daemon=True).start()
+
+
+def open_forward(lab: Lab, key: str, local_port: int, target: str) -> int | None:
+    """Listen on 127.0.0.1:local_port here and forward to `target` ("host:port") from inside the namespace of
+    `key` (this module, run there with the listening socket handed over). None: the port is busy here."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", local_port))
+    except OSError:
+        listener.close()
+        return None
+    listener.listen(16)
+    fd = listener.fileno()
+    lab.spawn(key, [sys.executable, "-m", "lab.forward", "--fd", str(fd), "--to", target], pass_fds=(fd,),
+              cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    listener.close()
+    return local_port
 
 
 def main() -> None:

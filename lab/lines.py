@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lab.box import REPO, Box
 from lab.topology import Hub, Lab
+from lab.waiting import wait_for
 
 PUBLIC4 = "198.51.100.1"  # the router's outside address: the clinic's public IPv4
 PUBLIC6_NET = "2001:db8:ffff::"  # the internet side over IPv6
@@ -121,9 +121,4 @@ def probe_round(lab: Lab, hub: Hub, keys: Path, box_key: str, port: int, ipv6: b
 
 def wait_link(box: Box, hub: Hub, timeout: float = 40) -> bool:
     status = json.loads(box.mamori("mgmt", "status", "--json", check=False).stdout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if hub.latest_handshake(status["box_public_key"]) > 0:
-            return True
-        time.sleep(0.3)
-    return False
+    return wait_for(lambda: hub.latest_handshake(status["box_public_key"]) > 0, timeout, step=0.3)

@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from lab.waiting import wait_for
+
 EVENT_ID = re.compile(r'\bevent="([a-z]+-[0-9]+)"')
 DEFAULT_PORT = 6514
 
@@ -248,9 +250,4 @@ class SyslogCollector:
     def wait_for(self, ids: set[str] | list[str], timeout: float = 60, poll: float = 0.2) -> bool:
         """True once every id in `ids` has arrived; False after `timeout` seconds."""
         wanted = set(ids)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if wanted <= set(self.event_ids()):
-                return True
-            time.sleep(poll)
-        return wanted <= set(self.event_ids())
+        return wait_for(lambda: wanted <= set(self.event_ids()), timeout, step=poll)

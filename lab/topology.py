@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.running import BuiltWhole
+
 log = logging.getLogger(__name__)
 
 
@@ -114,7 +116,7 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @dataclass
-class Lab:
+class Lab(BuiltWhole):
     prefix: str
     namespaces: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
@@ -162,14 +164,6 @@ class Lab:
         port = f"p{self.port_counter}"
         self._veth(f"sw-{switch}", port, host_key, host_if)
         self.run(f"sw-{switch}", ["ip", "link", "set", port, "master", "br0"])
-
-    def up(self) -> Lab:
-        try:
-            self._build()
-        except BaseException:
-            self.down()
-            raise
-        return self
 
     def _build(self) -> None:
         switches = SWITCHES if self.clinic else ("inet",)
@@ -354,7 +348,7 @@ class Lab:
             "while True:\n c,_=s.accept();conns.append(c);c.sendall(b'hello\\n')\n"
         )
         proc = self.spawn(key, ["python3", "-c", code, str(port)])
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # a bound: python starts slowly on a loaded machine
         while time.monotonic() < deadline:
             if f":{port} " in self.run(key, ["ss", "-Hltn"], check=False).stdout:
                 return proc

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from appliance.audit import AuditLog
+from appliance.actor import cli_actor
+from appliance.audit import audit_log
 from appliance.subsystem import Context
 from metrics.exposition import ensure_token, exposition
 
@@ -19,12 +19,7 @@ def cmd_metrics(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     if args.token:
         token = ensure_token(ctx.paths)
-        actor = (
-            getattr(args, "author", None) or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
-        )
-        AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
-            actor, "metrics.token.shown", {}, source="cli"
-        )
+        audit_log(ctx).record(cli_actor(args), "metrics.token.shown", {}, source="cli")
         print(token)
         return 0
     sys.stdout.write(exposition(ctx).decode("utf-8"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -53,6 +54,16 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.connections.release()
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """A scraper that hung up (its own timeout on a loaded box) is no fault of the daemon: one debug line.
+        Anything else goes to the daemon's log as one record; socketserver's default printed a traceback on
+        stderr, i.e. in the daemon's log, for every reset connection."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("metrics client %s went away: %s", client_address[0], exc)
+        else:
+            log.error("metrics request from %s failed", client_address[0], exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 import yaml
 
+from appliance.audit import audit_log
 from appliance.clock import wall
 from appliance.config.load import parse_config
 from appliance.errors import MamoriError
@@ -83,15 +84,13 @@ def cut(ctx: Context, author: str, source: str, remote: str = "", authority: Col
         netns: str | None = None, service: ConfigService | None = None) -> Revision | None:  # fmt: skip
     """Interface down now (audited), then the config change `mgmt.enabled: false` (audited by
     ConfigService), then a notice to the clinic's channels. None if the link was already off."""
-    from appliance.audit import AuditLog
-
     text = live_text(ctx)
     m = parse_config(text).model.mgmt
     iface = WgInterface(m.interface, run_dir=ctx.paths.run_dir, netns=netns)
     existed = iface.exists()
     if existed:
         iface.delete()
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
+    audit_log(ctx).record(
         author,
         "mgmt.cut",
         {"interface": m.interface, "was_up": existed, "hub": m.hub_endpoint},

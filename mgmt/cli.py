@@ -11,21 +11,17 @@ hub-relay-rules   the vendor side: the hub's nftables rules of the doctors' VPN 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import asdict
 
+from appliance.actor import cli_actor
 from appliance.clock import show
+from appliance.lang import print_status
 from appliance.service import ConfigService
 from appliance.subsystem import Context
 from mgmt import actions
 from mgmt.code import decode_code, make_code
 from mgmt.status import LinkState, link_state
-
-
-def _author(args: argparse.Namespace) -> str:
-    return getattr(args, "author", None) or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
 
 
 def _lines(s: LinkState, lang: str, tz: str | None) -> list[str]:
@@ -72,10 +68,7 @@ def _zone(ctx: Context) -> str | None:
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     s = link_state(ctx)
-    if args.json:
-        print(json.dumps(asdict(s), ensure_ascii=False))
-    else:
-        print("\n".join(_lines(s, args.lang, _zone(ctx))))
+    print_status(args, asdict(s), lambda: _lines(s, args.lang, _zone(ctx)))
     return 1 if s.enabled and not s.up else 0
 
 
@@ -98,7 +91,7 @@ def cmd_enrol(args: argparse.Namespace, ctx: Context) -> int:
             return 1
     text = actions.enrolled_text(actions.live_text(ctx), enrolment)
     comment = f"保守業者の管理接続を登録する（{enrolment.hub_endpoint}、指紋 {enrolment.fingerprint}）"
-    rev = ConfigService(ctx).apply(text, _author(args), "cli", comment)
+    rev = ConfigService(ctx).apply(text, cli_actor(args), "cli", comment)
     s = link_state(ctx)
     print(f"applied revision {rev.id}" if en else f"リビジョン {rev.id} を反映しました")
     print(f"box public key (give it to the vendor): {s.box_public_key}" if en else
@@ -107,7 +100,7 @@ def cmd_enrol(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_cut(args: argparse.Namespace, ctx: Context) -> int:
-    rev = actions.cut(ctx, _author(args), "cli")
+    rev = actions.cut(ctx, cli_actor(args), "cli")
     en = args.lang == "en"
     print("management link cut" if en else "保守業者の管理接続を切りました")
     if rev is not None:

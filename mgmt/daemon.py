@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.clock import wall
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
@@ -50,7 +50,7 @@ class LinkWatcher:
         action = "mgmt.link_up" if up else "mgmt.link_down"
         detail = {"hub": self.m.hub_endpoint, "fingerprint": fingerprint(self.m.hub_public_key),
                   "latest_handshake": handshake}  # fmt: skip
-        AuditLog(self.ctx.db, self.ctx.paths.keys_dir / "audit.key").record(ACTOR, action, detail, "mgmt")
+        audit_log(self.ctx).record(ACTOR, action, detail, "mgmt")
         return "up" if up else "down"
 
     def run(self, stop: threading.Event) -> None:

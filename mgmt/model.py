@@ -14,12 +14,11 @@ access or DHCP range can name it (and the references check says so in plain word
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from appliance.config.types import InterfaceName, IPAddress, Network, Strict, mamori_error
+from appliance.config.types import InterfaceName, IPAddress, Network, Strict, is_host_name, mamori_error
 
 if TYPE_CHECKING:
     from appliance.config.model import MamoriConfig
@@ -27,9 +26,6 @@ if TYPE_CHECKING:
 LINK_ZONE = "mgmt-link"
 DEFAULT_INTERFACE = "mamori-mgmt"
 DEFAULT_KEEPALIVE = 25
-_HOST = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$"
-)
 
 
 def split_endpoint(value: str) -> tuple[str, int]:
@@ -49,7 +45,7 @@ def split_endpoint(value: str) -> tuple[str, int]:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        if not _HOST.match(host) or ":" in host:
+        if not is_host_name(host):
             raise bad from None
         return host.lower(), int(port)
     if ip.version == 6:

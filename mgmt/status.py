@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from appliance.clock import wall
 from appliance.errors import ApplyError
-from appliance.revisions import RevisionStore
+from appliance.revisions import live_config
 from appliance.subsystem import Context
 from mgmt.code import fingerprint
 from mgmt.keys import link_public_key
@@ -47,12 +47,10 @@ def hub_activity(ctx: Context, hub_addresses: list[str], limit: int = 20) -> lis
 
 
 def link_state(ctx: Context, netns: str | None = None) -> LinkState:
-    from appliance.config.load import parse_config
-
-    rev = RevisionStore(ctx.db).live()
-    if rev is None:
+    cfg = live_config(ctx.db)
+    if cfg is None:
         return LinkState(enabled=False)
-    m = parse_config(rev.config_text).model.mgmt
+    m = cfg.mgmt
     iface = WgInterface(m.interface, run_dir=ctx.paths.run_dir, netns=netns)
     state = LinkState(
         enabled=m.enabled,

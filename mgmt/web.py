@@ -20,10 +20,10 @@ from appliance.errors import ConfigError, MamoriError
 from mgmt import actions
 from mgmt.code import Enrolment, decode_code
 from mgmt.status import link_state
+from webui import actions as web_actions
 from webui import changes, core
 from webui import context as wctx
 from webui.context import requires
-from webui.permissions import permissions_of
 
 bp = Blueprint("mgmt", __name__, url_prefix="/settings/mgmt", template_folder="templates")
 PERMISSION = "mgmt.manage"
@@ -90,8 +90,7 @@ def cut() -> Any:
     account = wctx.user()
     assert account is not None  # requires() let us in
     try:
-        actions.cut(wctx.ctx(), account.name, "web", wctx.remote(), authority=permissions_of(account),
-                    service=core.service())  # fmt: skip
+        web_actions.call("mgmt.cut", actor=account.name, remote=wctx.remote())  # the daemon: mgmt.web_actions
     except MamoriError as exc:
         flash(f"接続は切りましたが、設定の変更ができませんでした: {exc.text('ja')}", "error")
         return redirect(url_for("mgmt.index"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 
+from appliance.actor import cli_actor
 from appliance.clock import wall
 from appliance.fileio import atomic_write
 from appliance.subsystem import Context
@@ -69,7 +69,7 @@ def cmd_monthly(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_answer(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    actor = args.author or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
+    actor = cli_actor(args)
     a = answers.set_answer(
         ctx.db, args.item, args.answer, args.target_date, args.note, actor=actor, source="cli"
     )

@@ -1,28 +1,27 @@
 """Fill a Snapshot from the box: the live config and every area's public API (query modules, records).
 
-The report names no table of another area: it asks the area. A source that is not built (module missing)
-becomes `None` in the snapshot, never a guessed value; the reason is logged so a support engineer can see
-what was missing.
+The report names no table of another area: it asks the area (every listed area is always built,
+appliance.areas). A source with nothing to tell yet (no live config) becomes `None` in the snapshot, never a
+guessed value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import ipaddress
 import logging
 import re
 import shutil
 import subprocess
-from types import ModuleType
 
 from appliance import __version__
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
 from appliance.config.references import zone_of_ip
 from appliance.service import ConfigService
 from appliance.subsystem import Context
+from appliance.zones import ZONE_LABELS
 from reports import answers as answers_mod
 from reports.snapshot import (
     AuditState,
@@ -38,20 +37,7 @@ from vpn import queries as vpn_queries
 
 log = logging.getLogger(__name__)
 
-ZONE_LABELS = {"wan": "インターネット", "lan": "診療系(lan)", "guest": "患者さん用Wi-Fi(guest)",
-               "devices": "医療機器(devices)", "mgmt": "管理用(mgmt)", "vpn": "VPN"}  # fmt: skip
 VERDICT_LABELS = {"accept": "許可", "outbound": "許可（危険なポートを除く）", "drop": "遮断"}
-
-
-def optional_module(name: str) -> ModuleType | None:
-    """The module, or None if that area is not built (only the module itself missing counts)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        log.info("reports: %s is not available", name)
-        return None
 
 
 def live_config(ctx: Context) -> tuple[MamoriConfig | None, int | None]:
@@ -87,8 +73,6 @@ def discovered(ctx: Context, cfg: MamoriConfig) -> list[HostRow] | None:
 
     The names come from the devices themselves (attacker-controlled): only checked fields are used, the
     name is cut to 64 characters, and malformed lines are counted and logged, never guessed at."""
-    if optional_module("firewall.dnsmasq") is None:
-        return None
     path = ctx.paths.state_dir / "dnsmasq.leases"
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[:5000]
@@ -137,17 +121,15 @@ def vpn_users(ctx: Context, cfg: MamoriConfig) -> list[VpnUserRow] | None:
 
 
 def web_accounts(ctx: Context) -> list[WebAccountRow] | None:
-    mod = optional_module("webui.accounts")
-    if mod is None:
-        return None
+    from webui.accounts import AccountStore  # here: the CLI's `mamori report` need not load the web UI
+
     return [WebAccountRow(a.name, a.display_name, a.role, a.totp_enabled, a.created_at, a.last_login, a.disabled,
-                          a.password_changed_at, a.expires_at) for a in mod.AccountStore(ctx.db).all()]  # fmt: skip
+                          a.password_changed_at, a.expires_at) for a in AccountStore(ctx.db).all()]  # fmt: skip
 
 
 def zone_policy(cfg: MamoriConfig) -> list[tuple[str, str, str]] | None:
-    policy = optional_module("firewall.policy")
-    if policy is None:
-        return None
+    from firewall import policy
+
     zones = {i.zone for i in cfg.interfaces}
     rows = [(ZONE_LABELS.get(a, a), ZONE_LABELS.get(b, b), VERDICT_LABELS.get(v, v))
             for (a, b), v in policy.FORWARD_DEFAULT.items() if a in zones and b in zones]  # fmt: skip
@@ -173,18 +155,17 @@ def software(ctx: Context) -> list[SoftwareRow]:
     version = _suricata_version()
     if version:
         rows.append(SoftwareRow("Suricata（侵入検知）", version, None))
-    sources = optional_module("ids.sources")
-    if sources is not None:
-        current = sources.current_source(ctx.paths)
-        updated = current.stat().st_mtime if current is not None else None
-        rows.append(SoftwareRow("検知ルール（ET Open）", "導入済み" if current else "未導入", updated))
+    from ids import sources
+
+    current = sources.current_source(ctx.paths)
+    updated = current.stat().st_mtime if current is not None else None
+    rows.append(SoftwareRow("検知ルール（ET Open）", "導入済み" if current else "未導入", updated))
     return rows
 
 
 def backup_state(ctx: Context, cfg: MamoriConfig | None) -> BackupState | None:
-    records = optional_module("appliance.backup.records")
-    if records is None:
-        return None
+    from appliance.backup import records
+
     st = records.backup_status(ctx.db)
     return BackupState(
         last_ok_backup=st.last_ok_backup.ts if st.last_ok_backup else None,
@@ -200,15 +181,14 @@ def backup_state(ctx: Context, cfg: MamoriConfig | None) -> BackupState | None:
 
 
 def audit_state(ctx: Context) -> AuditState:
-    result = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").verify()
+    result = audit_log(ctx).verify()
     return AuditState(result.ok, result.checked, result.text("ja"))
 
 
 def clock_info(ctx: Context, cfg: MamoriConfig | None) -> ClockInfo | None:
     """The clock as chronyd reports it; with NTP on in the config but no chronyd rendering, it is "not running"."""
-    status = optional_module("timesvc.status")
-    if status is None:
-        return None
+    from timesvc import status
+
     st = status.clock_state(ctx)
     if cfg is not None and cfg.ntp.enabled and not st.enabled:
         st = dataclasses.replace(st, enabled=True, running=False)
@@ -220,14 +200,15 @@ def clock_info(ctx: Context, cfg: MamoriConfig | None) -> ClockInfo | None:
 def gather_snapshot(ctx: Context, now: float) -> Snapshot:
     ctx.db.migrate()
     cfg, rev = live_config(ctx)
-    web = optional_module("webui.passwords")
-    vpn_creds = optional_module("vpn.credentials")
+    from vpn import credentials as vpn_creds
+    from webui import passwords as web
+
     return Snapshot(
         now=now, clinic=cfg.clinic.name if cfg else "", timezone=cfg.clinic.timezone if cfg else "Asia/Tokyo",
         config_revision=rev, hosts=hosts(cfg) if cfg else None, discovered=discovered(ctx, cfg) if cfg else None,
         vpn_users=vpn_users(ctx, cfg) if cfg else None, web_accounts=web_accounts(ctx),
-        web_password_policy=(web.MIN_LENGTH, web.MIN_LENGTH_WITH_MFA, web.HISTORY) if web else None,
-        vpn_password_min=vpn_creds.MIN_PASSWORD if vpn_creds else None,
+        web_password_policy=(web.MIN_LENGTH, web.MIN_LENGTH_WITH_MFA, web.HISTORY),
+        vpn_password_min=vpn_creds.MIN_PASSWORD,
         zone_policy=zone_policy(cfg) if cfg else None,
         allow_rules=[(r.src, r.dst, r.service or "", r.comment) for r in cfg.firewall.rules] if cfg else None,
         port_forwards=[(str(p.port), p.to_host, p.comment) for p in cfg.firewall.port_forwards] if cfg else None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import smtplib
 
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.config.model import MamoriConfig, SmtpConfig
 from appliance.errors import MamoriError
 from appliance.notify import Attachment, EmailChannel, Message, smtp_password
@@ -65,7 +65,5 @@ def mail_report(
     except (OSError, smtplib.SMTPException, MamoriError, ValueError) as exc:
         log.error("reports: mailing the %s report failed: %s", report.month, exc)
         detail["error"] = str(exc)[:300]
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
-        "mamori", "reports.mail", detail, source="daemon"
-    )
+    audit_log(ctx).record("mamori", "reports.mail", detail, source="daemon")
     return "error" not in detail

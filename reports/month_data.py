@@ -23,7 +23,7 @@ from appliance.errors import MamoriError
 from appliance.subsystem import Context
 from firewall import queries as fw_queries
 from ids import queries as ids_queries
-from reports.gather import optional_module
+from ids.explain import explain
 from vpn import queries as vpn_queries
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,9 @@ class MonthData:
 
 def incidents(ctx: Context, m: Month) -> list[dict] | None:
     rows = ids_queries.incidents_between(ctx.db, m.start, m.end)
-    explain = optional_module("ids.explain")
     for r in rows or []:
-        e = explain.explain(r["sid"], r["category"], r["severity"], r["signature"]) if explain else None
-        r["title"] = e.title if e else r["signature"]
-        r["importance"] = e.importance if e else ""
-        r["advice"] = e.action if e else ""
+        e = explain(r["sid"], r["category"], r["severity"], r["signature"])
+        r["title"], r["importance"], r["advice"] = e.title, e.importance, e.action
     return rows
 
 
@@ -105,12 +102,11 @@ def blocks(ctx: Context, m: Month) -> list[dict] | None:
     The IDS writes its reason in English for the support vendor ("IDS incident 7: sid ..."); the clinic
     reads the incident's Japanese title instead."""
     rows = [dataclasses.asdict(b) for b in fw_queries.blocks_between(ctx.db, m.start, m.end)]
-    explain = optional_module("ids.explain")
     for r in rows:
         match = _IDS_REASON.match(r["detail"] or "")
         i = ids_queries.incident_row(ctx.db, int(match.group(1))) if match else None
-        if i is not None and explain is not None:
-            title = explain.explain(i["sid"], i["category"], i["severity"], i["signature"]).title
+        if i is not None:
+            title = explain(i["sid"], i["category"], i["severity"], i["signature"]).title
             r["detail"] = f"侵入検知のインシデント {i['id']}: {title}"
     return rows
 
@@ -127,8 +123,9 @@ def vpn_volumes(ctx: Context, m: Month) -> dict[str, tuple[int, int]] | None:
 def _window_report(ctx: Context, cfg: MamoriConfig | None, window_id: int) -> dict | None:
     """vpn.report's work report of one maintenance window, as plain data for the template: each host and
     port reached (first/last time, bytes each way, outside the approval or not) and the refused attempts."""
-    report = optional_module("vpn.report")
-    if report is None or cfg is None:
+    from vpn import report
+
+    if cfg is None:
         return None
     rep = report.window_report(ctx, cfg, window_id)
     sent, received = rep.bytes_total

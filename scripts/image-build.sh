@@ -26,6 +26,9 @@ t0=$(date +%s)
 need_root
 ensure_build_tools "$ARCH"
 rm -rf "$WORK"
+# arm64: the old image goes first, so that while this build runs nothing takes its half-made root file
+# system for a finished build (tests/image/test_image_arm64.py runs when the image exists).
+if [ "$ARCH" = arm64 ]; then rm -f "$OUT"/mamori-arm64.img "$OUT"/mamori-arm64.img.zst "$OUT"/mamori-arm64-update.tar; fi
 mkdir -p "$WORK" "$OUT"
 
 ensure_update_key

@@ -147,6 +147,15 @@ prune_kernel_modules() {
   done
 }
 
+# arm64 only (image-lib.sh's build_rootfs installed the kernel with INITRD=No): the initramfs, made once,
+# from the pruned module tree.
+make_initramfs() {
+  local kdir
+  for kdir in "$ROOT"/usr/lib/modules/*/; do
+    in_root update-initramfs -c -k "$(basename "$kdir")" >/dev/null
+  done
+}
+
 check_tidy() {
   # A security box carries no compilers: nothing can be built on it if it is broken into.
   local bin
@@ -166,5 +175,6 @@ install_mamori
 install_system_files
 if [ "$ARCH" = amd64 ]; then partitions_amd64; else read_only_root_fstab "PARTUUID=${RPI_DISK_ID#0x}-07"; fi
 prune_kernel_modules
+if [ "$ARCH" = arm64 ]; then make_initramfs; fi
 first_boot_identity
 check_tidy

@@ -96,7 +96,7 @@ image_packages() {
   local arch=$1
   local common=(
     systemd systemd-sysv chrony udev dbus kmod initramfs-tools zstd login passwd tzdata
-    iproute2 nftables python3 python3-venv python3-nftables wireguard-tools dnsmasq conntrack
+    iproute2 nftables python3 python3-venv python3-nftables python3-dnspython wireguard-tools dnsmasq conntrack
     e2fsprogs dosfstools
     openssh-server openssl ca-certificates procps
     rsyslog rsyslog-gnutls
@@ -110,9 +110,12 @@ image_packages() {
 }
 
 build_rootfs() {
-  local arch=$1 root=$2 components=main
-  [ "$arch" = arm64 ] && components="main non-free-firmware"
-  mmdebstrap --variant=apt --arch="$arch" --format=directory \
+  local arch=$1 root=$2 components=main env=()
+  # arm64: no initramfs while the packages are installed (INITRD=No stops the kernel's hook); under
+  # qemu-user one takes 10-20 minutes, and initramfs-tools' own trigger made it a second time.
+  # image-customize.sh makes it once, after the modules were pruned.
+  [ "$arch" = arm64 ] && components="main non-free-firmware" && env=(INITRD=No)
+  env "${env[@]}" mmdebstrap --variant=apt --arch="$arch" --format=directory \
     --aptopt='APT::Install-Recommends "false"' \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -265,7 +268,10 @@ report_sizes() {
 # The firmware files come from Debian's raspi-firmware package, the kernel, initrd and device trees from
 # the image's own linux-image-arm64; image/rootfs/usr/lib/mamori/rpi-boot-files lays them out (the same
 # script fills the spare boot partition on the box during an update).
+# The Pi's root slots are larger than amd64's: the root carries the firmware, every device tree and an
+# uncompressed module tree (about 700 MiB used). Both slots are in the image (sparse): 3.1 GiB in all.
 RPI_BOOT_MIB=256
+RPI_ROOT_MIB=1024
 RPI_DATA_MIB=512
 
 assemble_rpi_disk() {
@@ -275,10 +281,11 @@ assemble_rpi_disk() {
   "$REPO/image/rootfs/usr/lib/mamori/rpi-boot-files" "$root" "$bootdir" "${RPI_DISK_ID#0x}-05"
   # raspi-firmware's hooks copied the same files into /boot/firmware: on the Pi that is a FAT partition.
   find "$root/boot/firmware" -mindepth 1 -delete
-  build_root_fs "$root" "$rootimg" mamori-root-a
-  "$REPO/scripts/image-rpi-layout.sh" "$out" --boot-a "$bootdir" --root-a "$rootimg" --disk-id "$RPI_DISK_ID" \
-    --boot-mib "$RPI_BOOT_MIB" --root-mib "$ROOT_MIB" --data-mib "$RPI_DATA_MIB"
+  build_root_fs "$root" "$rootimg" mamori-root-a "$RPI_ROOT_MIB"
+  # The bundle before the disk: the image appears last, when everything of this build is there.
   make_bundle "$root" "$rootimg" "${out%.img}-update.tar" arm64
+  "$REPO/scripts/image-rpi-layout.sh" "$out" --boot-a "$bootdir" --root-a "$rootimg" --disk-id "$RPI_DISK_ID" \
+    --boot-mib "$RPI_BOOT_MIB" --root-mib "$RPI_ROOT_MIB" --data-mib "$RPI_DATA_MIB"
   rm -rf "$bootdir" "$rootimg"
 }
 

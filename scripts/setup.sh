@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   nftables python3-nftables wireguard-tools wireguard-go dnsmasq iproute2 iperf3 nmap
   tcpdump  # the lab hub's capture of the VPN relay (tests/long/test_vpn_lines.py): ciphertext only
+  python3-dnspython  # vpn/ddns.py: RFC 2136 updates with TSIG of the box's IPv6 name
+  bind9 bind9-utils  # the lab hub's DNS primary with a TSIG dynamic zone (tests/long/test_vpn_ddns.py); never left running
+  radvd  # the lab router's IPv6 adverts (tests/integration/test_network_ipv6_auto.py); started by the test only
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
   rsyslog rsyslog-gnutls  # the SIEM forwarder (siem/) and the lab's test collector; Mamori runs rsyslogd itself
@@ -63,7 +66,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_bp[@]}" -gt 0 ]; then
 fi
 # The Debian packages start their services on install where an init exists; Mamori supervises them itself
 # (sshd too: Debian's ssh service is never needed, Mamori runs sshd only while `ssh.enabled`).
-for svc in dnsmasq suricata fail2ban chrony ssh rsyslog; do
+for svc in dnsmasq suricata fail2ban chrony ssh rsyslog named radvd; do
   if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
 # prometheus' and prometheus-alertmanager's postinst start their servers through invoke-rc.d where policy allows:

@@ -7,12 +7,11 @@ use it. `--json` prints the state for other tools. Output is Japanese unless --l
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
 from appliance.clock import show
-from appliance.config.load import parse_config
-from appliance.revisions import RevisionStore
+from appliance.lang import english, print_status
+from appliance.revisions import live_config
 from appliance.subsystem import Context
 from siem.status import SiemState, siem_state
 
@@ -57,16 +56,12 @@ def lines_ja(st: SiemState) -> list[str]:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    live = RevisionStore(ctx.db).live()
-    if live is None:
+    cfg = live_config(ctx.db)
+    if cfg is None:
         print("設定がまだ反映されていません" if args.lang != "en" else "no config applied yet")
         return 1
-    cfg = parse_config(live.config_text).model
     st = siem_state(ctx, cfg)
-    if args.json:
-        print(json.dumps(asdict(st), ensure_ascii=False))
-    else:
-        print("\n".join(lines_en(st) if args.lang == "en" else lines_ja(st)))
+    print_status(args, asdict(st), lambda: lines_en(st) if english(args) else lines_ja(st))
     healthy = not st.enabled or (st.running and st.reachable is not False)
     return 0 if healthy else 1
 

@@ -8,19 +8,18 @@ directory (keys/siem-client.key, 0600), put there by the administrator.
 
 `via` says which way the messages leave: `wan` (the default: the collector is on the internet) or `mgmt`
 (through the vendor hub's management link: the collector must then be one of the hub's tunnel addresses,
-the only addresses the link routes; checked across sections by `siem_issues`).
+the only addresses the link routes; checked across sections by `config_issues`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from appliance.config.types import HostName, Strict, mamori_error
+from appliance.config.types import HostName, Strict, mamori_error, points_inside
 
 if TYPE_CHECKING:
     from appliance.config.model import MamoriConfig
@@ -100,10 +99,9 @@ class SiemConfig(Strict):
         return SEVERITIES[self.min_alert_severity]
 
 
-def siem_issues(cfg: MamoriConfig, inside: Callable[[Any], bool]) -> list[tuple[str, str, str]]:
-    """(field path, ja, en) for what spans sections: the way out must exist and lead to the collector.
-    `inside` tells an address of the clinic or the box (appliance.config.model.non_public, passed in by
-    appliance.config.references: importing it here would make an import circle)."""
+def config_issues(cfg: MamoriConfig) -> list[tuple[str, str, str]]:
+    """(field path, ja, en) for what spans sections (siem.area): the way out must exist and lead to the
+    collector."""
     s = cfg.siem
     if not s.enabled:
         return []
@@ -120,11 +118,7 @@ def siem_issues(cfg: MamoriConfig, inside: Callable[[Any], bool]) -> list[tuple[
                            "through the management link the collector must be one of the hub's addresses: "
                            + ", ".join(sorted(hubs))))  # fmt: skip
     else:
-        try:
-            ip = ipaddress.ip_address(s.collector)
-        except ValueError:
-            return issues  # a name: resolved at send time
-        if inside(ip):
+        if points_inside(s.collector):  # a name is resolved when sending
             issues.append(("siem.collector",
                            "WAN 経由の送り先に院内・この機器自身などのアドレスは指定できません",
                            "through wan the collector must be a public address"))  # fmt: skip

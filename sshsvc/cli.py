@@ -7,9 +7,9 @@ monitoring check can use it. `--json` for other tools.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
+from appliance.lang import print_status
 from appliance.subsystem import Context
 from sshsvc.status import SshState, ssh_state
 
@@ -41,10 +41,7 @@ def _lines(state: SshState, lang: str) -> list[str]:
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
     state = ssh_state(ctx)
-    if args.json:
-        print(json.dumps(asdict(state), ensure_ascii=False))
-    else:
-        print("\n".join(_lines(state, args.lang)))
+    print_status(args, asdict(state), lambda: _lines(state, args.lang))
     return 0 if bool(state.pid) == state.enabled else 1
 
 

@@ -14,11 +14,14 @@ import base64
 import binascii
 import re
 import struct
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from appliance.config.types import Strict, mamori_error
+
+if TYPE_CHECKING:
+    from appliance.config.model import MamoriConfig
 
 KEY_TYPES: tuple[str, ...] = (
     "ssh-ed25519",
@@ -87,3 +90,17 @@ class SshConfig(Strict):
                 "ssh is enabled but no public key is given (password logins are never allowed)",
             )
         return keys
+
+
+def listen_issues(cfg: MamoriConfig) -> list[tuple[str, str, str]]:
+    """(field path, ja, en): sshd with no ListenAddress would listen on every address, wan included, so an
+    enabled ssh needs a lan or mgmt address (the area's check across sections, sshsvc.area)."""
+    from sshsvc.render import listen_addresses  # render imports the config model, which imports this module
+
+    if cfg.ssh.enabled and not listen_addresses(cfg):
+        return [(
+            "ssh.enabled",
+            "SSH を有効にするには、院内（lan）か管理用（mgmt）のポートに固定のアドレスが必要です",
+            "ssh needs a lan or mgmt interface with a static address",
+        )]  # fmt: skip
+    return []

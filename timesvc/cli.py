@@ -7,10 +7,10 @@ the state for other tools. Output is Japanese unless --lang en.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
 from appliance.clockwatch import current_notice
+from appliance.lang import english, print_status
 from appliance.subsystem import Context
 from timesvc.status import ClockState, clock_state, format_offset_ja
 
@@ -49,13 +49,15 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     state = clock_state(ctx)
     ctx.db.migrate()
     notice = current_notice(ctx)  # a step or a late start in the last days (appliance.clockwatch)
-    if args.json:
-        print(json.dumps({**asdict(state), "notice": asdict(notice) if notice else None}, ensure_ascii=False))
-    else:
-        lines = _lines_en(state) if args.lang == "en" else _lines_ja(state)
+    data = {**asdict(state), "notice": asdict(notice) if notice else None}
+
+    def lines() -> list[str]:
+        out = _lines_en(state) if english(args) else _lines_ja(state)
         if notice is not None:
-            lines.append(notice.text_en() if args.lang == "en" else notice.text_ja())
-        print("\n".join(lines))
+            out.append(notice.text_en() if english(args) else notice.text_ja())
+        return out
+
+    print_status(args, data, lines)
     return 0 if state.synchronised else 1
 
 

@@ -31,8 +31,12 @@ def _prepare_dir(directory: Path) -> str:
     except KeyError:
         os.chmod(directory, 0o750)
         return "root"
-    os.chown(directory, user.pw_uid, user.pw_gid)
+    # The mode is set while root owns the directory: the box's daemon keeps CAP_CHOWN but not CAP_FOWNER
+    # (image/systemd/mamori.service), so it may not chmod a directory it already handed to _chrony (it
+    # did, and chronyd never started on the box). Handed back first when an earlier start handed it over.
+    os.chown(directory, 0, 0)
     os.chmod(directory, 0o750)
+    os.chown(directory, user.pw_uid, user.pw_gid)
     return CHRONY_USER
 
 

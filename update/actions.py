@@ -7,14 +7,19 @@ audited the same way whoever takes it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-from appliance.audit import AuditLog
-from appliance.clock import wall
+from appliance.audit import audit_log
+from appliance.clock import monotonic, wall
 from appliance.config.model import MamoriConfig
 from appliance.fileio import create_once
 from appliance.subsystem import Context
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 
 KV_CHECK = "update.last_check"  # {"at": ts, "outcome": ..., "code": ..., "available": {...}}
 KV_RESULT_SEEN = "update.result_seen"
+KV_INTERRUPTED_SEEN = "update.interrupted_seen"  # its own key: result.json still names an older request
 KV_BOOT_SEEN = "update.boot_seen"
 KV_ROLLBACKS = "update.rollbacks"  # how many trial boots fell back (a counter for metrics)
 
@@ -42,7 +48,7 @@ def box_id(ctx: Context) -> str:
 def audit(
     ctx: Context, actor: str, action: str, detail: dict[str, Any], source: str, remote: str = ""
 ) -> None:
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(actor, action, detail, source, remote)
+    audit_log(ctx).record(actor, action, detail, source, remote)
 
 
 def notify(ctx: Context, cfg: MamoriConfig | None, subject: str, body: str, severity: int = 3) -> None:
@@ -98,15 +104,54 @@ def _pick(ctx: Context, ucfg: UpdateConfig, upaths: UpdatePaths, keys: list) -> 
     return newest_for(parse_index(data, sig, keys), box_info(upaths).arch, box_id(ctx))
 
 
+CHECK_LOCK = "check.lock"
+
+
+@contextmanager
+def _one_check_at_a_time(upaths: UpdatePaths, wait: float) -> Iterator[bool]:
+    """True while this process holds the check lock; False when another check still runs after `wait`
+    seconds (the daemon's schedule and `mamori update check` in a root shell would otherwise download into
+    the same resumable part file)."""
+    upaths.ensure()
+    fd = os.open(upaths.base / CHECK_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.5)
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def check(
-    ctx: Context, cfg: MamoriConfig | None, ucfg: UpdateConfig, actor: str, source: str
+    ctx: Context, cfg: MamoriConfig | None, ucfg: UpdateConfig, actor: str, source: str, wait: float = 0.0
 ) -> CheckOutcome:
     """Look at the vendor's index; download, verify and stage a newer release this box is in the rollout of.
-    Refusals are returned (and audited), not raised: a scheduled check has nobody to raise to."""
+    Refusals are returned (and audited), not raised: a scheduled check has nobody to raise to. While another
+    check runs, this one waits up to `wait` seconds for it (a person's check then sees what it staged: "ready"),
+    else is answered "busy", neither recorded nor audited (the running one will be); the schedule never waits."""
     upaths = UpdatePaths.of(ctx.paths)
     if not ucfg.source:
         raise errors.UpdateRefused("更新の確認先（update.source）が設定されていません。",
                                    "no update source is configured (update.source)", code="update.nosource")  # fmt: skip
+    with _one_check_at_a_time(upaths, wait) as mine:
+        if not mine:
+            busy = errors.check_busy()
+            return CheckOutcome(
+                "refused", code=busy.code, message_ja=busy.text("ja"), message_en=busy.text("en")
+            )
+        return _check_locked(ctx, cfg, ucfg, upaths, actor, source)
+
+
+def _check_locked(ctx: Context, cfg: MamoriConfig | None, ucfg: UpdateConfig, upaths: UpdatePaths,
+                  actor: str, source: str) -> CheckOutcome:  # fmt: skip
     try:
         box = box_info(upaths)
         keys = load_keys(upaths.keys_dir)
@@ -193,6 +238,15 @@ def observe(ctx: Context, cfg: MamoriConfig | None) -> list[dict]:
                 ctx, cfg, "更新を入れられませんでした", str(result.get("message_ja") or "")[:500], severity=2
             )
         new.append(result)
+    cut = stage.interrupted(upaths)
+    if cut and cut.get("id") and cut.get("id") != ctx.db.get_kv(KV_INTERRUPTED_SEEN):
+        ctx.db.set_kv(KV_INTERRUPTED_SEEN, str(cut["id"]))
+        audit(ctx, "system", "update.result", {"step": "install", "id": cut.get("id"), "ok": False,
+                                               "version": cut.get("version"), "code": "update.interrupted"}, "daemon")  # fmt: skip
+        notify(ctx, cfg, "更新が途中で止まりました",
+               f"版 {cut.get('version')} を書き込んでいる途中で、電源が切れたか再起動しました。いまの版のまま正常に"
+               "動いています。もう一度「ソフトウェア更新」から入れてください。", severity=2)  # fmt: skip
+        new.append({**cut, "ok": False, "code": "update.interrupted"})
     boot = read_json(upaths.boot)
     trial = (boot or {}).get("trial")
     # boot.json is rewritten at every boot (a new "at"), with the same trial until its outcome is final:

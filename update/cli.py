@@ -9,15 +9,18 @@ and stages the bundle before it refuses, so a lab can prove verification and sta
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
+from appliance.actor import cli_actor
 from appliance.clock import show, wall
+from appliance.lang import print_status
+from appliance.revisions import live_config
 from appliance.subsystem import Context
 from update import actions, errors
 from update.model import UpdateConfig
 from update.schedule import next_quiet_start, utc_iso
-from update.status import ROLLED_BACK_JA, UpdateStatus, live_config, update_status
+from update.status import ROLLED_BACK_JA, UpdateStatus, update_status
+
+CLI_CHECK_WAIT = 600.0  # seconds: a scheduled check's download of a bundle over a clinic line
 
 OUTCOMES = {
     "up-to-date": ("最新の版です", "up to date"),
@@ -25,10 +28,6 @@ OUTCOMES = {
     "staged": ("新しい版を受け取り、署名を確認しました", "a newer version was downloaded and verified"),
     "ready": ("新しい版は受け取り済みです", "the newer version is already staged"),
 }  # fmt: skip
-
-
-def _actor(args: argparse.Namespace) -> str:
-    return args.author or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
 
 
 def _lines(s: UpdateStatus, lang: str) -> list[str]:
@@ -75,17 +74,16 @@ def _lines(s: UpdateStatus, lang: str) -> list[str]:
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    state = update_status(ctx, live_config(ctx))
-    if args.json:
-        print(json.dumps(state.to_json(), ensure_ascii=False))
-    else:
-        print("\n".join(_lines(state, args.lang)))
+    state = update_status(ctx, live_config(ctx.db))
+    print_status(args, state.to_json(), lambda: _lines(state, args.lang))
     return 0
 
 
 def _check(args: argparse.Namespace, ctx: Context) -> actions.CheckOutcome:
-    cfg = live_config(ctx)
-    outcome = actions.check(ctx, cfg, cfg.update if cfg else UpdateConfig(), _actor(args), "cli")
+    cfg = live_config(ctx.db)
+    # A person waits (up to CLI_CHECK_WAIT) for a check the schedule is running rather than be refused.
+    outcome = actions.check(ctx, cfg, cfg.update if cfg else UpdateConfig(), cli_actor(args), "cli",
+                            wait=CLI_CHECK_WAIT)  # fmt: skip
     if outcome.outcome == "refused":
         raise errors.UpdateRefused(outcome.message_ja, outcome.message_en, code=outcome.code)
     ja, en = OUTCOMES[outcome.outcome]
@@ -102,7 +100,7 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
 def _reboot(args: argparse.Namespace, ctx: Context) -> str:
     if args.reboot == "now":
         return "now"
-    cfg = live_config(ctx)
+    cfg = live_config(ctx.db)
     ucfg = cfg.update if cfg else UpdateConfig()
     return "at:" + utc_iso(next_quiet_start(ucfg.quiet_hours, wall(), cfg.clinic.timezone if cfg else None))
 
@@ -119,13 +117,13 @@ def cmd_install(args: argparse.Namespace, ctx: Context) -> int:
             raise errors.UpdateRefused(f"ファイル {args.file} を読めません", f"cannot read {args.file}: {exc.strerror}",
                                        code="update.format") from None  # fmt: skip
         with src:
-            staged = actions.take_file(ctx, src, _actor(args), "cli", origin="cli")
+            staged = actions.take_file(ctx, src, cli_actor(args), "cli", origin="cli")
         print(
             f"verified and staged {staged.version}"
             if args.lang == "en"
             else f"版 {staged.version} の署名を確認し、保存しました"
         )
-    req = actions.request(ctx, live_config(ctx), _reboot(args, ctx), _actor(args), "cli")
+    req = actions.request(ctx, live_config(ctx.db), _reboot(args, ctx), cli_actor(args), "cli")
     print(f"install of {req['version']} requested (reboot: {req['reboot']})" if args.lang == "en" else
           f"版 {req['version']} の更新を依頼しました（再起動: {'すぐ' if req['reboot'] == 'now' else req['reboot'][3:]}）")  # fmt: skip
     return 0
@@ -133,7 +131,7 @@ def cmd_install(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
     ctx.db.migrate()
-    req = actions.cancel(ctx, _actor(args), "cli")
+    req = actions.cancel(ctx, cli_actor(args), "cli")
     print(f"withdrew the install request for {req.get('version')}" if args.lang == "en"
           else f"版 {req.get('version')} の更新の依頼を取りやめました")  # fmt: skip
     return 0

@@ -99,6 +99,14 @@ def busy() -> UpdateRefused:
     )
 
 
+def check_busy() -> UpdateRefused:
+    return UpdateRefused(
+        "いま別の確認（受け取り）が進んでいます。終わってから、もう一度お試しください。",
+        "another update check (download) is running: try again when it ends",
+        code="update.check_busy",
+    )
+
+
 def fetch(ja: str, en: str) -> UpdateRefused:
     return UpdateRefused(f"更新の確認先に接続できませんでした（{ja}）。", f"could not fetch the update: {en}",
                          code="update.fetch")  # fmt: skip

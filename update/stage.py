@@ -123,15 +123,46 @@ def current_staged(upaths: UpdatePaths) -> Staged | None:
     return staged if (upaths.staged / staged.name).is_file() else None
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """This boot's id (new at every boot): a request records it, so that one taken in an earlier boot and
+    never answered is known to have been cut off by a power cut or reset, not to be installing still."""
+    try:
+        return BOOT_ID.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def _unanswered(upaths: UpdatePaths) -> dict | None:
+    """The request the root side took and has not answered in result.json yet."""
+    taken = read_json(upaths.taken)
+    if not taken or (read_json(upaths.result) or {}).get("id") == taken.get("id"):
+        return None
+    return taken
+
+
+def _from_an_earlier_boot(request: dict) -> bool:
+    recorded, now = request.get("boot_id"), boot_id()
+    return bool(recorded and now and recorded != now)
+
+
+def interrupted(upaths: UpdatePaths) -> dict | None:
+    """The request the root side took in an earlier boot and never answered (the box lost power or was reset
+    while writing; the running slot was never touched): nothing will install it any more."""
+    taken = _unanswered(upaths)
+    return taken if taken and _from_an_earlier_boot(taken) else None
+
+
 def in_progress(upaths: UpdatePaths) -> dict | None:
-    """The request that is waiting or being installed (None when the last one has its result)."""
+    """The request that is waiting or being installed (None when the last one has its result, or was cut off
+    by a reboot: otherwise a power cut during an install would refuse every later one as busy, for good)."""
     waiting = read_json(upaths.request)
     if waiting:
         return waiting
-    taken = read_json(upaths.taken)
-    if taken and (read_json(upaths.result) or {}).get("id") != taken.get("id"):
-        return taken
-    return None
+    taken = _unanswered(upaths)
+    return taken if taken and not _from_an_earlier_boot(taken) else None
 
 
 def request_install(upaths: UpdatePaths, box: BoxInfo, reboot: str, actor: str) -> dict:
@@ -154,6 +185,7 @@ def request_install(upaths: UpdatePaths, box: BoxInfo, reboot: str, actor: str) 
         "reboot": reboot,
         "requested_by": actor,
         "requested_at": utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "boot_id": boot_id(),  # the root side ignores it; see interrupted()
     }
     atomic_write(upaths.request, json.dumps(request, ensure_ascii=False), mode=0o640)
     return request

@@ -9,20 +9,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from appliance.clock import wall
-from appliance.config.load import parse_config
 from appliance.config.model import MamoriConfig
-from appliance.revisions import RevisionStore
 from appliance.subsystem import Context
 from update import actions, stage
 from update.box import UpdatePaths, box_info, read_json
 from update.model import UpdateConfig
 
 ROLLED_BACK_JA = "新しい版が確認に失敗したため、元の版に戻しました"
-
-
-def live_config(ctx: Context) -> MamoriConfig | None:
-    live = RevisionStore(ctx.db).live()
-    return parse_config(live.config_text).model if live else None
 
 
 @dataclass

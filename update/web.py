@@ -15,11 +15,12 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from appliance.clock import wall
+from appliance.revisions import live_config
 from update import actions
 from update.errors import UpdateRefused
 from update.schedule import next_quiet_start, utc_iso
 from update.stage import DEFAULT_LIMIT
-from update.status import ROLLED_BACK_JA, live_config, update_status
+from update.status import ROLLED_BACK_JA, update_status
 from update.worker import ask_for_check
 from webui import context as wctx
 from webui.context import requires
@@ -33,16 +34,10 @@ AUTO_LABELS = {"off": "確認しない", "notify": "確認して受け取り、�
 MAX_UPLOAD = DEFAULT_LIMIT
 
 
-def _actor() -> str:
-    account = wctx.user()
-    assert account is not None  # requires() let us in
-    return account.name
-
-
 @bp.route("/")
 @requires(VIEW)
 def index() -> Any:
-    cfg = live_config(wctx.ctx())
+    cfg = live_config(wctx.ctx().db)
     s = update_status(wctx.ctx(), cfg)
     tz = cfg.clinic.timezone if cfg else None
     tonight = next_quiet_start(s.quiet_hours, wall(), tz)
@@ -67,7 +62,7 @@ def progress() -> Any:
 @requires(INSTALL)
 def install() -> Any:
     ctx = wctx.ctx()
-    cfg = live_config(ctx)
+    cfg = live_config(ctx.db)
     when = request.form.get("when", "now")
     if when == "quiet":
         spec = cfg.update.quiet_hours if cfg else "02:00-04:00"
@@ -75,7 +70,7 @@ def install() -> Any:
     else:
         reboot = "now"
     try:
-        req = actions.request(ctx, cfg, reboot, _actor(), "web", wctx.remote())
+        req = actions.request(ctx, cfg, reboot, wctx.actor_name(), "web", wctx.remote())
     except UpdateRefused as exc:
         flash(exc.text("ja"), "error")
         return redirect(url_for("update.index"))
@@ -95,7 +90,7 @@ def install() -> Any:
 @requires(INSTALL)
 def cancel() -> Any:
     try:
-        req = actions.cancel(wctx.ctx(), _actor(), "web", wctx.remote())
+        req = actions.cancel(wctx.ctx(), wctx.actor_name(), "web", wctx.remote())
     except UpdateRefused as exc:
         flash(exc.text("ja"), "error")
         return redirect(url_for("update.index"))
@@ -106,7 +101,7 @@ def cancel() -> Any:
 @bp.route("/check", methods=["POST"])
 @requires(INSTALL)
 def check() -> Any:
-    ask_for_check(wctx.ctx(), _actor())
+    ask_for_check(wctx.ctx(), wctx.actor_name())
     wctx.audit("update.check_asked", {})
     flash("新しい版の確認を依頼しました。1 分ほどしてからこのページを開き直してください。", "ok")
     return redirect(url_for("update.index"))
@@ -116,14 +111,14 @@ def check() -> Any:
 @requires(INSTALL)
 def upload() -> Any:
     ctx = wctx.ctx()
-    cfg = live_config(ctx)
+    cfg = live_config(ctx.db)
     limit = min(MAX_UPLOAD, (cfg.update.max_bundle_mb if cfg else 1024) * 1048576)
     file = request.files.get("bundle")
     if file is None or not file.filename:
         flash("更新ファイルを選んでください。", "error")
         return redirect(url_for("update.index"))
     try:
-        staged = actions.take_file(ctx, file.stream, _actor(), "web", wctx.remote(), limit=limit)
+        staged = actions.take_file(ctx, file.stream, wctx.actor_name(), "web", wctx.remote(), limit=limit)
     except UpdateRefused as exc:
         flash(exc.text("ja") + " 何も保存していません。", "error")
         return redirect(url_for("update.index"))

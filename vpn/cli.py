@@ -9,19 +9,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from appliance.audit import AuditLog
+from appliance.actor import cli_actor
+from appliance.audit import audit_log
 from appliance.clock import clinic_time, show, wall
-from appliance.config.load import load_config, parse_config
+from appliance.config.load import load_config
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError, NotFoundError
 from appliance.fileio import atomic_write
-from appliance.revisions import RevisionStore
+from appliance.lang import english, pick, print_status, say
+from appliance.revisions import config_in_force
+from appliance.revisions import live_config as running_config
 from appliance.subsystem import Context
 from vpn.credentials import Credentials
 from vpn.keys import ensure_server_key
@@ -38,23 +40,11 @@ from vpn.windows import WindowStore
 ROLE_JA = {"doctor": "医師", "staff": "スタッフ", "vendor": "保守業者"}
 
 
-def _ja(args: argparse.Namespace) -> bool:
-    return getattr(args, "lang", "ja") != "en"
-
-
-def _say(args: argparse.Namespace, ja: str, en: str) -> None:
-    print(ja if _ja(args) else en)
-
-
-def _actor(args: argparse.Namespace) -> str:
-    return getattr(args, "author", None) or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
-
-
 def live_config(ctx: Context) -> MamoriConfig:
-    """The live revision's config (what the box runs), or the config file before the first apply."""
+    """The live revision's config (what the box runs), or the config file before the first apply (a clear
+    error when there is neither: these commands need the VPN's users and settings)."""
     ctx.db.migrate()
-    rev = RevisionStore(ctx.db).live()
-    return parse_config(rev.config_text).model if rev else load_config(ctx.paths.config).model
+    return running_config(ctx.db) or load_config(ctx.paths.config).model
 
 
 def _user(cfg: MamoriConfig, name: str) -> VpnUser:
@@ -65,7 +55,7 @@ def _user(cfg: MamoriConfig, name: str) -> VpnUser:
 
 
 def _audit(ctx: Context, args: argparse.Namespace, action: str, detail: dict) -> None:
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(_actor(args), action, detail, source="cli")
+    audit_log(ctx).record(cli_actor(args), action, detail, source="cli")
 
 
 def _when(cfg: MamoriConfig, ts: float | None) -> str:
@@ -77,15 +67,11 @@ def cmd_users(args: argparse.Namespace, ctx: Context) -> int:
     creds, store, sessions = Credentials(ctx.db), DeviceStore(ctx.db), SessionManager(ctx, lambda: cfg)
     open_ = {s.user for s in sessions.list(limit=1000) if s.ended is None}
     for u in cfg.vpn.users:
-        role = ROLE_JA[u.role] if _ja(args) else u.role
-        state = ("有効" if _ja(args) else "enabled") if u.enabled else ("停止" if _ja(args) else "disabled")
-        cred = (
-            ("設定済み" if _ja(args) else "set")
-            if creds.exists(u.name)
-            else ("未設定" if _ja(args) else "none")
-        )
+        role = pick(args, ROLE_JA[u.role], u.role)
+        state = pick(args, "有効", "enabled") if u.enabled else pick(args, "停止", "disabled")
+        cred = pick(args, "設定済み", "set") if creds.exists(u.name) else pick(args, "未設定", "none")
         devs = len(store.active(u.name))
-        online = (" 接続中" if _ja(args) else " online") if u.name in open_ else ""
+        online = pick(args, " 接続中", " online") if u.name in open_ else ""
         print(f"{u.name:<16} {role:<6} {state:<4} devices={devs} password={cred}{online}  {u.display_name}")
     return 0
 
@@ -97,8 +83,8 @@ def _write_outputs(args: argparse.Namespace, prov: Provisioned) -> None:
         atomic_write(out / f"{stem}.conf", prov.conf, mode=0o600)
         atomic_write(out / f"{stem}.png", prov.qr_png(), mode=0o600)
         atomic_write(out / f"{stem}.svg", prov.qr_svg(), mode=0o600)
-        _say(args, f"{out}/{stem}.conf と QR コード（.png/.svg）を書きました。渡したら削除してください",
-             f"wrote {out}/{stem}.conf and its QR code (.png/.svg); delete them once handed over")  # fmt: skip
+        say(args, f"{out}/{stem}.conf と QR コード（.png/.svg）を書きました。渡したら削除してください",
+            f"wrote {out}/{stem}.conf and its QR code (.png/.svg); delete them once handed over")  # fmt: skip
     else:
         print(prov.conf, end="")
 
@@ -110,10 +96,8 @@ def _ensure_credentials(args: argparse.Namespace, ctx: Context, cfg: MamoriConfi
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else secrets.token_urlsafe(12)
     creds.set(user, password)
     if not args.password_stdin:
-        _say(
-            args, f"初期パスワード（一度だけ表示）: {password}", f"initial password (shown once): {password}"
-        )
-    _say(args, "認証アプリに登録（一度だけ表示）:", "enrol in the authenticator app (shown once):")
+        say(args, f"初期パスワード（一度だけ表示）: {password}", f"initial password (shown once): {password}")
+    say(args, "認証アプリに登録（一度だけ表示）:", "enrol in the authenticator app (shown once):")
     print(creds.provisioning_uri(user, cfg.clinic.name))
     _audit(ctx, args, "vpn.user.credentials", {"user": user})
 
@@ -162,8 +146,8 @@ def cmd_revoke(args: argparse.Namespace, ctx: Context) -> int:
     iface = WgInterface(cfg.vpn.interface, run_dir=ctx.paths.run_dir)
     dev = revoke_device(ctx, cfg, args.user, args.device, iface=iface)
     _audit(ctx, args, "vpn.device.revoke", {"user": args.user, "device": args.device, "ip": dev.ip4})
-    _say(args, f"端末 {args.user}/{args.device} を無効にしました（もう接続できません）",
-         f"device {args.user}/{args.device} revoked (it can no longer connect)")  # fmt: skip
+    say(args, f"端末 {args.user}/{args.device} を無効にしました（もう接続できません）",
+        f"device {args.user}/{args.device} revoked (it can no longer connect)")  # fmt: skip
     return 0
 
 
@@ -175,11 +159,11 @@ def cmd_disable(args: argparse.Namespace, ctx: Context) -> int:
         creds.set_disabled(args.user, False)
         creds.unlock(args.user)
         _audit(ctx, args, "vpn.user.enable", {"user": args.user})
-        _say(args, f"{args.user} を再び使えるようにしました", f"{args.user} enabled again")
+        say(args, f"{args.user} を再び使えるようにしました", f"{args.user} enabled again")
         return 0
-    ended = SessionManager(ctx, lambda: cfg).disable_user(args.user, _actor(args))
-    _say(args, f"{args.user} を停止し、接続 {len(ended)} 件を切断しました",
-         f"{args.user} disabled; {len(ended)} session(s) cut")  # fmt: skip
+    ended = SessionManager(ctx, lambda: cfg).disable_user(args.user, cli_actor(args))
+    say(args, f"{args.user} を停止し、接続 {len(ended)} 件を切断しました",
+        f"{args.user} disabled; {len(ended)} session(s) cut")  # fmt: skip
     return 0
 
 
@@ -210,23 +194,25 @@ def cmd_windows(args: argparse.Namespace, ctx: Context) -> int:
                 "時間枠は保守業者のためのものです", "windows are for vendors", code="vpn.window"
             )
         if args.hours:
-            w = store.approve_next(user.name, args.hours, args.reason or "", args.target or [], _actor(args))
+            w = store.approve_next(
+                user.name, args.hours, args.reason or "", args.target or [], cli_actor(args)
+            )
         elif args.start and args.end:
             w = store.approve(user.name, _parse_time(cfg, args.start), _parse_time(cfg, args.end), args.reason or "",
-                              args.target or [], _actor(args))  # fmt: skip
+                              args.target or [], cli_actor(args))  # fmt: skip
         else:
             raise MamoriError(
                 "--hours か --from/--to を指定してください", "give --hours or --from/--to", code="vpn.window"
             )
         _audit(ctx, args, "vpn.window.approve", {"window": w.id, "user": w.user, "starts": w.starts, "ends": w.ends,
                                                  "reason": w.reason, "targets": list(w.targets)})  # fmt: skip
-        _say(args, f"時間枠 {w.id} を承認しました: {_when(cfg, w.starts)} 〜 {_when(cfg, w.ends)}",
-             f"window {w.id} approved: {_when(cfg, w.starts)} - {_when(cfg, w.ends)}")  # fmt: skip
+        say(args, f"時間枠 {w.id} を承認しました: {_when(cfg, w.starts)} 〜 {_when(cfg, w.ends)}",
+            f"window {w.id} approved: {_when(cfg, w.starts)} - {_when(cfg, w.ends)}")  # fmt: skip
         return 0
     if args.cancel:
         w = store.cancel(args.cancel)
         _audit(ctx, args, "vpn.window.cancel", {"window": w.id, "user": w.user})
-        _say(args, f"時間枠 {w.id} を取り消しました（接続中なら切断されます）", f"window {w.id} cancelled")
+        say(args, f"時間枠 {w.id} を取り消しました（接続中なら切断されます）", f"window {w.id} cancelled")
         return 0
     if args.report:
         print(render_text(window_report(ctx, cfg, args.report), cfg.clinic.timezone, args.lang), end="")
@@ -238,7 +224,7 @@ def cmd_windows(args: argparse.Namespace, ctx: Context) -> int:
             if w.open_at(now)
             else ("取消" if w.cancelled else ("予定" if w.starts > now else "終了"))
         )
-        if not _ja(args):
+        if english(args):
             state = (
                 "open"
                 if w.open_at(now)
@@ -258,11 +244,11 @@ def cmd_sessions(args: argparse.Namespace, ctx: Context) -> int:
             )
         return 0
     for s in SessionManager(ctx, lambda: cfg).list(args.user, args.limit):
-        end = _when(cfg, s.ended) if s.ended else ("接続中" if _ja(args) else "open")
+        end = _when(cfg, s.ended) if s.ended else pick(args, "接続中", "open")
         reason = s.end_reason
-        if _ja(args) and reason in END_REASON_JA:
+        if not english(args) and reason in END_REASON_JA:
             reason = f"{END_REASON_JA[reason]}({reason})"
-        window = (f"時間枠 {s.window_id}" if _ja(args) else f"window {s.window_id}") if s.window_id else ""
+        window = pick(args, f"時間枠 {s.window_id}", f"window {s.window_id}") if s.window_id else ""
         print(
             f"{s.id:>5} {s.user:<14} {s.tunnel_ip:<15} {_when(cfg, s.started)} - {end:<16} {reason:<12} {window}"
         )
@@ -278,14 +264,37 @@ def cmd_reach(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(st.to_dict(), ensure_ascii=False))
         return 0
-    lang = "ja" if _ja(args) else "en"
+    lang = pick(args, "ja", "en")
     for result, line in zip((st.ipv4, st.ipv6, st.link), st.messages(lang), strict=False):
         print(f"{line}  ({when(result.at, cfg.clinic.timezone)})")
     print(st.messages(lang)[-1])
     if cfg.vpn.probe is None:
-        _say(args, "到達確認の鍵（vpn.probe）が未設定です。保守業者に依頼してください（docs/vpn-lines.md）",
-             "no probe keys (vpn.probe): ask the vendor (docs/vpn-lines.md)")  # fmt: skip
+        say(args, "到達確認の鍵（vpn.probe）が未設定です。保守業者に依頼してください（docs/vpn-lines.md）",
+            "no probe keys (vpn.probe): ask the vendor (docs/vpn-lines.md)")  # fmt: skip
     return 0
+
+
+def cmd_ddns(args: argparse.Namespace, ctx: Context) -> int:
+    """The box's IPv6 name (vpn/ddns.py): status, an update now, or the TSIG secret from stdin (never shown)."""
+    from vpn.ddns import save_secret
+    from vpn.ddns_worker import DdnsUpdater, load_state
+
+    if args.ddns_cmd == "set-secret":  # only writes the key file: works before any config exists
+        ctx.db.migrate()
+        save_secret(ctx.paths.keys_dir, sys.stdin.read(4096))
+        known = config_in_force(ctx.db, ctx.paths.config)
+        ddns = known.vpn.ddns if known is not None else None
+        _audit(ctx, args, "vpn.ddns.secret_set", {"key_name": ddns.tsig_key_name if ddns else ""})
+        say(args, "TSIG の鍵を保存しました", "TSIG secret saved")
+        return 0
+    cfg = live_config(ctx)
+    if cfg.vpn.ddns is None:
+        say(args, "IPv6 の名前の自動更新（vpn.ddns）は設定されていません", "vpn.ddns is not configured")
+        return 1
+    state = DdnsUpdater(ctx, cfg).step(force=True) if args.ddns_cmd == "update" else load_state(ctx)
+    data = {k: v for k, v in state.to_dict().items() if k != "alerted"}
+    print_status(args, data, lambda: state.lines(cfg.clinic.timezone, pick(args, "ja", "en")))
+    return 0 if not state.error_ja else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -335,3 +344,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = vpn.add_parser("reach", help="院外から接続できるか / can doctors reach the box from outside")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reach)
+    ddns = vpn.add_parser("ddns", help="IPv6 の名前の自動更新 / the box's IPv6 name (RFC 2136)")
+    ddns_sub = ddns.add_subparsers(dest="ddns_cmd", required=True)
+    for name, help_ in (("status", "状態 / state"), ("update", "今すぐ更新 / update now")):
+        p = ddns_sub.add_parser(name, help=help_)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_ddns)
+    p = ddns_sub.add_parser("set-secret", help="TSIG の鍵を標準入力から保存 / TSIG secret from stdin")
+    p.set_defaults(func=cmd_ddns)

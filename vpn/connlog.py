@@ -12,7 +12,10 @@ sources, both in the box's own network namespace:
   (firewall/render.py). Repeats of one attempt (TCP retries) within REFUSED_MERGE_S are one row.
 
 Non-goals: what was said inside a connection (no payload is read), and traffic to the box itself (the
-portal): that is in the session and audit logs. Kept KEEP_S (two years) and at most MAX_ROWS rows.
+portal): that is in the session and audit logs. Kept as long as the other records of remote access
+(`storage.records_days`, by the retention coordinator, vpn/retention.py, which pauses deletion by age while
+the clock is not trusted and keeps the VPN within its share of the disk budget); the worker itself only
+caps the rows at MAX_ROWS between the coordinator's runs, which no clock can make it do early.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, replace
 
 from appliance import clock as wall_clock
 from appliance.config.model import MamoriConfig
+from appliance.retention import keep_newest
 from appliance.storage import Database
 from appliance.subsystem import Context
 from firewall.nflog import Drop, NflogReader
@@ -35,9 +39,8 @@ from vpn.store import DeviceStore
 
 log = logging.getLogger(__name__)
 
-KEEP_S = 730 * 86400
 MAX_ROWS = 1_000_000
-PRUNE_EVERY_S = 3600.0
+CAP_EVERY_S = 3600.0
 REFUSED_MERGE_S = 60.0
 QUERY_MAX = 20_000
 USERS_REFRESH_S = 5.0
@@ -154,20 +157,12 @@ class ConnStore:
             ).fetchall()
         return [_conn(r) for r in rows]
 
-    def prune(self, now: float, keep_s: float = KEEP_S, max_rows: int = MAX_ROWS) -> int:
-        """Delete rows older than `keep_s` (open ones only when older than that too), then the oldest
-        beyond `max_rows`; returns how many went."""
-        with self.db.transaction() as conn:
-            gone = conn.execute(
-                "DELETE FROM vpn_conn_log WHERE COALESCE(last_ts, first_ts) < ?", (now - keep_s,)
-            ).rowcount
-            cut = conn.execute(
-                "SELECT id FROM vpn_conn_log ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,)
-            ).fetchone()
-            if cut is not None:
-                gone += conn.execute("DELETE FROM vpn_conn_log WHERE id <= ?", (cut[0],)).rowcount
+    def cap(self, max_rows: int = MAX_ROWS) -> int:
+        """Delete the oldest rows beyond `max_rows` (ids grow with time); returns how many went. Age is
+        the retention coordinator's (vpn/retention.py)."""
+        gone = keep_newest(self.db, "vpn_conn_log", max_rows)
         if gone:
-            log.info("vpn connection log: %d old record(s) deleted", gone)
+            log.info("vpn connection log: %d oldest record(s) deleted (at most %d rows)", gone, max_rows)
         return gone
 
 
@@ -224,7 +219,7 @@ def handle(store: ConnStore, tunnels: TunnelAddresses, events: list[CtEvent], dr
 
 class ConnLogWorker:
     """Daemon worker: listens to conntrack events and to the refused-connection NFLOG group, records the
-    tunnel addresses' connections, prunes every PRUNE_EVERY_S (also at start)."""
+    tunnel addresses' connections, caps the rows every CAP_EVERY_S (also at start)."""
 
     name = "vpn-connlog"
 
@@ -232,14 +227,14 @@ class ConnLogWorker:
         self.ctx, self.clock = ctx, clock
         self.store = ConnStore(ctx.db)
         self.tunnels = TunnelAddresses(cfg, ctx.db)
-        self.pruned_at: float | None = None
+        self.capped_at: float | None = None
 
     def maintain(self) -> int:
-        now = self.clock()
-        if self.pruned_at is not None and now - self.pruned_at < PRUNE_EVERY_S:
+        now = wall_clock.monotonic()  # an interval: a step of the wall clock must not make it run early
+        if self.capped_at is not None and now - self.capped_at < CAP_EVERY_S:
             return 0
-        self.pruned_at = now
-        return self.store.prune(now)
+        self.capped_at = now
+        return self.store.cap()
 
     def run(self, stop: threading.Event) -> None:
         enable_accounting()

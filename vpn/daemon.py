@@ -19,6 +19,7 @@ from appliance import clockwatch
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.connlog import ConnLogWorker
+from vpn.ddns_worker import DdnsWorker
 from vpn.monitor import MonitorWorker
 from vpn.notices import VpnNoticeWorker
 from vpn.portal import PORTAL_PORT, create_portal_app
@@ -47,15 +48,23 @@ class PortalWorker:
                 raise RuntimeError(f"{iface.name} does not exist; the portal cannot listen on {host}")
         app = create_portal_app(SessionManager(self.ctx, lambda: self.cfg), port=self.port)
         server = create_server(app, host=host, port=self.port, threads=4, ident="mamori-vpn")
-        thread = threading.Thread(target=server.run, name="vpn-portal-http", daemon=True)
-        thread.start()
         log.info("vpn portal on http://%s:%d/", host, self.port)
-        try:
-            stop.wait()
-        finally:
-            server.close()
-            server.task_dispatcher.shutdown(timeout=5)
-            thread.join(timeout=5)
+        serve_until(server, stop)
+
+
+def serve_until(server, stop: threading.Event, tick: float = 0.5) -> None:
+    """Serve waitress's loop in this thread until `stop`, then close it here too.
+
+    Closing the listening socket from another thread while the loop sits in select() on it makes select
+    fail with EBADF (a traceback in the daemon's log at every config change); so the loop runs in short
+    rounds that look at `stop`, and every socket is closed by the thread that polls them.
+    """
+    try:
+        while not stop.is_set():
+            server.asyncore.loop(timeout=tick, map=server._map, use_poll=True, count=1)
+    finally:
+        server.task_dispatcher.shutdown(timeout=5)
+        server.asyncore.close_all(server._map)
 
 
 class ExpiryWorker:
@@ -85,4 +94,5 @@ def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
         ConnLogWorker(ctx, cfg),
         VpnNoticeWorker(ctx, cfg),
         *([ReachWorker(ctx, cfg)] if cfg.vpn.probe else []),
+        *([DdnsWorker(ctx, cfg)] if cfg.vpn.ddns else []),
     ]

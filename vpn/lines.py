@@ -75,7 +75,20 @@ def client_mtu(path: str) -> int | None:
 def box_mtu(cfg: MamoriConfig) -> int | None:
     """The box's VPN interface MTU: smaller while doctors may come through the relay, so that what the box
     sends them fits inside the management link too (None: leave WireGuard's default)."""
-    return RELAY_MTU if relay_ready(cfg) and cfg.vpn.path in ("relay", "auto") else None
+    return RELAY_MTU if relay_may_carry(cfg) else None
+
+
+def relay_may_carry(cfg: MamoriConfig) -> bool:
+    """Doctors may come through the hub's relay: it is ready and the path is "relay" or "auto" (with "direct"
+    or "ipv6" no config issued now uses it)."""
+    return relay_ready(cfg) and cfg.vpn.path in ("relay", "auto")
+
+
+def link_needs_vpn_port(cfg: MamoriConfig) -> bool:
+    """The box's VPN UDP port must answer on the management link: the relay may carry doctors, or the hub's
+    prober sends its link probe there (`vpn.probe`, vpn/reach.py). Nothing else legitimate comes to that
+    port over the link, so otherwise the firewall keeps it closed there."""
+    return cfg.vpn.enabled and cfg.mgmt.enabled and (cfg.vpn.probe is not None or relay_may_carry(cfg))
 
 
 def comment_for(cfg: MamoriConfig, path: str) -> str:
@@ -83,8 +96,12 @@ def comment_for(cfg: MamoriConfig, path: str) -> str:
 
 
 def line_issues(cfg: MamoriConfig) -> list[tuple[str, str, str]]:
-    """(field path, ja, en): the relay needs the management link it travels through."""
+    """(field path, ja, en): the relay needs the management link it travels through; the IPv6 name's
+    updater needs the interface it watches (vpn/ddns.py)."""
+    from vpn.ddns import ddns_issues
+
+    out = ddns_issues(cfg)
     if cfg.vpn.path == "relay" and not cfg.mgmt.enabled:
-        return [("vpn.path", "中継（relay）は保守業者の管理接続（mgmt）が有効なときだけ使えます",
-                 "the relay path needs the management link (mgmt.enabled)")]  # fmt: skip
-    return []
+        out.append(("vpn.path", "中継（relay）は保守業者の管理接続（mgmt）が有効なときだけ使えます",
+                    "the relay path needs the management link (mgmt.enabled)"))  # fmt: skip
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -90,6 +91,25 @@ ListenPort = Annotated[
 ]
 
 
+TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224"]
+
+
+class DdnsConfig(Strict):
+    """Where the box keeps `vpn.endpoint6` (a DNS name) pointing at its current WAN IPv6 address: an RFC 2136
+    dynamic update signed with TSIG, to the vendor's hub (bind9, knot) or a provider the clinic names.
+    The TSIG secret is state, not config: `<state>/keys/ddns_tsig` (`mamori vpn ddns set-secret`), so it
+    never appears in the config, its history, the review page or the audit log (vpn/ddns.py)."""
+
+    server: HostName = Field(min_length=1)  # the primary that accepts updates (name or address)
+    port: int = Field(default=53, ge=1, le=65535)
+    zone: HostName = Field(min_length=1)  # the zone the name is in (e.g. v6.example.jp)
+    tsig_key_name: HostName = Field(min_length=1)
+    tsig_algorithm: TsigAlgorithm = "hmac-sha256"
+    ttl: int = Field(default=300, ge=30, le=86400)
+    # The WAN interface whose global IPv6 address is published; empty: the first interface in zone wan.
+    interface: InterfaceName | None = None
+
+
 class Access(Strict):
     """One thing a VPN user may reach: a host, group or zone, optionally only one service."""
 
@@ -130,6 +150,7 @@ class VpnConfig(Strict):
     # sent there are forwarded, still encrypted, through the management link (mgmt hub-relay-rules).
     relay_endpoint: Annotated[str, AfterValidator(_check_relay_endpoint)] = Field(default="", max_length=260)
     probe: ProbeKeys | None = None
+    ddns: DdnsConfig | None = None  # keeps endpoint6 (a name) at the box's current IPv6 address
     users: list[VpnUser] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -142,3 +163,29 @@ class VpnConfig(Strict):
                 f"vpn.path {self.path} needs vpn.{name}",
             )
         return self
+
+    @model_validator(mode="after")
+    def _ddns_updates_endpoint6(self) -> VpnConfig:
+        """The name the box updates is the one doctors' configs carry (`endpoint6`), inside `ddns.zone`."""
+        if self.ddns is None:
+            return self
+        name, zone = self.endpoint6, self.ddns.zone
+        if not name or _is_address(name):
+            raise mamori_error(
+                "IPv6 の名前の自動更新（vpn.ddns）には、vpn.endpoint6 に名前（例: clinic-17.v6.example.jp）が必要です",
+                "vpn.ddns needs vpn.endpoint6 to be a DNS name (e.g. clinic-17.v6.example.jp)",
+            )
+        if name == zone or not name.endswith("." + zone):
+            raise mamori_error(
+                f"vpn.endpoint6 の名前 {name} がゾーン {zone} の中にありません（例: clinic-17.{zone}）",
+                f"vpn.endpoint6 {name} is not inside the zone {zone} (e.g. clinic-17.{zone})",
+            )
+        return self
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

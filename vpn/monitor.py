@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.errors import ApplyError
+from appliance.retention import keep_newest
 from appliance.subsystem import Context
 from vpn.store import Device, DeviceStore
 from vpn.wg import DumpState, PeerState, WgInterface
@@ -26,12 +27,12 @@ HANDSHAKE_GAP_S = 180  # WireGuard re-handshakes every 2 min while traffic flows
 BYTES_EVERY_S = 60
 LARGE_TRANSFER = 2 * 1024**3
 EVENT_KINDS = ("two_endpoints", "large_transfer")
-# Retention of vpn_peer_log, run by the monitor worker: long enough for a yearly review of remote access
-# (MHLW guideline: access logs are kept and checked), and a row cap so a flapping peer cannot fill the disk
-# (a bytes record per peer per minute is ~500k rows a year for one always-on device).
-PEER_LOG_KEEP_S = 400 * 86400
+# vpn_peer_log is kept `storage.peer_log_days` by the retention coordinator (vpn/retention.py: it pauses
+# deletion by age while the clock is not trusted). The monitor worker only keeps a row cap between the
+# coordinator's runs, so a flapping peer cannot fill the disk (a bytes record per peer per minute is ~500k
+# rows a year for one always-on device).
 PEER_LOG_MAX_ROWS = 1_000_000
-PRUNE_EVERY_S = 3600.0
+CAP_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -155,33 +156,24 @@ def record(ctx: Context, entries: list[LogEntry]) -> None:
             [(e.ts, e.user, e.device_id, e.kind, e.endpoint, e.rx, e.tx, e.detail) for e in entries],
         )
     events = [e for e in entries if e.kind in EVENT_KINDS]
-    audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key") if events else None
+    audit = audit_log(ctx) if events else None
     for e in events:  # what a person should look at also goes to the audit log the web UI shows
         log.warning("vpn event %s for %s: %s", e.kind, e.user, e.detail or f"{e.rx + e.tx} bytes")
         audit.record("mamori", f"vpn.event.{e.kind}", {"user": e.user, "device": e.device_id, "detail": e.detail,
                                                        "rx": e.rx, "tx": e.tx}, source="vpn")  # fmt: skip
 
 
-def prune_peer_log(
-    ctx: Context, now: float, keep_s: float = PEER_LOG_KEEP_S, max_rows: int = PEER_LOG_MAX_ROWS
-) -> int:
-    """Delete records older than `keep_s`, then the oldest beyond `max_rows`; returns how many went."""
-    with ctx.db.transaction() as conn:
-        gone = conn.execute("DELETE FROM vpn_peer_log WHERE ts < ?", (now - keep_s,)).rowcount
-        cut = conn.execute(
-            "SELECT id FROM vpn_peer_log ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,)
-        ).fetchone()
-        if cut is not None:  # ids grow with time: everything up to the (max_rows+1)-th newest goes
-            gone += conn.execute("DELETE FROM vpn_peer_log WHERE id <= ?", (cut[0],)).rowcount
+def cap_peer_log(ctx: Context, max_rows: int = PEER_LOG_MAX_ROWS) -> int:
+    """Delete the oldest records beyond `max_rows`; returns how many went. Age is the coordinator's."""
+    gone = keep_newest(ctx.db, "vpn_peer_log", max_rows)
     if gone:
-        log.info("vpn peer log: %d old record(s) deleted (keep %d days, at most %d rows)", gone,
-                 keep_s // 86400, max_rows)  # fmt: skip
+        log.info("vpn peer log: %d oldest record(s) deleted (at most %d rows)", gone, max_rows)
     return gone
 
 
 class MonitorWorker:
-    """Daemon worker: polls the interface every `interval` seconds while it exists, and prunes the
-    tunnel log every PRUNE_EVERY_S (also at start, so a box that was off catches up)."""
+    """Daemon worker: polls the interface every `interval` seconds while it exists, and caps the tunnel
+    log's rows every CAP_EVERY_S (also at start)."""
 
     name = "vpn-monitor"
 
@@ -190,7 +182,7 @@ class MonitorWorker:
         self.ctx, self.iface, self.interval, self.clock = ctx, iface, interval, clock
         self.tracks: dict[str, _Track] = {}
         self.multi: dict[str, str] = {}
-        self.pruned_at: float | None = None
+        self.capped_at: float | None = None
 
     def poll(self, flush: bool = False) -> list[LogEntry]:
         if not self.iface.exists():
@@ -208,11 +200,11 @@ class MonitorWorker:
         return entries
 
     def maintain(self) -> int:
-        now = self.clock()
-        if self.pruned_at is not None and now - self.pruned_at < PRUNE_EVERY_S:
+        now = time.monotonic()  # an interval: a step of the wall clock must not make it run early
+        if self.capped_at is not None and now - self.capped_at < CAP_EVERY_S:
             return 0
-        self.pruned_at = now
-        return prune_peer_log(self.ctx, now)
+        self.capped_at = now
+        return cap_peer_log(self.ctx)
 
     def run(self, stop: threading.Event) -> None:
         self.maintain()

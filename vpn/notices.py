@@ -14,13 +14,12 @@ Non-goals: doctors' ordinary sign-ins (daily routine, not news) and rate limitin
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.audit import AuditEntry
+from appliance.audit import AuditEntry, entries_after, newest_id
 from appliance.clock import clinic_time, wall
 from appliance.config.model import MamoriConfig
 from appliance.errors import NotFoundError
@@ -30,7 +29,7 @@ from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "vpn.notice_cursor"
-ACTIONS = ("vpn.signin", "vpn.user.locked")
+ACTIONS = ("vpn.signin", "vpn.user.locked", "vpn.ddns.failing")
 POLL_S = 5.0
 
 
@@ -76,6 +75,14 @@ def compose(
             "ご本人に確認し、パスワードを変えてから管理画面でロックを解除してください。"
         )
         return Message(f"【Mamori】VPN のログインをロックしました（{clinic}）", body, severity=1, kind="vpn")
+    if entry.action == "vpn.ddns.failing":  # vpn/ddns_worker.py, once per lasting failure
+        body = (
+            f"医師がご自宅から IPv6 で接続するための名前（{entry.detail.get('name', '')}）を、"
+            f"{_hhmm(float(entry.detail.get('since', entry.ts)), tz)} から更新できていません。\n"
+            f"理由: {entry.detail.get('error', '')}\n"
+            "回線の IPv6 アドレスが変わっていると、ご自宅から接続できないことがあります。保守業者にご連絡ください。"
+        )
+        return Message(f"【Mamori】IPv6 の名前を更新できません（{clinic}）", body, severity=2, kind="vpn")
     return None
 
 
@@ -103,26 +110,14 @@ class VpnNoticeWorker:
             return None
         return WindowInfo(w.reason, w.targets, w.ends)
 
-    def _entries_after(self, cursor: int) -> list[AuditEntry]:
-        marks = ",".join("?" * len(ACTIONS))
-        with self.ctx.db.connection() as conn:
-            rows = conn.execute(
-                f"SELECT id, ts, actor, source, remote, action, detail FROM audit "
-                f"WHERE id > ? AND action IN ({marks}) ORDER BY id LIMIT 100",
-                (cursor, *ACTIONS),
-            ).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
-
     def step(self) -> list[Message]:
         """One pass; returns the messages written to the outbox (for tests and the log)."""
         cursor = self.ctx.db.get_kv(CURSOR_KEY)
         if cursor is None:  # first run: start at the newest entry, history is not news
-            with self.ctx.db.connection() as conn:
-                newest = conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
-            self.ctx.db.set_kv(CURSOR_KEY, str(newest))
+            self.ctx.db.set_kv(CURSOR_KEY, str(newest_id(self.ctx.db)))
             return []
         queued = []
-        for entry in self._entries_after(int(cursor)):
+        for entry in entries_after(self.ctx.db, int(cursor), ACTIONS):
             msg = compose(self.cfg, entry, self._window)
             with self.ctx.db.transaction() as conn:
                 if msg is not None:

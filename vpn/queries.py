@@ -182,3 +182,17 @@ def reach(ctx: Any, cfg: Any) -> Any:
     from vpn.reach import status
 
     return status(ctx, cfg)
+
+
+def ddns_lines(ctx: Any, cfg: Any) -> list[tuple[str, bool]]:
+    """The box's IPv6 name for the VPN page (vpn/ddns_worker.py): (sentence in Japanese, is a problem);
+    empty when the box does not update a name."""
+    if cfg.vpn.ddns is None:
+        return []
+    from vpn.ddns_worker import load_state
+
+    state = load_state(ctx)
+    return [
+        (line, line.startswith("IPv6 の名前を更新できていません"))
+        for line in state.lines(cfg.clinic.timezone)
+    ]

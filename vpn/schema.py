@@ -73,7 +73,7 @@ SCHEMA: list[str] = [
     ALTER TABLE vpn_sessions ADD COLUMN revoke_pending TEXT NOT NULL DEFAULT '';
     CREATE INDEX vpn_sessions_pending ON vpn_sessions(id) WHERE ended IS NULL AND revoke_pending != ''
     """,
-    # vpn_peer_log retention deletes by age (vpn/monitor.py prune_peer_log)
+    # vpn_peer_log retention deletes by age (vpn/retention.py)
     """
     CREATE INDEX vpn_peer_log_ts ON vpn_peer_log(ts)
     """,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from appliance import clockwatch
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.config.model import MamoriConfig
 from appliance.errors import ApplyError, MamoriError
 from appliance.subsystem import Context
@@ -86,7 +86,7 @@ class SessionManager:
         self.devices = DeviceStore(ctx.db, clock)
         self.creds = Credentials(ctx.db, clock)
         self.windows = WindowStore(ctx.db, clock)
-        self.audit = AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+        self.audit = audit_log(ctx)
 
     def who(self, remote_ip: str) -> tuple[Device | None, VpnUser | None]:
         try:

@@ -23,17 +23,21 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from appliance.clock import wall
+from appliance.config.authority import AREA_PERMISSIONS, EXPLICIT_GRANTS
 from appliance.errors import MamoriError, NotFoundError
 from appliance.storage import Database
 from webui.passwords import HISTORY, check_password
 
 log = logging.getLogger(__name__)
 
+AREA_GRANTS: tuple[str, ...] = tuple(AREA_PERMISSIONS)
+BY_NAME_GRANTS: tuple[str, ...] = tuple(EXPLICIT_GRANTS)
 ROLES = ("admin", "viewer", "vendor")
 ROLE_LABELS = {"admin": "管理者", "viewer": "閲覧", "vendor": "保守業者"}
 MFA_ROLES = ("admin", "vendor")
-# Areas a clinic can grant a vendor; each area's view and change permissions come with it.
-GRANTABLE = ("alerts", "firewall", "vpn", "devices", "settings", "audit", "update")
+# Areas a clinic can grant a vendor (appliance.config.authority, one list): the usual ones, each with its
+# view and change permissions, then those the clinic must tick by name (EXPLICIT_GRANTS).
+GRANTABLE = AREA_GRANTS + BY_NAME_GRANTS
 GRANT_LABELS = {
     "alerts": "アラート",
     "firewall": "ファイアウォール",
@@ -42,6 +46,12 @@ GRANT_LABELS = {
     "settings": "設定",
     "audit": "監査ログ",
     "update": "ソフトウェア更新",
+    "notifications": "お知らせの送り先",
+    "web": "管理画面を開く場所と証明書",
+    "vpn_users": "VPN 利用者の役割・時間帯・行き先",
+    "ids_response": "侵入検知の停止・自動遮断・記録の保存期間",
+    "network": "ネットワークの設定（差し込み口・区域・DNS）",
+    "time": "時刻合わせの相手",
 }
 UNUSED_DAYS = 90
 SESSION_MAX_SECONDS = (

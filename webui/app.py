@@ -7,7 +7,6 @@ the setup wizard -> the route's own permission gate (webui.context.requires).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -16,7 +15,10 @@ from typing import IO, Any, cast
 
 from flask import Flask, Request, current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
+from appliance.area import load
+from appliance.areas import hooks
 from appliance.clock import show, wall
 from appliance.errors import MamoriError
 from appliance.subsystem import Context, Subsystem
@@ -24,20 +26,13 @@ from update.stage import DEFAULT_LIMIT as UPDATE_MAX_UPLOAD
 from webui import context as wctx
 from webui import security
 from webui.accounts import ROLE_LABELS
+from webui.actions import Actions, LocalActions
 from webui.core import clinic_zone, idle_timeout_seconds, live_text
 from webui.permissions import NAVIGATION, permissions_of
 from webui.rules_upload import MAX_UPLOAD as RULES_MAX_UPLOAD
 
 log = logging.getLogger(__name__)
 
-# Endpoints reachable without an account (the wizard guards its own steps).
-OPTIONAL_BLUEPRINTS: tuple[str, ...] = (
-    "reports.web",
-    "mgmt.web",
-    "fleetapi.web",
-    "fleetapi.api",
-    "update.web",
-)
 # Blueprints that authenticate each request themselves with a bearer token and never read the session cookie
 # (fleetapi.api): no cookie means no CSRF to guard against, and no sign-in page to send a program to.
 TOKEN_BLUEPRINTS: tuple[str, ...] = ("fleetapi",)
@@ -46,6 +41,7 @@ LARGE_UPLOADS: dict[str, int] = {
     "settings.ids_rules": RULES_MAX_UPLOAD + 1024 * 1024,  # + form overhead
     "update.upload": UPDATE_MAX_UPLOAD + 1024 * 1024,  # a software update bundle (update.web)
 }
+# Endpoints reachable without an account (the wizard guards its own steps).
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "auth.totp", "auth.logout", "auth.enroll", "health"})
 
 
@@ -82,6 +78,15 @@ def upload_fits(total_content_length: int | None, free_bytes: int) -> bool:
     return total_content_length is None or total_content_length + UPLOAD_SPACE_MARGIN <= free_bytes
 
 
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in every route: at most SQLite's largest integer, so a URL with a longer number is a plain
+    404 rather than an OverflowError (a 500 page) in the query that would look it up."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(
     ctx: Context,
     testing: bool = False,
@@ -89,9 +94,12 @@ def create_app(
     subsystems: Sequence[Subsystem] | None = None,
     clock: Callable[[], float] | None = None,
     confirm_seconds: int | None = 120,
+    actions: Actions | None = None,
 ) -> Flask:
-    """Build the web app for one box. `subsystems`/`clock` are for tests; production passes neither."""
+    """Build the web app for one box. `subsystems`/`clock` are for tests; production passes neither.
+    `actions`: where changes go (webui.actions); by default the allow-list runs in this process."""
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowIdConverter
     app.request_class = MamoriRequest
     ctx.paths.ensure()
     ctx.db.migrate()
@@ -101,6 +109,7 @@ def create_app(
         MAMORI_SUBSYSTEMS=subsystems,
         MAMORI_CLOCK=clock or wall,
         MAMORI_CONFIRM_SECONDS=confirm_seconds,
+        MAMORI_ACTIONS=actions or LocalActions(ctx, subsystems),
     )
     security.install(app, ctx.paths.keys_dir)
     app.jinja_env.globals.update(can=wctx.can, role_labels=ROLE_LABELS, navigation=_navigation)
@@ -148,14 +157,8 @@ def _register_blueprints(app: Flask) -> None:
         accounts_admin,
     ):
         app.register_blueprint(module.bp)
-    for name in OPTIONAL_BLUEPRINTS:  # other areas' pages, gated by webui.context.requires like ours
-        try:
-            optional = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.register_blueprint(optional.bp)
+    for name in hooks("blueprints"):  # other areas' pages (appliance.areas), gated by webui.context.requires
+        app.register_blueprint(load(name).bp)
 
 
 def _before_request() -> Any:

@@ -15,11 +15,10 @@ import socket
 from dataclasses import asdict
 from pathlib import Path
 
+from appliance.actor import cli_actor
 from appliance.clock import show, wall
-from appliance.config.load import load_config, parse_config
-from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
-from appliance.revisions import RevisionStore
+from appliance.revisions import config_in_force
 from appliance.subsystem import Context
 from webui.setup_code import discard_setup_code, display, ensure_setup_code
 
@@ -66,24 +65,12 @@ def _write_banner(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _live_config(ctx: Context) -> MamoriConfig | None:
-    """The live revision's config, else the config file, else None (a new box: default names)."""
-    rev = RevisionStore(ctx.db).live()
-    if rev is not None:
-        return parse_config(rev.config_text).model
-    return load_config(ctx.paths.config).model if ctx.paths.config.exists() else None
-
-
-def _author(args: argparse.Namespace) -> str:
-    return getattr(args, "author", None) or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
-
-
 def cmd_tls_status(args: argparse.Namespace, ctx: Context) -> int:
     from webui.tls import read_certificate
     from webui.tls_renew import expiry_warning, missing_names, names_match, wanted_names
 
     ctx.db.migrate()
-    cfg = _live_config(ctx)
+    cfg = config_in_force(ctx.db, ctx.paths.config)  # None: a new box, default names
     tz = cfg.clinic.timezone if cfg else None
     now, en = wall(), args.lang == "en"
     info = read_certificate(ctx.paths.keys_dir)
@@ -138,9 +125,9 @@ def cmd_tls_renew(args: argparse.Namespace, ctx: Context) -> int:
             "with a new self-signed one",
             code="tls.uploaded",
         )
-    wanted = wanted_names(_live_config(ctx), socket.gethostname())
+    wanted = wanted_names(config_in_force(ctx.db, ctx.paths.config), socket.gethostname())
     done = renew(
-        ctx, wanted, "forced" if info is not None and info.uploaded else "manual", _author(args), "cli"
+        ctx, wanted, "forced" if info is not None and info.uploaded else "manual", cli_actor(args), "cli"
     )
     if args.lang == "en":
         print(f"renewed the web certificate: {', '.join(done.new.names)}\nSHA-256: {done.new.fingerprint}")

@@ -19,6 +19,7 @@ from flask import abort, current_app, g, redirect, request, session, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
+from appliance import audit as box_audit
 from appliance.audit import AuditLog
 from appliance.subsystem import Context
 from webui.accounts import Account, AccountStore
@@ -41,7 +42,7 @@ def accounts() -> AccountStore:
 
 
 def audit_log() -> AuditLog:
-    return AuditLog(ctx().db)
+    return box_audit.audit_log(ctx())
 
 
 def remote() -> str:
@@ -52,9 +53,16 @@ def user() -> Account | None:
     return g.get("user")
 
 
+def actor_name(fallback: str = "anonymous") -> str:
+    """Who did it, for the audit log: the signed-in account's name (for the fleet API, the vendor account of
+    the token), else `fallback`. The CLI's answer is appliance.actor.cli_actor."""
+    account = user()
+    return account.name if account else fallback
+
+
 def audit(action: str, detail: dict[str, Any] | None = None, actor: str | None = None) -> None:
     """Record a web action; the actor is the signed-in account unless given (e.g. a failed sign-in)."""
-    who = actor if actor is not None else (user().name if user() else "anonymous")
+    who = actor if actor is not None else actor_name()
     audit_log().record(who, action, detail or {}, source="web", remote=remote())
 
 

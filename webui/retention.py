@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from appliance.retention import Policy
 
 DAY = 86400
+PROPOSAL_PREFIX = "webui.proposal."  # the keys webui.changes stores proposed changes under
 
 
 def retain(db: Database, policy: Policy) -> dict[str, int]:
@@ -36,13 +37,14 @@ def retain(db: Database, policy: Policy) -> dict[str, int]:
             (HISTORY,),
         ).rowcount
         stale = []
-        for key, value in conn.execute("SELECT key, value FROM kv WHERE key LIKE 'webui.proposal.%'"):
+        for key, value in db.kv_items(PROPOSAL_PREFIX, conn):
             try:
                 created = float(json.loads(value)["created"])
             except (ValueError, KeyError, TypeError):
                 created = 0.0  # unreadable: no page can load it either
             if now - created > TTL:
-                stale.append((key,))
-        conn.executemany("DELETE FROM kv WHERE key = ?", stale)
+                stale.append(key)
+        for key in stale:
+            db.set_kv(key, None, conn)
     return {"web_sessions": sessions, "web_login_attempts": attempts, "web_password_history": history,
             "kv:webui.proposal": len(stale)}  # fmt: skip

@@ -1,7 +1,7 @@
 """Run the web UI: gunicorn (threads) over HTTPS only, plus a plain-HTTP listener that only redirects.
 
     python -m webui.serve --config /etc/mamori/config.yaml --state-dir /var/lib/mamori --bind 0.0.0.0:443 \
-        [--http-bind 0.0.0.0:80]
+        [--http-bind 0.0.0.0:80] [--actions /var/lib/mamori/run/actions.sock]
 
 The lab and the daemon start it in the box's namespace; which zones may reach it is the firewall's job
 (cfg.web.zones, never wan or guest).
@@ -22,6 +22,7 @@ from gunicorn.app.base import BaseApplication
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
+from webui.actions import SocketActions
 from webui.tls import CertReloader, ensure_certificate
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         default=120,
         help="changes from the web UI revert unless confirmed within this time (0: no timer)",
     )
+    parser.add_argument(
+        "--actions",
+        type=Path,
+        default=None,
+        help="the daemon's action socket: every change goes there (without it: run in this process, as root)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     paths = Paths(config=args.config, state_dir=args.state_dir)
     ctx = Context(paths=paths, db=Database(paths.db))
     from webui import create_app
 
-    app = create_app(ctx, confirm_seconds=args.confirm_seconds or None)
+    actions = SocketActions(args.actions) if args.actions else None
+    app = create_app(ctx, confirm_seconds=args.confirm_seconds or None, actions=actions)
     cert, key = ensure_certificate(paths.keys_dir)
     binds = args.bind or ["0.0.0.0:443"]
     https_port = int(binds[0].rsplit(":", 1)[1])

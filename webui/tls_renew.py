@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.audit import AuditLog
+from appliance.audit import audit_log
 from appliance.clock import Clock, show, wall
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
@@ -111,9 +111,7 @@ def renew(
     detail = {"reason": reason, "old_fingerprint": old.fingerprint if old else "", "fingerprint": new.fingerprint,
               "names": list(new.names), "not_after": int(new.not_after)}  # fmt: skip
     with ctx.db.transaction() as conn:
-        AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
-            actor, "tls.renewed", detail, source=source, conn=conn
-        )
+        audit_log(ctx).record(actor, "tls.renewed", detail, source=source, conn=conn)
         ctx.db.set_kv(
             RENEWAL_KEY, json.dumps({"at": now, "reason": reason, "fingerprint": new.fingerprint}), conn
         )

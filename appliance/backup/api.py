@@ -18,8 +18,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance import daemonlock
 from appliance.apply import apply_lock
-from appliance.audit import AuditLog
+from appliance.audit import AuditLog, audit_log
 from appliance.backup import archive as archive_mod
 from appliance.backup import ports as ports_mod
 from appliance.backup import records
@@ -76,7 +77,7 @@ def clinic_zone(paths: Paths) -> str | None:
 
 
 def _audit(ctx: Context) -> AuditLog:
-    return AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key")
+    return audit_log(ctx)
 
 
 def _staging(ctx: Context, prefix: str) -> Path:
@@ -329,12 +330,8 @@ def reconcile_after_restore(ctx: Context) -> None:
 def reload_running_daemon(paths: Paths) -> bool:
     """Tell a running `mamori daemon` (its pid file is in run/, which a restore keeps) to re-apply and restart
     its workers on the restored state: SIGHUP, as `systemctl reload mamori` sends. False if none runs."""
-    try:
-        pid = int((paths.run_dir / "mamori.pid").read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return False
-    if b"daemon" not in cmdline:  # a stale pid file whose number now belongs to another process
+    pid = daemonlock.running_pid(paths.run_dir)  # None for a stale pid file: never signal a stranger
+    if pid is None:
         return False
     try:
         os.kill(pid, signal.SIGHUP)

@@ -10,30 +10,23 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from appliance.audit import AuditLog
+from appliance.actor import cli_actor
+from appliance.audit import audit_log
 from appliance.backup import api, ports, records, store
 from appliance.backup.errors import BackupError, NoPassphraseError
 from appliance.backup.model import BackupConfig
 from appliance.backup.passphrase import load_passphrase, set_passphrase
 from appliance.clock import show
 from appliance.errors import ConfigError, MamoriError
+from appliance.lang import say
 from appliance.paths import Paths
 from appliance.subsystem import Context
 
 log = logging.getLogger(__name__)
-
-
-def _say(args: argparse.Namespace, ja: str, en: str) -> None:
-    print(en if args.lang == "en" else ja)
-
-
-def _actor(args: argparse.Namespace) -> str:
-    return getattr(args, "author", None) or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
 
 
 def _config(args: argparse.Namespace, ctx: Context) -> BackupConfig:
@@ -44,7 +37,7 @@ def _config(args: argparse.Namespace, ctx: Context) -> BackupConfig:
         return getattr(load_config(ctx.paths.config).model, "backup", None) or BackupConfig()
     except (ConfigError, MamoriError, OSError) as exc:
         log.warning("backup: config not loadable, using default backup settings: %s", exc)
-        _say(args, "注意: 設定を読めないため、バックアップは既定の設定で行います",
+        say(args, "注意: 設定を読めないため、バックアップは既定の設定で行います",
              "note: the config does not load; using the default backup settings")  # fmt: skip
         return BackupConfig()
 
@@ -76,10 +69,8 @@ def _read_passphrase(args: argparse.Namespace, paths: Paths, confirm: bool = Fal
 def cmd_set_passphrase(args: argparse.Namespace, ctx: Context) -> int:
     path = set_passphrase(ctx.paths, _read_passphrase(args, ctx.paths, confirm=True))
     ctx.db.migrate()
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
-        _actor(args), "backup.set_passphrase", {}, "cli"
-    )
-    _say(args, f"パスフレーズを保存しました（{path}）。紙に書いて金庫など機器の外にも保管してください",
+    audit_log(ctx).record(cli_actor(args), "backup.set_passphrase", {}, "cli")
+    say(args, f"パスフレーズを保存しました（{path}）。紙に書いて金庫など機器の外にも保管してください",
          f"passphrase saved ({path}); keep a copy off the box (on paper, in a safe)")  # fmt: skip
     return 0
 
@@ -89,11 +80,11 @@ def cmd_create(args: argparse.Namespace, ctx: Context) -> int:
     if passphrase is None:
         raise NoPassphraseError()
     if args.out:
-        path = api.create_backup(ctx, passphrase, out_file=Path(args.out), actor=_actor(args))
+        path = api.create_backup(ctx, passphrase, out_file=Path(args.out), actor=cli_actor(args))
     else:
         path = api.create_backup(ctx, passphrase, _directory(args, ctx), keep=_config(args, ctx).keep,
-                                 actor=_actor(args))  # fmt: skip
-    _say(args, f"バックアップを作成しました: {path}", f"backup written: {path}")
+                                 actor=cli_actor(args))  # fmt: skip
+    say(args, f"バックアップを作成しました: {path}", f"backup written: {path}")
     return 0
 
 
@@ -101,7 +92,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     directory = _directory(args, ctx)
     infos = store.list_archives(directory)
     if not infos:
-        _say(args, f"{directory} にバックアップはありません", f"no backups in {directory}")
+        say(args, f"{directory} にバックアップはありません", f"no backups in {directory}")
         return 0
     tz = api.clinic_zone(ctx.paths)
     for info in infos:
@@ -132,15 +123,15 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
         return show(ts, tz, "%Y-%m-%d %H:%M")
 
     ok_b, ok_t = status.last_ok_backup, status.last_ok_test
-    _say(args, f"最後に成功したバックアップ: {when(ok_b.ts if ok_b else None)}",
+    say(args, f"最後に成功したバックアップ: {when(ok_b.ts if ok_b else None)}",
          f"last successful backup: {when(ok_b.ts if ok_b else None)}")  # fmt: skip
-    _say(args, f"最後に成功した復元テスト: {when(ok_t.ts if ok_t else None)}",
+    say(args, f"最後に成功した復元テスト: {when(ok_t.ts if ok_t else None)}",
          f"last successful restore test: {when(ok_t.ts if ok_t else None)}")  # fmt: skip
     if status.last_backup and not status.last_backup.ok:
-        _say(args, f"注意: 直近のバックアップは失敗しました（{status.last_backup.error}）",
+        say(args, f"注意: 直近のバックアップは失敗しました（{status.last_backup.error}）",
              f"warning: the latest backup failed ({status.last_backup.error})")  # fmt: skip
     if load_passphrase(ctx.paths) is None:
-        _say(args, "注意: パスフレーズ未設定のため、自動バックアップは行われません",
+        say(args, "注意: パスフレーズ未設定のため、自動バックアップは行われません",
              "warning: no passphrase set, so scheduled backups do not run")  # fmt: skip
     return 0
 
@@ -149,10 +140,10 @@ def cmd_export(args: argparse.Namespace, ctx: Context) -> int:
     source = Path(args.archive) if args.archive else _latest(args, ctx)
     target = store.export(source, Path(args.dest))
     ctx.db.migrate()
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
-        _actor(args), "backup.export", {"archive": str(source), "to": str(target)}, "cli"
+    audit_log(ctx).record(
+        cli_actor(args), "backup.export", {"archive": str(source), "to": str(target)}, "cli"
     )
-    _say(args, f"{target} に書き出しました", f"exported to {target}")
+    say(args, f"{target} に書き出しました", f"exported to {target}")
     return 0
 
 
@@ -166,7 +157,7 @@ def _latest(args: argparse.Namespace, ctx: Context) -> Path:
 
 
 def cmd_test(args: argparse.Namespace, ctx: Context) -> int:
-    result = api.test_backup(ctx, Path(args.file), _read_passphrase(args, ctx.paths), actor=_actor(args))
+    result = api.test_backup(ctx, Path(args.file), _read_passphrase(args, ctx.paths), actor=cli_actor(args))
     print(result.text(args.lang, api.clinic_zone(ctx.paths)))
     return 0 if result.ok else 3
 
@@ -175,17 +166,17 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     mapping = ports.parse_mapping(args.ports) if args.ports else None  # a typo is refused before anything
     passphrase = _read_passphrase(args, ctx.paths)
     if not args.yes:
-        result = api.test_backup(ctx, Path(args.file), passphrase, actor=_actor(args))
+        result = api.test_backup(ctx, Path(args.file), passphrase, actor=cli_actor(args))
         print(result.text(args.lang, api.clinic_zone(ctx.paths)))
         if not result.ok:
             return 3
         _show_plan(args, api.inspect_restore(ctx, Path(args.file), passphrase, ports=mapping))
         again = f" --ports {args.ports}" if args.ports else ""
-        _say(args, f"この内容で機器を置き換えるには --yes{again} を付けて実行してください",
+        say(args, f"この内容で機器を置き換えるには --yes{again} を付けて実行してください",
              f"run again with --yes{again} to replace the box's state with this backup")  # fmt: skip
         return 0
     try:
-        manifest = api.restore_backup(ctx, Path(args.file), passphrase, actor=_actor(args), ports=mapping,
+        manifest = api.restore_backup(ctx, Path(args.file), passphrase, actor=cli_actor(args), ports=mapping,
                                       on_plan=lambda plan: _show_plan(args, plan))  # fmt: skip
     except (ports.PortMismatchError, ports.PortMapError):
         raise  # a question back to the person (who holds the passphrase): nothing written, not even the log
@@ -196,12 +187,12 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
     api.reconcile_after_restore(ctx)
     made = show(manifest.created_ts, api.clinic_zone(ctx.paths))
     if api.reload_running_daemon(ctx.paths):
-        _say(args, f"{made} のバックアップを復元し、設定を反映しました。動いている常駐プロセス（mamori daemon）も"
+        say(args, f"{made} のバックアップを復元し、設定を反映しました。動いている常駐プロセス（mamori daemon）も"
                    "復元した設定と鍵で動き直しています。ほかに実行するコマンドはありません",
              f"restored the backup of {made} and applied it; the running daemon was told to reload "
              "and now runs on the restored config and keys. Nothing else to run")  # fmt: skip
     else:
-        _say(args, f"{made} のバックアップを復元し、設定を反映しました。常駐プロセス（mamori daemon）は"
+        say(args, f"{made} のバックアップを復元し、設定を反映しました。常駐プロセス（mamori daemon）は"
                    "動いていません。`systemctl start mamori` で起動してください",
              f"restored the backup of {made} and applied it; the daemon is not running: start it "
              "with `systemctl start mamori`")  # fmt: skip
@@ -210,10 +201,10 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
 
 def _show_plan(args: argparse.Namespace, plan: ports.PortPlan) -> None:
     if not plan.changed:
-        _say(args, f"ポート: バックアップと同じ名前のポートがこの機械にあります（{', '.join(plan.wanted)}）",
+        say(args, f"ポート: バックアップと同じ名前のポートがこの機械にあります（{', '.join(plan.wanted)}）",
              f"ports: this box has the ports the backup uses ({', '.join(plan.wanted)})")  # fmt: skip
         return
-    _say(args, f"ポートの対応: {plan.summary()}。復元する設定はこう変わります:",
+    say(args, f"ポートの対応: {plan.summary()}。復元する設定はこう変わります:",
          f"port mapping: {plan.summary()}; the restored config changes like this:")  # fmt: skip
     print(plan.diff(), end="")
 
@@ -222,8 +213,8 @@ def _record_refusal(ctx: Context, args: argparse.Namespace, exc: BackupError) ->
     """A refused restore is worth an audit entry (someone tried); on a fresh box there is no log yet."""
     if not ctx.paths.db.exists():
         return
-    AuditLog(ctx.db, ctx.paths.keys_dir / "audit.key").record(
-        _actor(args), "backup.restore_refused", {"archive": args.file, "error": exc.code}, "cli"
+    audit_log(ctx).record(
+        cli_actor(args), "backup.restore_refused", {"archive": args.file, "error": exc.code}, "cli"
     )
 
 

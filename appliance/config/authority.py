@@ -36,10 +36,16 @@ Who may change what (the first row whose path is a prefix of the changed path de
     ids.auto_block.*, ids.retention_days,                      shortening the evidence the clinic keeps
     ids.max_db_mb, storage.* (ages, budget)
   metrics.*                              web.manage            who may read the box's state over the network
+  interfaces.*, dhcp.dns_upstreams       network.manage        which port is the internet and which the
+                                                               clinic (swapping them puts the sign-in page
+                                                               on the internet); whose resolver answers the
+                                                               clinic's PCs (a name pointed elsewhere)
+  ntp.*                                  time.manage           the clock the vendor's own maintenance window
+                                                               and account expiry are measured by
   firewall.allowlist                     ids.response          an allowlisted address is never auto-blocked
   firewall.*                             firewall.edit
-  everything else (clinic, interfaces,   settings.edit         what the 設定 grant is for; IDS tuning
-    hosts, groups, services, dhcp, ntp,                        (profile, suppressions, thresholds) included
+  everything else (clinic, hosts,        settings.edit         what the 設定 grant is for; IDS tuning
+    groups, services, dhcp ranges,                             (profile, suppressions, thresholds) included
     ids tuning, schema_version)
 
 One more rule spans sections: a host, group or service that a VPN user's `access` names (directly, or a
@@ -74,6 +80,8 @@ MGMT_MANAGE = "mgmt.manage"
 UPDATE_MANAGE = "update.manage"
 UPDATE_INSTALL = "update.install"
 FLEET_MANAGE = "fleet.manage"
+NETWORK_MANAGE = "network.manage"
+TIME_MANAGE = "time.manage"
 SIEM_MANAGE = "siem.manage"
 BACKUP_MANAGE = "backup.manage"
 ACCOUNTS_MANAGE = "accounts.manage"
@@ -95,6 +103,8 @@ EXPLICIT_GRANTS: dict[str, tuple[str, ...]] = {
     "web": (WEB_MANAGE,),
     "vpn_users": (VPN_USERS,),
     "ids_response": (IDS_RESPONSE,),
+    "network": (NETWORK_MANAGE,),
+    "time": (TIME_MANAGE,),
 }
 # Never grantable to a vendor: accounts (he would extend his own window), replacing the IDS rules (new code
 # the box runs on all traffic), backups (every key of the box), and maintenance SSH (a root shell: the
@@ -150,6 +160,9 @@ RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ids", "max_db_mb"), IDS_RESPONSE),
     (("storage",), IDS_RESPONSE),  # how long the box keeps its evidence: the audit log, the vendor's connects
     (("metrics",), WEB_MANAGE),  # who may read the box's state over the network, and with which token
+    (("interfaces",), NETWORK_MANAGE),  # zones decide what the internet reaches: not plain settings
+    (("dhcp", "dns_upstreams"), NETWORK_MANAGE),  # whose resolver answers every PC of the clinic
+    (("ntp",), TIME_MANAGE),  # a vendor's window and account expire by this clock
     (("firewall", "allowlist"), IDS_RESPONSE),
     (("firewall",), FIREWALL_EDIT),
     ((), SETTINGS_EDIT),
@@ -181,6 +194,11 @@ LABELS: dict[str, tuple[str, str]] = {
         "switching the IDS, auto-block or its records (ids)",
     ),
     FIREWALL_EDIT: ("ファイアウォールのルール（firewall）", "firewall rules (firewall)"),
+    NETWORK_MANAGE: (
+        "ネットワークの差し込み口と区域・名前解決の問い合わせ先（interfaces, dhcp.dns_upstreams）",
+        "network ports, their zones and the DNS upstreams (interfaces, dhcp.dns_upstreams)",
+    ),
+    TIME_MANAGE: ("時刻合わせの相手（ntp）", "where the box takes its time from (ntp)"),
     SETTINGS_EDIT: ("設定", "the settings"),
 }
 

@@ -2,17 +2,19 @@
 
 Field-level rules live on the models; rules that span sections (a rule naming an unknown host, two
 interfaces in one subnet) live in `appliance.config.references`, so that every issue gets a field path.
+The sections of the areas (firewall:, vpn:, ...) are their own models, named in their `area.py` and put
+together here in the order of `appliance.areas`; this module holds the ground floor's sections.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, create_model, field_validator
 
-from appliance.backup.model import BackupConfig
+from appliance import areas
+from appliance.area import load
 from appliance.config.catalogue import Service
 from appliance.config.types import (
     Duration,
@@ -24,17 +26,8 @@ from appliance.config.types import (
     Strict,
     ZoneName,
     mamori_error,
+    points_inside,
 )
-from firewall.model import DhcpConfig, FirewallConfig
-from fleetapi.model import FleetConfig
-from ids.model import IdsConfig
-from metrics.model import MetricsConfig
-from mgmt.model import MgmtConfig
-from siem.model import SiemConfig
-from sshsvc.model import SshConfig
-from timesvc.model import NtpConfig
-from update.model import UpdateConfig
-from vpn.model import VpnConfig
 
 CURRENT_SCHEMA_VERSION = 1
 
@@ -51,6 +44,10 @@ class Interface(Strict):
     zone: ZoneName
     address: InterfaceAddress | Literal["dhcp"] | None = None
     address6: InterfaceAddress | None = None
+    # wan only: take the IPv6 address and default route from the router's advertisements (SLAAC), as FLET'S
+    # IPoE lines hand them out. The box forwards, so the kernel ignores advertisements unless told (accept_ra=2).
+    # The prefix may change: doctors use a name that follows it (vpn.ddns).
+    ipv6_auto: bool = False
     gateway: IPAddress | None = None
     parent: InterfaceName | None = None
     vlan: int | None = Field(default=None, ge=1, le=4094)
@@ -79,21 +76,6 @@ class SmtpConfig(Strict):
     recipients: list[str] = Field(min_length=1)
 
 
-_INSIDE = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
-    "::/127", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-))  # fmt: skip
-
-
-def non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """An address inside the clinic or the box (RFC 1918, loopback, link-local, CGNAT, ULA, multicast…):
-    where a webhook must not point unless the clinic says so (a blind SSRF into the LAN otherwise).
-    Documentation ranges (TEST-NET) count as outside: the lab uses them as its internet."""
-    mapped = getattr(ip, "ipv4_mapped", None) or ip
-    return any(mapped in net for net in _INSIDE if net.version == mapped.version)
-
-
 def _webhook_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme != "https":
@@ -120,12 +102,7 @@ class WebhookConfig(Strict):
     @field_validator("url")
     @classmethod
     def _public_unless_allowed(cls, url: str, info: ValidationInfo) -> str:
-        host = urlsplit(url).hostname or ""
-        try:
-            inside = non_public(ipaddress.ip_address(host))
-        except ValueError:
-            inside = host.lower() == "localhost" or host.lower().endswith((".localhost", ".local"))
-        if inside and not info.data.get("allow_private"):
+        if points_inside(urlsplit(url).hostname or "") and not info.data.get("allow_private"):
             raise mamori_error(
                 "Webhook の送り先が院内・この機器自身などのアドレスになっています。院内のサーバーに送る場合は"
                 " allow_private: true を指定してください",
@@ -191,28 +168,40 @@ class StorageConfig(Strict):
     peer_log_days: int = Field(default=400, ge=30, le=3650)
 
 
-class MamoriConfig(Strict):
+class GroundSections(Strict):
+    """The ground floor's sections that open the file: the clinic, its ports, devices and services."""
+
     schema_version: int = CURRENT_SCHEMA_VERSION
     clinic: Clinic
     interfaces: list[Interface] = Field(min_length=1)
     hosts: list[Host] = Field(default_factory=list)
     groups: list[Group] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
-    firewall: FirewallConfig = Field(default_factory=FirewallConfig)
-    dhcp: DhcpConfig = Field(default_factory=DhcpConfig)
-    ids: IdsConfig = Field(default_factory=IdsConfig)
-    vpn: VpnConfig = Field(default_factory=VpnConfig)
-    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
-    web: WebConfig = Field(default_factory=WebConfig)
-    backup: BackupConfig = Field(default_factory=BackupConfig)
-    ntp: NtpConfig = Field(default_factory=NtpConfig)
-    ssh: SshConfig = Field(default_factory=SshConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    mgmt: MgmtConfig = Field(default_factory=MgmtConfig)
-    siem: SiemConfig = Field(default_factory=SiemConfig)
-    fleet: FleetConfig = Field(default_factory=FleetConfig)
-    update: UpdateConfig = Field(default_factory=UpdateConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     def interfaces_in(self, zone: str) -> list[Interface]:
         return [i for i in self.interfaces if i.zone == zone]
+
+
+def _sections() -> dict[str, Any]:
+    """Each area's sections (appliance.areas, in its order), then the ground floor's closing ones."""
+    fields: dict[str, Any] = {}
+    for area in areas.AREAS:
+        for section, ref in area.config:
+            model = load(ref)
+            fields[section] = (model, Field(default_factory=model))
+    for section, model in (
+        ("notifications", NotificationsConfig),
+        ("web", WebConfig),
+        ("storage", StorageConfig),
+    ):
+        fields[section] = (model, Field(default_factory=model))
+    return fields
+
+
+MamoriConfig = create_model(
+    "MamoriConfig",
+    __base__=GroundSections,
+    __module__=__name__,
+    __doc__="The whole config file: the ground floor's sections and every area's (appliance.area.Area.config).",
+    **_sections(),
+)

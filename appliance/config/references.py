@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from appliance import areas
+from appliance.area import load
 from appliance.config.catalogue import BUILTIN_SERVICES
 from appliance.config.model import MamoriConfig
 from appliance.config.types import ALL_ZONES
@@ -79,6 +81,12 @@ def _check_interfaces(cfg: MamoriConfig, f: Findings) -> None:
                     f"ゲートウェイ {iface.gateway} は {iface.name} のネットワーク {net} の中にありません",
                     f"gateway {iface.gateway} is not inside {iface.name}'s network {net}",
                 )
+        if iface.zone != "wan" and iface.ipv6_auto:
+            f.error(
+                f"{path}.ipv6_auto",
+                "ルーターから IPv6 アドレスを受け取る設定は WAN 側にだけできます",
+                "only a wan interface may take its IPv6 address from the router (ipv6_auto)",
+            )
         if iface.zone != "wan" and iface.gateway:
             f.error(
                 f"{path}.gateway",
@@ -245,10 +253,6 @@ def _check_vpn(cfg: MamoriConfig, f: Findings, names: set[str], services: set[st
                 )
             if acc.service and acc.service not in services:
                 _unknown(f, f"{path}.access[{j}].service", "サービス", "service", acc.service)
-    from vpn.lines import line_issues  # the relay path needs the management link (issue 17)
-
-    for field_path, ja, en in line_issues(cfg):
-        f.error(field_path, ja, en)
 
 
 def _check_misc(cfg: MamoriConfig, f: Findings) -> None:
@@ -265,41 +269,14 @@ def _check_misc(cfg: MamoriConfig, f: Findings) -> None:
             )
 
 
-def _check_ssh(cfg: MamoriConfig, f: Findings) -> None:
-    """sshd with no ListenAddress would listen on every address, wan included: refuse instead."""
-    from sshsvc.render import listen_addresses
-
-    if cfg.ssh.enabled and not listen_addresses(cfg):
-        f.error(
-            "ssh.enabled",
-            "SSH を有効にするには、院内（lan）か管理用（mgmt）のポートに固定のアドレスが必要です",
-            "ssh needs a lan or mgmt interface with a static address",
-        )
-
-
-def _check_metrics(cfg: MamoriConfig, f: Findings) -> None:
-    """/metrics only on the box's own lan, mgmt or vpn addresses (metrics.model.listen_issues)."""
-    from metrics.model import listen_issues
-
-    for path, ja, en in listen_issues(cfg):
-        f.error(path, ja, en)
-
-
-def _check_mgmt(cfg: MamoriConfig, f: Findings) -> None:
-    """The vendor's management link never overlaps or opens into the clinic (mgmt.model.link_issues)."""
-    from mgmt.model import link_issues
-
-    for path, ja, en in link_issues(cfg):
-        f.error(path, ja, en)
-
-
-def _check_siem(cfg: MamoriConfig, f: Findings) -> None:
-    """Logs leave by the way the config names, to a collector that way reaches (siem.model.siem_issues)."""
-    from appliance.config.model import non_public
-    from siem.model import siem_issues
-
-    for path, ja, en in siem_issues(cfg, non_public):
-        f.error(path, ja, en)
+def _check_areas(cfg: MamoriConfig, f: Findings) -> None:
+    """Each area's own checks across sections (appliance.area.Area.checks), in the areas' order: the relay
+    path needs the management link, sshd and /metrics listen only on the box's inside addresses, the
+    management link never opens into the clinic, logs leave by a way that reaches the collector."""
+    for area in areas.AREAS:
+        for ref in area.checks:
+            for path, ja, en in load(ref)(cfg):
+                f.error(path, ja, en)
 
 
 def check_references(cfg: MamoriConfig) -> Findings:
@@ -311,8 +288,5 @@ def check_references(cfg: MamoriConfig) -> Findings:
     _check_dhcp(cfg, f)
     _check_vpn(cfg, f, names, services)
     _check_misc(cfg, f)
-    _check_ssh(cfg, f)
-    _check_metrics(cfg, f)
-    _check_mgmt(cfg, f)
-    _check_siem(cfg, f)
+    _check_areas(cfg, f)
     return f

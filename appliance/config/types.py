@@ -193,7 +193,7 @@ def _check_host(value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         pass
-    if not _HOSTNAME.match(value):
+    if not is_host_name(value):
         raise mamori_error(
             f"「{value}」はホスト名またはIPアドレスではありません（例: clinic.example.jp, 203.0.113.2）",
             f"'{value}' is not a host name or IP address (e.g. clinic.example.jp, 203.0.113.2)",
@@ -202,6 +202,38 @@ def _check_host(value: str) -> str:
 
 
 HostName = Annotated[str, AfterValidator(_check_host)]
+
+
+def is_host_name(value: str) -> bool:
+    """A DNS name (letters, digits, hyphens; dot-separated labels of up to 63): the one rule for every field
+    that names a host (HostName, mgmt.hub_endpoint)."""
+    return bool(_HOSTNAME.match(value))
+
+
+_INSIDE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3",
+    "::/127", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))  # fmt: skip
+
+
+def non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """An address inside the clinic or the box (RFC 1918, loopback, link-local, CGNAT, ULA, multicast…):
+    where a webhook must not point unless the clinic says so (a blind SSRF into the LAN otherwise).
+    Documentation ranges (TEST-NET) count as outside: the lab uses them as its internet."""
+    mapped = getattr(ip, "ipv4_mapped", None) or ip
+    return any(mapped in net for net in _INSIDE if net.version == mapped.version)
+
+
+def points_inside(host: str) -> bool:
+    """Whether a host that something on the box will send to (a webhook, a SIEM collector through wan) is an
+    address inside the clinic or the box (non_public) or a name that can only be local (localhost, .local).
+    Other names are resolved when sending (appliance.notify.channels checks the answer again)."""
+    try:
+        return non_public(ipaddress.ip_address(host))
+    except ValueError:
+        name = host.lower()
+        return name == "localhost" or name.endswith((".localhost", ".local"))
 
 
 def _check_ipv4_pool(value: str) -> str:

@@ -1,10 +1,10 @@
 """Notifications: telling the clinic (e-mail, webhook, LINE, syslog) what the box saw.
 
 Modules, one job each:
-- `message`: the Japanese text of a message (an incident, a fold of several, the daily digest).
+- `message`: a message as every channel sends it (the text is the announcing area's: ids.announce, vpn.notices).
 - `channels`: how a message leaves the box (SMTP + STARTTLS, JSON webhook, LINE Messaging API, RFC 5424 syslog).
 - `folding`: which incidents are announced and when (`notifications.min_interval`, the digest), kept in
-  the state database.
+  the state database; the incidents and their text come from the IDS (ids.announce), handed in by ids.daemon.
 - `outbox`: every message written before it is sent, retried with back-off until delivered or expired;
   which channel is in trouble (dashboard, `mamori ids status`).
 - `worker`: the daemon's workers (the folding, one sender per channel).
@@ -24,7 +24,7 @@ from appliance.notify.channels import (
     rfc5424,
     smtp_password,
 )
-from appliance.notify.message import Attachment, Message, compose, digest, incident_text
+from appliance.notify.message import Attachment, Message
 
 __all__ = [
     "Attachment",
@@ -36,9 +36,6 @@ __all__ = [
     "SyslogChannel",
     "WebhookChannel",
     "channels",
-    "compose",
-    "digest",
-    "incident_text",
     "rfc5424",
     "smtp_password",
 ]

@@ -22,7 +22,8 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from appliance.clock import Clock, wall
-from appliance.config.model import LINE_API, MamoriConfig, NotificationsConfig, non_public
+from appliance.config.model import LINE_API, MamoriConfig, NotificationsConfig
+from appliance.config.types import non_public
 from appliance.errors import MamoriError
 from appliance.notify import signing
 from appliance.notify.message import Attachment, Message

@@ -4,25 +4,26 @@ Policy: a new incident of 重要度 高 or 中 is announced; at most one message
 (what arrives meanwhile is folded into the next message, never dropped); 低 only appears in the digest.
 The digest (once a day, if `daily_digest`) lists the last 24 hours.
 
-Durability: `collect()` moves the "last incident seen" cursor in the same transaction that puts the new
-incidents in notify_pending; `flush()` writes the folded message to the outbox, empties notify_pending of
-exactly those incidents and records the time sent in one transaction. Between the two, the incidents are
-in the database, never only in memory. Sending is the outbox's job (appliance.notify.worker).
+The incidents and their text are the IDS's: ids.daemon hands the folding `ids.announce.NEWS` (a `News`), so
+this ground-floor module imports no area.
+
+Durability: `collect()` reads the new incidents through the IDS's queries, then moves the "last incident
+seen" cursor in the same transaction that puts them in notify_pending; `flush()` writes the folded message to
+the outbox, empties notify_pending of exactly those incidents and records the time sent in one transaction.
+Between the two, the incidents are in the database, never only in memory. Sending is the outbox's job (appliance.notify.worker).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
+from typing import Protocol
 
 from appliance.clock import Clock, clinic_time, wall
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
-from appliance.errors import NotFoundError
-from appliance.notify.message import Message, compose, digest
+from appliance.notify.message import Message
 from appliance.notify.outbox import enqueue
 from appliance.storage import Database
-from ids import incidents
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,32 @@ FIRST_RUN_WINDOW = 86400.0  # on the very first run only the last day's incident
 BATCH = 1000
 
 
-def _kv(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
+class News(Protocol):
+    """What the folding asks of the area that finds incidents (ids.announce.IncidentNews)."""
 
+    def severities(
+        self, db: Database, after_id: int | None, since: float, limit: int
+    ) -> tuple[list[tuple[int, int]], int]:
+        """(id, severity 1 high .. 3 low) of the incidents after the cursor (without one: those seen since
+        `since`), and the id the cursor may move to."""
+        ...
 
-def _set(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, value))
+    def message(self, db: Database, ids: list[int], clinic: str, tz: str) -> Message | None:
+        """One message for these incidents; None when none of them exists any more."""
+        ...
+
+    def digest(self, db: Database, now: float, clinic: str) -> Message:
+        """The daily digest of the last 24 hours."""
+        ...
 
 
 class Folding:
     """Incidents → notify_pending → one folded message in the outbox per min_interval; and the digest."""
 
-    def __init__(self, db: Database, cfg: MamoriConfig, channels: list[str], clock: Clock = wall) -> None:
-        self.db, self.channels, self.clock = db, channels, clock
+    def __init__(
+        self, db: Database, cfg: MamoriConfig, channels: list[str], news: News, clock: Clock = wall
+    ) -> None:
+        self.db, self.channels, self.news, self.clock = db, channels, news, clock
         self.clinic, self.tz = cfg.clinic.name, cfg.clinic.timezone
         self.interval = parse_duration(cfg.notifications.min_interval)
         self.daily = cfg.notifications.daily_digest
@@ -55,23 +68,13 @@ class Folding:
     def collect(self) -> int:
         """New incidents since the cursor: 高/中 go to notify_pending; the cursor moves past all of them."""
         now = self.clock()
+        cursor = self.db.get_kv(CURSOR_KEY)  # only this worker moves it: reading first, then writing, is safe
+        after = None if cursor is None else int(cursor)
+        rows, top = self.news.severities(self.db, after, now - FIRST_RUN_WINDOW, BATCH)
+        news = [(i, now) for i, severity in rows if severity <= 2]
         with self.db.transaction() as conn:
-            cursor = _kv(conn, CURSOR_KEY)
-            if cursor is None:  # first run: history is not news, the last day is
-                rows = conn.execute(
-                    "SELECT id, severity FROM ids_incidents WHERE last_seen >= ? ORDER BY id DESC LIMIT ?",
-                    (now - FIRST_RUN_WINDOW, BATCH),
-                ).fetchall()
-                top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM ids_incidents").fetchone()[0]
-            else:
-                rows = conn.execute(
-                    "SELECT id, severity FROM ids_incidents WHERE id > ? ORDER BY id LIMIT ?",
-                    (int(cursor), BATCH),
-                ).fetchall()
-                top = max((r[0] for r in rows), default=int(cursor))
-            news = [(r[0], now) for r in rows if r[1] <= 2]
             conn.executemany("INSERT OR IGNORE INTO notify_pending(incident_id, queued) VALUES (?, ?)", news)
-            _set(conn, CURSOR_KEY, str(top))
+            self.db.set_kv(CURSOR_KEY, str(top), conn=conn)
         return len(news)
 
     def pending(self) -> list[int]:
@@ -87,21 +90,11 @@ class Folding:
         last = float(self.db.get_kv(LAST_SENT_KEY) or "-inf")
         if 0 <= now - last < self.interval:  # a negative gap: the wall clock was stepped back; send
             return None
-        found = []
-        for i in ids:
-            try:
-                found.append(incidents.get(self.db, i))
-            except NotFoundError:  # removed by retention meanwhile: nothing to say about it
-                log.info("pending incident %d no longer exists", i)
-        msg = (
-            compose(self.clinic, sorted(found, key=lambda i: (i.severity, -i.last_seen)), self.tz)
-            if found
-            else None
-        )
+        msg = self.news.message(self.db, ids, self.clinic, self.tz)
         with self.db.transaction() as conn:
             if msg is not None:
                 enqueue(conn, msg, self.channels, now)
-                _set(conn, LAST_SENT_KEY, repr(now))
+                self.db.set_kv(LAST_SENT_KEY, repr(now), conn=conn)
             conn.executemany("DELETE FROM notify_pending WHERE incident_id = ?", [(i,) for i in ids])
         return msg
 
@@ -112,11 +105,10 @@ class Folding:
         day = local.strftime("%Y-%m-%d")
         if not self.daily or local.hour < DIGEST_HOUR or self.db.get_kv(DIGEST_KEY) == day:
             return None
-        recent = [i for i in incidents.list_incidents(self.db, limit=1000) if i.last_seen >= now - 86400]
-        msg = digest(self.clinic, recent)
+        msg = self.news.digest(self.db, now, self.clinic)
         with self.db.transaction() as conn:
-            if _kv(conn, DIGEST_KEY) == day:
+            if self.db.get_kv(DIGEST_KEY, conn) == day:
                 return None
             enqueue(conn, msg, self.channels, now)
-            _set(conn, DIGEST_KEY, day)
+            self.db.set_kv(DIGEST_KEY, day, conn=conn)
         return msg

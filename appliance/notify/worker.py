@@ -1,7 +1,7 @@
 """The daemon's notification workers.
 
 - NotifyWorker turns new incidents into folded messages and the daily digest, written to the outbox
-  (appliance.notify.folding); it never sends anything itself, so a dead mail server cannot slow it down.
+  (appliance.notify.folding, with the incidents and their text from the `News` the IDS hands in); it never sends anything itself, so a dead mail server cannot slow it down.
 - One ChannelSender per configured channel delivers that channel's outbox rows, oldest first, with the
   channel's own timeouts and the outbox's back-off: a slow SMTP server never delays the webhook, and
   nothing here ever waits on the EVE ingest or the other way round.
@@ -16,7 +16,7 @@ from appliance.clock import Clock, monotonic, wall
 from appliance.config.model import MamoriConfig
 from appliance.config.types import parse_duration
 from appliance.notify.channels import SEND_ERRORS, Channel, channels
-from appliance.notify.folding import Folding
+from appliance.notify.folding import Folding, News
 from appliance.notify.outbox import Outbox
 from appliance.subsystem import Context
 
@@ -28,11 +28,11 @@ PRUNE_EVERY = 3600.0
 class NotifyWorker:
     name = "notify"
 
-    def __init__(self, ctx: Context, cfg: MamoriConfig, tick: float = 2.0, clock: Clock = wall,
+    def __init__(self, ctx: Context, cfg: MamoriConfig, news: News, tick: float = 2.0, clock: Clock = wall,
                  names: list[str] | None = None) -> None:  # fmt: skip
         self.ctx, self.tick, self.clock = ctx, tick, clock
         self.names = names if names is not None else [c.name for c in channels(cfg, ctx.paths.keys_dir)]
-        self.folding = Folding(ctx.db, cfg, self.names, clock)
+        self.folding = Folding(ctx.db, cfg, self.names, news, clock)
         self.outbox = Outbox(ctx.db, clock)
         self._pruned = float("-inf")
 
@@ -86,12 +86,13 @@ class ChannelSender:
             stop.wait(self.poll)
 
 
-def daemon_workers(ctx: Context, cfg: MamoriConfig) -> list:
-    """The notification workers when a channel is configured: the folding and one sender per channel."""
+def daemon_workers(ctx: Context, cfg: MamoriConfig, news: News) -> list:
+    """The notification workers when a channel is configured: the folding of `news` and one sender per
+    channel (started by ids.daemon, which hands in its incidents)."""
     chans = channels(cfg, ctx.paths.keys_dir)
     if not chans:
         return []
     first = parse_duration(cfg.notifications.retry_after)
     outbox = Outbox(ctx.db, retry_first=first, retry_max=max(first, 900.0))
-    return [NotifyWorker(ctx, cfg, names=[c.name for c in chans]),
+    return [NotifyWorker(ctx, cfg, news, names=[c.name for c in chans]),
             *(ChannelSender(c, outbox) for c in chans)]  # fmt: skip

@@ -1,13 +1,20 @@
-"""The arm64 (Raspberry Pi) root file system under qemu-user: Mamori's CLI runs with the image's own arm64
-Python and validates the example configuration; a broken configuration is refused with a Japanese message.
+"""The arm64 (Raspberry Pi) image: its root file system under qemu-user (Mamori's CLI runs with the image's
+own arm64 Python, validates the example configuration and refuses a broken one in Japanese), and the disk
+out/mamori-arm64.img itself: the MBR with the control partition, boot A/B, root A/B and data, autoboot.txt
+with tryboot_a_b, the boot files of slot A, the read-only root A, and the whole tryboot cycle of
+mamori-update on the image's own partitions (tests/unit/test_image_rpi_layout.py, run here on the real
+disk). The Pi cannot boot in qemu here.
 
-Runs when `make image` (IMAGE_ARCHES containing arm64) left out/build/arm64/rootfs; skipped otherwise.
+Runs when `scripts/image-build.sh arm64` has finished (out/mamori-arm64.img and out/build/arm64/rootfs);
+skipped otherwise.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import importlib.util
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -15,10 +22,15 @@ import pytest
 from conftest import OUT
 
 ROOTFS = OUT / "build/arm64/rootfs"
+IMAGE = OUT / "mamori-arm64.img"
+BUNDLE = OUT / "mamori-arm64-update.tar"
 ENV = ["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8"]
 
+# The build writes the image after the root file system and the bundle are complete (and removes an old
+# image first), so a build still running is "not built".
 pytestmark = pytest.mark.skipif(
-    not (ROOTFS / "usr/lib/mamori/venv/bin/mamori").exists(), reason="arm64 root file system not built"
+    not (IMAGE.exists() and (ROOTFS / "usr/lib/mamori/venv/bin/mamori").exists()),
+    reason="arm64 image not built",
 )
 
 
@@ -68,57 +80,86 @@ def test_native_extensions_load() -> None:
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
 
 
-# The disk image itself (out/mamori-arm64.img): A/B with the firmware's tryboot. The same checks as
-# tests/unit/test_image_rpi_layout.py, on the real image; the Pi cannot be booted in qemu here.
-IMAGE = OUT / "mamori-arm64.img"
-MTOOLS = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
-needs_image = pytest.mark.skipif(not IMAGE.exists(), reason="arm64 image not built")
+# The disk image itself: the tests of tests/unit/test_image_rpi_layout.py (imported below, so pytest runs
+# them here too) with their `disk` fixture replaced by the real image, then what only the real image has.
+_spec = importlib.util.spec_from_file_location(
+    "rpi_layout_tests", Path(__file__).resolve().parents[1] / "unit/test_image_rpi_layout.py"
+)
+assert _spec and _spec.loader
+layout = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = layout  # for the import below and its dataclasses
+_spec.loader.exec_module(layout)
+from rpi_layout_tests import (  # noqa: E402, F401  (collected by pytest with this module's `disk`)
+    pi,
+    test_autoboot_txt_boots_a_and_tries_b,
+    test_boot_slot_a_mounts_root_a_read_only,
+    test_boot_slot_b_is_empty_fat_root_b_empty_and_data_is_ext4,
+    test_failed_trial_falls_back_without_a_write,
+    test_forget_keeps_the_running_partition_as_default,
+    test_ordinary_boot_changes_nothing,
+    test_partition_table_has_two_boot_and_two_root_slots,
+    test_update_is_tried_once_and_becomes_the_default_when_healthy,
+)
+
+MIB = 2048  # sectors
 
 
-def _table() -> dict[int, dict]:
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(IMAGE)], capture_output=True, text=True,
-                                      check=True, timeout=30).stdout)["partitiontable"]  # fmt: skip
-    assert table["label"] == "dos" and table["id"] == "0x6d616d6f"
-    return {int(p["node"].rsplit(str(IMAGE), 1)[1]): p for p in table["partitions"]}
+@pytest.fixture(scope="module")
+def disk() -> object:
+    # The bundle of this same build stands in for the next version: the box "runs" an older one.
+    return layout.Disk(IMAGE, ROOTFS, BUNDLE, ROOTFS / "usr/share/mamori/update-keys", version="0.0.1")
 
 
-def _part(number: int, dest: Path) -> str:
-    p = _table()[number]
-    subprocess.run(["dd", f"if={IMAGE}", f"of={dest}", "bs=512", f"skip={p['start']}", f"count={p['size']}",
-                    "conv=sparse", "status=none"], check=True, timeout=300)  # fmt: skip
-    return str(dest)
+def _manifest() -> dict[str, str]:
+    with tarfile.open(BUNDLE) as tar:
+        text = tar.extractfile("manifest").read().decode()  # type: ignore[union-attr]
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line and len(line.split()[0]) < 20)
 
 
-def _mtype(fs: str, path: str) -> str:
-    return subprocess.run(["mtype", "-i", fs, f"::/{path}"], capture_output=True, text=True, check=True,
-                          env=MTOOLS, timeout=30).stdout  # fmt: skip
+def test_slot_sizes_are_the_builds() -> None:
+    """The sizes scripts/image-lib.sh gives: an update's root (root-size) fits slot B exactly as slot A."""
+    parts = layout.partitions(IMAGE)
+    sizes = {n: p["size"] // MIB for n, p in parts.items() if n != 4}
+    assert sizes == {1: 16, 2: 256, 3: 256, 5: 1024, 6: 1024, 7: 512}
+    assert int(_manifest()["root-size"]) == parts[6]["size"] * 512
 
 
-@needs_image
-def test_arm64_image_has_ab_slots_and_tryboot(tmp_path: Path) -> None:
-    parts = _table()
-    assert sorted(parts) == [1, 2, 3, 4, 5, 6, 7]
-    assert parts[2]["size"] == parts[3]["size"] and parts[5]["size"] == parts[6]["size"]
-    autoboot = _mtype(_part(1, tmp_path / "ctl.fat"), "autoboot.txt")
-    assert autoboot == "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
-    boot = _part(2, tmp_path / "boot-a.fat")
-    cmdline = _mtype(boot, "cmdline.txt").split()
-    assert "root=PARTUUID=6d616d6f-05" in cmdline and "ro" in cmdline
-    listing = subprocess.run(["mdir", "-b", "-i", boot, "::/"], capture_output=True, text=True, env=MTOOLS,
-                             timeout=30).stdout  # fmt: skip
-    for name in ("start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "vmlinuz", "initrd.img", "config.txt"):
-        assert f"/{name}" in listing, name
-    root = _part(5, tmp_path / "root-a.img")
-    ls = subprocess.run(["debugfs", "-R", "ls -l /usr/lib/mamori", root], capture_output=True, text=True,
-                        timeout=60).stdout  # fmt: skip
+def test_bundle_is_root_a_for_arm64() -> None:
+    """The update bundle made with the image carries exactly root A (its signed hash read off the disk)."""
+    manifest = _manifest()
+    assert manifest["arch"] == "arm64"
+    assert manifest["version"] == (ROOTFS / "usr/share/mamori/IMAGE_VERSION").read_text().strip()
+    p5 = layout.partitions(IMAGE)[5]
+    h = hashlib.sha256()
+    with open(IMAGE, "rb") as f:
+        f.seek(p5["start"] * 512)
+        left = int(manifest["root-size"])
+        while left > 0:
+            chunk = f.read(min(left, 1 << 22))
+            h.update(chunk)
+            left -= len(chunk)
+    assert h.hexdigest() == manifest["root-sha256"]
+
+
+def _debugfs(img: Path, command: str) -> str:
+    return subprocess.run(["debugfs", "-R", command, str(img)], capture_output=True, text=True, check=True,
+                          timeout=60).stdout  # fmt: skip
+
+
+def test_root_a_is_read_only_with_state_on_the_data_partition(tmp_path: Path) -> None:
+    root = layout.extract(IMAGE, layout.partitions(IMAGE)[5], tmp_path / "root-a.img")
+    fstab = [
+        line.split() for line in _debugfs(root, "cat /etc/fstab").splitlines() if line.split()[:1] != ["#"]
+    ]
+    fstab = [f for f in fstab if f]
+    assert not [f for f in fstab if f[1] == "/"], "no / line: the root stays as the kernel mounts it (ro)"
+    mounts = {f[1]: f for f in fstab}
+    assert mounts["/var/lib/mamori"][0] == "PARTUUID=6d616d6f-07" and mounts["/var/lib/mamori"][2] == "ext4"
+    for path in ("/var/log", "/var/lib/systemd", "/etc/mamori"):
+        assert "bind" in mounts[path][3] and mounts[path][0].startswith("/var/lib/mamori/"), path
+    assert mounts["/tmp"][2] == "tmpfs"
+    ls = _debugfs(root, "ls -l /usr/lib/mamori")
     assert "rpi-boot-files" in ls and "mamori_update.py" in ls
-    fstab = subprocess.run(["debugfs", "-R", "cat /etc/fstab", root], capture_output=True, text=True,
-                           timeout=60).stdout  # fmt: skip
-    assert "PARTUUID=6d616d6f-07  /var/lib/mamori" in fstab
-
-
-@needs_image
-def test_arm64_update_bundle_is_for_arm64() -> None:
-    with tarfile.open(OUT / "mamori-arm64-update.tar") as tar:
-        manifest = tar.extractfile("manifest").read().decode()  # type: ignore[union-attr]
-    assert "\narch arm64\n" in manifest
+    assert _debugfs(root, "cat /usr/share/mamori/update-keys/vendor.pem").startswith(
+        "-----BEGIN PUBLIC KEY-----"
+    )

@@ -3,6 +3,7 @@ identity, no default password, SSH off, and the setup wizard on the forwarded HT
 
 The test image is the production root file system plus image/test-overlay (serial autologin and a unit
 that records the ruleset the daemon starts from); everything checked here is the production behaviour.
+The VM (conftest.box) goes on to test_image_update.py, which starts from the configuration applied here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import urllib.request
 
 import pytest
+from conftest import assert_no_worker_crashed
 from serialconsole import SerialConsole
 from vm import VM
 
@@ -197,3 +199,10 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
                         "-o UserKnownHostsFile=/dev/null root@192.168.10.1 'echo ssh-$((40+2))'", timeout=120)  # fmt: skip
     assert login.rc == 0 and "ssh-42" in login.out, login.out
     assert sh(console, "passwd -S root").split()[1] == "L"
+
+
+def test_no_worker_crashed_on_the_image(booted: tuple[VM, SerialConsole]) -> None:
+    """Through first boot, the fail-closed start and the configuration above, every worker of the daemon
+    kept running under the image's service account setup (no crash-and-restart loop)."""
+    _, console = booted
+    assert_no_worker_crashed(console)

@@ -6,19 +6,38 @@ and copied to a log file. The image file itself is never written: the VM runs on
 
 KVM is used when /dev/kvm works; a nested or restricted KVM (as on some CI runners) can open /dev/kvm yet
 fail to run OVMF, so a KVM start that errors or prints nothing is retried once with TCG (software).
+
+The q35 chipset's TCO watchdog is wired to reset the machine (`ICH9-LPC.noreboot=false`; qemu 7.2 straps it
+off by default): the image arms it (RuntimeWatchdogSec, RebootWatchdogSec), as on the mini PC, so a guest that
+hangs, also in the middle of a reboot, comes back by itself as a real box would. A QMP socket lets a test ask
+qemu what the guest is doing when the serial console stays silent.
+
+The reset itself stops that watchdog, so nothing covers the firmware: once (of some thirty reboots) OVMF
+under TCG with two vCPUs spun in a polling loop after a reboot for over 15 minutes (both vCPUs at one RIP
+range in OVMF's code, no SMM, the serial console silent since "reboot: Restarting system"). The VM's
+firmware watchdog does what a person would do with a real box: when the console has been silent for
+FIRMWARE_SILENCE_S right after the kernel's "Restarting system", it resets the machine (QMP system_reset, at
+most MAX_FIRMWARE_RESETS times), and says so as a pytest warning (conftest.running_vm): never silently.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+FIRMWARE_SILENCE_S = 300.0  # OVMF and the kernel's first line take well under 2 minutes under TCG
+MAX_FIRMWARE_RESETS = 2
+RESTARTING = re.compile(rb"R+e+s+t+a+r+t+i+n+g+ +s+y+s+t+e+m+")  # a loaded TCG serial port repeats bytes
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -61,8 +80,11 @@ class VM:
         self.https_port = free_loopback_port()
         self.serial_socket = workdir / "serial.sock"
         self.serial_log = workdir / "serial.log"
+        self.qmp_socket = workdir / "qmp.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.accel = ""
+        self.firmware_resets: list[str] = []  # when the firmware watchdog reset a silent reboot
+        self._watch_stop = threading.Event()
 
     def _prepare_disk(self) -> Path:
         overlay = self.workdir / "disk.qcow2"
@@ -80,6 +102,8 @@ class VM:
         return [
             "qemu-system-x86_64", "-machine", f"q35,accel={accel}", "-cpu", cpu, "-smp", "2",
             "-m", str(self.memory_mb), "-display", "none", "-monitor", "none", "-nodefaults",
+            "-global", "ICH9-LPC.noreboot=false",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,file={self.workdir / 'vars.fd'}",
             "-drive", f"file={disk},if=virtio,format=qcow2",
@@ -122,8 +146,57 @@ class VM:
         if not (kvm_usable() and self._launch("kvm")):
             self._launch("tcg")
         log.info("VM started with %s; HTTPS on 127.0.0.1:%d", self.accel, self.https_port)
+        self._watch_stop.clear()
+        threading.Thread(target=self._firmware_watchdog, name="vm-firmware-watchdog", daemon=True).start()
+
+    def firmware_hung(self, now: float) -> bool:
+        """The console has said nothing for FIRMWARE_SILENCE_S since the kernel's "Restarting system"."""
+        try:
+            st = self.serial_log.stat()
+        except FileNotFoundError:
+            return False
+        if now - st.st_mtime < FIRMWARE_SILENCE_S:
+            return False
+        with open(self.serial_log, "rb") as f:
+            f.seek(max(0, st.st_size - 400))
+            return RESTARTING.search(f.read()) is not None
+
+    def _firmware_watchdog(self, tick: float = 10.0) -> None:
+        while not self._watch_stop.wait(tick):
+            if len(self.firmware_resets) >= MAX_FIRMWARE_RESETS or not self.firmware_hung(time.time()):
+                continue
+            regs = self.monitor("info registers")[:400]
+            log.warning("the firmware hung after a reboot (console silent %.0f s); resetting the VM: %s",
+                        FIRMWARE_SILENCE_S, regs)  # fmt: skip
+            self.firmware_resets.append(time.strftime("%H:%M:%S"))
+            with open(self.serial_log, "ab") as f:  # so that the silence check starts over
+                f.write(b"\n[vm.py: firmware silent after a reboot; system_reset]\n")
+            self.monitor("system_reset")
+
+    def monitor(self, command: str, timeout: float = 10.0) -> str:
+        """A human monitor command (`info status`, `info registers`) over QMP; for diagnostics, never raises."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(str(self.qmp_socket))
+                f = s.makefile("rwb")
+                f.readline()  # the greeting
+                replies = []
+                for cmd in ({"execute": "qmp_capabilities"},
+                            {"execute": "human-monitor-command", "arguments": {"command-line": command}}):  # fmt: skip
+                    f.write(json.dumps(cmd).encode() + b"\n")
+                    f.flush()
+                    while True:  # skip asynchronous events
+                        reply = json.loads(f.readline())
+                        if "event" not in reply:
+                            replies.append(reply)
+                            break
+                return str(replies[-1].get("return", replies[-1]))
+        except (OSError, ValueError) as exc:
+            return f"(no answer from qemu's monitor: {exc})"
 
     def stop(self) -> None:
+        self._watch_stop.set()
         if self.proc is None:
             return
         if self.proc.poll() is None:

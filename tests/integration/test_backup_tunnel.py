@@ -11,8 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from lab.topology import Lab
+from lab.waiting import wait_for
 from vpn.client import parse_client_conf, up_client
 from vpn.provision import provision
 from vpn.subsystem import VpnSubsystem
@@ -35,15 +35,6 @@ MAMORI = Path(sys.executable).parent / "mamori"
 PID = os.getpid()
 BOX_IF, DOC_IF = f"wbb{PID}", f"wbd{PID}"
 PASS = "shinsatsushitsu no kagi wa tsukue"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def mamori(

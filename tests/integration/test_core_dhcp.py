@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.box import Box
+from lab.waiting import wait_or_fail
 
 pytestmark = pytest.mark.integration
 PHONE_MAC = "02:42:ac:11:00:99"
@@ -32,10 +33,10 @@ def test_guest_phone_gets_a_lease_and_appears_in_the_device_list(box: Box) -> No
     assert ip.startswith("192.168.20.") and 100 <= int(ip.rsplit(".", 1)[1]) <= 199  # the guest range
     leases = Path(box.state_dir / "dnsmasq.leases").read_text()
     assert PHONE_MAC in leases and "patient-phone" in leases
-    listed = ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and PHONE_MAC not in listed:
+
+    def phone_row() -> str:
         listed = box.mamori("fw", "devices", "--csv").stdout
-        time.sleep(1)
-    row = next(line for line in listed.splitlines() if PHONE_MAC in line)
+        return next((line for line in listed.splitlines() if PHONE_MAC in line), "")
+
+    row = wait_or_fail(phone_row, 30, "the phone in `mamori fw devices`", step=1)
     assert ip in row and "guest" in row

@@ -8,12 +8,12 @@ box starts the daemon through its installed `mamori` entry point (image/systemd/
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from lab.box import Box
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +48,6 @@ def curl(box: Box, url: str) -> str:
     res = box.lab.run("reception", ["curl", "-sk", "-o", "/dev/null", "-m", "5", "-w", "%{http_code}", url],
                       check=False, timeout=15)  # fmt: skip
     return res.stdout
-
-
-def wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    return predicate()
 
 
 def test_web_ui_started_by_daemon_ignores_working_directory(box: Box, decoy_cwd: Path) -> None:

@@ -8,13 +8,13 @@ import json
 import re
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from lab.box import Box
 from lab.state import ruleset
+from lab.waiting import wait_or_fail
 from vpn.client import parse_client_conf, up_client
 
 pytestmark = pytest.mark.integration
@@ -45,15 +45,6 @@ def users(box: Box) -> list[tuple]:
     return devices + creds
 
 
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return predicate()
-
-
 def test_backup_wipe_restore_gives_the_same_box(box: Box, tmp_path: Path) -> None:
     box.start_daemon()
     added = box.mamori("vpn", "add", "yamada", "自宅PC", "--out", str(tmp_path / "doctor"),
@@ -61,7 +52,7 @@ def test_backup_wipe_restore_gives_the_same_box(box: Box, tmp_path: Path) -> Non
     assert added.returncode == 0
     conf_text = next((tmp_path / "doctor").glob("*.conf")).read_text()
     box.mamori("fw", "block", "198.51.100.66", "--reason", "テスト")
-    assert wait_for(lambda: len(peers(box)) == 1, 20)
+    wait_or_fail(lambda: len(peers(box)) == 1, 20, "one VPN peer before the backup")
     before = {"ruleset": ruleset(box.lab), "peers": peers(box), "users": users(box)}
     assert "198.51.100.66" in str(before["ruleset"])
     box.mamori("backup", "set-passphrase", stdin=PASS + "\n")
@@ -80,7 +71,7 @@ def test_backup_wipe_restore_gives_the_same_box(box: Box, tmp_path: Path) -> Non
     restored = box.mamori("backup", "restore", "--yes", str(usb / "box.mbk"), stdin=PASS + "\n")
     assert "のバックアップを復元し、設定を反映しました" in restored.stdout
     box.start_daemon()
-    assert wait_for(lambda: len(peers(box)) == 1, 30)
+    wait_or_fail(lambda: len(peers(box)) == 1, 30, "the VPN peer back after the restore")
     after = {"ruleset": ruleset(box.lab), "peers": peers(box), "users": users(box)}
     left = re.search(r'"198\.51\.100\.66", "timeout": (\d+)', json.dumps(after["ruleset"]))
     assert left and 86400 - 300 < int(left.group(1)) <= 86400  # the block runs out when it would have
@@ -92,4 +83,6 @@ def test_backup_wipe_restore_gives_the_same_box(box: Box, tmp_path: Path) -> Non
     # The doctor's PC still has its old config: it connects and reaches the box's sign-in portal.
     conf = parse_client_conf(conf_text)
     up_client(conf, f"wgd{box.lab.wg_name()[2:9]}", tmp_path, netns=box.lab.ns("doctor"))
-    assert wait_for(lambda: box.lab.tcp_connect("doctor", "10.99.0.1", 8443), 30)
+    wait_or_fail(
+        lambda: box.lab.tcp_connect("doctor", "10.99.0.1", 8443), 30, "the doctor reaches the portal"
+    )

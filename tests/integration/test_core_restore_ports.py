@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -15,20 +16,12 @@ import pytest
 
 from lab.box import Box
 from lab.state import ruleset
+from lab.waiting import wait_or_fail
 
 pytestmark = pytest.mark.integration
 PASS = "shinryoujo no kagi wa hikidashi ni"
 RENAMES = {"wan0": "enp1s0", "lan0": "enp2s0", "guest0": "enp3s0", "dev0": "enp4s0"}
 MAPPING = ",".join(f"{a}={b}" for a, b in RENAMES.items())
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return predicate()
 
 
 def peers(box: Box, ifname: str) -> dict[str, str]:
@@ -37,9 +30,22 @@ def peers(box: Box, ifname: str) -> dict[str, str]:
 
 
 def files(box: Box) -> dict[str, bytes]:
-    """Every file of the box, but the logs the running daemon and web UI append to by themselves."""
+    """Every file of the box, but the logs the running daemon and web UI append to by themselves and the
+    database, which the daemon's workers write on their own schedule (the inventory every 30 s): a byte
+    comparison of it failed whenever a refusal took longer on a loaded machine. records() compares what a
+    restore would write there."""
     return {str(p): p.read_bytes() for p in sorted(box.state_dir.rglob("*"))
-            if p.is_file() and not p.name.endswith(".log")}  # fmt: skip
+            if p.is_file() and not p.name.endswith(".log") and not p.name.startswith("mamori.db")}  # fmt: skip
+
+
+def records(box: Box) -> tuple[list, list]:
+    """The revisions and the audit trail of the box's database."""
+    conn = sqlite3.connect(box.state_dir / "mamori.db", timeout=30)
+    try:
+        return (conn.execute("SELECT * FROM revisions ORDER BY id").fetchall(),
+                conn.execute("SELECT * FROM audit ORDER BY id").fetchall())  # fmt: skip
+    finally:
+        conn.close()
 
 
 def test_restore_onto_a_box_whose_ports_have_other_names(box: Box, tmp_path: Path) -> None:
@@ -48,7 +54,7 @@ def test_restore_onto_a_box_whose_ports_have_other_names(box: Box, tmp_path: Pat
     added = box.mamori("vpn", "add", "yamada", "自宅PC", "--out", str(tmp_path / "doctor"),
                        "--password-stdin", stdin="Kanja-no-Himitsu-2026\n")  # fmt: skip
     assert added.returncode == 0
-    assert wait_for(lambda: len(peers(box, ifname)) == 1, 20)
+    wait_or_fail(lambda: len(peers(box, ifname)) == 1, 20, "one VPN peer before the backup")
     old_peers = peers(box, ifname)
     box.mamori("backup", "set-passphrase", stdin=PASS + "\n")
     usb = tmp_path / "usb"
@@ -67,10 +73,14 @@ def test_restore_onto_a_box_whose_ports_have_other_names(box: Box, tmp_path: Pat
     shutil.rmtree(box.state_dir)
     box.state_dir.mkdir()
     box.start_daemon()
-    assert wait_for(lambda: (box.state_dir / "keys" / "web.crt").exists(), 30)  # the web UI made its own
+    wait_or_fail((box.state_dir / "keys" / "web.crt").exists, 30, "the web UI made its own certificate")
     before = files(box)
-    while (time.sleep(1.0), files(box))[1] != before:  # until the new box has settled
-        before = files(box)
+    for _ in range(60):  # until the new box has settled (bounded)
+        time.sleep(1.0)
+        if (now := files(box)) == before:
+            break
+        before = now
+    before_records = records(box)
 
     refused = box.mamori("backup", "restore", "--yes", str(usb / "box.mbk"), stdin=PASS + "\n", check=False)
     assert refused.returncode == 1
@@ -82,7 +92,8 @@ def test_restore_onto_a_box_whose_ports_have_other_names(box: Box, tmp_path: Pat
     wrong = box.mamori("backup", "restore", "--yes", "--ports", MAPPING.replace("enp4s0", "enp9s0"),
                        str(usb / "box.mbk"), stdin=PASS + "\n", check=False)  # fmt: skip
     assert wrong.returncode == 1 and "enp9s0 はこの機械にないポート" in wrong.stderr
-    assert files(box) == before and not box.config.exists()  # three refusals, not a byte written
+    # three refusals, not a byte written
+    assert files(box) == before and records(box) == before_records and not box.config.exists()
 
     restored = box.mamori("backup", "restore", "--yes", "--ports", MAPPING, str(usb / "box.mbk"),
                           stdin=PASS + "\n", check=False)  # fmt: skip
@@ -93,10 +104,12 @@ def test_restore_onto_a_box_whose_ports_have_other_names(box: Box, tmp_path: Pat
     # No further command: the firewall names the new ports, the VPN has its old peer, DHCP the new port.
     rules = json.dumps(ruleset(box.lab))
     assert '"enp2s0"' in rules and '"enp1s0"' in rules and '"lan0"' not in rules and '"wan0"' not in rules
-    assert wait_for(lambda: peers(box, ifname) == old_peers, 30)
+    wait_or_fail(lambda: peers(box, ifname) == old_peers, 30, "the restored VPN peers")
     dnsmasq = (box.state_dir / "run" / "dnsmasq.conf").read_text()
     assert "interface=enp2s0" in dnsmasq and "except-interface=enp1s0" in dnsmasq and "lan0" not in dnsmasq
-    assert wait_for(lambda: box.lab.ping("emr", "192.168.10.1"), 15)  # through the renamed port
+    wait_or_fail(
+        lambda: box.lab.ping("emr", "192.168.10.1"), 15, "emr pings the box through the renamed port"
+    )
     assert "name: enp2s0" in box.config.read_text()
     # The running daemon was told (SIGHUP), re-applied the restored revision and is still up.
     assert box.daemon is not None and box.daemon.poll() is None

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
 import pytest
 
 from lab.box import Box
+from lab.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +33,6 @@ def listener_pid(box: Box, port: int) -> int | None:
         if ppid == daemon_pid:
             return pid
     return None
-
-
-def wait_for(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    return predicate()
 
 
 def test_web_ui_served_redirected_confined_and_restarted(box: Box) -> None:
@@ -73,3 +64,96 @@ def test_reload_restarts_the_web_ui(box: Box) -> None:
     assert not os.path.exists(f"/proc/{first}"), "the old web UI process is still there"
     assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
     assert box.daemon is not None and box.daemon.poll() is None
+
+
+class _Browser:
+    """A signed-in person at 受付PC: urllib in the reception namespace (this thread switched into it), with the
+    session cookie and the CSRF token of each form, as a browser would send them."""
+
+    CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+    def __init__(self, base: str) -> None:
+        import http.cookiejar
+        import ssl
+        import urllib.request
+
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+
+        class _NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):  # a 302 is answered, not followed
+                return None
+
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=tls),
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+            _NoRedirect(),
+        )
+
+    def request(self, path: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with self.opener.open(urllib.request.Request(self.base + path, data=data), timeout=30) as r:
+                return r.status, r.headers.get("Location", ""), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("Location", ""), exc.read().decode()
+
+    def post(self, path: str, form: dict[str, str], page: str | None = None) -> tuple[int, str, str]:
+        body = self.request(page or path)[2]
+        token = self.CSRF.search(body)
+        assert token, f"no CSRF token on {page or path}"
+        return self.request(path, {"csrf_token": token.group(1), **form})
+
+
+def test_a_change_from_the_web_ui_is_applied_by_the_daemon_through_its_action_socket(box: Box) -> None:
+    """The web UI process asks the daemon for `config.apply` over the action socket (appliance.actions): a rule
+    added on the firewall page lands in the kernel, as the signed-in account; the socket is root's."""
+    import pyotp
+    from pyroute2.netns import popns, pushns
+
+    from appliance.paths import Paths
+    from appliance.revisions import RevisionStore
+    from appliance.storage import Database
+    from webui.accounts import AccountStore
+
+    db = Database(Paths(box.config, box.state_dir).db)
+    secret = pyotp.random_base32()
+    AccountStore(db).create("inchou", "Kanja-no-Mamori-2026", "admin", totp_secret=secret)
+    box.start_daemon()
+    assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
+    web = listener_pid(box, 443)
+    assert web is not None
+    sock = box.state_dir / "run" / "actions.sock"
+    assert f"--actions\0{sock}\0" in open(f"/proc/{web}/cmdline").read()
+    before = box.nft_json().count("192.168.10.20")
+    live = RevisionStore(db).live()
+    assert live is not None
+
+    pushns(box.lab.ns("reception"))
+    try:
+        browser = _Browser("https://192.168.10.1")
+        status, where, _ = browser.post("/login", {"username": "inchou", "password": "Kanja-no-Mamori-2026"})
+        assert (status, where.endswith("/login/totp")) == (302, True), status
+        status, _, _ = browser.post("/login/totp", {"code": pyotp.TOTP(secret).now()})
+        assert status == 302
+        rule = {"src": "受付PC", "dst": "PACS", "service": "DICOM", "comment": "画像の確認"}
+        status, review, _ = browser.post("/firewall/rules", rule, page="/firewall/")
+        assert status == 302 and "/settings/review/" in review, (status, review)
+        review_path = review.split("192.168.10.1", 1)[-1]
+        status, where, body = browser.post(review_path, {"decision": "apply"})
+        assert status == 302 and where.endswith("/settings/status"), (status, body[-500:])
+    finally:
+        popns()
+    new = RevisionStore(db).live()
+    assert new is not None and new.id > live.id and (new.author, new.source) == ("inchou", "web")
+    assert box.nft_json().count("192.168.10.20") > before  # the new rule's source is in the kernel's ruleset
+
+    # Only root (and the web UI's group) may open the socket; the daemon checks each peer too (SO_PEERCRED,
+    # tests/unit/test_actions.py).
+    st = sock.stat()
+    assert st.st_uid == 0 and st.st_mode & 0o007 == 0, oct(st.st_mode)

@@ -3,8 +3,6 @@ restarted by a change that leaves it alone), the NFLOG drop log (`fw drops`), th
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import yaml
 
@@ -17,6 +15,12 @@ pytestmark = pytest.mark.integration
 def _dnsmasq_pid(box: Box) -> str:
     out = box.lab.run("box", ["ss", "-Hlunp", "sport", "= :53"], check=False).stdout
     return out.split("pid=")[1].split(",")[0] if "dnsmasq" in out and "pid=" in out else ""
+
+
+def _started_generations(box: Box) -> int:
+    """Worker generations the daemon has started (one at start, one per applied revision)."""
+    log = (box.state_dir / "daemon.log").read_text(encoding="utf-8", errors="replace")
+    return log.count("started workers:")
 
 
 def test_daemon_runs_dns_droplog_and_inventory(box: Box) -> None:
@@ -38,7 +42,9 @@ def test_daemon_runs_dns_droplog_and_inventory(box: Box) -> None:
         candidate = box.state_dir / "candidate.yaml"
         candidate.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         box.mamori("config", "apply", "--file", str(candidate), "-m", "ルール追加")
-        time.sleep(2.5)
+        # the daemon has restarted its workers for the new revision (a fixed 2.5 s could end before that on a
+        # loaded machine, and the check below would have looked at the old generation)
+        assert wait_until(lambda: _started_generations(box) >= 2, timeout=30) is not None
         assert _dnsmasq_pid(box) == pid
         # the inventory knows the clinic PCs that talked to the box
         assert lab.ping("reception", "192.168.10.1")

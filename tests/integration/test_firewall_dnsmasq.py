@@ -58,15 +58,17 @@ def test_dns_answers_and_restarts_only_on_change(tmp_path: Path) -> None:
         )
         result: dict = {}
 
-        def probe() -> None:
+        def probe() -> str:
             result["pacs"] = dns_a(lambda argv: sh(ns, *argv, check=False), "192.168.10.1", "pacs.clinic.lan")
+            return result["pacs"]
 
         import concurrent.futures
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(in_ns, ns, _supervise, str(tmp_path), [base, base, more], 1.5)
-            time.sleep(1.2)
-            probe()
+            fut = pool.submit(in_ns, ns, _supervise, str(tmp_path), [base, base, more], 2.5)
+            # asked while the worker generations run, until it answers (a fixed 1.2 s could come before the
+            # first dnsmasq listened on a loaded machine)
+            wait_until(lambda: probe() == "192.168.10.30" or fut.done(), timeout=30)
             pids = fut.result(timeout=60)
         assert result["pacs"] == "192.168.10.30"
         assert pids[0] > 0 and pids[0] == pids[1], (

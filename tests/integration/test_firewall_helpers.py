@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from appliance.errors import ApplyError, MamoriError
+from lab.waiting import wait_for
 
 CLONE_NEWNET = 0x40000000
 
@@ -143,15 +144,12 @@ def sets_call(cfg: Any, state_dir: str, method: str, *args: Any) -> Any:
 
 
 def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.2) -> float | None:
-    """Poll `check` (bounded in time); the seconds it took, or None if it never became true."""
+    """Poll `check` (lab.waiting.wait_for: bounded in time and count); the seconds it took, or None if it
+    never became true."""
     import time
 
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(step)
-    return None
+    return time.monotonic() - start if wait_for(check, timeout, step) else None
 
 
 _CONNECT = "import socket,sys\nsocket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()"

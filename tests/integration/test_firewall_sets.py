@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,8 +31,15 @@ def test_block_stops_a_live_flow_and_unblock_restores_it(clinic: tuple, tmp_path
     ping_log = tmp_path / "ping.log"
     # a continuous ping from 受付PC to the internet server: one live ICMP flow through the box
     pinger = lab.spawn("reception", ["ping", "-n", "-i", "0.1", "-c", "400", SERVER], log_path=ping_log)
+
+    def replies() -> int:
+        return ping_log.read_text().count("icmp_seq=") if ping_log.exists() else 0
+
     try:
-        time.sleep(0.5)
+        # the flow is live (answered) before the block: its start is not a fixed pause on a loaded machine
+        assert wait_until(lambda: replies() >= 3, timeout=20) is not None, (
+            "the long-running ping gets no replies"
+        )
         assert lab.ping("reception", SERVER)
         _call(clinic, "block", SERVER, 600, "テスト", "test")
         assert not lab.ping("reception", SERVER, count=2)
@@ -46,7 +52,11 @@ def test_block_stops_a_live_flow_and_unblock_restores_it(clinic: tuple, tmp_path
         assert _call(clinic, "unblock", SERVER) is True
         assert _call(clinic, "unblock", SERVER) is False  # not there any more (ENOENT), not an error
         assert lab.ping("reception", SERVER)
-        time.sleep(1.0)  # let the long-running ping see replies again
+        after = replies()
+        # the long-running ping sees replies again: six in a row, as checked below
+        assert wait_until(lambda: replies() >= after + 6, timeout=20) is not None, (
+            "no replies after the unblock"
+        )
     finally:
         lab.stop(pinger)
     out = ping_log.read_text()

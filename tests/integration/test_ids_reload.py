@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from ids.account import lookup
 from ids.render import SuricataPaths
 from ids.subsystem import IdsSubsystem
 from ids.supervisor import SuricataSupervisor, read_status
+from lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CLONE_NEWNET = 0x40000000
@@ -80,16 +80,6 @@ def inject(netns: str, ifname: str, frame: bytes) -> None:
     subprocess.run(
         ["ip", "netns", "exec", netns, sys.executable, "-c", code, ifname, frame.hex()], check=True
     )
-
-
-def wait_for(predicate, timeout: float, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture

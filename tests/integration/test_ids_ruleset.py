@@ -19,8 +19,9 @@ from appliance.errors import ApplyError
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
-from ids import sources
-from ids.engine import build_rules
+from ids import engine, sources
+from ids.account import lookup
+from ids.engine import build_rules, check_in_staging, materialise
 from ids.render import SuricataPaths
 from ids.subsystem import IdsSubsystem
 from ids.updates import update_rules
@@ -99,3 +100,26 @@ def test_offline_tarball_update_through_suricata_update_and_bad_update_refused(t
     with ctx.db.connection() as conn:
         actions = [r[0] for r in conn.execute("SELECT action FROM audit ORDER BY id")]
     assert actions == ["ids.rules.update", "ids.rules.update_failed"]
+
+
+def test_suricata_T_parses_the_rules_as_the_ids_account_not_root(tmp_path: Path) -> None:
+    """Rules come from outside (a download, an upload): `suricata -T` parses them as mamori-ids. Proven by
+    the difference: a staged tree left root's own is readable by root and refused when run as the account."""
+    account = lookup()
+    if account is None:
+        pytest.skip("no mamori-ids account (make setup creates it)")
+    ctx = make_ctx(tmp_path)
+    rendered = IdsSubsystem(ctx).render(cfg_for("clinic"))
+    rule = 'alert tcp any any -> any 4444 (msg:"Mamori test"; sid:2999998; rev:1;)\n'
+    assert check_in_staging(ctx.paths, rendered, rule) > 0  # the staged tree opened to the account: accepted
+
+    live = SuricataPaths.under(ctx.paths.run_dir)
+    closed = SuricataPaths(tmp_path / "closed" / "suricata")
+    materialise(live, closed, rendered, rule)
+    for path in (tmp_path / "closed", closed.base, closed.rules.parent):
+        path.chmod(0o700)  # root's alone, as the daemon's UMask 0077 leaves it
+    assert engine.test_config(closed.yaml) > 0  # root reads it
+    with pytest.raises(ApplyError):
+        engine.test_config(
+            closed.yaml, account=account
+        )  # the account cannot: so the check above ran as the account

@@ -123,6 +123,11 @@ def test_box_serves_ntp_by_the_policy_table(box: Box, tmp_path: Path) -> None:
         stop_all(box)
 
 
+def _started_generations(box: Box) -> int:
+    log = (box.state_dir / "daemon.log").read_text(encoding="utf-8", errors="replace")
+    return log.count("started workers:")
+
+
 def test_worker_restarts_chronyd_only_when_needed(box: Box, tmp_path: Path) -> None:
     start_upstream(box, tmp_path)
     box.start_daemon()
@@ -132,7 +137,9 @@ def test_worker_restarts_chronyd_only_when_needed(box: Box, tmp_path: Path) -> N
         apply(
             box, lambda d: d["firewall"]["rules"].append({"src": "受付PC", "dst": "PACS", "service": "HTTPS"})
         )
-        time.sleep(3)  # let the new worker generation adopt
+        # the daemon has started the new worker generation, which adopted chronyd (a fixed 3 s could end
+        # before the restart on a loaded machine)
+        assert wait_until(lambda: _started_generations(box) >= 2, timeout=30) is not None
         assert chronyd_pid(box) == first and Path(f"/proc/{first}").exists()  # not restarted
 
         apply(box, lambda d: d["ntp"].update(servers=[UPSTREAM, "198.51.100.20"]))

@@ -15,12 +15,14 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+
+from lab.suricata import capturing
+from lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ATTACKER, MANUAL_BLOCK, BOX_WAN = "198.51.100.66", "198.51.100.77", "203.0.113.2"
@@ -130,15 +132,6 @@ def _summary_values(layout: str) -> list[int]:
     return [int(v) for v in re.findall(r"(\d+)\s*[件回]", values)]
 
 
-def _wait_for(predicate, timeout: float, step: float = 0.3):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 def _attack(box) -> None:  # type: ignore[no-untyped-def]
     """The internet-side attacker scans the box: Suricata, run by the daemon, must see it and the IDS must
     block the attacker, as in production."""
@@ -149,7 +142,10 @@ def _attack(box) -> None:  # type: ignore[no-untyped-def]
 
     ctx = Context(Paths(box.config, box.state_dir), Database(box.state_dir / "mamori.db"))
     assert wait_running(ctx, timeout=120).state == "running"
-    time.sleep(1.0)  # the capture socket is bound shortly after Suricata's control socket answers
+    # Suricata's control socket answers before its capture is bound, and the page behind the forward was
+    # just started: wait until the forward answers and Suricata has counted its packets on wan0.
+    assert wait_for(lambda: box.lab.tcp_connect("attacker", BOX_WAN, 8443) and capturing(box.state_dir, "wan0"),
+                    timeout=60), "the forward does not answer or Suricata does not capture on wan0"  # fmt: skip
     db = box.state_dir / "mamori.db"
 
     def seen() -> bool:
@@ -167,7 +163,7 @@ def _attack(box) -> None:  # type: ignore[no-untyped-def]
     for _ in range(3):  # bounded: scan and login, then up to 20 s for the incident and the block; three times
         box.lab.run("attacker", scan, check=False, timeout=60)
         box.lab.run("attacker", login, check=False, timeout=30)
-        if _wait_for(seen, timeout=20):
+        if wait_for(seen, timeout=20):
             return
     log = (box.state_dir / "daemon.log").read_text(encoding="utf-8", errors="replace")
     raise AssertionError("the attack was not detected and blocked:\n" + log[-3000:])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,12 @@ import yaml
 
 from appliance.clock import clinic_time
 from lab.box import Box
+from lab.waiting import wait_for
 from tests.updatekit import make_bundle, make_index, make_key, make_tls, server_argv, system_root
 
 pytestmark = pytest.mark.integration
 
 SERVER_IP, PORT = "198.51.100.10", 8443
-
-
-def _wait_for(path: Path, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def _quiet_hours_now() -> str:
@@ -69,7 +60,9 @@ def test_daemon_fetches_verifies_stages_and_requests(box: Box, vendor) -> None:
                                       notes="電子カルテとの通信の記録を改善しました。"), "2026.12.2")  # fmt: skip
     update_dir = box.state_dir / "update"
     box.start_daemon()
-    assert _wait_for(update_dir / "request.json", 60), (box.state_dir / "daemon.log").read_text()[-3000:]
+    assert wait_for((update_dir / "request.json").exists, 60, step=0.5), (
+        box.state_dir / "daemon.log"
+    ).read_text()[-3000:]
     request = json.loads((update_dir / "request.json").read_text())
     assert request["bundle"] == "mamori-2026.12.2-amd64.tar" and request["reboot"] == "now"
     assert request["requested_by"] == "system"

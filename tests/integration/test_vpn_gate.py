@@ -18,6 +18,7 @@ import yaml
 
 from lab.box import EXAMPLE_CONFIG, Box, make_box
 from lab.topology import Lab
+from lab.waiting import wait_for
 from tests import notify_receiver as receiver
 from vpn.client import parse_client_conf, up_client
 from vpn.wg import WgInterface
@@ -84,15 +85,6 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code); print(e.read().decode())
 """
-
-
-def wait_for(predicate, timeout: float, step: float = 0.3) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def portal(lab: Lab, host: str, action: str, *extra: str) -> tuple[int, str]:

@@ -182,10 +182,20 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
     fill(d, address_lan0="192.168.10.1/24")
     shot(d, "04-setup-ports")
     submit(d)
+    assert d.current_url.endswith("/setup/line"), d.page_source[-2000:]
+    # a MAP-E line: the router's usable ports; a port outside them is refused with a suggestion
+    d.find_element(By.CSS_SELECTOR, "input[name=line][value='map-e']").click()
+    fill(d, ranges="40960-40975, 45056-45071", port="51820")
+    submit(d)
+    assert "たとえば 40960番にしてください" in d.find_element(By.TAG_NAME, "main").text
+    shot(d, "05-setup-line")
+    fill(d, port="")
+    submit(d)
     assert d.current_url.endswith("/setup/notify"), d.page_source[-2000:]
     shot(d, "05-setup-notify")
     submit(d)
     assert d.current_url.endswith("/setup/summary")
+    assert "VPN は 40960番" in d.find_element(By.TAG_NAME, "main").text
     shot(d, "06-setup-summary")
     submit(d)
     assert d.current_url == served.url + "/", d.page_source[-3000:]

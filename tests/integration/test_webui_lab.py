@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from lab.box import Box, make_box
 from lab.topology import Lab
+from lab.waiting import wait_or_fail
 
 pytestmark = pytest.mark.integration
 BOX_LAN, BOX_GUEST, BOX_DEV, BOX_WAN = "192.168.10.1", "192.168.20.1", "192.168.30.1", "203.0.113.2"
@@ -52,12 +52,12 @@ def _status(lab: Lab, host: str, url: str) -> str:
 
 def test_reception_reaches_the_web_ui(clinic: tuple[Lab, Box]) -> None:
     lab, _ = clinic
-    deadline = time.monotonic() + 60
-    code = ""
-    while time.monotonic() < deadline and code != "200":
-        code = _status(lab, "reception", f"https://{BOX_LAN}/healthz")
-        time.sleep(0.5)
-    assert code == "200"
+    wait_or_fail(
+        lambda: _status(lab, "reception", f"https://{BOX_LAN}/healthz") == "200",
+        60,
+        "the web UI answers /healthz to the reception PC",
+        step=0.5,
+    )
     # A fresh box: no administrator yet, so the first page is the setup wizard (no default password).
     assert _status(lab, "reception", f"https://{BOX_LAN}/") == "302"
     res = lab.run(

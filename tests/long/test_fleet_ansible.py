@@ -3,7 +3,7 @@
 fleet/ansible/ by `ansible-galaxy` as a vendor would, against 3 clinic boxes of lab/fleet.py (real daemons,
 each behind a NAT router, reached only over its management link). Tokens sit in ansible-vault files.
 
-Each clinic's administrator has made a vendor account (grants 設定 and ファイアウォール), an API token
+Each clinic's administrator has made a vendor account (grants 設定, ファイアウォール, ネットワーク), an API token
 (`mamori fleet token create`) and switched on fleet.allow_changes. Checks, in order, on one fleet:
 the first run changes all 3 (a new revision each, by the vendor, confirmed); a second run changes none;
 check mode with --diff shows the diff and changes none; a bad value for one box fails that box alone, with the

@@ -23,8 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from lab.fleet import CLINIC_HOSTS, Clinic, Fleet
+from lab.suricata import capturing
 from tests.integration.test_firewall_helpers import serve, wait_until
-from tests.integration.test_mgmt_lab import never_dropped, reached
+from tests.long.test_mgmt_lab import never_dropped, reached
 
 pytestmark = [
     pytest.mark.integration,
@@ -108,7 +109,10 @@ def test_an_attack_in_one_clinic_fires_an_alert_within_60_s(fleet: Fleet) -> Non
     assert running is not None, (clinic.box.state_dir / "run" / "suricata" / "suricata.log").read_text()[
         -3000:
     ]
-    time.sleep(1.0)  # af-packet socket bound after the unix socket answers
+    # Suricata's control socket answers before its AF_PACKET capture is bound: wait until it counts packets
+    # on lan0 (where the sweep passes), with 受付PC's pings to the box as the traffic.
+    assert wait_until(lambda: clinic.lab.ping("reception", "192.168.10.1") and capturing(clinic.box.state_dir, "lan0"),
+                      timeout=60, step=0.5) is not None, "Suricata does not capture on lan0"  # fmt: skip
     assert attack_alerts(fleet) == [] and fleet.engines.webhook_alerts() == [] and syslog_alerts(fleet) == []
     # 受付PC sweeps the medical devices' network for SMB: Mamori's rule 1990006 (high), seen on lan0
     t0 = time.monotonic()

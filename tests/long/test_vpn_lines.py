@@ -27,8 +27,8 @@ from lab import lines
 from lab.box import EXAMPLE_CONFIG, Box, make_box
 from lab.topology import Hub, Lab
 from tests.integration.test_firewall_helpers import wait_until
-from tests.integration.test_mgmt_lab import probes, reached
 from tests.integration.test_vpn_gate import ECHO, PASSWORD, fresh_code, portal, totp_secret
+from tests.long.test_mgmt_lab import probes, reached
 from vpn.client import parse_client_conf, up_client
 from vpn.wg import WgInterface
 

@@ -4,7 +4,9 @@ Ownership comes from where a table is created: the schema module of each area in
 appliance.storage.SCHEMA_MODULES (`ids.schema` → ids/, `appliance.backup.schema` → appliance/backup/,
 `appliance.schema` → appliance/ ...), plus schema_versions (appliance/storage.py). Another area asks the owner
 through its query module (ids/queries.py, vpn/queries.py, firewall/queries.py, appliance/queries.py).
-Tests are exempt: they seed and inspect tables directly.
+Tests are exempt: they seed and inspect tables directly. There are no exceptions: the kv table is reached
+through appliance.storage (Database.get_kv/set_kv/kv_items, set_kv(conn, ...)), the audit log through
+appliance.audit (entries_after, newest_id) and appliance.queries.
 """
 
 from __future__ import annotations
@@ -18,22 +20,6 @@ from appliance.storage import SCHEMA_MODULES
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_PRODUCT = {"tests", "bench", "scripts", "lab", "image", "examples", "docs"}
-
-# (module, table): why it may still name it. Keep this list short and say when each goes.
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    (
-        "appliance/notify/folding.py",
-        "ids_incidents",
-    ): "notifications are being moved out of ids/ (issue 16.6); "
-    "the new incidents are read in the transaction that moves the notify cursor",
-    ("appliance/notify/folding.py", "kv"): "its cursor is written in the same transaction as notify_pending",
-    ("ids/ingest.py", "kv"): "Suricata's stats are stored in the same transaction as the events read",
-    ("webui/retention.py", "kv"): "pruning the web UI's own proposal keys (webui.proposal.*) by prefix",
-    (
-        "vpn/notices.py",
-        "audit",
-    ): "reads the audit entries after its cursor to notify; to move to appliance.queries",
-}
 
 _CREATE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)")
 
@@ -85,7 +71,7 @@ def violations() -> list[str]:
         rel = path.relative_to(REPO).as_posix()
         here = area_of(rel, areas)
         for line, table in named_tables(path.read_text(encoding="utf-8"), set(owners)):
-            if owners[table] != here and (rel, table) not in EXCEPTIONS:
+            if owners[table] != here:
                 out.append(f"{rel}:{line} names {table} (owned by {owners[table]}/)")
     return sorted(set(out))
 
@@ -93,17 +79,10 @@ def violations() -> list[str]:
 def test_no_module_names_a_table_of_another_area() -> None:
     found = violations()
     assert found == [], (
-        "ask the owning area through its query module (ids/vpn/firewall/appliance queries.py; add a function "
-        "there) instead of naming its table, or list a justified exception in EXCEPTIONS: " + "; ".join(found)
+        "ask the owning area through its query module (ids/vpn/firewall/appliance queries.py, appliance.audit, "
+        "the kv helpers of appliance.storage; add a function there) instead of naming its table: "
+        + "; ".join(found)
     )
-
-
-def test_every_exception_is_still_needed() -> None:
-    """An exception whose module no longer names the table is removed from the list (it would hide a relapse)."""
-    tables = set(table_owners())
-    for module, table in EXCEPTIONS:
-        found = {t for _, t in named_tables((REPO / module).read_text(encoding="utf-8"), tables)}
-        assert table in found, f"{module} no longer names {table}: remove its exception"
 
 
 def test_ownership_follows_the_schema_modules() -> None:

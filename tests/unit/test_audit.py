@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.audit import GENESIS, AuditLog, _canonical
+from appliance.audit import GENESIS, AuditLog, _canonical, entries_after, newest_id
 from appliance.errors import StateError
 from appliance.storage import Database
 
@@ -68,6 +68,26 @@ def test_search_finds_japanese_detail(audit: AuditLog) -> None:
     found = audit.search("変更 3")
     assert [e.detail["revision"] for e in found] == [3]
     assert len(audit.search(limit=2)) == 2
+
+
+def test_entries_after_a_cursor_oldest_first_of_the_actions_asked(audit: AuditLog) -> None:
+    """How an area follows the log from its own cursor (vpn.notices) without naming the table."""
+    audit.record("yamada", "vpn.signin", {"window": None}, "vpn")
+    audit.record("yamada", "vpn.user.locked", {"device": "phone"}, "vpn")
+    assert newest_id(audit.db) == 7
+    got = entries_after(audit.db, 2, ("vpn.signin", "vpn.user.locked"))
+    assert [(e.id, e.actor, e.action, e.detail) for e in got] == [
+        (6, "yamada", "vpn.signin", {"window": None}),
+        (7, "yamada", "vpn.user.locked", {"device": "phone"}),
+    ]
+    assert [e.id for e in entries_after(audit.db, 2, limit=2)] == [3, 4]
+    assert entries_after(audit.db, 7) == []
+
+
+def test_newest_id_of_an_empty_log_is_zero(tmp_path: Path) -> None:
+    db = Database(tmp_path / "mamori.db")
+    db.migrate()
+    assert newest_id(db) == 0 and entries_after(db, 0) == []
 
 
 def test_cut_tail_with_a_forged_head_is_detected(audit: AuditLog) -> None:

@@ -7,7 +7,6 @@ import io
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from appliance.backup.ports import PortMapError, PortMismatchError
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
+from lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PASS = "hatsuyume ichi fuji ni taka"
@@ -168,25 +168,27 @@ def test_restore_onto_other_ports_needs_a_mapping_and_shows_it(
 
 
 def test_a_running_daemon_is_told_to_reload_a_stale_pid_file_is_not(tmp_path: Path) -> None:
+    """Only the process holding run/mamori.lock is the daemon (appliance.daemonlock): a pid file whose
+    number now belongs to another process (after a crash) is never signalled."""
     from appliance.backup.api import reload_running_daemon
 
     paths = Paths(tmp_path / "config.yaml", tmp_path / "state")
     paths.ensure()
-    code = "import signal,sys,time\nsignal.signal(signal.SIGHUP, lambda *a: open(sys.argv[1], 'w').write('hup'))\n" \
+    code = "import fcntl,signal,sys,time\n" \
+           "lock = open(sys.argv[3], 'a')\nif sys.argv[2] == 'daemon': fcntl.flock(lock, fcntl.LOCK_EX)\n" \
+           "signal.signal(signal.SIGHUP, lambda *a: open(sys.argv[1], 'w').write('hup'))\n" \
            "print('ready', flush=True)\ntime.sleep(30)"  # fmt: skip
-    for name, told in (("daemon", True), ("something-else", False)):
+    for name, told in (("daemon", True), ("a-stranger-with-a-reused-pid", False)):
         got = tmp_path / f"hup-{name}"
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(got), name], stdout=subprocess.PIPE, text=True
-        )
+            [sys.executable, "-c", code, str(got), name, str(paths.run_dir / "mamori.lock")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
             (paths.run_dir / "mamori.pid").write_text(f"{proc.pid}\n")
             assert reload_running_daemon(paths) is told
-            deadline = time.monotonic() + 5
-            while told and not got.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert got.exists() is told
+            assert wait_for(got.exists, timeout=5 if told else 0.5) is told
         finally:
             proc.kill()
             proc.wait()

@@ -171,8 +171,11 @@ def rights(role: str) -> frozenset[str]:
         (("firewall", "rules"), "firewall.edit"),
         (("firewall", "port_forwards"), "firewall.edit"),
         (("clinic", "name"), "settings.edit"),
-        (("interfaces", "lan0", "address"), "settings.edit"),
-        (("ntp", "servers"), "settings.edit"),
+        (("interfaces", "lan0", "address"), "network.manage"),
+        (("interfaces", "wan0", "zone"), "network.manage"),
+        (("dhcp", "dns_upstreams"), "network.manage"),
+        (("dhcp", "ranges"), "settings.edit"),
+        (("ntp", "servers"), "time.manage"),
     ],
 )
 def test_path_needs_permission(path: tuple[str, ...], permission: str) -> None:
@@ -329,3 +332,15 @@ def test_no_live_revision_compares_with_the_config_file(tmp_path: Path) -> None:
         svc.apply(changed_text("ssh"), "vendor-fw", "web", authority=rights("vendor-fw"))
     rev = svc.apply(changed_text("firewall_rule"), "vendor-fw", "web", authority=rights("vendor-fw"))
     assert svc.current().id == rev.id
+
+
+def test_a_vendor_with_the_settings_grant_cannot_move_zones_or_the_clock() -> None:
+    """Swapping the wan and lan zones would put the sign-in page on the internet; pointing the box at the
+    vendor's own time server would stretch his maintenance window and account. Both need the clinic's grant
+    by name ("network", "time"), which the settings grant does not bring."""
+    vendor = auth.permissions_for("vendor", ["settings", "firewall", "vpn"])
+    assert not {"network.manage", "time.manage"} & vendor
+    assert {"network.manage", "time.manage"} <= auth.permissions_for("vendor", ["network", "time"])
+    assert {"network.manage", "time.manage"} <= auth.permissions_for("admin")
+    for area in ("network", "time"):
+        assert area in auth.GRANTABLE_AREAS and area not in auth.AREA_PERMISSIONS  # by name only

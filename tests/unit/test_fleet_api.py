@@ -10,11 +10,14 @@ by calling ConfigService.revert_if_unconfirmed past the deadline, which is what 
 from __future__ import annotations
 
 import hashlib
+import threading
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import yaml
 
+from appliance import service as service_module
 from appliance.audit import AuditLog
 from appliance.config.authority import FLEET_MANAGE, NEVER_GRANTABLE, permissions_for
 from appliance.config.load import parse_config
@@ -45,7 +48,7 @@ def _base(allow: bool = True) -> dict[str, Any]:
 def _box(tmp_path, allow: bool = True) -> tuple[Box, str]:
     box = make_box(tmp_path)
     box.add("admin", "admin")
-    box.add("vendor", "vendor", grants=("settings", "firewall"), expires_in=30 * 86400)
+    box.add("vendor", "vendor", grants=("settings", "firewall", "network"), expires_in=30 * 86400)
     svc = ConfigService(box.ctx, subsystems=[])
     svc.apply(yaml.safe_dump(_base(allow), allow_unicode=True), "root", "cli", "初期設定")
     _, token = TokenStore(box.ctx.db, clock=box.clock).create("vendor", "admin", "ansible")
@@ -246,6 +249,86 @@ def test_unconfirmed_change_is_reverted_by_the_box(tmp_path) -> None:
     assert late.status_code == 409 and "reverted" in late.json["error"]["en"]
 
 
+def _pending_by(box: Box, author: str, source: str, comment: str) -> int:
+    """A change someone else applied outside the API (the admin in the web UI), waiting for confirmation."""
+    data = _base()
+    data["firewall"]["rules"].append({"src": "受付PC", "dst": "PACS", "service": "DICOM", "comment": comment})
+    text = yaml.safe_dump(data, allow_unicode=True)
+    return ConfigService(box.ctx, subsystems=[]).apply(text, author, source, comment, confirm_seconds=60).id
+
+
+def test_a_vendor_confirms_only_a_change_his_own_account_started(tmp_path) -> None:
+    box, token = _box(tmp_path)
+    box.add("vendor2", "vendor", grants=("settings", "firewall"), expires_in=30 * 86400)
+    _, token2 = TokenStore(box.ctx.db, clock=box.clock).create("vendor2", "admin", "other")
+    admins = _pending_by(box, "admin", "web", "管理者の変更")
+    r = _call(box, "POST", "/api/v1/config/confirm", token, {"revision": admins})
+    assert r.status_code == 403 and r.json["error"]["code"] == "fleet.not_yours", r.json
+    assert "admin さんの変更" in r.json["error"]["ja"] and "only the account" in r.json["error"]["en"]
+    svc = ConfigService(box.ctx, subsystems=[])
+    assert svc.pending()["revision"] == admins and svc.revisions.get(admins).status == "pending"
+    refused = [
+        e for e in AuditLog(box.ctx.db).search(actor="vendor", limit=100) if e.action == "fleet.refused"
+    ]
+    assert [(e.detail["reason"], e.detail["revision"]) for e in refused] == [("fleet.not_yours", admins)]
+    # the web UI's rules are unchanged: the administrator confirms his own change (any pending one)
+    assert svc.confirm("admin", "web").id == admins
+    # one vendor's change is not another vendor's to confirm either; its own account confirms it
+    r = _call(box, "POST", "/api/v1/config/apply", token, {"config": _with_rule(), "confirm_within": 60})
+    mine = r.json["revision"]["id"]
+    other = _call(box, "POST", "/api/v1/config/confirm", token2, {"revision": mine})
+    assert other.status_code == 403 and other.json["error"]["code"] == "fleet.not_yours"
+    ok = _call(box, "POST", "/api/v1/config/confirm", token, {"revision": mine})
+    assert ok.status_code == 200 and ok.json["revision"]["status"] == "applied"
+    bad = _call(box, "POST", "/api/v1/config/confirm", token, {"revision": "2"})
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "fleet.body"
+
+
+def test_confirm_checks_the_named_revision_at_the_moment_it_confirms(tmp_path, monkeypatch) -> None:
+    """The race: the vendor's revision is pending when his confirm arrives, but before the confirmation
+    takes the apply lock the box reverts it (deadline) and the administrator applies a change of his own.
+    The confirm must not land on the administrator's change."""
+    box, token = _box(tmp_path)
+    r = _call(box, "POST", "/api/v1/config/apply", token, {"config": _with_rule(), "confirm_within": 60})
+    vendors, deadline = r.json["revision"]["id"], r.json["deadline"]
+    real_lock = service_module.apply_lock
+    waiting, go = threading.Event(), threading.Event()
+    confirming = {"thread": None}
+
+    @contextmanager
+    def slow_lock(paths):  # the confirm thread waits here, as if another apply held the lock
+        if threading.current_thread() is confirming["thread"]:
+            waiting.set()
+            assert go.wait(10)
+        with real_lock(paths):
+            yield
+
+    monkeypatch.setattr(service_module, "apply_lock", slow_lock)
+    answer: dict[str, Any] = {}
+
+    def vendor_confirms() -> None:
+        res = _call(box, "POST", "/api/v1/config/confirm", token, {"revision": vendors})
+        answer.update(status=res.status_code, body=res.json)
+
+    confirming["thread"] = threading.Thread(target=vendor_confirms)
+    confirming["thread"].start()
+    try:
+        assert waiting.wait(10), "the confirm never reached the apply lock"
+        svc = ConfigService(box.ctx, subsystems=[])
+        assert svc.revert_if_unconfirmed(now=deadline + 1)
+        admins = _pending_by(box, "admin", "web", "管理者の変更")
+    finally:
+        go.set()
+        confirming["thread"].join(20)
+    assert answer["status"] == 409 and answer["body"]["error"]["code"] == "fleet.not_pending", answer
+    assert (
+        "確定待ちではありません" in answer["body"]["error"]["ja"]
+        and "reverted" in answer["body"]["error"]["en"]
+    )
+    assert svc.pending()["revision"] == admins and svc.revisions.get(admins).status == "pending"
+    assert svc.revisions.get(vendors).status == "reverted"
+
+
 def test_invalid_config_names_each_problem_in_both_languages(tmp_path) -> None:
     box, token = _box(tmp_path)
     data = _desired()
@@ -266,7 +349,7 @@ def test_confirm_within_is_required_and_bounded(tmp_path) -> None:
 
 
 def test_authority_table_applies_to_the_api(tmp_path) -> None:
-    box, token = _box(tmp_path)  # grants: settings, firewall; not notifications, vpn users, web
+    box, token = _box(tmp_path)  # grants: settings, firewall, network; not notifications, vpn users, web
     data = _desired({"notifications": {"syslog": {"host": "siem.example.jp"}}})
     r = _call(box, "POST", "/api/v1/config/apply", token, {"config": data, "confirm_within": 60})
     assert r.status_code == 403 and "notifications" in r.json["error"]["en"]

@@ -58,7 +58,7 @@ def test_normalise_real_alerts(cfg, records, sid, src_zone, dst_zone, dst_name, 
 def test_device_side_is_named_from_inventory(cfg, records) -> None:
     a = normalise(alert_for(records, 1990007), Resolver(cfg))
     assert a.src.name == "X線装置"
-    assert a.src.label() == "X線装置（医療機器ネットワーク）"
+    assert a.src.label() == "X線装置（医療機器）"
 
 
 @pytest.mark.parametrize(

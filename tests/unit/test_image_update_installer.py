@@ -360,10 +360,32 @@ def test_requests_outside_the_contract_are_refused(
     elif setup == "dir":
         (box.state / "staged/dir.tar").mkdir()
     _request(box, **fields)
-    assert mu.handle_request(box) == 1
+    assert mu.handle_request(box) == 0, "a refusal is an answer in result.json, not a failed unit"
     result = json.loads((box.state / "result.json").read_text())
     assert not result["ok"] and result["code"] == "update.format" and result["message_ja"], result
     assert _entries(box) == ["mamori-a.conf"]
+
+
+def test_a_write_that_breaks_fails_the_unit_a_refusal_does_not(
+    box: mu.Installer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 0 after a refusal (the answer is result.json; the root unit must not stay "failed"), exit 1 when
+    the write itself broke (a disk or ESP problem that needs a person)."""
+    monkeypatch.setattr(mu, "schedule_reboot", lambda *_: pytest.fail("must not reboot"))
+    monkeypatch.setattr(mu, "LOCK", tmp_path / "run/lock")
+    (box.state / "staged/v2.tar").write_bytes(b"not a tar")
+    _request(box)
+    assert mu.handle_request(box) == 0
+    assert json.loads((box.state / "result.json").read_text())["code"] == "update.format"
+
+    def broken(*_: object) -> dict:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(box, "install", broken)
+    _request(box, id="0123abce")
+    assert mu.handle_request(box) == 1
+    result = json.loads((box.state / "result.json").read_text())
+    assert result["id"] == "0123abce" and result["code"] == "update.write" and not result["ok"], result
 
 
 def test_status_reports_a_rolled_back_update(box: mu.Installer) -> None:
@@ -417,7 +439,7 @@ def test_links_the_control_plane_plants_in_the_state_directory_are_not_written_t
     before = victim.read_bytes()
     (box.state / planted).symlink_to(victim)
     _request(box, bundle="missing.tar")
-    assert mu.handle_request(box) == 1
+    assert mu.handle_request(box) == 0, "a refusal is an answer in result.json, not a failed unit"
     assert victim.read_bytes() == before, "the running slot was written through a planted link"
     result = json.loads((box.state / "result.json").read_text())
     assert not result["ok"] and result["code"] == "update.format"
@@ -443,7 +465,7 @@ def test_a_request_that_is_a_fifo_is_refused_not_waited_for(
     monkeypatch.setattr(mu, "schedule_reboot", lambda *_: pytest.fail("must not reboot"))
     monkeypatch.setattr(mu, "LOCK", tmp_path / "run/lock")
     os.mkfifo(box.state / "request.json")
-    assert mu.handle_request(box) == 1
+    assert mu.handle_request(box) == 0, "a refusal is an answer in result.json, not a failed unit"
     assert json.loads((box.state / "result.json").read_text())["code"] == "update.format"
 
 

@@ -11,17 +11,17 @@ an edge: a package that re-exports its submodules (appliance/notify) is the norm
 from __future__ import annotations
 
 import ast
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
+
+from tests.unit.test_packaging import shipped_packages
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def packages(repo: Path) -> list[str]:
-    found = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
-    names = {p.rstrip("*").rstrip(".") for p in found["tool"]["setuptools"]["packages"]["find"]["include"]}
-    return sorted(n for n in names if (repo / n / "__init__.py").exists())
+    """The top-level packages the wheel ships (setuptools' search of pyproject.toml, as in test_packaging)."""
+    return sorted({p.split(".")[0] for p in shipped_packages(repo)})
 
 
 def modules(root: Path, pkgs: Iterable[str]) -> dict[str, Path]:

@@ -29,6 +29,9 @@ LINK = {
     "address": "10.77.0.17",
     "hub_addresses": ["10.77.0.1"],
 }
+RELAY = "hub.example.jp:40017"
+RELAY_AUTO = {"path": "auto", "relay_endpoint": RELAY}
+PROBE = {f: base64.b64encode(bytes([i + 1]) * 32).decode() for i, f in enumerate(("ipv4", "ipv6", "link"))}
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl vendor"
 
 
@@ -157,15 +160,25 @@ def test_forward_from_and_to_the_link_is_dropped_first_whatever_the_config(
 @pytest.mark.parametrize(
     ("sections", "open_ports", "closed_ports"),
     [
-        # 51820: the doctors' WireGuard relayed by the hub (issue 17), UDP only, while the VPN is on
-        ({}, {"443", "51820"}, {"22", "80", "53", "67", "123", "9469"}),
-        ({"vpn": {"enabled": False}}, {"443"}, {"51820"}),
-        ({"vpn": {"listen_port": 41000}}, {"443", "41000"}, {"51820"}),
-        ({"web": {"port": 8444}}, {"8444", "51820"}, {"443"}),
-        ({"ssh": {"enabled": True, "authorized_keys": [SSH_KEY]}}, {"443", "22", "51820"}, {"80"}),
-        ({"metrics": {"listen": ["10.77.0.17:9469"]}}, {"443", "9469", "51820"}, {"22"}),
+        # the VPN port (51820, UDP) only while the hub relays doctors (path relay/auto with relay_endpoint) or
+        # probes the link (vpn.probe), and the VPN is on; a plain VPN box keeps it closed on the link
+        ({}, {"443"}, {"22", "80", "53", "67", "123", "9469", "51820"}),
+        ({"vpn": RELAY_AUTO}, {"443", "51820"}, {"22", "80", "53", "67", "123", "9469"}),
+        ({"vpn": {"path": "relay", "relay_endpoint": RELAY}}, {"443", "51820"}, {"22"}),
+        ({"vpn": {"relay_endpoint": RELAY}}, {"443"}, {"51820"}),  # path direct: no config uses the relay
+        (
+            {"vpn": {"path": "ipv6", "endpoint6": "clinic.example.jp", "relay_endpoint": RELAY}},
+            {"443"},
+            {"51820"},
+        ),
+        ({"vpn": {"probe": PROBE}}, {"443", "51820"}, {"22"}),  # the hub's link probe, no relay
+        ({"vpn": {**RELAY_AUTO, "probe": PROBE, "enabled": False}}, {"443"}, {"51820"}),
+        ({"vpn": {**RELAY_AUTO, "listen_port": 41000}}, {"443", "41000"}, {"51820"}),
+        ({"web": {"port": 8444}}, {"8444"}, {"443", "51820"}),
+        ({"ssh": {"enabled": True, "authorized_keys": [SSH_KEY]}}, {"443", "22"}, {"80", "51820"}),
+        ({"metrics": {"listen": ["10.77.0.17:9469"]}}, {"443", "9469"}, {"22", "51820"}),
         # metrics on the lan address only: not opened on the link
-        ({"metrics": {"listen": ["192.168.10.1:9469"]}}, {"443", "51820"}, {"9469"}),
+        ({"metrics": {"listen": ["192.168.10.1:9469"]}}, {"443"}, {"9469"}),
     ],
 )
 def test_link_input_opens_only_the_listed_box_services_on_the_link_address(

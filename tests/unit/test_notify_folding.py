@@ -18,6 +18,7 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from ids.alerts import Alert, Endpoint
+from ids.announce import NEWS
 from ids.incidents import record_alert
 from tests.unit.test_notify_channels import cert_dir, cfg_with, http_rx, webhook_cfg  # noqa: F401  (fixtures)
 
@@ -49,7 +50,9 @@ def outbox_rows(db: Database) -> list[sqlite3.Row]:
 
 def test_rate_limit_folds_and_never_drops(ctx: Context) -> None:
     now = [wall()]
-    fold = Folding(ctx.db, cfg_with({"min_interval": "10m"}), ["webhook", "email"], clock=lambda: now[0])
+    fold = Folding(
+        ctx.db, cfg_with({"min_interval": "10m"}), ["webhook", "email"], NEWS, clock=lambda: now[0]
+    )
     first = add_incident(ctx.db, 1, now[0])
     fold.collect()
     msg = fold.flush()
@@ -77,7 +80,7 @@ def test_a_restart_while_incidents_wait_loses_none(ctx: Context) -> None:
     notify_pending (the cursor moved with them in one transaction), and the next process sends them all."""
     now = [wall()]
     cfg = cfg_with({"min_interval": "10m"})
-    fold = Folding(ctx.db, cfg, ["webhook"], clock=lambda: now[0])
+    fold = Folding(ctx.db, cfg, ["webhook"], NEWS, clock=lambda: now[0])
     add_incident(ctx.db, 1, now[0])
     fold.collect()
     fold.flush()
@@ -87,7 +90,7 @@ def test_a_restart_while_incidents_wait_loses_none(ctx: Context) -> None:
     del fold  # the daemon is killed here
 
     now[0] += 601
-    again = Folding(ctx.db, cfg, ["webhook"], clock=lambda: now[0])
+    again = Folding(ctx.db, cfg, ["webhook"], NEWS, clock=lambda: now[0])
     assert again.collect() == 0, "the cursor had moved: nothing is seen twice"
     msg = again.flush()
     assert msg is not None and "ほか24件" in msg.subject
@@ -98,7 +101,7 @@ def test_first_run_announces_the_last_day_not_history(ctx: Context) -> None:
     now = wall()
     add_incident(ctx.db, 1, now - 3 * 86400)
     recent = add_incident(ctx.db, 2, now - 3600)
-    fold = Folding(ctx.db, cfg_with({}), ["webhook"], clock=lambda: now)
+    fold = Folding(ctx.db, cfg_with({}), ["webhook"], NEWS, clock=lambda: now)
     assert fold.collect() == 1 and fold.pending() == [recent]
 
 
@@ -107,14 +110,14 @@ def test_digest_once_a_day_from_eight_clinic_time(ctx: Context) -> None:
     add_incident(ctx.db, 1, now - 60)
     add_incident(ctx.db, 2, now - 60, severity=3)
     seven = clinic_time(now).replace(hour=7, minute=59, second=0, microsecond=0).timestamp()
-    fold = Folding(ctx.db, cfg_with({"daily_digest": True}), ["webhook"], clock=lambda: seven)
+    fold = Folding(ctx.db, cfg_with({"daily_digest": True}), ["webhook"], NEWS, clock=lambda: seven)
     assert fold.send_digest(seven) is None
     msg = fold.send_digest(seven + 60)
     assert msg is not None and msg.subject.endswith("日次まとめ") and msg.kind == "digest"
     assert "高 1件 / 中 0件 / 低 1件" in msg.body
     assert fold.send_digest(seven + 3600) is None, "once per day"
     assert [r["kind"] for r in outbox_rows(ctx.db)] == ["digest"]
-    off = Folding(ctx.db, cfg_with({"daily_digest": False}), ["webhook"])
+    off = Folding(ctx.db, cfg_with({"daily_digest": False}), ["webhook"], NEWS)
     assert off.send_digest(seven + 86400 + 60) is None
 
 
@@ -124,7 +127,7 @@ def test_workers_announce_new_incidents_once_and_the_digest(ctx: Context, http_r
     ts = wall()
     add_incident(ctx.db, 1, ts)
     morning = clinic_time(ts).replace(hour=9, minute=0, second=0, microsecond=0).timestamp()  # 09:00 in Tokyo
-    worker = NotifyWorker(ctx, cfg)
+    worker = NotifyWorker(ctx, cfg, NEWS)
     worker.step(now=morning)
     worker.step(now=morning + 5)
     assert got == [], "the worker only writes to the outbox"

@@ -1,10 +1,16 @@
-"""The chronyd worker's decisions that need no root: its command line, and that it adopts only a process
-that really is our chronyd (a stale state file naming some other PID is ignored, never signalled)."""
+"""The chronyd worker's decisions: its command line, that it adopts only a process that really is our
+chronyd (a stale state file naming some other PID is ignored, never signalled), and (as root) that it
+prepares chronyd's directory with the capabilities the box's daemon has."""
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +20,8 @@ from appliance.storage import Database
 from appliance.subsystem import Context
 from timesvc.render import conf_path
 from timesvc.worker import OWNER_FILE, ChronyWorker, chronyd_argv, prune_stale_dirs
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -76,3 +84,33 @@ def test_without_chrony_installed_nothing_fails(tmp_path: Path, monkeypatch: pyt
     assert worker.step() == 30.0 and worker.pid is None and worker.missing_logged
     state = clock_state(worker.ctx)
     assert (state.enabled, state.running, state.problem) == (True, False, "chrony is not installed")
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or not _has_user("_chrony"),
+    reason="needs root, setpriv (util-linux) and chrony's _chrony account",
+)
+def test_the_directory_is_prepared_without_cap_fowner_again_and_again(tmp_path: Path) -> None:
+    """The box's daemon runs without CAP_FOWNER (image/systemd/mamori.service): preparing chronyd's
+    directory, at the first start and at every restart after, must not need it (it did: chronyd never ran)."""
+    directory = tmp_path / "chrony-x"
+    code = (
+        "import sys; from pathlib import Path; from timesvc.worker import _prepare_dir;"
+        " print(_prepare_dir(Path(sys.argv[1])))"
+    )
+    for _ in range(2):
+        run = subprocess.run(
+            ["setpriv", "--bounding-set", "-fowner", sys.executable, "-c", code, str(directory)],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0 and run.stdout.strip() == "_chrony", run.stderr
+        st = directory.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (pwd.getpwnam("_chrony").pw_uid, 0o750)

@@ -75,7 +75,7 @@ def test_ledger_csv_opens_in_excel(state: Path, tmp_path: Path, capsys: pytest.C
     assert run(state, "report", "ledger") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "名前,IPアドレス,MACアドレス,ゾーン,説明,出どころ"
-    assert "X線装置,192.168.30.40,,医療機器(devices),一般撮影装置（更新できない古い機器）,設定" in lines
+    assert "X線装置,192.168.30.40,,医療機器,一般撮影装置（更新できない古い機器）,設定" in lines
     target = tmp_path / "ledger.csv"
     assert run(state, "report", "ledger", "--out", str(target)) == 0
     raw = target.read_bytes()
@@ -113,8 +113,8 @@ def test_dhcp_devices_not_in_the_ledger_are_called_out(
     assert item["state"] == "要確認" and "台帳にない機器が 2 台" in item["evidence"]
     found = [r for r in item["rows"] if r[5] == "検出（DHCP）"]
     assert [(r[0], r[1], r[3]) for r in found] == [
-        ("=HYPERLINK(evil)", "192.168.10.150", "診療系(lan)"),
-        ("（名前なし）", "192.168.20.120", "患者さん用Wi-Fi(guest)"),
+        ("=HYPERLINK(evil)", "192.168.10.150", "院内"),
+        ("（名前なし）", "192.168.20.120", "患者さん用Wi-Fi"),
     ]
     assert run(state, "report", "ledger") == 0
     out = capsys.readouterr().out

@@ -29,7 +29,7 @@ def _worker(ctx, port: int, client_tls) -> tuple[MonthlyReportWorker, str]:
     _apply_revision(ctx, (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8"), "初期設定")
     this_month = dt.datetime.now(TOKYO)
     first = _first_of_next_month(this_month).timestamp()
-    channel = EmailChannel(cfg.notifications.email, "s3cret", timeout=10, tls=client_tls)
+    channel = EmailChannel(cfg.notifications.email, "s3cret", timeout=60, tls=client_tls)
     return MonthlyReportWorker(ctx, cfg, clock=lambda: first, mail_channel=channel), this_month.strftime(
         "%Y-%m"
     )
@@ -49,7 +49,7 @@ def test_report_is_mailed_with_the_pdf(ctx, tls_pair) -> None:  # noqa: F811
     rx.start()
     worker, label = _worker(ctx, rx.port, client_tls)
     report = worker.run_once()
-    rx.join(20)
+    rx.join(60)
     assert report is not None and report.pdf is not None
     assert rx.tls_used and rx.auth == ["\0mamori\0s3cret"] and len(rx.messages) == 1
     mail = message_from_bytes(rx.messages[0][:-5], policy=policy.default)

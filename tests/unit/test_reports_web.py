@@ -11,15 +11,13 @@ from appliance.revisions import RevisionStore
 from reports.answers import load
 from reports.month_data import parse_month
 from reports.monthly import generate
-from reports.web import bp
 from tests.webui_fixtures import EXAMPLE, Box, csrf, make_box
 
 
 @pytest.fixture
 def box(tmp_path: Path) -> Box:
     b = make_box(tmp_path)
-    if "reports" not in b.app.blueprints:  # webui's app factory registers it (OPTIONAL_BLUEPRINTS)
-        b.app.register_blueprint(bp)
+    assert "reports" in b.app.blueprints  # webui's app factory registers it (reports/area.py)
     with b.ctx.db.transaction() as conn:
         RevisionStore(b.ctx.db).add(
             conn, EXAMPLE.read_text(encoding="utf-8"), "admin", "web", "", "", "applied"

@@ -63,6 +63,11 @@ def _fill_ages(db: Database, now: float) -> None:
                 (ts, ts + 3600, ts + 1800),
             )
             conn.execute(
+                "INSERT INTO vpn_conn_log(src, user, dst, proto, dport, first_ts, last_ts, verdict)"
+                " VALUES ('10.99.0.3', 'u', '192.168.10.20', 'tcp', 443, ?, ?, 'accepted')",
+                (ts - 60, ts),
+            )
+            conn.execute(
                 "INSERT INTO vpn_windows(user, starts, ends, reason, targets, approved_by, created)"
                 " VALUES ('u', ?, ?, 'r', '[]', 'admin', ?)",
                 (ts, ts + 3600, ts),
@@ -113,14 +118,17 @@ def test_every_area_prunes_by_age_and_keeps_what_is_open(db: Database) -> None:
     _fill_ages(db, now)
     report = run_once(db, config(), now)
     assert not report.failed
-    for table in ("fw_drops", "fw_history", "fw_device_events", "vpn_peer_log", "report_runs", "backup_runs",
+    for table in ("fw_drops", "fw_history", "fw_device_events", "vpn_peer_log", "vpn_conn_log", "report_runs", "backup_runs",
                   "backup_tests", "web_login_attempts", "web_sessions", "ids_alerts"):  # fmt: skip
         assert count(db, table) == 1, table
         assert report.deleted[table] == 1, table
     assert count(db, "vpn_sessions") == 2 and count(db, "vpn_sessions", "ended IS NULL") == 1
     assert count(db, "vpn_windows") == 1
-    assert count(db, "ids_incidents", "state = '未対応'") == 2  # open incidents stay, however old
-    assert count(db, "ids_incidents", "state = '解決済み'") == 1
+    # an open incident is never deleted while open; six years without a new alert it is first closed by
+    # itself (ids.incident_auto_close_days, audited) and then goes with the old closed one
+    assert count(db, "ids_incidents", "state = '未対応'") == 1
+    assert count(db, "ids_incidents", "state = '解決済み'") == 1 and report.deleted["ids_incidents"] == 2
+    assert "ids.incident.auto_closed" in [e.action for e in AuditLog(db).search(actor="system", limit=20)]
     assert count(db, "ids_blocks") == 2 and count(db, "ids_blocks", "timeout_s = 0") == 1
     assert count(db, "web_password_history", "name = 'x'") == 5
     assert count(db, "web_password_history", "name = 'admin'") == 1

@@ -42,3 +42,18 @@ def test_a_database_made_0644_by_an_older_version_is_narrowed(tmp_path: Path, op
     path.chmod(0o644)
     Database(path).migrate()
     assert mode(path) == 0o600
+
+
+def test_kv_items_match_a_prefix_literally_and_kv_writes_join_a_transaction(tmp_path: Path) -> None:
+    """kv is reached through appliance.storage only (test_area_tables): a prefix is text, never a LIKE
+    pattern, and a write through a caller's connection is undone with its transaction."""
+    db = Database(tmp_path / "m.db")
+    db.migrate()
+    for key in ("webui.proposal.a", "webui.proposal.b", "webuiXproposal.c", "ids.notify.x"):
+        db.set_kv(key, key[-1])
+    assert db.kv_items("webui.proposal.") == [("webui.proposal.a", "a"), ("webui.proposal.b", "b")]
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        db.set_kv("webui.proposal.a", None, conn)
+        assert db.get_kv("webui.proposal.a", conn) is None
+        raise RuntimeError("roll back")
+    assert db.get_kv("webui.proposal.a") == "a"

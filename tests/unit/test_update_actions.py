@@ -4,9 +4,11 @@ test CA): check, download, verify, stage, request in the quiet hours, refusals, 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,27 @@ def test_tampered_and_older_are_refused_and_leave_staged_empty(ctx, vendor, tmp_
     assert list(upaths.staged.iterdir()) == []
 
 
+def test_a_second_check_while_one_runs_is_busy_and_downloads_nothing(ctx, vendor, tmp_path) -> None:
+    """The daemon's schedule and `mamori update check` from a root shell would otherwise both write the same
+    resumable part file: the second is answered busy (not recorded) or, when asked to, waits for the first."""
+    key, site, url, ca = vendor
+    make_index(site, key, make_bundle(tmp_path / "b" / "x.tar", key, "2026.12.2"), "2026.12.2")
+    cfg = _cfg(url, ca)
+    upaths = UpdatePaths.of(ctx.paths)
+    upaths.ensure()
+    with open(upaths.base / actions.CHECK_LOCK, "w") as running:  # another process's check, mid-download
+        fcntl.flock(running, fcntl.LOCK_EX)
+        out = actions.check(ctx, cfg, cfg.update, "admin", "cli")
+        assert (out.outcome, out.code) == ("refused", "update.check_busy"), out
+        assert "確認" in out.message_ja
+        assert list(upaths.incoming.iterdir()) == [] and list(upaths.staged.iterdir()) == []
+        assert actions.last_check(ctx) is None and _audit(ctx, "update.check") == []
+        # A person's check waits (bounded) for the running one; here it ends 1 s later, having staged nothing.
+        threading.Timer(1.0, fcntl.flock, (running, fcntl.LOCK_UN)).start()
+        out = actions.check(ctx, cfg, cfg.update, "admin", "cli", wait=30)
+    assert (out.outcome, out.version) == ("staged", "2026.12.2"), out
+
+
 def test_untrusted_server_certificate_is_refused(ctx, vendor, tmp_path) -> None:
     key, site, url, _ = vendor
     make_index(site, key, make_bundle(tmp_path / "b" / "x.tar", key, "2026.12.2"), "2026.12.2")
@@ -163,6 +186,33 @@ def test_boot_outcome_is_reported_once(ctx, tmp_path, monkeypatch) -> None:
     assert actions.observe(ctx, None) == []
     (entry,) = _audit(ctx, "update.result")
     assert entry == {"step": "boot", "outcome": "rolled-back", "version": "2026.12.2"}
+
+
+def test_an_install_cut_off_by_a_power_cut_is_reported_once_and_not_busy_for_ever(
+    ctx, tmp_path, monkeypatch
+) -> None:
+    """The root side took a request and the box lost power while writing: no result.json will ever name it.
+    In a later boot (another boot id) it is not "in progress" (every later install would be refused busy,
+    for good), and the clinic is told once; in the boot that took it, it still counts as installing."""
+    monkeypatch.setenv("MAMORI_UPDATE_ROOT", str(system_root(tmp_path / "root", "2026.12.1")))
+    upaths = UpdatePaths.of(ctx.paths)
+    upaths.ensure()
+    upaths.result.write_text(
+        json.dumps({"id": "0d", "ok": False, "code": "update.downgrade"})
+    )  # an older answer
+    taken = {"id": "5e", "bundle": "mamori-2026.12.2-amd64.tar", "version": "2026.12.2", "reboot": "now"}
+    upaths.taken.write_text(json.dumps({**taken, "boot_id": stage.boot_id()}))  # taken in this boot
+    assert stage.in_progress(upaths) is not None and stage.interrupted(upaths) is None
+    assert [r["id"] for r in actions.observe(ctx, None)] == ["0d"], "only the older answer, nothing cut off"
+    upaths.taken.write_text(json.dumps({**taken, "boot_id": "an-earlier-boot"}))  # the box has rebooted since
+    assert stage.in_progress(upaths) is None and stage.interrupted(upaths)["id"] == "5e"
+    reported = [r for r in actions.observe(ctx, None) if r.get("code") == "update.interrupted"]
+    assert [r["id"] for r in reported] == ["5e"]
+    assert actions.observe(ctx, None) == [], "once"
+    assert {"step": "install", "id": "5e", "ok": False, "version": "2026.12.2",
+            "code": "update.interrupted"} in _audit(ctx, "update.result")  # fmt: skip
+    upaths.taken.write_text(json.dumps(taken))  # a request from before boot ids were recorded: left as it was
+    assert stage.interrupted(upaths) is None and stage.in_progress(upaths) is not None
 
 
 def test_metrics_follow_the_update_state(ctx, tmp_path, monkeypatch) -> None:

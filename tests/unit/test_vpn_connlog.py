@@ -1,6 +1,6 @@
 """The VPN connection log: conntrack events decoded from real kernel captures (and hostile variants), and
 what is recorded from them and from refused-connection NFLOG records. The kernel path (a real tunnel, the
-daemon's worker) is tested in tests/integration/test_vpn_report_lab.py."""
+daemon's worker) is tested in tests/long/test_vpn_report_lab.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from appliance.storage import Database
 from appliance.subsystem import Context
 from firewall.nflog import Drop
 from tests.unit.test_firewall_helpers import config
-from vpn.connlog import KEEP_S, REFUSED_MERGE_S, ConnStore, TunnelAddresses, handle
+from vpn.connlog import REFUSED_MERGE_S, ConnStore, TunnelAddresses, handle
 from vpn.ctevents import CtEvent, enable_accounting, split
 from vpn.store import DeviceStore
 
@@ -171,10 +171,11 @@ def test_between_selects_by_time_and_address(ctx, tunnels):
     assert [c.first_ts for c in store.between(["10.99.0.3"], T0, T0 + 100)] == [T0 - 10]
 
 
-def test_prune_by_age_and_rows(ctx, tunnels):
+def test_the_row_cap_keeps_the_newest_and_age_is_left_to_the_coordinator(ctx, tunnels):
     store = ConnStore(ctx.db)
-    old = [ev("new", T0 - KEEP_S - 10, ct_id=1), ev("destroy", T0 - KEEP_S - 5, ct_id=1)]
+    old = [ev("new", T0 - 3 * 365 * 86400, ct_id=1), ev("destroy", T0 - 3 * 365 * 86400 + 5, ct_id=1)]
     new = [ev("new", T0 - i, ct_id=10 + i, sport=10 + i) for i in reversed(range(5))]  # in time order
     handle(store, tunnels, old + new, [])
-    assert store.prune(T0, max_rows=3) == 3  # the old one by age, then the two oldest beyond 3 rows
+    assert store.cap(max_rows=10) == 0  # three years old, but under the cap: vpn/retention.py's to judge
+    assert store.cap(max_rows=3) == 3  # the three oldest beyond 3 rows
     assert sorted(c.first_ts for c in store.between(["10.99.0.3"], 0, T0)) == [T0 - 2, T0 - 1, T0]

@@ -4,15 +4,17 @@ session records from a config apply or rollback."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
+from lab.waiting import wait_for
 from vpn import monitor
 from vpn.keys import generate_keypair
-from vpn.monitor import HANDSHAKE_GAP_S, LogEntry, MonitorWorker, peer_log, prune_peer_log, record
+from vpn.monitor import HANDSHAKE_GAP_S, LogEntry, MonitorWorker, cap_peer_log, peer_log, record
 from vpn.store import DeviceStore
 from vpn.wg import DumpState, PeerState, WgInterface
 
@@ -39,50 +41,40 @@ def count(ctx) -> int:
 
 
 @pytest.mark.parametrize(
-    ("stamps", "keep_days", "max_rows", "left"),
+    ("stamps", "max_rows", "left"),
     [
-        ([NOW - 500 * DAY, NOW - 401 * DAY, NOW - 10 * DAY, NOW], 400, 100, 2),  # by age
-        ([NOW - i for i in range(10)], 400, 4, 4),  # by count: the newest stay
-        ([NOW - 500 * DAY] + [NOW - i for i in range(6)], 400, 3, 3),  # both
-        ([NOW - i for i in range(3)], 400, 100, 3),  # nothing to do
-        ([], 400, 100, 0),
+        ([NOW - i for i in range(10)], 4, 4),  # the newest stay
+        ([NOW - 500 * DAY] + [NOW - i for i in range(6)], 3, 3),  # age does not matter here
+        ([NOW - 500 * DAY, NOW], 100, 2),  # under the cap: nothing goes, however old (the coordinator's)
+        ([], 100, 0),
     ],
 )
-def test_prune_by_age_and_count(ctx, stamps, keep_days, max_rows, left):
+def test_the_row_cap_keeps_the_newest(ctx, stamps, max_rows, left):
     fill(ctx, stamps)
-    gone = prune_peer_log(ctx, NOW, keep_s=keep_days * DAY, max_rows=max_rows)
+    gone = cap_peer_log(ctx, max_rows=max_rows)
     assert gone == len(stamps) - left and count(ctx) == left
     kept = sorted(e.ts for e in peer_log(ctx, limit=1000))
     assert kept == sorted(stamps)[len(stamps) - left :]  # always the newest
 
 
-def test_monitor_worker_prunes_at_start_and_then_hourly(ctx, monkeypatch):
-    monkeypatch.setattr(monitor, "prune_peer_log", lambda c, now: prune_peer_log(c, now, max_rows=5))
+def test_monitor_worker_caps_at_start_and_not_again_within_the_hour(ctx, monkeypatch):
+    monkeypatch.setattr(monitor, "cap_peer_log", lambda c: cap_peer_log(c, max_rows=5))
     fill(ctx, [NOW - 500 * DAY] + [NOW - i for i in range(8)])
-    now = [NOW]
-    worker = MonitorWorker(ctx, WgInterface("mamori-nonexist"), interval=0.01, clock=lambda: now[0])
+    worker = MonitorWorker(ctx, WgInterface("mamori-nonexist"), interval=0.01, clock=lambda: NOW)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
     try:
-        for _ in range(200):  # bounded: up to 2 s for the first prune
-            if count(ctx) == 5:
-                break
-            stop.wait(0.01)
-        assert count(ctx) == 5
+        assert wait_for(lambda: count(ctx) == 5, timeout=10, step=0.01)
         fill(ctx, [NOW + 1, NOW + 2])
         stop.wait(0.1)
-        assert count(ctx) == 7  # not again within the hour
-        now[0] += monitor.PRUNE_EVERY_S
-        for _ in range(200):
-            if count(ctx) == 5:
-                break
-            stop.wait(0.01)
-        assert count(ctx) == 5
+        assert count(ctx) == 7  # not again within the hour (measured on the monotonic clock)
     finally:
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+    worker.capped_at = time.monotonic() - monitor.CAP_EVERY_S  # an hour later
+    assert worker.maintain() == 2 and count(ctx) == 5
 
 
 def _state(key: str, handshake: float, rx: int = 0, tx: int = 0, present: bool = True) -> DumpState:

@@ -1,6 +1,6 @@
 """The work report of a maintenance window, built from the box's own connection log (vpn/connlog.py,
 written here through the same `handle` the daemon's worker calls) and the tunnel log. The real kernel
-path is tests/integration/test_vpn_report_lab.py."""
+path is tests/long/test_vpn_report_lab.py."""
 
 from __future__ import annotations
 

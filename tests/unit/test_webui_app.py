@@ -104,7 +104,7 @@ def test_first_boot_wizard_creates_admin_and_applies_config(tmp_path: Path) -> N
     if len(ports) < 2:
         pytest.skip("this machine shows fewer than two network ports (the integration test uses veths)")
     r = client.post("/setup/ports", data={"csrf_token": token, f"zone_{ports[0]}": "lan"})
-    assert r.status_code == 400 and "インターネット側" in r.get_data(as_text=True)
+    assert r.status_code == 400 and "「インターネット」にする差し込み口" in r.get_data(as_text=True)
     # Only a declaration here: the unit box has no engines, so nothing is changed on this machine's ports.
     r = client.post("/setup/ports", data={"csrf_token": token, f"zone_{ports[0]}": "wan", f"address_{ports[0]}": "",
                                           f"zone_{ports[1]}": "lan", f"address_{ports[1]}": "192.168.10.1/24"})  # fmt: skip

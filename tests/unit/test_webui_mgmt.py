@@ -2,7 +2,7 @@
 fingerprint shown; nothing is proposed until the administrator ticks that it matches; the change goes
 through the review page (only the `mgmt:` section changes) and the audit log; 「切る」 takes the link off at
 once (audited, config change); a vendor, even with every grant, cannot open the page. The tunnel itself is
-tested in tests/integration/test_mgmt_lab.py."""
+tested in tests/long/test_mgmt_lab.py."""
 
 from __future__ import annotations
 

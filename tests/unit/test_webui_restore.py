@@ -21,6 +21,7 @@ from appliance.audit import AuditLog
 from appliance.backup import create_backup, crypto
 from appliance.backup.passphrase import set_passphrase
 from appliance.revisions import RevisionStore
+from lab.waiting import wait_for
 from tests.webui_fixtures import Box, audit_actions, make_box, session_token
 from webui.interfaces import Port
 from webui.views import settings_restore
@@ -102,7 +103,7 @@ def test_other_ports_get_the_assignment_form_and_nothing_changes(
     assert "それぞれのポートに、この機械のどのポートを使うか選んでください。" in page
     for port in EXAMPLE_PORTS:
         assert f'name="port_{port}"' in page and selected(page, port) is None  # nothing guessed for them
-    assert "インターネット側" in page and "203.0.113.2/24" in page and "患者さん用Wi-Fi" in page
+    assert "インターネット" in page and "203.0.113.2/24" in page and "患者さん用Wi-Fi" in page
     assert "enp1s0（MAC 52:54:00:00:00:00・ケーブル: つながっています）" in page
     assert "enp2s0（MAC 52:54:00:00:00:01・ケーブル: つながっていません）" in page
     assert SECRET not in page
@@ -177,7 +178,7 @@ def test_a_good_mapping_shows_the_diff_then_restores_and_the_daemon_reloads_afte
         body = r.get_data(as_text=True)
         assert r.status_code == 200 and "設定を反映しました" in body and 'http-equiv="refresh"' in body
         r.close()  # the WSGI server closes the response once it is sent: only then the daemon is told
-        assert wait(lambda: hup.exists(), 10), "the running daemon was not told to reload"
+        assert wait_for(lambda: hup.exists(), 10, step=0.05), "the running daemon was not told to reload"
     finally:
         daemon.kill()
         daemon.wait()
@@ -206,7 +207,7 @@ def test_the_response_goes_out_before_the_reload(bbox: Box, archive: Path, box_p
         time.sleep(0.5)
         assert not hup.exists()  # the page is still being sent: the web UI must not be restarted yet
         r.close()
-        assert wait(lambda: hup.exists(), 10)
+        assert wait_for(lambda: hup.exists(), 10, step=0.05)
     finally:
         daemon.kill()
         daemon.wait()
@@ -265,8 +266,9 @@ def test_cancel_forgets_the_passphrase(bbox: Box, archive: Path, box_ports: list
 # -- a real process standing in for `mamori daemon` ---------------------------------------------------------
 
 HUP_SCRIPT = """
-import pathlib, signal, sys, time
-hup, ready = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+import fcntl, pathlib, signal, sys, time
+hup, ready, lock = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), open(sys.argv[4], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)  # as the daemon holds run/mamori.lock (appliance.daemonlock)
 signal.signal(signal.SIGHUP, lambda *_: hup.write_text("reload"))
 ready.write_text("ready")
 time.sleep(60)
@@ -274,22 +276,14 @@ time.sleep(60)
 
 
 def stand_in_daemon(b: Box, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """A process whose command line says `daemon` (as reload_running_daemon checks), in run/mamori.pid."""
+    """A process holding the daemon's lock (as reload_running_daemon checks), in run/mamori.pid."""
     hup, ready = tmp_path / "hup", tmp_path / "ready"
-    proc = subprocess.Popen([sys.executable, "-c", HUP_SCRIPT, "daemon", str(hup), str(ready)])
-    assert wait(ready.exists, 10)
     b.ctx.paths.run_dir.mkdir(parents=True, exist_ok=True)
+    lock = b.ctx.paths.run_dir / "mamori.lock"
+    proc = subprocess.Popen([sys.executable, "-c", HUP_SCRIPT, "daemon", str(hup), str(ready), str(lock)])
+    assert wait_for(ready.exists, 10, step=0.05)
     (b.ctx.paths.run_dir / "mamori.pid").write_text(f"{proc.pid}\n")
     return proc, hup
-
-
-def wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def test_ports_that_change_after_the_check_stop_the_restore(

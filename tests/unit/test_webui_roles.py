@@ -91,7 +91,7 @@ TABLE: list[tuple[str, str, str, tuple[str, ...]]] = [
 ]
 # Reachable without an account, or guarded by their own state (wizard steps, proposals bound to a session).
 UNGATED = {"static", "health", "auth.login", "auth.totp", "auth.enroll", "auth.logout", "setup.start",
-           "setup.totp", "setup.clinic", "setup.ports", "setup.notify", "setup.summary", "settings.review",
+           "setup.totp", "setup.clinic", "setup.ports", "setup.line", "setup.notify", "setup.summary", "settings.review",
            "update.static"}  # fmt: skip
 # The fleet API: a bearer token per vendor account, never the session (tests/unit/test_fleet_api.py; below,
 # every role's signed-in session gets 401).

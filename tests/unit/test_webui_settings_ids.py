@@ -136,16 +136,6 @@ def test_time_page_shows_time_zone_and_the_real_ntp_state_of_a_box_without_chron
     assert "同期しています" not in page and "同期していません" not in page
 
 
-def test_time_page_without_the_ntp_module_is_honest(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "timesvc.status", None)  # a build without the NTP area
-    client = box.client()
-    box.login(client, "admin")
-    page = client.get("/settings/time").get_data(as_text=True)
-    assert "時刻同期の状態はまだ表示できません" in page and "同期して" not in page
-
-
 @pytest.mark.parametrize(
     ("state", "shown", "absent"),
     [

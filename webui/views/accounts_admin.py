@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from appliance.errors import MamoriError
 from webui import context as wctx
-from webui.accounts import GRANT_LABELS, GRANTABLE, ROLE_LABELS
+from webui.accounts import AREA_GRANTS, BY_NAME_GRANTS, GRANT_LABELS, GRANTABLE, ROLE_LABELS
 from webui.context import requires
 from webui.throttle import current as throttle
 
@@ -23,7 +23,8 @@ def index() -> Any:
     accounts = wctx.accounts().all()
     return render_template(
         "accounts/index.html", accounts=accounts, now=wctx.now(), grant_labels=GRANT_LABELS,
-        roles=ROLE_LABELS, grantable=GRANTABLE, held=throttle().held_back(a.name for a in accounts),
+        roles=ROLE_LABELS, grantable=AREA_GRANTS, by_name=BY_NAME_GRANTS,
+        held=throttle().held_back(a.name for a in accounts),
     )  # fmt: skip
 
 

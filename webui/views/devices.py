@@ -15,10 +15,10 @@ from flask import Blueprint, Response, render_template
 
 from appliance.clock import show
 from appliance.config.references import zone_of_ip
+from appliance.zones import zone_label
 from webui import context as wctx
 from webui import core, sources
 from webui.context import requires
-from webui.views.firewall import ZONE_NAMES
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
 COLUMNS = (("name", "名前"), ("ip", "IPアドレス"), ("mac", "MACアドレス"), ("vendor", "メーカー"), ("zone", "区画"),
@@ -41,14 +41,14 @@ def _rows() -> list[dict[str, Any]] | None:
         if host:
             matched.add(host.name)
         rows.append({"name": host.name if host else "", "ip": d["ip"], "mac": d["mac"], "vendor": d["vendor"],
-                     "zone": ZONE_NAMES.get(d["zone"], d["zone"] or "不明"), "hostname": d["hostname"],
+                     "zone": zone_label(d["zone"]), "hostname": d["hostname"],
                      "first_seen": d["first_seen"], "last_seen": d["last_seen"],
                      "description": host.description if host else ""})  # fmt: skip
     for h in hosts:
         if h.name not in matched:
             zone = zone_of_ip(cfg, h.ip) if (cfg and h.ip) else None
             rows.append({"name": h.name, "ip": h.ip or "", "mac": h.mac or "", "vendor": "", "hostname": "",
-                         "zone": ZONE_NAMES.get(zone or "", "不明"), "first_seen": None, "last_seen": None,
+                         "zone": zone_label(zone), "first_seen": None, "last_seen": None,
                          "description": h.description})  # fmt: skip
     return rows
 

@@ -10,14 +10,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from appliance.config.catalogue import BUILTIN_SERVICES
 from appliance.config.types import ALL_ZONES
+from appliance.zones import ZONE_LABELS
 from firewall.policy import forward_default
 from webui import changes, core, incident_actions, sources
 from webui import context as wctx
 from webui.context import requires
 
 bp = Blueprint("firewall", __name__, url_prefix="/firewall")
-ZONE_NAMES = {"wan": "インターネット", "lan": "院内", "guest": "患者さん用Wi-Fi", "devices": "医療機器",
-              "vpn": "VPN", "mgmt": "管理用"}  # fmt: skip
 VERDICTS = {
     "accept": ("許可", "ok"),
     "outbound": ("許可（危険なポートを除く）", "ok"),
@@ -32,7 +31,7 @@ def index() -> Any:
     zones = [z for z in ALL_ZONES if cfg and (cfg.interfaces_in(z) or (z == "vpn" and cfg.vpn.enabled))]
     policy = {(s, d): VERDICTS[forward_default(s, d)] for s in zones for d in zones}
     return render_template(
-        "firewall/index.html", cfg=cfg, zones=zones, zone_names=ZONE_NAMES, policy=policy,
+        "firewall/index.html", cfg=cfg, zones=zones, zone_names=ZONE_LABELS, policy=policy,
         builtin=BUILTIN_SERVICES, blocks=sources.active_blocks(wctx.ctx().db, wctx.now()),
         can_unblock=incident_actions.blocking_available(),
     )  # fmt: skip

@@ -15,7 +15,7 @@ from appliance.clock import show
 from appliance.config.authority import NOTIFICATIONS_MANAGE, WEB_MANAGE, ConfigRefused
 from appliance.config.load import parse_config
 from appliance.errors import ConfigError, MamoriError
-from webui import changes, core
+from webui import actions, changes, core
 from webui import context as wctx
 from webui.context import requires
 from webui.permissions import permissions_of
@@ -101,8 +101,8 @@ def review(token: str) -> Any:
         return redirect(url_for("dashboard.index"))
     seconds = current_app.config.get("MAMORI_CONFIRM_SECONDS")
     try:
-        rev = svc.apply(proposal.text, wctx.user().name, "web", proposal.comment, confirm_seconds=seconds,
-                        remote=wctx.remote(), authority=authority)  # fmt: skip
+        rev = actions.apply_config(wctx.ctx(), proposal.text, wctx.user().name, "web", proposal.comment,
+                                   confirm_seconds=seconds, remote=wctx.remote())  # fmt: skip
     except MamoriError as exc:
         return render_template("settings/review.html", proposal=proposal, diff=svc.diff(proposal.text),
                                error=exc.text("ja")), 403 if isinstance(exc, ConfigRefused) else 400  # fmt: skip
@@ -140,7 +140,7 @@ def confirm() -> Any:
     if not any(wctx.can(p) for p in EDIT_PERMISSIONS):
         wctx.audit("web.forbidden", {"path": request.path, "needs": "settings.edit"})
         abort(403)
-    rev = core.service().confirm(wctx.user().name, "web", remote=wctx.remote())
+    rev = actions.confirm_config(wctx.ctx(), wctx.user().name, "web", remote=wctx.remote())
     flash(f"変更（リビジョン {rev.id}）を確定しました。", "ok")
     return redirect(url_for("dashboard.index"))
 
@@ -164,7 +164,7 @@ def _revision_text(rev_id: int) -> str:
 def certificate() -> Any:
     """Replace the self-signed certificate with the clinic's own (takes effect when the server restarts).
     web.manage (管理者 unless granted by name): whoever holds the key can read every sign-in to this page."""
-    from webui.tls import cert_paths, install_certificate
+    from webui.tls import cert_paths
 
     cert_path, _ = cert_paths(wctx.ctx().paths.keys_dir)
     if request.method == "POST":
@@ -175,7 +175,9 @@ def certificate() -> Any:
                 "settings/certificate.html", error="証明書と秘密鍵の両方を選んでください。"
             ), 400
         try:
-            install_certificate(wctx.ctx().paths.keys_dir, cert.read(64 * 1024), key.read(64 * 1024))
+            # The daemon writes the key directory (webui.web_actions); bytes travel unchanged as latin-1.
+            actions.call("web.install_certificate", cert_pem=cert.read(64 * 1024).decode("latin-1"),
+                         key_pem=key.read(64 * 1024).decode("latin-1"), actor=wctx.user().name)  # fmt: skip
         except MamoriError as exc:
             return render_template("settings/certificate.html", error=exc.text("ja")), 400
         wctx.audit("web.certificate_replaced", {})

@@ -17,9 +17,9 @@ from flask import abort, flash, redirect, render_template, send_file, url_for
 
 from appliance.backup import passphrase as passphrase_mod
 from appliance.backup import records, store
-from appliance.backup.errors import BackupError
+from appliance.errors import MamoriError
+from webui import actions, core
 from webui import context as wctx
-from webui import core
 from webui.context import requires
 from webui.views.settings_bp import bp
 
@@ -33,11 +33,6 @@ SET_PASSPHRASE_HINT = (
 def _backup_dir() -> Path:
     cfg = core.live_config()
     return store.resolve_dir(wctx.ctx().paths, cfg.backup.dir if cfg else None)
-
-
-def _keep() -> int | None:
-    cfg = core.live_config()
-    return cfg.backup.keep if cfg else None
 
 
 def _archive(name: str) -> Path:
@@ -79,35 +74,24 @@ def backup_now() -> Any:
     if secret is None:
         flash(SET_PASSPHRASE_HINT, "warn")
         return redirect(url_for("settings.backup_page"))
-    try:
-        path = _create(secret)
-    except BackupError as exc:
+    try:  # the daemon makes the archive (appliance.backup.web_actions): it holds every key of the box
+        name = actions.call("backup.create", actor=wctx.actor_name("web"))["archive"]
+    except MamoriError as exc:
         flash(f"バックアップに失敗しました: {exc.text('ja')}", "error")
         return redirect(url_for("settings.backup_page"))
-    flash(f"バックアップを作成しました（{path.name}）。", "ok")
+    flash(f"バックアップを作成しました（{name}）。", "ok")
     return redirect(url_for("settings.backup_page"))
-
-
-def _create(secret: str) -> Path:
-    from appliance.backup import create_backup
-
-    user = wctx.user()
-    return Path(create_backup(wctx.ctx(), secret, _backup_dir(), keep=_keep(), actor=user.name if user else "web",
-                              source="web"))  # fmt: skip
 
 
 @bp.route("/backup/test/<name>", methods=["POST"])
 @requires("backup.manage")
 def backup_test(name: str) -> Any:
-    from appliance.backup import test_backup
-
     path = _archive(name)
     ctx = wctx.ctx()
     secret = passphrase_mod.load_passphrase(ctx.paths)
     if secret is None:
         flash(SET_PASSPHRASE_HINT, "warn")
         return redirect(url_for("settings.backup_page"))
-    user = wctx.user()
-    result = test_backup(ctx, path, secret, actor=user.name if user else "web", source="web")
-    flash(f"{path.name}: {result.text('ja')}", "ok" if result.ok else "error")
+    result = actions.call("backup.test", actor=wctx.actor_name("web"), archive=path.name)
+    flash(f"{path.name}: {result['ja']}", "ok" if result["ok"] else "error")
     return redirect(url_for("settings.backup_page"))

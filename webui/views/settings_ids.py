@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from webui import changes, core, rules_upload
+from webui import actions, changes, core, rules_upload
 from webui import context as wctx
 from webui.context import requires
 from webui.views.settings_bp import bp
@@ -90,7 +90,10 @@ def ids_rules() -> Any:
             rules_upload.one_update_at_a_time(wctx.ctx()),
             rules_upload.saved_upload(wctx.ctx(), upload.stream) as path,
         ):
-            outcome = rules_upload.install(wctx.ctx(), cfg, path, wctx.user().name)
+            # The daemon tests and installs it (ids.web_actions): the rules and Suricata are root's.
+            outcome = rules_upload.Outcome(
+                **actions.call("ids.rules_install", actor=wctx.user().name, upload=path.name)
+            )
     except rules_upload.RulesUploadError as exc:
         wctx.audit("ids.rules.upload_refused", {"file": filename, "error": exc.text("en")})
         outcome = rules_upload.Outcome(

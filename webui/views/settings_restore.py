@@ -38,12 +38,12 @@ from appliance.backup.errors import BackupError
 from appliance.config import parse_config
 from appliance.errors import MamoriError
 from appliance.paths import Paths
+from appliance.zones import ZONE_LABELS
+from webui import actions
 from webui import context as wctx
-from webui import core
 from webui.context import requires
 from webui.views.settings_backup import _archive
 from webui.views.settings_bp import bp
-from webui.wizard import ZONE_LABELS
 
 log = logging.getLogger(__name__)
 DRAFT_TTL = 15 * 60
@@ -117,11 +117,6 @@ def _drop(token: str) -> None:
         _DRAFTS.pop(token, None)
 
 
-def _actor() -> str:
-    account = wctx.user()
-    return account.name if account else "web"
-
-
 def box_ports() -> list[BoxPort]:
     """This box's ports, as the restore checks them (appliance.backup.ports), with MAC and link state
     where the kernel tells them (webui.interfaces)."""
@@ -188,7 +183,7 @@ def restore_start(name: str) -> Any:
     if not secret:
         return render_template("settings/backup_restore.html", name=name, has_stored=stored is not None,
                                error="パスフレーズを入力してください。"), 400  # fmt: skip
-    draft = Draft(_actor(), name, secret, wctx.now())
+    draft = Draft(wctx.actor_name("web"), name, secret, wctx.now())
     try:
         plan = api.inspect_restore(wctx.ctx(), path, secret)
     except ports_mod.PortMismatchError as exc:
@@ -264,7 +259,7 @@ def restore_run(token: str) -> Any:
     wanted = [p.name for p in draft.ports]
     choices = {p: request.form.get(f"port_{p}", "").strip() for p in wanted}
     try:
-        manifest = api.restore_backup(ctx, path, draft.passphrase, actor=_actor(), source="web",
+        manifest = api.restore_backup(ctx, path, draft.passphrase, actor=wctx.actor_name("web"), source="web",
                                       ports=choices or None)  # fmt: skip
     except (ports_mod.PortMismatchError, ports_mod.PortMapError) as exc:
         if not draft.ports:  # this box's ports changed since the check: ask again from the start
@@ -287,7 +282,7 @@ def restore_run(token: str) -> Any:
 def _apply_restored() -> str:
     """The kernel follows the restored config now (network, firewall, VPN peers, DHCP), as after the CLI."""
     try:
-        core.service().reconcile()
+        actions.reconcile(wctx.actor_name("web"))
     except MamoriError as exc:
         log.error("restore: restored, but applying the restored config failed: %s", exc.text("en"))
         return exc.text("ja")

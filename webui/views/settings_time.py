@@ -1,8 +1,8 @@
 """設定 → 時刻: the box's clock as the clinic reads it, and whether it is synchronised.
 
 The synchronisation state comes from the NTP area (`timesvc.status.clock_state`, read through chronyd's
-socket). When it cannot be read (chronyd stopped, NTP switched off, an answer not understood, or no NTP
-module in this build) the page says so plainly — it never shows a state it did not read.
+socket). When it cannot be read (chronyd stopped, NTP switched off, an answer not understood) the page
+says so plainly — it never shows a state it did not read.
 Non-goal: changing the time or the NTP servers here (that is the config, `ntp:`).
 """
 
@@ -31,8 +31,7 @@ CHRONYC_TIMEOUT = 2.0  # two chronyc calls; the page must not hang on a stuck ch
 
 @dataclass(frozen=True)
 class ClockView:
-    """What the page says about synchronisation. `kind`: synced, unsynced, stopped, disabled, unknown,
-    unavailable (no NTP module in this build)."""
+    """What the page says about synchronisation. `kind`: synced, unsynced, stopped, disabled, unknown."""
 
     kind: str
     upstream: str = ""
@@ -41,12 +40,8 @@ class ClockView:
 
 
 def read_clock(ctx: Context) -> ClockView:
-    try:
-        from timesvc.status import clock_state, format_offset_ja
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not exc.name.startswith("timesvc"):
-            raise
-        return ClockView("unavailable")
+    from timesvc.status import clock_state, format_offset_ja
+
     state = clock_state(ctx, timeout=CHRONYC_TIMEOUT)
     if state.problem:
         log.info("clock state: %s", state.problem)

@@ -1,8 +1,8 @@
 """First-boot setup wizard. No default password exists: the first administrator is made here, by someone
 who can read the box's one-time setup code (webui/setup_code.py) from its screen.
 
-Steps: 1 setup code and administrator -> 2 TOTP -> 3 clinic name -> 4 ports and zones -> 5 notice address -> 6 summary
-and apply. Steps 1-2 run while no administrator exists (every other page redirects here); the first
+Steps: 1 setup code and administrator -> 2 TOTP -> 3 clinic name -> 4 ports and zones -> 5 the line (which UDP
+port doctors' VPN can come in on: MAP-E's usable ports) -> 6 notice address -> 7 summary and apply. Steps 1-2 run while no administrator exists (every other page redirects here); the first
 administrator to finish TOTP wins and any other half-made administrator is removed, so a second browser
 racing the wizard cannot keep an account. Steps 3-6 need that administrator signed in. The config is
 applied through ConfigService, the same path as the CLI.
@@ -15,13 +15,14 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 
 from appliance.errors import ConfigError, MamoriError
+from appliance.zones import ZONE_LABELS
+from webui import actions, core
 from webui import context as wctx
-from webui import core
 from webui.interfaces import detect_ports
 from webui.qr import svg, totp_uri
 from webui.setup_code import check_setup_code, discard_setup_code, ensure_setup_code
 from webui.views.auth import finish_login
-from webui.wizard import ZONE_CHOICES, ZONE_LABELS, build_config_text
+from webui.wizard import LINE_CHOICES, LINE_LABELS, ZONE_CHOICES, build_config_text, check_line
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")
 DONE_KEY = "webui.setup_done"
@@ -150,7 +151,7 @@ def ports() -> Any:
     rows = []
     for name in sorted(names):
         zone = request.form.get(f"zone_{name}", "")
-        if zone and zone in ZONE_LABELS:
+        if zone and zone in dict(ZONE_CHOICES):
             rows.append({"name": name, "zone": zone, "address": request.form.get(f"address_{name}", "").strip(),
                          "gateway": request.form.get(f"gateway_{name}", "").strip()})  # fmt: skip
     error = _ports_problem(rows)
@@ -159,15 +160,50 @@ def ports() -> Any:
             "setup/ports.html", ports=detected, rows=rows, zones=ZONE_CHOICES, error=error
         ), 400
     _save(interfaces=rows)
-    return redirect(url_for("setup.notify"))
+    return redirect(url_for("setup.line"))
 
 
 def _ports_problem(rows: list[dict[str, str]]) -> str | None:
     if sum(1 for r in rows if r["zone"] == "wan") != 1:
-        return "「インターネット側」にするポートを1つだけ選んでください。"
+        return f"「{ZONE_LABELS['wan']}」にする差し込み口を1つだけ選んでください。"
     if not any(r["zone"] == "lan" for r in rows):
-        return "「院内」にするポートを1つ以上選んでください。"
+        return f"「{ZONE_LABELS['lan']}」にする差し込み口を1つ以上選んでください。"
     return None
+
+
+def _reach_warning(cfg: Any) -> str | None:
+    """What the last reachability check said about the port now set, when it did not get in (vpn/reach.py)."""
+    if cfg is None or not cfg.vpn.enabled:
+        return None
+    from vpn import queries as vpn_queries
+
+    st = vpn_queries.reach(wctx.ctx(), cfg)
+    if st.ipv4.state != "ng":
+        return None
+    return (f"前回の確認では、外から UDP {cfg.vpn.listen_port}番に届きませんでした。ルーターの転送の設定か、"
+            "MAP-E で使えるポート番号かを確かめてください。")  # fmt: skip
+
+
+@bp.route("/line", methods=["GET", "POST"])
+def line() -> Any:
+    """Which UDP port the VPN listens on: a router that forwards (any port), MAP-E (one of its usable ports)."""
+    _admin_only()
+    cfg = core.live_config()
+    current = cfg.vpn.listen_port if cfg else 51820
+    warning = _reach_warning(cfg)
+    if request.method == "GET":
+        form = {"line": "unknown", "port": "", **_wizard()}
+        return render_template(
+            "setup/line.html", form=form, lines=LINE_CHOICES, current=current, warning=warning
+        )
+    form = {k: request.form.get(k, "")[:4000] for k in ("line", "ranges", "port")}
+    try:
+        answer = check_line(form["line"], form["ranges"], form["port"], current)
+    except ValueError as exc:
+        return render_template("setup/line.html", form=form, lines=LINE_CHOICES, current=current,
+                               warning=warning, error=str(exc)), 400  # fmt: skip
+    _save(**answer)
+    return redirect(url_for("setup.notify"))
 
 
 @bp.route("/notify", methods=["GET", "POST"])
@@ -204,12 +240,23 @@ def summary() -> Any:
         diff = svc.diff(text)
     except ConfigError as exc:
         return render_template(
-            "setup/summary.html", answers=answers, zone_labels=ZONE_LABELS, issues=exc.issues
+            "setup/summary.html",
+            answers=answers,
+            zone_labels=ZONE_LABELS,
+            line_labels=LINE_LABELS,
+            issues=exc.issues,
         ), 400
     if request.method == "GET":
-        return render_template("setup/summary.html", answers=answers, zone_labels=ZONE_LABELS, diff=diff)
-    rev = svc.apply(
-        text, wctx.user().name, "web", comment="初期設定（セットアップ画面）", remote=wctx.remote()
+        return render_template(
+            "setup/summary.html", answers=answers, zone_labels=ZONE_LABELS, line_labels=LINE_LABELS, diff=diff
+        )
+    rev = actions.apply_config(
+        wctx.ctx(),
+        text,
+        wctx.user().name,
+        "web",
+        comment="初期設定（セットアップ画面）",
+        remote=wctx.remote(),
     )
     wctx.ctx().db.set_kv(DONE_KEY, "1")
     wctx.audit("web.setup_done", {"revision": rev.id})

@@ -11,7 +11,7 @@ import yaml
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from appliance.errors import MamoriError, NotFoundError
-from webui import changes, core, sources
+from webui import actions, changes, core, sources
 from webui import context as wctx
 from webui.context import requires
 from webui.qr import svg
@@ -67,6 +67,15 @@ def _reach(cfg: Any) -> list[tuple[str, str]] | None:
     return [*out, (msgs[-1], "")]
 
 
+def _ddns(cfg: Any) -> list[tuple[str, bool]]:
+    """The box's IPv6 name under 「ご自宅からの接続」: what it points at, or why it cannot be updated."""
+    if cfg is None or not cfg.vpn.enabled:
+        return []
+    from vpn import queries as vpn_queries
+
+    return vpn_queries.ddns_lines(wctx.ctx(), cfg)
+
+
 @bp.route("/")
 @requires("vpn.view")
 def index() -> Any:
@@ -77,7 +86,7 @@ def index() -> Any:
         "vpn/index.html", cfg=cfg, devices=sources.vpn_devices(db), online=sources.vpn_sessions_open(db, now),
         recent=sources.vpn_sessions_recent(db),
         windows=store.list(limit=50) if store else None, vpn_role_labels=VPN_ROLE_LABELS, now=now,
-        clinic_admin=_is_admin(), me=wctx.user().name, reach=_reach(cfg),
+        clinic_admin=_is_admin(), me=wctx.user().name, reach=_reach(cfg), ddns=_ddns(cfg),
     )  # fmt: skip
 
 
@@ -93,20 +102,14 @@ def add_device() -> Any:
     device = request.form.get("device", "").strip()[:32]
     if not _is_admin() and user != wctx.user().name:
         return _refused("vpn.device_refused", {"user": user, "device": device}, OTHERS_DEVICE_JA)
-    try:
-        from vpn.provision import provision
-        from vpn.subsystem import VpnSubsystem
-
-        sub = VpnSubsystem(wctx.ctx())
-        issued = provision(wctx.ctx(), cfg, user, device, iface=sub.interface(sub.render(cfg)))
-    except ImportError:
-        abort(404)
+    try:  # the daemon makes the key pair and adds the peer (vpn.web_actions)
+        issued = actions.call("vpn.provision", user=user, device=device, actor=wctx.user().name)
     except MamoriError as exc:
         flash(exc.text("ja"), "error")
         return redirect(url_for("vpn.index"))
-    wctx.audit("vpn.device_added", {"user": user, "device": device, "ip": issued.device.ip4})
+    wctx.audit("vpn.device_added", {"user": user, "device": device, "ip": issued["ip4"]})
     return render_template(
-        "vpn/issued.html", user=user, device=device, conf=issued.conf, qr=svg(issued.conf, 4)
+        "vpn/issued.html", user=user, device=device, conf=issued["conf"], qr=svg(issued["conf"], 4)
     )
 
 

@@ -215,7 +215,9 @@ def _rev_id(answer):
 
 def settle(box, before, new_rev, start, confirm_within, rollback_wait):
     """After an apply (answered or not): confirm if the box answers in time, else wait for its rollback.
-    Returns (outcome, live revision, detail): outcome is "confirmed", "rolled_back" or "unknown"."""
+    Returns (outcome, live revision, detail): outcome is "confirmed", "rolled_back" or "unknown".
+    A confirmation the box forbids (HTTP 403, e.g. fleet.not_yours: the pending change is another account's)
+    raises Refused at once: asking again until the deadline cannot change the answer."""
     deadline = start + confirm_within
     give_up = deadline + rollback_wait
     last_error = ""
@@ -239,7 +241,10 @@ def settle(box, before, new_rev, start, confirm_within, rollback_wait):
                 last_error = str(exc)
                 continue
             except Refused as exc:
+                if exc.status == 403:
+                    raise
                 last_error = exc.en
+                time.sleep(POLL)
                 continue
             return "confirmed", _rev_id(confirmed), ""
         if not pending and live == before:
@@ -298,7 +303,12 @@ def run(module):
         fail(exc)
     except Unreachable as exc:  # the answer may be lost on a link the change just cut: find out below
         apply_error = str(exc)
-    outcome, live, detail = settle(box, before, new_rev, start, p["confirm_within"], p["rollback_wait"])
+    try:
+        outcome, live, detail = settle(box, before, new_rev, start, p["confirm_within"], p["rollback_wait"])
+    except Refused as exc:  # not ours to confirm: say so now instead of asking again until the deadline
+        ja = f"機器が確定を断りました。確定されない変更は機器が自動で元に戻します: {exc.ja}"
+        en = f"the box refused the confirmation; an unconfirmed change is rolled back by the box itself: {exc.en}"
+        module.fail_json(msg=f"{ja} / {en}", reason_ja=ja, reason_en=en, code=exc.code, **result)
     if outcome == "confirmed":
         result.update(applied=True, revision=live)
         module.exit_json(**result)

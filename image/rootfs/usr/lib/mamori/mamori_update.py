@@ -908,7 +908,10 @@ def handle_request(installer: Installer) -> int:
         print(
             f"mamori-update: {result['message_ja']}\nmamori-update: {result['message_en']}", file=sys.stderr
         )
-        return 1
+        # A refused bundle or request is an answer (result.json), not a broken unit: exit 0, so that
+        # mamori-update-install.service does not stay "failed" (the system "degraded") because someone
+        # uploaded a wrong file. Only a write that broke (disk, ESP) fails the unit: that needs a person.
+        return 1 if result["code"] == "update.write" else 0
     schedule_reboot(installer.platform, result["reboot"])
     return 0
 

@@ -26,21 +26,12 @@ import yaml
 
 from lab.box import EXAMPLE_CONFIG, Box, make_box
 from lab.topology import Lab
+from lab.waiting import wait_for
 from tests import notify_receiver as receiver
 
 pytestmark = pytest.mark.integration
 
 PORT = 18443
-
-
-def wait_for(predicate, timeout: float, step: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def setup_box(lab: Lab, tmp: Path, min_interval: str) -> tuple[Box, Path, Path, Path]:

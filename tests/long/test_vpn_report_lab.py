@@ -15,7 +15,8 @@ import yaml
 
 from lab.box import EXAMPLE_CONFIG, make_box
 from lab.topology import Lab
-from tests.integration.test_vpn_gate import EMR, PASSWORD, RECEPTION, fresh_code, onboard, portal, wait_for
+from lab.waiting import wait_for
+from tests.integration.test_vpn_gate import EMR, PASSWORD, RECEPTION, fresh_code, onboard, portal
 from vpn.wg import WgInterface
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,154 @@
+"""The daemon's end of the action socket: a unix stream socket in the run directory, one request per
+connection (a JSON object, then the client shuts its writing side), one answer back.
+
+Who may connect: the file is 0660, owned by root and the web UI's group (`mamori-web`, when the account
+exists); and every connection's peer credentials (SO_PEERCRED) must be root or the web UI's account, else
+the connection is closed unanswered and logged. A request over `MAX_REQUEST` bytes is refused unread.
+Each connection gets a thread; a slow client is cut after `TIMEOUT` seconds. Changes serialise on the one
+apply lock inside the handlers (ConfigService), not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import socket
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from appliance.actions.registry import MAX_REQUEST, ActionEnv, handle_request
+from appliance.subsystem import Context, Subsystem
+
+log = logging.getLogger(__name__)
+SOCKET_NAME = "actions.sock"
+WEB_ACCOUNT = "mamori-web"  # scripts/setup.sh and scripts/image-customize.sh make it
+TIMEOUT = 600.0  # a rules update or restore can take minutes; a stuck client must not hold a thread forever
+
+
+def socket_path(ctx: Context) -> Path:
+    return ctx.paths.run_dir / SOCKET_NAME
+
+
+def web_ids() -> tuple[int, int] | None:
+    """(uid, gid) of the web UI's account, or None where it does not exist (a dev machine without setup)."""
+    try:
+        entry = pwd.getpwnam(WEB_ACCOUNT)
+    except KeyError:
+        return None
+    try:
+        return entry.pw_uid, grp.getgrnam(WEB_ACCOUNT).gr_gid
+    except KeyError:
+        return entry.pw_uid, entry.pw_gid
+
+
+@contextlib.contextmanager
+def short_path(path: Path) -> Iterator[str]:
+    """A name for `path` that fits sun_path (108 bytes): the path itself, or /proc/self/fd/N/<name> through
+    an O_PATH descriptor of its directory (pytest's directories are deeper than 108 bytes)."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
+def peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+def allowed_uids() -> frozenset[int]:
+    ids = web_ids()
+    return frozenset({0} | ({ids[0]} if ids else set()))
+
+
+def read_request(conn: socket.socket) -> bytes | None:
+    """The request's bytes up to the client's shutdown, or None when it is over MAX_REQUEST."""
+    chunks, size = [], 0
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_REQUEST:
+            return None
+        chunks.append(chunk)
+
+
+class ActionServer:
+    """The worker (appliance.daemon starts it before the web UI)."""
+
+    name = "actions"
+
+    def __init__(
+        self,
+        ctx: Context,
+        subsystems: Sequence[Subsystem] | None = None,
+        allowed: frozenset[int] | None = None,
+    ) -> None:
+        """`allowed`: the peer uids let in (default: root and the web UI's account)."""
+        self.ctx = ctx
+        self.subsystems = subsystems
+        self.allowed = allowed
+        self.path = socket_path(ctx)
+        self.ready = threading.Event()
+
+    def bind(self) -> socket.socket:
+        self.ctx.paths.ensure()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # No umask dance (the umask is the whole process's: another thread's new directory would lose its
+        # x bits): until listen() below, nobody can connect, whatever the file's mode; it is set first.
+        with short_path(self.path) as name:
+            sock.bind(name)
+        ids = web_ids()
+        if ids is not None:
+            os.chown(self.path, 0, ids[1])
+            os.chmod(self.path, 0o660)
+        else:
+            os.chmod(self.path, 0o600)
+        sock.listen(16)
+        sock.settimeout(0.5)
+        return sock
+
+    def run(self, stop: threading.Event) -> None:
+        sock = self.bind()
+        self.ready.set()
+        allowed = self.allowed if self.allowed is not None else allowed_uids()
+        log.info("action socket at %s", self.path)
+        try:
+            while not stop.is_set():
+                try:
+                    conn, _ = sock.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self._serve, args=(conn, allowed), name="action", daemon=True).start()
+        finally:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def _serve(self, conn: socket.socket, allowed: frozenset[int]) -> None:
+        with conn:
+            uid = peer_uid(conn)
+            if uid not in allowed:
+                log.warning("action socket: refused a connection from uid %d", uid)
+                return
+            conn.settimeout(TIMEOUT)
+            try:
+                data = read_request(conn)
+                env = ActionEnv(self.ctx, self.subsystems, uid)
+                answer = handle_request(env, data if data is not None else b"x" * (MAX_REQUEST + 1))
+                conn.sendall(answer)
+            except OSError as exc:
+                log.warning("action socket: %s", exc)

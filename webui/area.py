@@ -1,0 +1,15 @@
+"""The web UI declares itself to the ground floor (appliance.area, listed in appliance.areas).
+Its own pages are the app's (webui.app); other areas add theirs through their `blueprints`."""
+
+from appliance.area import Area
+
+AREA = Area(
+    name="webui",
+    schema="webui.schema",
+    workers=("webui.tls_renew",),
+    clock_step="webui.clockstep",
+    cli="webui.cli",
+    actions=("webui.web_actions",),
+    retention="webui.retention",
+    retention_share=0.01,
+)
