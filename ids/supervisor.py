@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 # its child here when its worker stops, the next supervisor adopts it, and it is stopped at process exit.
 _CHILDREN: dict[str, subprocess.Popen] = {}
 _CHILDREN_LOCK = threading.Lock()
+# One supervision step at a time in this process. A worker the daemon asked to stop may still be inside a step
+# (it gives up waiting after a few seconds) while its successor runs: without this, both could start a Suricata.
+_STEP_LOCK = threading.Lock()
 
 
 def _terminate(proc: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -194,8 +197,7 @@ class SuricataSupervisor:
                 self.status.state, self.status.pid = state, None
                 self._publish()
             return
-        with _CHILDREN_LOCK:
-            _CHILDREN.pop(str(self.live.yaml), None)
+        self._unregister()
         _terminate(self.child, timeout)
         self.status.last_exit = self.child.returncode
         self.child = None
@@ -215,8 +217,7 @@ class SuricataSupervisor:
         ran = self.clock() - self._started_mono
         self._backoff = self.min_backoff if ran >= STABLE_AFTER else min(self.max_backoff, self._backoff * 2)
         self._next_start = self.clock() + self._backoff
-        with _CHILDREN_LOCK:
-            _CHILDREN.pop(str(self.live.yaml), None)
+        self._unregister()
         self.child = None
         self.status.state, self.status.pid, self.status.last_exit = "crashed", None, code
         self.status.restarts += 1
@@ -242,9 +243,30 @@ class SuricataSupervisor:
             log.info("Suricata's configuration changed; restarting it")
             self._stop_child("stopped")
 
+    def _unregister(self) -> None:
+        """Forget this supervisor's child in the registry, but never a successor's: a stale supervisor must
+        not hide the running Suricata from the next one (which would then start a second)."""
+        with _CHILDREN_LOCK:
+            if _CHILDREN.get(str(self.live.yaml)) is self.child:
+                _CHILDREN.pop(str(self.live.yaml), None)
+
+    def _follow_registry(self) -> None:
+        """The registry says which Suricata is this box's: if another supervisor started or stopped one since
+        this one last looked, take that over (and its published status) instead of acting on a stale child."""
+        with _CHILDREN_LOCK:
+            registered = _CHILDREN.get(str(self.live.yaml))
+        if registered is not self.child:
+            self.child = registered
+            self.status = read_status(self.ctx)
+
     # -- the loop ----------------------------------------------------------------------------------------
     def step(self) -> None:
         """One supervision step (the loop body; tests call it directly)."""
+        with _STEP_LOCK:
+            self._follow_registry()
+            self._step()
+
+    def _step(self) -> None:
         if not self._wanted():
             if self.child is not None or self.status.state != "disabled":
                 self._stop_child("disabled")
