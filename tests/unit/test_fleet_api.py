@@ -27,6 +27,10 @@ from fleetapi.tokens import TokenStore
 from tests.unit.test_mgmt_config import HUB_KEY
 from tests.webui_fixtures import EXAMPLE, Box, make_box, session_token
 
+# Bounds for the waits between threads: they end as soon as the other side is there, and are long because CI
+# runs these tests at nice 19 beside the integration tests.
+WAIT_S = 120
+
 HTTPS = "https://localhost"
 MGMT = {"enabled": True, "hub_endpoint": "198.51.100.77:51820", "hub_public_key": HUB_KEY,
         "network": "10.77.0.0/16", "address": "10.77.0.17", "hub_addresses": ["10.77.0.1"]}  # fmt: skip
@@ -299,7 +303,9 @@ def test_confirm_checks_the_named_revision_at_the_moment_it_confirms(tmp_path, m
     def slow_lock(paths):  # the confirm thread waits here, as if another apply held the lock
         if threading.current_thread() is confirming["thread"]:
             waiting.set()
-            assert go.wait(10)
+            # Bounded, but long: the main thread reverts and applies the administrator's change meanwhile
+            # (on a loaded CI machine that took longer than 10 s, and the confirm then answered 500).
+            assert go.wait(WAIT_S), f"the main thread did not let the confirm go within {WAIT_S} s"
         with real_lock(paths):
             yield
 
@@ -313,13 +319,14 @@ def test_confirm_checks_the_named_revision_at_the_moment_it_confirms(tmp_path, m
     confirming["thread"] = threading.Thread(target=vendor_confirms)
     confirming["thread"].start()
     try:
-        assert waiting.wait(10), "the confirm never reached the apply lock"
+        assert waiting.wait(WAIT_S), f"the confirm did not reach the apply lock within {WAIT_S} s"
         svc = ConfigService(box.ctx, subsystems=[])
         assert svc.revert_if_unconfirmed(now=deadline + 1)
         admins = _pending_by(box, "admin", "web", "管理者の変更")
     finally:
         go.set()
-        confirming["thread"].join(20)
+        confirming["thread"].join(WAIT_S)
+    assert not confirming["thread"].is_alive(), f"the confirm did not answer within {WAIT_S} s"
     assert answer["status"] == 409 and answer["body"]["error"]["code"] == "fleet.not_pending", answer
     assert (
         "確定待ちではありません" in answer["body"]["error"]["ja"]

@@ -25,6 +25,9 @@ from ids.incidents import Incident
 from tests.timetravel import validity_window
 
 REPO = Path(__file__).resolve().parents[2]
+# Channel timeouts here: bounds, not expectations (the receivers are threads of this process, and CI runs these
+# tests at nice 19 beside the integration tests). A receiver that is down refuses at once.
+HTTP_S = 60
 
 
 def cfg_with(notifications: dict):
@@ -135,7 +138,7 @@ def test_email_uses_starttls_and_sends_japanese(tls_pair) -> None:
     cfg = cfg_with({"email": {"host": "127.0.0.1", "port": rx.port, "username": "mamori", "sender": "box@clinic.example",
                               "recipients": ["doctor@clinic.example"]}}).notifications.email  # fmt: skip
     msg = Message("[Mamori] 攻撃を遮断しました", "本文：重要度 高", 1)
-    EmailChannel(cfg, "s3cret", tls=client_tls).send(msg)
+    EmailChannel(cfg, "s3cret", timeout=HTTP_S, tls=client_tls).send(msg)
     rx.join(10)
     assert rx.tls_used and rx.auth == ["\0mamori\0s3cret"]
     assert len(rx.messages) == 1
@@ -166,7 +169,7 @@ def test_email_refuses_a_server_without_starttls(tls_pair) -> None:
     import smtplib
 
     with pytest.raises(smtplib.SMTPNotSupportedError):
-        EmailChannel(cfg, None, tls=client_tls).send(Message("s", "b", 1))
+        EmailChannel(cfg, None, timeout=HTTP_S, tls=client_tls).send(Message("s", "b", 1))
     t.join(5)
     srv.close()
 
@@ -220,8 +223,10 @@ def test_webhook_posts_json(http_rx) -> None:
     base, got = http_rx
     cfg = cfg_with({"webhook": webhook_cfg(base + "/hook")}).notifications.webhook
     msg = Message("件名", "本文", 2, kind="incidents")
-    WebhookChannel(cfg).send(msg)
-    WebhookChannel(cfg).send(msg)  # a retry: the same id again, for the receiver to de-duplicate
+    WebhookChannel(cfg, timeout=HTTP_S).send(msg)
+    WebhookChannel(cfg, timeout=HTTP_S).send(
+        msg
+    )  # a retry: the same id again, for the receiver to de-duplicate
     assert [(g["path"], g["auth"], g["ctype"]) for g in got] == [
         ("/hook", None, "application/json; charset=utf-8")
     ] * 2
@@ -234,7 +239,7 @@ def test_line_push_message(http_rx) -> None:
     base, got = http_rx
     cfg = cfg_with({"line": {"to": "Cgroup123"}}).notifications.line
     msg = Message("件名", "本文" * 3000, 1)
-    LineChannel(cfg, "tok-abc", base=base).send(msg)
+    LineChannel(cfg, "tok-abc", timeout=HTTP_S, base=base).send(msg)
     assert got[0]["path"] == "/v2/bot/message/push" and got[0]["auth"] == "Bearer tok-abc"
     assert got[0]["headers"]["X-Line-Retry-Key"] == msg.id  # LINE's own de-duplication of retried pushes
     body = got[0]["body"]
@@ -360,7 +365,7 @@ def test_a_name_that_resolves_into_the_lan_is_refused_when_sending(http_rx) -> N
     assert "院内・この機器自身のアドレス" in err.value.text("ja") and got == []
     allowed = WebhookConfig.model_construct(url=f"https://localhost:{port}/hook", allow_private=True)
     with pytest.raises(ssl.SSLCertVerificationError):  # reached, and the name is checked against the cert
-        WebhookChannel(allowed).send(Message("件名", "本文", 1))
+        WebhookChannel(allowed, timeout=HTTP_S).send(Message("件名", "本文", 1))
 
 
 def test_a_redirect_is_not_followed(cert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -380,7 +385,7 @@ def test_a_redirect_is_not_followed(cert_dir: Path, monkeypatch: pytest.MonkeyPa
     try:
         cfg = cfg_with({"webhook": webhook_cfg(f"https://127.0.0.1:{srv.server_address[1]}/")})
         with pytest.raises(NotifyError, match="307"):
-            WebhookChannel(cfg.notifications.webhook).send(Message("件名", "本文", 1))
+            WebhookChannel(cfg.notifications.webhook, timeout=HTTP_S).send(Message("件名", "本文", 1))
     finally:
         srv.shutdown()
         srv.server_close()

@@ -17,7 +17,14 @@ from appliance.notify import Message, WebhookChannel
 from appliance.notify.outbox import Outbox, backoff, trouble_text, troubles
 from appliance.notify.worker import ChannelSender
 from appliance.storage import Database
-from tests.unit.test_notify_channels import cert_dir, cfg_with, https_server, trust, webhook_cfg  # noqa: F401
+from tests.unit.test_notify_channels import (  # noqa: F401
+    HTTP_S,
+    cert_dir,
+    cfg_with,
+    https_server,
+    trust,
+    webhook_cfg,
+)
 
 
 class Receiver:
@@ -88,7 +95,7 @@ def test_written_before_sent_retried_with_backoff_delivered_once(db: Database, r
     now = [wall()]
     clock = lambda: now[0]  # noqa: E731
     outbox = Outbox(db, clock)
-    channel = WebhookChannel(cfg_with({"webhook": webhook_cfg(rx.url)}).notifications.webhook, timeout=5)
+    channel = WebhookChannel(cfg_with({"webhook": webhook_cfg(rx.url)}).notifications.webhook, timeout=HTTP_S)
     msg = Message("件名", "本文", 1)
     outbox.put(msg, ["webhook"])
     assert (row(db)["state"], row(db)["attempts"]) == ("pending", 0), "in the database before any attempt"
@@ -131,7 +138,7 @@ def test_expired_after_a_day_reported_then_pruned(db: Database, rx: Receiver) ->
     now = [wall()]
     clock = lambda: now[0]  # noqa: E731
     outbox = Outbox(db, clock)
-    channel = WebhookChannel(cfg_with({"webhook": webhook_cfg(rx.url)}).notifications.webhook, timeout=5)
+    channel = WebhookChannel(cfg_with({"webhook": webhook_cfg(rx.url)}).notifications.webhook, timeout=HTTP_S)
     outbox.put(Message("件名", "本文", 1), ["webhook"])
     sender = ChannelSender(channel, outbox, mono=clock)
     assert troubles(db, now[0]) == [], "a message that just failed once is not yet trouble"
@@ -161,7 +168,7 @@ def test_expired_after_a_day_reported_then_pruned(db: Database, rx: Receiver) ->
 def test_clock_stepped_back_does_not_strand_a_message(db: Database, rx: Receiver) -> None:
     now = [wall()]
     outbox = Outbox(db, lambda: now[0])
-    channel = WebhookChannel(cfg_with({"webhook": webhook_cfg(rx.url)}).notifications.webhook, timeout=5)
+    channel = WebhookChannel(cfg_with({"webhook": webhook_cfg(rx.url)}).notifications.webhook, timeout=HTTP_S)
     outbox.put(Message("件名", "本文", 1), ["webhook"])
     ChannelSender(channel, outbox, mono=lambda: now[0]).step()
     now[0] -= 7 * 86400  # a Raspberry Pi booted at its last saved time
