@@ -7,19 +7,24 @@ enforces the same); on a new box without any config, on every address for the se
 On a real box this is the only way the web UI runs (no separate systemd unit), so there is one owner
 of port 443 in the lab, in tests and on the box. A separate process, not a thread: a crash or a slow request in the UI must never stall
 the daemon's firewall and IDS work.
+
+The daemon binds the listening sockets (every HTTPS address, and port 80 for the redirect) and passes them in;
+the child runs without any capability (appliance.unprivileged). The sockets stay with the daemon while the
+addresses stay the same: a restarted web UI accepts on them again, and connections made in between wait in
+the backlog instead of being refused.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 
+from appliance import unprivileged
 from appliance.actions.server import socket_path
 from appliance.config.model import MamoriConfig
 from appliance.ports import WEB_REDIRECT_PORT  # plain HTTP, redirect only; the firewall opens it too
@@ -73,6 +78,8 @@ class WebServerWorker:
         self.poll = poll
         self.child: subprocess.Popen | None = None
         self.binds: list[str] = []
+        self.sockets: list[socket.socket] = []  # bound by the daemon, passed to the child
+        self.bound: list[str] = []  # what `sockets` are bound to
         self._restart = threading.Event()
 
     def restart(self) -> None:
@@ -95,30 +102,45 @@ class WebServerWorker:
             binds = [b for b in binds if b.rsplit(":", 1)[0].strip("[]") != str(ip)]
         return binds
 
+    def _listen(self, binds: list[str]) -> list[socket.socket]:
+        """The sockets for `binds` and, last, the redirect's: those already open, else bound now (all or
+        none: an address that fails closes the ones just bound)."""
+        # Plain HTTP on the first address only redirects to HTTPS (people type the address without https://).
+        wanted = [*binds, f"{binds[0].rsplit(':', 1)[0]}:{WEB_REDIRECT_PORT}"]
+        if wanted != self.bound:
+            self._close_sockets()
+            opened: list[socket.socket] = []
+            try:
+                for bind in wanted:
+                    opened.append(unprivileged.listen(bind))
+            except OSError:
+                for sock in opened:
+                    sock.close()
+                raise
+            self.sockets, self.bound = opened, wanted
+        return self.sockets
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets, self.bound = [], []
+
     def _start(self, binds: list[str]) -> None:
+        *https, http = self._listen(binds)
         # -I: never import from the working directory (a folder named webui there would run as root).
         argv = [sys.executable, "-I", "-m", "webui.serve", "--config", str(self.ctx.paths.config),
                 "--state-dir", str(self.ctx.paths.state_dir), "--actions", str(socket_path(self.ctx))]  # fmt: skip
-        for bind in binds:
-            argv += ["--bind", bind]
-        # Plain HTTP on the first address only redirects to HTTPS (people type the address without https://).
-        argv += ["--http-bind", f"{binds[0].rsplit(':', 1)[0]}:{WEB_REDIRECT_PORT}"]
-        log_file = open(self.ctx.paths.run_dir / "webui.log", "ab")
-        self.child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+        for sock in https:
+            argv += ["--fd", str(sock.fileno())]
+        argv += ["--http-fd", str(http.fileno())]
+        self.child = unprivileged.start(
+            argv, [s.fileno() for s in self.sockets], self.ctx.paths.run_dir / "webui.log"
         )
-        log_file.close()
         self.binds = binds
         log.info("web UI started (pid %d) on %s", self.child.pid, ", ".join(binds))
 
     def _stop_child(self) -> None:
-        if self.child and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
-            try:
-                self.child.wait(15)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-                self.child.wait(5)
+        unprivileged.stop(self.child)
         self.child = None
 
     def run(self, stop: threading.Event) -> None:
@@ -139,11 +161,20 @@ class WebServerWorker:
                 elif self.child is not None and (wanted != self.binds or restart):
                     self._stop_child()  # the old one lets its requests finish, then the new one listens
                 if self.child is None and wanted:
-                    self._start(wanted)
+                    try:
+                        self._start(wanted)
+                    except OSError as exc:  # an address not there (yet), a port taken: as if it had died
+                        log.error("web UI cannot listen on %s (%s); trying again in %.0f s", ", ".join(wanted),
+                                  exc, backoff)  # fmt: skip
+                        if stop.wait(backoff):
+                            break
+                        backoff = min(backoff * 2, MAX_BACKOFF)
+                        continue
                     started_at = time.monotonic()
                 self._wait(stop)
         finally:
             self._stop_child()
+            self._close_sockets()
 
     def _wait(self, stop: threading.Event) -> None:
         """`poll` seconds, or less when asked to stop or to restart."""

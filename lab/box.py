@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -53,6 +54,21 @@ class Box:
             time.sleep(0.1)
         raise RuntimeError(f"daemon did not become ready:\n{log_path.read_text()}")
 
+    def listener(self, port: int) -> int | None:
+        """The process the daemon started that listens on TCP `port` (the web UI on 443, the VPN portal on
+        8443): its direct child, not the daemon (which bound the socket and holds it too) nor a worker the
+        child forked."""
+        daemon_pid = int((self.state_dir / "run" / "mamori.pid").read_text())
+        out = self.lab.run("box", ["ss", "-Hltnp", f"sport = :{port}"]).stdout
+        for pid in sorted({int(p) for p in re.findall(r"pid=(\d+)", out)}):
+            try:
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+            if ppid == daemon_pid:
+                return pid
+        return None
+
     def stop_daemon(self) -> int | None:
         if self.daemon is None:
             return None
@@ -82,3 +98,17 @@ def make_box(lab: Lab, state_dir: Path, config_text: str | None = None) -> Box:
     config = state_dir / "config.yaml"
     config.write_text(lab_config_text(lab, config_text), encoding="utf-8")
     return Box(lab, config, state_dir)
+
+
+def privileges(pid: int) -> dict[str, str]:
+    """What /proc/PID/status says of a process's privileges: Uid, CapInh/Prm/Eff/Bnd/Amb, NoNewPrivs."""
+    keep = {"Uid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"}
+    lines = Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines) if k in keep}
+
+
+def without_capabilities(pid: int) -> bool:
+    """No capability in any set, and none to be gained back (no_new_privs)."""
+    seen = privileges(pid)
+    caps = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    return all(int(seen[c], 16) == 0 for c in caps) and seen["NoNewPrivs"] == "1"

@@ -98,6 +98,7 @@ image_packages() {
     systemd systemd-sysv chrony udev dbus kmod initramfs-tools zstd login passwd tzdata
     iproute2 nftables python3 python3-venv python3-nftables python3-dnspython wireguard-tools dnsmasq conntrack
     e2fsprogs dosfstools
+    util-linux  # setpriv (appliance/unprivileged.py); Essential in bookworm, named so it never goes missing
     openssh-server openssl ca-certificates procps
     rsyslog rsyslog-gnutls
     libpango-1.0-0 libpangoft2-1.0-0 fonts-ipaexfont-gothic

@@ -12,6 +12,7 @@ APT_PACKAGES=(
   radvd  # the lab router's IPv6 adverts (tests/integration/test_network_ipv6_auto.py); started by the test only
   conntrack ieee-data iputils-ping netcat-openbsd procps curl openssl fail2ban chrony openssh-server
   python3-venv python3-pip systemd time busybox
+  util-linux  # setpriv: the daemon starts the web UI and the VPN portal without capabilities (appliance/unprivileged.py)
   rsyslog rsyslog-gnutls  # the SIEM forwarder (siem/) and the lab's test collector; Mamori runs rsyslogd itself
   prometheus  # promtool checks and tests fleet/prometheus/ rules; its server is never left running
   prometheus-alertmanager  # the lab hub's Alertmanager (lab/fleet.py, make fleet-demo); never left running

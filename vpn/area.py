@@ -11,7 +11,7 @@ AREA = Area(
     workers=("vpn.daemon",),
     clock_step="vpn.clockstep",
     cli="vpn.cli",
-    actions=("vpn.web_actions",),
+    actions=("vpn.web_actions", "vpn.portal_actions"),
     retention="vpn.retention",
     retention_share=0.05,
 )

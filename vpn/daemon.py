@@ -4,38 +4,42 @@ connected, a login locked).
 
 Workers are rebuilt by the daemon whenever a new config revision goes live, so each holds its config.
 The portal listens on the box's VPN address only (never on wan or lan), so it exists only inside tunnels.
+It is a process of its own without capabilities (vpn.portal_serve): its worker here binds the address,
+starts it with the socket (appliance.unprivileged), restarts it with back-off and stops it with its
+generation; its sign-ins and logouts come back to the daemon as actions (vpn.portal_actions).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 import threading
 import time
 
-from waitress.server import create_server
-
-from appliance import clockwatch
+from appliance import clockwatch, unprivileged
+from appliance.actions.server import socket_path
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
 from vpn.connlog import ConnLogWorker
 from vpn.ddns_worker import DdnsWorker
 from vpn.monitor import MonitorWorker
 from vpn.notices import VpnNoticeWorker
-from vpn.portal import PORTAL_PORT, create_portal_app
+from vpn.portal import PORTAL_PORT
 from vpn.reach import ReachWorker
 from vpn.sessions import SessionManager
 from vpn.wg import WgInterface
 
 log = logging.getLogger(__name__)
 EXPIRY_TICK_S = 1.0
+PORTAL_MAX_BACKOFF = 30.0
 
 
 class PortalWorker:
     name = "vpn-portal"
 
-    def __init__(self, ctx: Context, cfg: MamoriConfig, port: int = PORTAL_PORT) -> None:
-        self.ctx, self.cfg, self.port = ctx, cfg, port
+    def __init__(self, ctx: Context, cfg: MamoriConfig, port: int = PORTAL_PORT, poll: float = 0.5) -> None:
+        self.ctx, self.cfg, self.port, self.poll = ctx, cfg, port, poll
 
     def run(self, stop: threading.Event) -> None:
         host = str(ipaddress.ip_interface(self.cfg.vpn.address).ip)
@@ -46,25 +50,31 @@ class PortalWorker:
                 if stop.is_set():
                     return
                 raise RuntimeError(f"{iface.name} does not exist; the portal cannot listen on {host}")
-        app = create_portal_app(SessionManager(self.ctx, lambda: self.cfg), port=self.port)
-        server = create_server(app, host=host, port=self.port, threads=4, ident="mamori-vpn")
-        log.info("vpn portal on http://%s:%d/", host, self.port)
-        serve_until(server, stop)
-
-
-def serve_until(server, stop: threading.Event, tick: float = 0.5) -> None:
-    """Serve waitress's loop in this thread until `stop`, then close it here too.
-
-    Closing the listening socket from another thread while the loop sits in select() on it makes select
-    fail with EBADF (a traceback in the daemon's log at every config change); so the loop runs in short
-    rounds that look at `stop`, and every socket is closed by the thread that polls them.
-    """
-    try:
-        while not stop.is_set():
-            server.asyncore.loop(timeout=tick, map=server._map, use_poll=True, count=1)
-    finally:
-        server.task_dispatcher.shutdown(timeout=5)
-        server.asyncore.close_all(server._map)
+        sock = unprivileged.listen(f"{host}:{self.port}")
+        # -I: never import from the working directory (a folder named vpn there would run in the portal).
+        argv = [sys.executable, "-I", "-m", "vpn.portal_serve", "--config", str(self.ctx.paths.config),
+                "--state-dir", str(self.ctx.paths.state_dir), "--actions", str(socket_path(self.ctx)),
+                "--fd", str(sock.fileno())]  # fmt: skip
+        child = None
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                child = unprivileged.start(argv, [sock.fileno()], self.ctx.paths.run_dir / "vpn-portal.log")
+                started = time.monotonic()
+                log.info("vpn portal started (pid %d) on http://%s:%d/", child.pid, host, self.port)
+                while child.poll() is None and not stop.wait(self.poll):
+                    pass
+                if stop.is_set():
+                    break
+                if time.monotonic() - started > 60:  # it had been running well: start over
+                    backoff = 1.0
+                log.error("vpn portal exited with %s; restarting in %.0f s", child.returncode, backoff)
+                if stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, PORTAL_MAX_BACKOFF)
+        finally:
+            unprivileged.stop(child, timeout=8)  # within the daemon's wait for a generation to stop
+            sock.close()
 
 
 class ExpiryWorker:

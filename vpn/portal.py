@@ -1,7 +1,7 @@
 """The VPN portal: the one page a connected device can reach before its user signs in (password + TOTP).
 
-Served by the daemon on the box's VPN address, port `PORTAL_PORT` (the firewall opens exactly that from
-the VPN zone). Plain Japanese, one column, large inputs: it is used on a phone. The user is identified
+Served on the box's VPN address, port `PORTAL_PORT` (the firewall opens exactly that from the VPN zone), by
+a process of its own without capabilities (vpn.portal_serve; its sign-ins and logouts are the daemon's). Plain Japanese, one column, large inputs: it is used on a phone. The user is identified
 by the tunnel address of the request (`REMOTE_ADDR`; no proxy headers are trusted), the form proves it.
 Form input comes from the network: lengths are capped and nothing from it is echoed back.
 
@@ -17,15 +17,16 @@ import hmac
 import ipaddress
 import logging
 import secrets
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from appliance.clock import show
+from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
-from vpn.policy import REASONS
-from vpn.sessions import SessionManager
+from vpn.policy import REASONS, Decision
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,26 @@ except ImportError:  # an image without the firewall area
 bp = Blueprint("vpn_portal", __name__, template_folder="templates")
 
 
-def _manager() -> SessionManager:
+class PortalSessions(Protocol):
+    """What the pages use of the sessions: vpn.sessions.SessionManager in-process (tests), or
+    vpn.portal_serve.DaemonSessions in the portal's own process (sign-in and logout by the daemon)."""
+
+    def config(self) -> MamoriConfig: ...
+
+    def who(self, remote_ip: str) -> tuple[Any, Any]: ...
+
+    def current(self, remote_ip: str) -> Any: ...
+
+    def pending(self) -> list[Any]: ...
+
+    def sign_in(self, remote_ip: str, password: str, code: str) -> Decision: ...
+
+    def logout(self, remote_ip: str) -> Any:
+        """What ended (a list or a count): true when something did."""
+        ...
+
+
+def _manager() -> PortalSessions:
     return current_app.extensions["mamori_vpn_sessions"]
 
 
@@ -139,7 +159,13 @@ def logout() -> tuple[str, int]:
         return _page("画面を開き直してからもう一度お試しください。", status=400)
     mgr = _manager()
     ip = request.remote_addr or ""
-    ended = mgr.logout(ip)
+    try:
+        ended = mgr.logout(ip)
+    except MamoriError as exc:  # the daemon could not be asked: nothing ended, say so
+        log.error("vpn logout could not be completed: %s", exc.text("en"))
+        return _page(
+            "いまログアウトを完了できませんでした。しばらくしてからもう一度お試しください。", status=503
+        )
     dev, _ = mgr.who(ip)
     if not ended and dev and any(s.tunnel_ip == dev.ip4 for s in mgr.pending()):
         # the kernel refused the cut: say so rather than "not signed in"; the daemon keeps retrying
@@ -147,7 +173,7 @@ def logout() -> tuple[str, int]:
     return _page("接続を終えました。" if ended else "サインインしていません。", ok=bool(ended))
 
 
-def create_portal_app(manager: SessionManager, port: int = PORTAL_PORT) -> Flask:
+def create_portal_app(manager: PortalSessions, port: int = PORTAL_PORT) -> Flask:
     """The portal for `manager`'s box, answering as its VPN address on `port` (the Host it accepts)."""
     app = Flask(__name__)
     # A fresh key per start: a portal restart only means signing the form again, never a lost session

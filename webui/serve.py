@@ -3,8 +3,10 @@
     python -m webui.serve --config /etc/mamori/config.yaml --state-dir /var/lib/mamori --bind 0.0.0.0:443 \
         [--http-bind 0.0.0.0:80] [--actions /var/lib/mamori/run/actions.sock]
 
-The lab and the daemon start it in the box's namespace; which zones may reach it is the firewall's job
-(cfg.web.zones, never wan or guest).
+The daemon (appliance.webserver) binds the sockets itself and passes them in as `--fd N` (HTTPS, repeatable)
+and `--http-fd N` (the redirect), then runs this without any capability (appliance.unprivileged); `--bind`
+and `--http-bind` are for a stand-alone server (tests, the lab's web UI fixtures). Which zones may reach it is
+the firewall's job (cfg.web.zones, never wan or guest).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,7 +67,8 @@ def redirect_handler(https_port: int) -> type[BaseHTTPRequestHandler]:
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0] if "]" not in (self.headers.get("Host") or "") \
                 else (self.headers.get("Host") or "").split("]")[0] + "]"  # fmt: skip
             if not _HOST.match(host):
-                host = self.server.server_address[0]  # type: ignore[index]
+                host = str(self.server.server_address[0])  # type: ignore[index]
+                host = f"[{host}]" if ":" in host else host
             path = self.path if self.path.startswith("/") and not self.path.startswith("//") else "/"
             port = "" if https_port == 443 else f":{https_port}"
             self.send_response(301)
@@ -80,11 +84,34 @@ def redirect_handler(https_port: int) -> type[BaseHTTPRequestHandler]:
     return Redirect
 
 
-def start_redirect(bind: str, https_port: int) -> ThreadingHTTPServer:
-    host, port = bind.rsplit(":", 1)
-    server = ThreadingHTTPServer((host.strip("[]"), int(port)), redirect_handler(https_port))
+class _RedirectServer(ThreadingHTTPServer):
+    """The redirect server on a socket bound already (by the daemon): its family, its address."""
+
+    def __init__(self, sock: socket.socket, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.address_family = sock.family
+        super().__init__(sock.getsockname()[:2], handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+
+
+def start_redirect(bind: str, https_port: int, fd: int | None = None) -> ThreadingHTTPServer:
+    """Serve the redirect on `bind` (host:port), or on the listening socket `fd` when given."""
+    if fd is not None:
+        server: ThreadingHTTPServer = _RedirectServer(socket.socket(fileno=fd), redirect_handler(https_port))
+    else:
+        host, port = bind.rsplit(":", 1)
+        server = ThreadingHTTPServer((host.strip("[]"), int(port)), redirect_handler(https_port))
     threading.Thread(target=server.serve_forever, name="http-redirect", daemon=True).start()
     return server
+
+
+def _port(fd: int) -> int:
+    """The port a listening socket passed in is bound to (left open: gunicorn takes it over)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.getsockname()[1]
+    finally:
+        sock.detach()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", action="append", default=[], help="HTTPS address:port (repeatable)")
     parser.add_argument(
         "--http-bind", default="", help="plain-HTTP address:port that only redirects (optional)"
+    )
+    parser.add_argument(
+        "--fd", type=int, action="append", default=[], help="a listening HTTPS socket passed in"
+    )
+    parser.add_argument(
+        "--http-fd", type=int, default=None, help="a listening socket passed in for the redirect"
     )
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument(
@@ -117,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     actions = SocketActions(args.actions) if args.actions else None
     app = create_app(ctx, confirm_seconds=args.confirm_seconds or None, actions=actions)
     cert, key = ensure_certificate(paths.keys_dir)
-    binds = args.bind or ["0.0.0.0:443"]
-    https_port = int(binds[0].rsplit(":", 1)[1])
-    if args.http_bind:
-        start_redirect(args.http_bind, https_port)
+    binds = [f"fd://{fd}" for fd in args.fd] or args.bind or ["0.0.0.0:443"]
+    https_port = _port(args.fd[0]) if args.fd else int(binds[0].rsplit(":", 1)[1])
+    if args.http_bind or args.http_fd is not None:
+        start_redirect(args.http_bind, https_port, fd=args.http_fd)
     options = {
         "bind": binds, "workers": 1, "worker_class": "gthread", "threads": args.threads,
         "certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context_factory(CertReloader(cert, key)),

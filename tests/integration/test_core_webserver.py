@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from lab.box import Box
+from lab.box import Box, privileges, without_capabilities
 from lab.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,16 +23,21 @@ def curl(box: Box, host: str, url: str) -> str:
 
 def listener_pid(box: Box, port: int) -> int | None:
     """The web server process the daemon started (its direct child), not one of gunicorn's workers."""
-    daemon_pid = int((box.state_dir / "run" / "mamori.pid").read_text())
-    out = box.lab.run("box", ["ss", "-Hltnp", f"sport = :{port}"]).stdout
-    for pid in {int(p) for p in re.findall(r"pid=(\d+)", out)}:
-        try:
-            ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, IndexError, ValueError):
-            continue
-        if ppid == daemon_pid:
-            return pid
-    return None
+    return box.listener(port)
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` forked (gunicorn's workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except FileNotFoundError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
 
 
 def test_web_ui_served_redirected_confined_and_restarted(box: Box) -> None:
@@ -49,6 +54,27 @@ def test_web_ui_served_redirected_confined_and_restarted(box: Box) -> None:
     second = wait_for(lambda: (p := listener_pid(box, 443)) and p != first and p, 60)
     assert second, "the daemon did not start the web UI again"
     assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
+
+
+def test_web_ui_runs_without_capabilities_on_sockets_the_daemon_bound(box: Box) -> None:
+    """The daemon binds 443 and 80 and passes them in; the web UI (gunicorn and its workers) has no capability
+    and cannot gain one, and still answers HTTPS and redirects plain HTTP (appliance.unprivileged)."""
+    box.start_daemon()
+    assert wait_for(lambda: curl(box, "reception", "https://192.168.10.1/").startswith("302"), 60)
+    assert re.match(r"30[1278] https://192\.168\.10\.1", curl(box, "reception", "http://192.168.10.1/"))
+    web = listener_pid(box, 443)
+    assert web is not None
+    workers = wait_for(lambda: children(web), 30)
+    assert workers, "gunicorn has no worker"
+    for pid in (web, *workers):
+        assert without_capabilities(pid), (pid, privileges(pid))
+    cmdline = open(f"/proc/{web}/cmdline").read().split("\0")
+    assert "--fd" in cmdline and "--http-fd" in cmdline and "--bind" not in cmdline, cmdline
+    # The daemon keeps its capabilities (it is the one that acts), and holds the listening sockets too.
+    daemon = int((box.state_dir / "run" / "mamori.pid").read_text())
+    assert int(privileges(daemon)["CapEff"], 16) != 0
+    ss = box.lab.run("box", ["ss", "-Hltnp", "sport = :443 or sport = :80"]).stdout
+    assert f"pid={daemon}," in ss and f"pid={web}," in ss, ss
 
 
 def test_reload_restarts_the_web_ui(box: Box) -> None:

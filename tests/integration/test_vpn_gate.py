@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pyotp
 import pytest
 import yaml
 
-from lab.box import EXAMPLE_CONFIG, Box, make_box
+from lab.box import EXAMPLE_CONFIG, Box, make_box, privileges, without_capabilities
 from lab.topology import Lab
 from lab.waiting import wait_for
 from tests import notify_receiver as receiver
@@ -178,6 +179,25 @@ def clinic(tmp_path_factory):
                 WgInterface(name, run_dir=run_dir, netns=lab.ns(host)).delete()
         finally:
             lab.down()
+
+
+def test_portal_and_web_ui_run_without_capabilities(clinic):
+    """The portal is a process of its own (vpn.portal_serve) on the socket the daemon bound, without any
+    capability, as is the web UI; sign-ins still admit (the daemon does it: vpn.portal_actions, below)."""
+    lab, box, _ = clinic
+    portal_pid = wait_for(lambda: box.listener(8443), 30)
+    assert portal_pid, "no portal process of the daemon listens on 8443"
+    assert "vpn.portal_serve" in open(f"/proc/{portal_pid}/cmdline").read()
+    assert without_capabilities(portal_pid), privileges(portal_pid)
+    web = wait_for(lambda: box.listener(443), 60)
+    assert web and without_capabilities(web), web and privileges(web)
+    assert portal(lab, "doctor", "get")[0] == 200
+    os.kill(portal_pid, signal.SIGKILL)  # the portal crashes: the daemon starts it again, on the same socket
+    again = wait_for(lambda: (p := box.listener(8443)) and p != portal_pid and p, 60)
+    assert again and without_capabilities(again), "the daemon did not start the portal again"
+    assert wait_for(lambda: portal(lab, "doctor", "get")[0] == 200, 30)
+    assert wait_for(lambda: box.lab.run("reception", ["curl", "-sk", "-o", "/dev/null", "-m", "5", "-w", "%{http_code}",
+                                                      "https://192.168.10.1/"], check=False, timeout=15).stdout == "302", 60)  # fmt: skip
 
 
 def test_before_signin_only_the_portal(clinic):
