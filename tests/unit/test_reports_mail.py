@@ -4,7 +4,6 @@ body and the report's PDF attached byte for byte. A failed send keeps the report
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -17,7 +16,7 @@ from reports.daemon import MonthlyReportWorker
 from reports.mail import report_message
 from reports.monthly import GeneratedReport, has_report
 from tests.unit.test_notify_channels import SmtpReceiver, cert_dir, cfg_with, tls_pair  # noqa: F401  (fixtures)
-from tests.unit.test_reports_monthly import TOKYO, _apply_revision, _first_of_next_month
+from tests.unit.test_reports_monthly import _apply_revision, _first_of_next_month
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,8 +25,9 @@ def _worker(ctx, port: int, client_tls) -> tuple[MonthlyReportWorker, str]:
     cfg = cfg_with({"email": {"host": "127.0.0.1", "port": port, "username": "mamori", "sender": "box@clinic.example",
                               "recipients": ["inchou@clinic.example", "jimu@clinic.example"]}})  # fmt: skip
     (ctx.paths.keys_dir / "smtp_password").write_text("s3cret\n", encoding="utf-8")
-    _apply_revision(ctx, (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8"), "初期設定")
-    this_month = dt.datetime.now(TOKYO)
+    this_month = _apply_revision(
+        ctx, (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8"), "初期設定"
+    )
     first = _first_of_next_month(this_month).timestamp()
     channel = EmailChannel(cfg.notifications.email, "s3cret", timeout=60, tls=client_tls)
     return MonthlyReportWorker(ctx, cfg, clock=lambda: first, mail_channel=channel), this_month.strftime(

@@ -70,13 +70,16 @@ def test_chart_has_a_bar_per_nonzero_day_and_escapes_text() -> None:
         bar_chart([1, 2], ["1"], "x")
 
 
-def _apply_revision(ctx: Context, text: str, comment: str) -> None:
-    """What ConfigService.apply records after the engines took the config (the engines need root)."""
+def _apply_revision(ctx: Context, text: str, comment: str) -> dt.datetime:
+    """What ConfigService.apply records after the engines took the config (the engines need root); returns
+    the revision's time in Tokyo: the month the box was set up in is that one, not the clock read before or
+    after (a month can turn in between, as under MAMORI_TEST_NOW=2027-12-31T23:59:30+09:00)."""
     with ctx.db.transaction() as conn:
         rev = RevisionStore(ctx.db).add(conn, text, "院長", "web", comment, "", "applied")
         AuditLog(ctx.db).record(
             "院長", "config.apply", {"revision": rev.id, "comment": comment}, "web", conn=conn
         )
+    return dt.datetime.fromtimestamp(rev.created_at, TOKYO)
 
 
 def _ingest_fixture(ctx: Context, cfg_text: str) -> None:
@@ -148,12 +151,12 @@ def _first_of_next_month(day: dt.datetime) -> dt.datetime:
 def test_worker_makes_last_month_once(ctx: Context) -> None:
     """The box is set up now (the revision's real time); the clock then moves to the 1st of next month."""
     text = (REPO / "examples" / "clinic.yaml").read_text(encoding="utf-8")
-    this_month = dt.datetime.now(TOKYO)
-    first = _first_of_next_month(this_month)
-    clock = [first.timestamp()]
+    clock = [_first_of_next_month(dt.datetime.now(TOKYO)).timestamp()]
     worker = MonthlyReportWorker(ctx, parse_config(text).model, clock=lambda: clock[0])
     assert worker.due() is None  # no report for a month before the box was set up
-    _apply_revision(ctx, text, "初期設定")
+    this_month = _apply_revision(ctx, text, "初期設定")
+    first = _first_of_next_month(this_month)
+    clock[0] = first.timestamp()
     label = this_month.strftime("%Y-%m")
     assert worker.due() == label
     report = worker.run_once()
