@@ -3,15 +3,14 @@ uploaded rules archive.
 
 Run by the daemon: the firewall's sets are the kernel's, the rules and Suricata's reload root's. The address
 must parse as an IP address; the account must hold alerts.manage or firewall.edit (the pages that offer it
-check the same). An upload is named by the file name the web UI spooled it under in the uploads directory,
-matched against a fixed pattern and checked to be a regular file there: no path from the request is joined.
+check the same). An upload is named by the file name the web UI spooled it under (appliance.actions.spool): opened without
+following links, a regular file of one link within the size limit, then copied into the daemon's own directory
+before Suricata sees it; no path from the request is joined.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +20,6 @@ from appliance.errors import MamoriError
 from webui.action_accounts import require
 
 ACTION_NAMES = ("ids.block", "ids.rules_install")
-# The web UI's spooled upload (webui.rules_upload.saved_upload): a name, never a path.
-UPLOAD_NAME = re.compile(r"^rules-[A-Za-z0-9_]{1,64}\.tar\.gz$")
 
 
 @dataclass(frozen=True)
@@ -63,20 +60,19 @@ class RulesArgs:
 @action("ids.rules_install", RulesArgs)
 def rules_install(env: ActionEnv, args: RulesArgs) -> dict[str, Any]:
     """Test and install an uploaded rules archive (ids.updates via webui.rules_upload.install); one sentence back."""
+    from appliance.actions import spool
     from webui import rules_upload
 
     require(env, args.actor, "ids.rules_update")
-    if not UPLOAD_NAME.match(args.upload):
-        raise ActionError("アップロードされたファイルの名前が違います", "not the name of a spooled upload")
-    path = rules_upload.upload_dir(env.ctx) / args.upload
-    try:
-        regular = stat.S_ISREG(path.lstat().st_mode)
-    except FileNotFoundError:
-        regular = False
-    if not regular:
-        raise ActionError("アップロードされたファイルが見つかりません", "the spooled upload is not there")
-    cfg = env.config()
-    if cfg is None:
-        raise ActionError("設定がないためルールを更新できません", "no config: cannot update rules")
-    outcome = rules_upload.install(env.ctx, cfg, path, args.actor)
+    with spool.open_spooled(env.ctx, "rules", args.upload, rules_upload.MAX_UPLOAD) as src:
+        cfg = env.config()
+        if cfg is None:
+            raise ActionError("設定がないためルールを更新できません", "no config: cannot update rules")
+        with (
+            rules_upload.one_update_at_a_time(env.ctx),
+            spool.private_copy(
+                src, ".tar.gz", rules_upload.MAX_UPLOAD, rules_upload.upload_dir(env.ctx)
+            ) as path,
+        ):
+            outcome = rules_upload.install(env.ctx, cfg, path, args.actor)
     return {"ok": outcome.ok, "message": outcome.message, "detail": outcome.detail}

@@ -19,7 +19,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from appliance.errors import ConfigError, MamoriError
 from mgmt import actions
 from mgmt.code import Enrolment, decode_code
-from mgmt.status import link_state
+from mgmt.status import LinkState
 from webui import actions as web_actions
 from webui import changes, core
 from webui import context as wctx
@@ -31,7 +31,9 @@ MAX_CODE = 4000
 
 
 def _page(error: str = "", code: str = "", status: int = 200) -> Any:
-    return render_template("mgmt/index.html", s=link_state(wctx.ctx()), error=error, code=code), status
+    # The link's key and `wg show` are root's: the daemon reads the state (mgmt.web_actions).
+    state = LinkState(**web_actions.call("mgmt.status", actor=wctx.actor_name())["state"])
+    return render_template("mgmt/index.html", s=state, error=error, code=code), status
 
 
 @bp.route("/")

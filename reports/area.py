@@ -8,6 +8,7 @@ AREA = Area(
     workers=("reports.daemon",),
     cli="reports.cli",
     blueprints=("reports.web",),
+    actions=("reports.web_actions",),
     retention="reports.retention",
     retention_share=0.01,
 )

@@ -8,16 +8,18 @@ vendor cannot answer the checklist for the clinic.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
 
+from appliance.errors import MamoriError
 from reports import api
 from reports.answers import set_answer
 from reports.checklist import summary
-from reports.monthly import reports_dir
 from reports.render import fmt_ts
+from webui import actions
 from webui import context as wctx
 from webui.context import requires
 
@@ -61,12 +63,10 @@ def answer() -> Any:
 
 
 def _monthly_files() -> list[tuple[str, str, str]]:
-    """(month, file name, time written) of every stored monthly report, newest first."""
-    directory = reports_dir(wctx.ctx())
-    if not directory.is_dir():
-        return []
-    found = [(m.group(1), p.name, fmt_ts(p.stat().st_mtime))
-             for p in directory.iterdir() if (m := _REPORT_NAME.match(p.name))]  # fmt: skip
+    """(month, file name, time written) of every stored monthly report, newest first. The reports are root's:
+    the daemon lists them (reports.web_actions)."""
+    listed = actions.call("reports.monthly_list", actor=wctx.actor_name())["reports"]
+    found = [(m.group(1), name, fmt_ts(mtime)) for name, mtime in listed if (m := _REPORT_NAME.match(name))]
     return sorted(found, reverse=True)
 
 
@@ -75,7 +75,14 @@ def _monthly_files() -> list[tuple[str, str, str]]:
 def monthly(name: str) -> Any:
     if not _REPORT_NAME.match(name):  # only YYYY-MM.html / .pdf: no path can be named through this
         abort(404)
-    path = reports_dir(wctx.ctx()) / name
-    if not path.is_file():
+    try:  # the daemon opens it and hands the descriptor over (reports.web_actions)
+        _result, fd = actions.call_fd("reports.monthly_open", actor=wctx.actor_name(), name=name)
+    except MamoriError as exc:
+        if exc.code == "action.refused":
+            abort(404)
+        raise
+    if fd is None:
         abort(404)
-    return send_file(path, as_attachment=name.endswith(".pdf"), download_name=name)
+    mimetype = "application/pdf" if name.endswith(".pdf") else "text/html"
+    return send_file(os.fdopen(fd, "rb"), as_attachment=name.endswith(".pdf"), download_name=name,
+                     mimetype=mimetype)  # fmt: skip

@@ -8,4 +8,5 @@ AREA = Area(
     subsystems="timesvc.subsystem",
     workers=("timesvc.daemon",),
     cli="timesvc.cli",
+    actions=("timesvc.web_actions",),
 )

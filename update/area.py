@@ -8,4 +8,5 @@ AREA = Area(
     workers=("update.daemon",),
     cli="update.cli",
     blueprints=("update.web",),
+    actions=("update.web_actions",),
 )

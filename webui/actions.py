@@ -9,36 +9,48 @@ in, the same checks, the same JSON out, so a page cannot pass in a test what the
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from flask import current_app
 
-from appliance.actions.registry import ActionEnv, error_from_wire, handle_request
+from appliance.actions.registry import ActionEnv, error_from_wire, handle_request_fds
 from appliance.actions.server import short_path
+from appliance.clock import wall
 from appliance.errors import MamoriError
 from appliance.revisions import Revision, RevisionStore
 from appliance.subsystem import Context, Subsystem
 
 CONNECT_WAIT = 10.0  # the daemon starts its action socket just before the web UI; a restart may lag behind
 ANSWER_TIMEOUT = 900.0
+MAX_FDS = 1  # an answer carries at most one open file (appliance.actions.registry.FD_KEY)
 
 
 class Actions(Protocol):
     def send(self, request: bytes) -> bytes: ...
 
+    def send_fds(self, request: bytes) -> tuple[bytes, list[int]]: ...
+
 
 class LocalActions:
     """In-process: the daemon's registry and checks, run here (tests; a stand-alone server run as root)."""
 
-    def __init__(self, ctx: Context, subsystems: Sequence[Subsystem] | None = None) -> None:
-        self.env = ActionEnv(ctx, subsystems)
+    def __init__(self, ctx: Context, subsystems: Sequence[Subsystem] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:  # fmt: skip
+        self.env = ActionEnv(ctx, subsystems, clock=clock or wall)
 
     def send(self, request: bytes) -> bytes:
-        return handle_request(self.env, request)
+        answer, fds = self.send_fds(request)
+        for fd in fds:
+            os.close(fd)
+        return answer
+
+    def send_fds(self, request: bytes) -> tuple[bytes, list[int]]:
+        return handle_request_fds(self.env, request)
 
 
 class SocketActions:
@@ -63,20 +75,52 @@ class SocketActions:
                 time.sleep(0.2)
 
     def send(self, request: bytes) -> bytes:
+        answer, fds = self.send_fds(request)
+        for fd in fds:
+            os.close(fd)
+        return answer
+
+    def send_fds(self, request: bytes) -> tuple[bytes, list[int]]:
+        """The answer, and the descriptors that came with it (SCM_RIGHTS; at most MAX_FDS, now the caller's)."""
+        chunks: list[bytes] = []
+        fds: list[int] = []
         with self._connect() as sock:
             sock.settimeout(ANSWER_TIMEOUT)
             sock.sendall(request)
             sock.shutdown(socket.SHUT_WR)
-            chunks = []
-            while chunk := sock.recv(65536):
+            while True:
+                chunk, got, _flags, _addr = socket.recv_fds(sock, 65536, MAX_FDS, socket.MSG_CMSG_CLOEXEC)
+                fds.extend(got)
+                if not chunk:
+                    break
                 chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), fds
 
 
-def call(name: str, **args: Any) -> dict[str, Any]:
+def call(name: str, /, **args: Any) -> dict[str, Any]:
     """Run action `name` with `args`; its result, or the MamoriError it raised (as its own type)."""
+    result, fd = call_fd(name, **args)
+    if fd is not None:
+        os.close(fd)
+    return result
+
+
+def call_fd(name: str, /, **args: Any) -> tuple[dict[str, Any], int | None]:
+    """`call`, and the open file the daemon handed back with the answer (the caller closes it), if any."""
     actions: Actions = current_app.config["MAMORI_ACTIONS"]
-    raw = actions.send(json.dumps({"action": name, "args": args}, ensure_ascii=False).encode())
+    raw, fds = actions.send_fds(json.dumps({"action": name, "args": args}, ensure_ascii=False).encode())
+    fd = fds[0] if fds else None
+    for extra in fds[1:]:
+        os.close(extra)
+    try:
+        return _answer(raw), fd
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+
+
+def _answer(raw: bytes) -> dict[str, Any]:
     try:
         answer = json.loads(raw)
     except ValueError:

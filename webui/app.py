@@ -109,7 +109,7 @@ def create_app(
         MAMORI_SUBSYSTEMS=subsystems,
         MAMORI_CLOCK=clock or wall,
         MAMORI_CONFIRM_SECONDS=confirm_seconds,
-        MAMORI_ACTIONS=actions or LocalActions(ctx, subsystems),
+        MAMORI_ACTIONS=actions or LocalActions(ctx, subsystems, clock),
     )
     security.install(app, ctx.paths.keys_dir)
     app.jinja_env.globals.update(can=wctx.can, role_labels=ROLE_LABELS, navigation=_navigation)

@@ -9,7 +9,7 @@ AREA = Area(
     workers=("webui.tls_renew",),
     clock_step="webui.clockstep",
     cli="webui.cli",
-    actions=("webui.web_actions",),
+    actions=("webui.web_actions", "webui.notify_actions", "webui.setup_actions"),
     retention="webui.retention",
     retention_share=0.01,
 )

@@ -1,7 +1,8 @@
 """設定 → IDS: a rules archive uploaded by an administrator, handed to `ids.updates.update_rules`.
 
-The upload is untrusted bytes until Suricata has accepted it: it is streamed (size-capped) into a private
-temp file under the state directory, never into the live rules, and removed afterwards whatever happened.
+The upload is untrusted bytes until Suricata has accepted it: the web UI streams it (size-capped) into the
+upload spool (appliance.actions.spool) and names it to the daemon's `ids.rules_install`, which copies it into its own
+directory here (`upload_dir`, root's), never into the live rules, and removes it afterwards whatever happened.
 `ids.updates` stages, tests with `suricata -T`, swaps in and reloads, and keeps the previous rules on any
 failure; this module only turns its result or its refusal into one sentence a clinic can read.
 Non-goal: checking the archive's contents here — `ids.sources` is the one place that parses archives.
@@ -11,13 +12,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
@@ -53,6 +51,7 @@ NEXT_STEP = "このファイルのことを保守業者に伝えてください�
 
 
 def upload_dir(ctx: Context) -> Path:
+    """The daemon's working directory for an upload being installed (and the lock): not the web UI's."""
     d = ctx.paths.state_dir / "ids" / "uploads"
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     return d
@@ -64,32 +63,6 @@ def check_name(filename: str) -> None:
             "ルールのファイルは .tar.gz の形式で選んでください（保守業者から受け取ったファイルです）。",
             "choose the rules as a .tar.gz archive",
         )
-
-
-@contextmanager
-def saved_upload(ctx: Context, stream: BinaryIO, limit: int | None = None) -> Iterator[Path]:
-    """Stream the upload into a 0600 temp file (at most `limit` bytes), yield its path, always remove it."""
-    limit = limit or MAX_UPLOAD
-    fd, name = tempfile.mkstemp(prefix="rules-", suffix=".tar.gz", dir=upload_dir(ctx))
-    path = Path(name)
-    try:
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise RulesUploadError(
-                        f"ファイルが大きすぎます（上限 {limit // (1024 * 1024)} MB）。",
-                        f"the file is too large (limit {limit // (1024 * 1024)} MB)",
-                    )
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if size == 0:
-            raise RulesUploadError("ファイルが空です。", "the file is empty")
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -9,7 +9,11 @@ A request and its answer are one JSON object each (`handle_request`): the same b
 over the socket (appliance.actions.server), so a unit test exercises exactly what the daemon checks.
 Errors travel as their code and both languages; the few the web UI looks into (a refused or invalid
 config, a refused confirmation) are rebuilt as their own types on the other side (`error_from_wire`).
-Non-goal: reading. The web UI reads the database and the config itself; only changes come here.
+Reading: the web UI reads the database, the config and its own keys itself; what only root may read (the
+backup archives, the update state, the keys of other areas) comes through an action too. A handler may hand
+back one open file (`FD_KEY` in its result, a descriptor it owns): over the socket it travels beside the
+answer as SCM_RIGHTS and is closed on the daemon's side; in-process the caller gets the descriptor itself.
+That is how a backup archive larger than a request's 4 MB reaches the browser without a copy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.clock import wall
 from appliance.config.model import MamoriConfig
 from appliance.errors import ConfigError, FieldIssue, MamoriError, Message, NotFoundError
 from appliance.subsystem import Context, Subsystem
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST = 4 * 1024 * 1024  # a config text is the largest argument (the web UI caps a form at 2 MB)
 MAX_STR = 64 * 1024  # a string argument unless its field says otherwise (metadata {"max": n})
 MAX_LIST = 256
+FD_KEY = "_fd"  # a handler's result may carry one open file descriptor under this key (handed over, not JSON)
 
 
 class ActionError(MamoriError):
@@ -42,11 +48,13 @@ class ActionError(MamoriError):
 
 @dataclass(frozen=True)
 class ActionEnv:
-    """What a handler runs with: the daemon's context, the engines (None: every area's), who asked."""
+    """What a handler runs with: the daemon's context, the engines (None: every area's), who asked, and the
+    clock (the product's wall clock; a test's web app passes its own to the in-process registry)."""
 
     ctx: Context
     subsystems: Sequence[Subsystem] | None = None
     peer_uid: int = 0
+    clock: Callable[[], float] = wall
 
     def config(self) -> MamoriConfig | None:
         """The config the pages showed: the live revision's, else the config file (a box before its first
@@ -198,7 +206,19 @@ def error_from_wire(err: dict[str, Any]) -> MamoriError:
 
 def handle_request(env: ActionEnv, data: bytes) -> bytes:
     """One request (a JSON object) in, one answer out: {"ok": true, "result": {...}} or
-    {"ok": false, "error": {...}}. A bug in a handler answers a plain error and is logged here."""
+    {"ok": false, "error": {...}}. A bug in a handler answers a plain error and is logged here.
+    A descriptor the handler handed back is closed (this path has nowhere to send it)."""
+    import os
+
+    answer, fds = handle_request_fds(env, data)
+    for fd in fds:
+        os.close(fd)
+    return answer
+
+
+def handle_request_fds(env: ActionEnv, data: bytes) -> tuple[bytes, list[int]]:
+    """`handle_request`, and the descriptor the handler handed back (FD_KEY), which the caller now owns."""
+    fds: list[int] = []
     try:
         if len(data) > MAX_REQUEST:
             raise _refuse("要求が大きすぎます", "request too large")
@@ -209,6 +229,10 @@ def handle_request(env: ActionEnv, data: bytes) -> bytes:
         if not isinstance(request, dict) or set(request) - {"action", "args"}:
             raise _refuse("要求の形が違います", 'a request is {"action": ..., "args": {...}}')
         result = dispatch(env, request.get("action"), request.get("args", {}))
+        if FD_KEY in result:
+            result = dict(result)
+            fds.append(int(result.pop(FD_KEY)))
+            result["fds"] = 1
         answer: dict[str, Any] = {"ok": True, "result": result}
     except MamoriError as exc:
         answer = {"ok": False, "error": error_to_wire(exc)}
@@ -216,7 +240,7 @@ def handle_request(env: ActionEnv, data: bytes) -> bytes:
         log.exception("action failed unexpectedly")
         answer = {"ok": False, "error": {"code": "action.failed", "ja": "本体で処理できませんでした",
                                          "en": "the daemon could not carry out the action"}}  # fmt: skip
-    return json.dumps(answer, ensure_ascii=False).encode()
+    return json.dumps(answer, ensure_ascii=False).encode(), fds
 
 
 _LOADED: list[bool] = []

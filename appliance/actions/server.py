@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from appliance.actions.registry import MAX_REQUEST, ActionEnv, handle_request
+from appliance.actions.registry import MAX_REQUEST, ActionEnv, handle_request_fds
 from appliance.subsystem import Context, Subsystem
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,10 @@ class ActionServer:
         self.ready = threading.Event()
 
     def bind(self) -> socket.socket:
+        from appliance.actions import spool
+
         self.ctx.paths.ensure()
+        spool.provision(self.ctx.paths.state_dir, web_ids())  # the web UI's uploads, before it starts
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -148,7 +151,20 @@ class ActionServer:
             try:
                 data = read_request(conn)
                 env = ActionEnv(self.ctx, self.subsystems, uid)
-                answer = handle_request(env, data if data is not None else b"x" * (MAX_REQUEST + 1))
-                conn.sendall(answer)
+                answer, fds = handle_request_fds(env, data if data is not None else b"x" * (MAX_REQUEST + 1))
+                try:
+                    send_answer(conn, answer, fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
             except OSError as exc:
                 log.warning("action socket: %s", exc)
+
+
+def send_answer(conn: socket.socket, answer: bytes, fds: list[int]) -> None:
+    """The answer's bytes; an open file the handler handed back rides on the first of them (SCM_RIGHTS), so
+    the client holds the daemon's descriptor (a file it may not open itself) and reads it at its own pace."""
+    if fds:
+        sent = socket.send_fds(conn, [answer], fds)
+        answer = answer[sent:]
+    conn.sendall(answer)

@@ -225,7 +225,7 @@ def test_the_allow_list_is_what_the_areas_declare() -> None:
 def test_area_actions_check_the_account_and_take_no_path(ctx: Context, admin: str, tmp_path: Path) -> None:
     """The daemon does not trust the page: the account's own permissions, an IP that parses, an upload named
     by its spool name only (a path, a missing file or a link to elsewhere is refused)."""
-    from webui.spool import spool_dir
+    from appliance.actions.spool import spool_dir
 
     make_account(ctx, "staff", "viewer")
     refused(ask(ctx, {"action": "ids.block", "args": {"ip": "192.0.2.7", "actor": "staff"}}), "lacks")

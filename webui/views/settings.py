@@ -197,35 +197,16 @@ def _describe(pem: str | None) -> dict[str, str] | None:
             "until": show(cert.not_valid_after_utc.timestamp(), core.clinic_zone(), "%Y/%m/%d")}  # fmt: skip
 
 
-CHANNEL_LABELS = {"email": "メール", "webhook": "Webhook", "line": "LINE", "syslog": "syslog"}
-
-
 @bp.route("/notify-test", methods=["POST"])
 @requires(NOTIFICATIONS_MANAGE)
 def notify_test() -> Any:
     """Send one test message on every configured channel and say, per channel, whether it went out.
-    notifications.manage: the test sends the channels' secrets (SMTP password, LINE token) to their hosts."""
-    from appliance.notify import Message, channels
-
-    cfg = core.live_config()
-    chans = channels(cfg, wctx.ctx().paths.keys_dir) if cfg else []
-    if not chans:
+    notifications.manage: the test sends the channels' secrets (SMTP password, LINE token) to their hosts, which
+    only the daemon reads (webui.notify_actions)."""
+    results = actions.call("notifications.test", actor=wctx.actor_name("web"))["results"]
+    if not results:
         flash("お知らせの送り先がまだ設定されていません。", "warn")
         return redirect(url_for("settings.index"))
-    clinic = cfg.clinic.name if cfg else ""
-    msg = Message(
-        f"【Mamori】テスト送信（{clinic}）",
-        "これは Mamori の設定画面から送ったテストです。届いていれば設定は正しく動いています。",
-        3,
-    )
-    results = []
-    for ch in chans:
-        try:
-            ch.send(msg)
-            results.append((CHANNEL_LABELS.get(ch.name, ch.name), True, ""))
-        except (MamoriError, OSError) as exc:
-            text = exc.text("ja") if isinstance(exc, MamoriError) else "送信先につながりませんでした"
-            results.append((CHANNEL_LABELS.get(ch.name, ch.name), False, text))
     wctx.audit("notifications.test", {"results": [(n, ok) for n, ok, _ in results]})
     for name, ok, text in results:
         flash(

@@ -11,12 +11,17 @@ from typing import Any
 import yaml
 from flask import abort, flash, redirect, render_template, request, url_for
 
+from appliance.actions import spool
+from appliance.actions.registry import ActionError
+from appliance.errors import MamoriError
 from webui import actions, changes, core, rules_upload
 from webui import context as wctx
 from webui.context import requires
 from webui.views.settings_bp import bp
 from webui.yamlpath import replace_scalar
 
+# Refusals of an upload before it reached the IDS: told to the person and audited as upload_refused.
+REFUSAL_CODES = (rules_upload.RulesUploadError.code, spool.SpoolError.code, ActionError.code)
 PROFILES = {
     "clinic": ("医院向け（おすすめ）",
                "小さな医院で起こりやすい攻撃に絞ったルール（約7,000件）。Raspberry Pi などの小さな機械でも動きます。"),
@@ -86,15 +91,14 @@ def ids_rules() -> Any:
         if upload is None or not filename:
             raise rules_upload.RulesUploadError("ルールのファイルを選んでください。", "choose a rules file")
         rules_upload.check_name(filename)
-        with (
-            rules_upload.one_update_at_a_time(wctx.ctx()),
-            rules_upload.saved_upload(wctx.ctx(), upload.stream) as path,
-        ):
+        with spool.spool_upload(wctx.ctx(), "rules", upload.stream, rules_upload.MAX_UPLOAD) as name:
             # The daemon tests and installs it (ids.web_actions): the rules and Suricata are root's.
             outcome = rules_upload.Outcome(
-                **actions.call("ids.rules_install", actor=wctx.user().name, upload=path.name)
+                **actions.call("ids.rules_install", actor=wctx.user().name, upload=name)
             )
-    except rules_upload.RulesUploadError as exc:
+    except MamoriError as exc:
+        if exc.code not in REFUSAL_CODES:
+            raise
         wctx.audit("ids.rules.upload_refused", {"file": filename, "error": exc.text("en")})
         outcome = rules_upload.Outcome(
             False, f"ルールを更新できませんでした。{exc.text('ja')}{rules_upload.KEEP_LIVE}"

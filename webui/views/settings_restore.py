@@ -13,7 +13,9 @@ says the screen will reload, and once that response has been sent the running da
 re-applies, restarts its workers and this web UI process (which must not keep the old certificate or
 cookie key).
 
-The passphrase between the steps stays in this process's memory (`_DRAFTS`, one gunicorn worker), bound to
+Every step that touches the archive is the daemon's (appliance.backup.web_actions: `backup.restore_check`,
+`backup.restore`, then `backup.restore_reload` for the SIGHUP): the archives, the stored passphrase and the
+state a restore replaces are root's. A typed passphrase between the steps stays in this process's memory (`_DRAFTS`, one gunicorn worker), bound to
 the signed-in account and gone after DRAFT_TTL or at the end; never in a page or the (signed, not
 encrypted) session cookie. Audit: the API records `backup.restore` (and the mapped revision's `config.apply`
 in the restored log); a refusal other than a port question is `backup.restore_refused`, like the CLI.
@@ -29,20 +31,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 
-from appliance.backup import api
-from appliance.backup import passphrase as passphrase_mod
 from appliance.backup import ports as ports_mod
-from appliance.backup.errors import BackupError
 from appliance.config import parse_config
 from appliance.errors import MamoriError
-from appliance.paths import Paths
 from appliance.zones import ZONE_LABELS
 from webui import actions
 from webui import context as wctx
 from webui.context import requires
-from webui.views.settings_backup import _archive
+from webui.views.settings_backup import _archive, has_passphrase
 from webui.views.settings_bp import bp
 
 log = logging.getLogger(__name__)
@@ -80,9 +78,47 @@ class BoxPort:
 class Draft:
     user: str
     archive: str
-    passphrase: str
+    passphrase: str  # "" with use_stored: the daemon loads the stored one
     created: float
     ports: list[BackupPort] = field(default_factory=list)
+    use_stored: bool = False
+
+    def args(self, choices: dict[str, str] | None = None) -> dict[str, Any]:
+        """The restore actions' arguments for this draft (a port mapping as "old=new" pairs)."""
+        pairs = [f"{a}={b}" for a, b in (choices or {}).items()]
+        return {"actor": self.user, "archive": self.archive, "passphrase": self.passphrase,
+                "use_stored": self.use_stored, "ports": pairs}  # fmt: skip
+
+
+PORT_CODES = (ports_mod.PortMismatchError.code, ports_mod.PortMapError.code)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """appliance.backup.ports.PortPlan as the daemon answered it (what the confirm page shows)."""
+
+    wanted: tuple[str, ...]
+    present: tuple[str, ...]
+    renames: dict[str, str]
+    text: str
+    original: str
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.renames)
+
+    def diff(self) -> str:
+        return ports_mod.PortPlan(self.wanted, self.present, self.renames, self.text, self.original).diff()
+
+
+def _plan(raw: dict[str, Any]) -> Plan:
+    return Plan(tuple(raw["wanted"]), tuple(raw["present"]), {a: b for a, b in raw["renames"]}, raw["text"],
+                raw["original"])  # fmt: skip
+
+
+def _is_backup(exc: MamoriError) -> bool:
+    """A refusal of the backup API (every code of appliance.backup.errors starts "backup")."""
+    return exc.code.startswith("backup")
 
 
 _DRAFTS: dict[str, Draft] = {}
@@ -167,7 +203,7 @@ def choice_problems(wanted: list[str], present: list[str], choices: dict[str, st
     return problems
 
 
-def _refused(name: str, exc: BackupError) -> None:
+def _refused(name: str, exc: MamoriError) -> None:
     """A refusal that is not a question about ports: someone tried, worth an entry (as the CLI makes)."""
     wctx.audit("backup.restore_refused", {"archive": name, "error": exc.code})
 
@@ -175,27 +211,28 @@ def _refused(name: str, exc: BackupError) -> None:
 @bp.route("/backup/restore/<name>", methods=["GET", "POST"])
 @requires("backup.manage")
 def restore_start(name: str) -> Any:
-    path = _archive(name)
-    stored = passphrase_mod.load_passphrase(wctx.ctx().paths)
+    name = _archive(name)
+    stored = has_passphrase()
     if request.method == "GET":
-        return render_template("settings/backup_restore.html", name=name, has_stored=stored is not None)
-    secret = stored if request.form.get("use_stored") and stored else request.form.get("passphrase", "")
-    if not secret:
-        return render_template("settings/backup_restore.html", name=name, has_stored=stored is not None,
+        return render_template("settings/backup_restore.html", name=name, has_stored=stored)
+    use_stored = bool(request.form.get("use_stored")) and stored
+    secret = "" if use_stored else request.form.get("passphrase", "")
+    if not secret and not use_stored:
+        return render_template("settings/backup_restore.html", name=name, has_stored=stored,
                                error="パスフレーズを入力してください。"), 400  # fmt: skip
-    draft = Draft(wctx.actor_name("web"), name, secret, wctx.now())
+    draft = Draft(wctx.actor_name("web"), name, secret, wctx.now(), use_stored=use_stored)
     try:
-        plan = api.inspect_restore(wctx.ctx(), path, secret)
-    except ports_mod.PortMismatchError as exc:
-        # The backup's config, read once more with its own ports: what each port was used for.
-        text = api.inspect_restore(wctx.ctx(), path, secret, box_ports=exc.wanted).text
-        draft.ports = describe_ports(text, exc.wanted)
-        return redirect(url_for("settings.restore_ports", token=_new_draft(draft)))
-    except BackupError as exc:
+        result = actions.call("backup.restore_check", **draft.args())
+    except MamoriError as exc:
+        if not _is_backup(exc):
+            raise
         _refused(name, exc)
-        return render_template("settings/backup_restore.html", name=name, has_stored=stored is not None,
+        return render_template("settings/backup_restore.html", name=name, has_stored=stored,
                                error=exc.text("ja")), 400  # fmt: skip
-    return _confirm(_new_draft(draft), draft, plan)
+    if "mismatch" in result:  # the backup's config, read with its own ports: what each port was used for
+        draft.ports = describe_ports(result["text"], list(result["mismatch"]))
+        return redirect(url_for("settings.restore_ports", token=_new_draft(draft)))
+    return _confirm(_new_draft(draft), draft, _plan(result["plan"]))
 
 
 @bp.route("/backup/restore/draft/<token>/ports", methods=["GET", "POST"])
@@ -212,19 +249,23 @@ def restore_ports(token: str) -> Any:
     problems = choice_problems(wanted, names, choices)
     if problems:
         return _ports_form(token, draft, present, choices, problems), 400
+    _archive(draft.archive)
     try:
-        plan = api.inspect_restore(wctx.ctx(), _archive(draft.archive), draft.passphrase, ports=choices,
-                                   box_ports=names)  # fmt: skip
-    except BackupError as exc:
-        if not isinstance(exc, ports_mod.PortMismatchError | ports_mod.PortMapError):
+        result = actions.call("backup.restore_check", **draft.args(choices))
+    except MamoriError as exc:
+        if not _is_backup(exc):
+            raise
+        if exc.code not in PORT_CODES:
             _refused(draft.archive, exc)
         return _ports_form(token, draft, present, choices, {}, _port_error(exc)), 400
-    return _confirm(token, draft, plan, choices)
+    if "mismatch" in result:  # a mapping was given: the daemon raises rather than answers; kept for safety
+        return _ports_form(token, draft, present, choices, {}, MISMATCH_TEXT), 400
+    return _confirm(token, draft, _plan(result["plan"]), choices)
 
 
-def _port_error(exc: BackupError) -> str:
+def _port_error(exc: MamoriError) -> str:
     """The API's text, except the mismatch's, which tells CLI users to add --ports: here, the form's own words."""
-    return MISMATCH_TEXT if isinstance(exc, ports_mod.PortMismatchError) else exc.text("ja")
+    return MISMATCH_TEXT if exc.code == ports_mod.PortMismatchError.code else exc.text("ja")
 
 
 def _ports_form(token: str, draft: Draft, present: list[BoxPort], choices: dict[str, str],
@@ -234,9 +275,7 @@ def _ports_form(token: str, draft: Draft, present: list[BoxPort], choices: dict[
                            error=error, intro=MISMATCH_TEXT)  # fmt: skip
 
 
-def _confirm(
-    token: str, draft: Draft, plan: ports_mod.PortPlan, choices: dict[str, str] | None = None
-) -> str:
+def _confirm(token: str, draft: Draft, plan: Plan, choices: dict[str, str] | None = None) -> str:
     return render_template("settings/backup_restore_confirm.html", token=token, name=draft.archive, plan=plan,
                            choices=choices or {}, diff=plan.diff())  # fmt: skip
 
@@ -254,29 +293,31 @@ def restore_cancel(token: str) -> Any:
 @requires("backup.manage")
 def restore_run(token: str) -> Any:
     draft = _draft(token)
-    ctx = wctx.ctx()
-    path = _archive(draft.archive)
+    _archive(draft.archive)
     wanted = [p.name for p in draft.ports]
     choices = {p: request.form.get(f"port_{p}", "").strip() for p in wanted}
     try:
-        manifest = api.restore_backup(ctx, path, draft.passphrase, actor=wctx.actor_name("web"), source="web",
-                                      ports=choices or None)  # fmt: skip
-    except (ports_mod.PortMismatchError, ports_mod.PortMapError) as exc:
-        if not draft.ports:  # this box's ports changed since the check: ask again from the start
-            _drop(token)
-            flash("この機械のポートが確認したときと変わりました。もう一度はじめからお願いします。", "warn")
-            return redirect(url_for("settings.restore_start", name=draft.archive))
-        return _ports_form(token, draft, box_ports(), choices, {}, _port_error(exc)), 400
-    except BackupError as exc:
+        made = actions.call("backup.restore", **draft.args(choices))["created_ts"]
+    except MamoriError as exc:
+        if not _is_backup(exc):
+            raise
+        if exc.code in PORT_CODES:
+            if not draft.ports:  # this box's ports changed since the check: ask again from the start
+                _drop(token)
+                flash(
+                    "この機械のポートが確認したときと変わりました。もう一度はじめからお願いします。", "warn"
+                )
+                return redirect(url_for("settings.restore_start", name=draft.archive))
+            return _ports_form(token, draft, box_ports(), choices, {}, _port_error(exc)), 400
         _refused(draft.archive, exc)
         _drop(token)
         flash(f"復元できませんでした。機器は変更していません。{exc.text('ja')}", "error")
         return redirect(url_for("settings.backup_page"))
     _drop(token)
     problem = _apply_restored()
-    response = render_template("settings/backup_restored.html", made=manifest.created_ts, problem=problem,
+    response = render_template("settings/backup_restored.html", made=made, problem=problem,
                                seconds=RELOAD_SECONDS)  # fmt: skip
-    return _then_reload(response, ctx.paths)
+    return _then_reload(response, draft.user)
 
 
 def _apply_restored() -> str:
@@ -289,12 +330,20 @@ def _apply_restored() -> str:
     return ""
 
 
-def _then_reload(body: str, paths: Paths) -> Any:
-    """Send the page first; only when it is out, ask the daemon to reload (which restarts this process)."""
+def _then_reload(body: str, actor: str) -> Any:
+    """Send the page first; only when it is out, ask the daemon to reload (which restarts this process).
+    The callback runs outside the request: it sends the action through the app's channel itself."""
     response = make_response(body)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def reload() -> None:
-        if not api.reload_running_daemon(paths):
+        try:
+            with app.app_context():
+                reloaded = actions.call("backup.restore_reload", actor=actor)["reloaded"]
+        except MamoriError as exc:
+            log.warning("restore: the daemon could not reload: %s", exc.text("en"))
+            return
+        if not reloaded:
             log.warning("restore: no running daemon to reload; restart the web UI to use the restored keys")
 
     response.call_on_close(reload)

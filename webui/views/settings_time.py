@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import render_template
 
 from appliance.subsystem import Context
+from webui import actions, core
 from webui import context as wctx
-from webui import core
 from webui.context import requires
 from webui.views.settings_bp import bp
+
+if TYPE_CHECKING:
+    from timesvc.status import ClockState
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +43,23 @@ class ClockView:
 
 
 def read_clock(ctx: Context) -> ClockView:
-    from timesvc.status import clock_state, format_offset_ja
+    """The view of chronyd's state read in this process (root: the CLI, tests); the page asks the daemon."""
+    from timesvc.status import clock_state
 
-    state = clock_state(ctx, timeout=CHRONYC_TIMEOUT)
+    return clock_view(clock_state(ctx, timeout=CHRONYC_TIMEOUT))
+
+
+def asked_clock() -> ClockView:
+    """chronyd's state as the daemon reads it (timesvc.web_actions): its socket is root's and _chrony's."""
+    from timesvc.status import ClockState, Source
+
+    raw = actions.call("time.status", actor=wctx.actor_name())["state"]
+    return clock_view(ClockState(**{**raw, "sources": [Source(**s) for s in raw.get("sources", [])]}))
+
+
+def clock_view(state: ClockState) -> ClockView:
+    from timesvc.status import format_offset_ja
+
     if state.problem:
         log.info("clock state: %s", state.problem)
     if not state.enabled:
@@ -66,5 +83,5 @@ def time_page() -> Any:
     now = datetime.fromtimestamp(wctx.now(), ZoneInfo(zone))
     shown = f"{now:%Y年%m月%d日}（{WEEKDAYS[now.weekday()]}） {now:%H:%M:%S}"
     return render_template(
-        "settings/time.html", now=shown, zone=ZONE_LABELS.get(zone, zone), clock=read_clock(wctx.ctx())
+        "settings/time.html", now=shown, zone=ZONE_LABELS.get(zone, zone), clock=asked_clock()
     )

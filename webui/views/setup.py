@@ -10,6 +10,7 @@ applied through ConfigService, the same path as the CLI.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
@@ -20,7 +21,6 @@ from webui import actions, core
 from webui import context as wctx
 from webui.interfaces import detect_ports
 from webui.qr import svg, totp_uri
-from webui.setup_code import check_setup_code, discard_setup_code, ensure_setup_code
 from webui.views.auth import finish_login
 from webui.wizard import LINE_CHOICES, LINE_LABELS, ZONE_CHOICES, build_config_text, check_line
 
@@ -54,15 +54,14 @@ def start() -> Any:
     store = wctx.accounts()
     if store.admin_exists():
         return redirect(url_for("setup.clinic") if wctx.user() else url_for("auth.login"))
-    keys_dir = wctx.ctx().paths.keys_dir
-    ensure_setup_code(keys_dir)
+    actions.call("web.setup_code_check")  # the daemon makes the code the box shows (webui.setup_actions)
     if request.method == "GET":
         return render_template("setup/admin.html", form={})
     name = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     form = {"username": name, "display_name": request.form.get("display_name", "").strip()[:64],
             "setup_code": request.form.get("setup_code", "").strip()[:32]}  # fmt: skip
-    code = check_setup_code(keys_dir, wctx.ctx().db, form["setup_code"], wctx.now())
+    code = SimpleNamespace(**actions.call("web.setup_code_check", entered=form["setup_code"]))
     if not code.ok:
         wctx.audit("web.setup_code_failed", {"locked": code.locked}, actor=name or "anonymous")
         error = (
@@ -112,7 +111,7 @@ def totp() -> Any:
             store.delete(other.name)
             wctx.audit("web.setup_admin_discarded", {"user": other.name}, actor=name)
     wctx.audit("web.totp_enrolled", {}, actor=name)
-    discard_setup_code(wctx.ctx().paths.keys_dir)  # an administrator exists: the code has done its job
+    actions.call("web.setup_code_discard")  # an administrator exists: the code has done its job
     finish_login(store.require(name))
     return redirect(url_for("setup.clinic"))
 
