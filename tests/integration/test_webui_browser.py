@@ -357,6 +357,17 @@ def _ids_rules_and_time(d: webdriver.Chrome, served: Served) -> None:
     d.get(served.url + "/settings/time")
     assert "この機械の時刻" in d.page_source and d.find_element(By.ID, "clock-sync").text.strip()
     shot(d, "27-settings-time")
+    # Pages that ask the daemon's actions for what only root may read (backup archives, update state, the
+    # monthly reports, the management link): each shows its content, not an error.
+    for path, text, name in (
+        ("/settings/backup", "保存されているバックアップ", "28-settings-backup"),
+        ("/update/", "利用できる新しい版", "29-update"),
+        ("/reports/", "チェックリスト", "30-reports"),
+        ("/settings/mgmt/", "保守業者の管理接続", "31-settings-mgmt"),
+    ):
+        d.get(served.url + path)
+        assert text in d.page_source and "エラー" not in d.title, (path, d.title)
+        shot(d, name)
 
 
 def _alert_open(drv: webdriver.Chrome) -> bool:
