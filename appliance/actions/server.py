@@ -26,7 +26,7 @@ from appliance.subsystem import Context, Subsystem
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "actions.sock"
-WEB_ACCOUNT = "mamori-web"  # scripts/setup.sh and scripts/image-customize.sh make it
+WEB_ACCOUNT = "mamori-web"  # nothing makes it yet: it comes with the uid switch (docs/architecture.md)
 TIMEOUT = 600.0  # a rules update or restore can take minutes; a stuck client must not hold a thread forever
 
 
