@@ -12,19 +12,15 @@ the action socket): this process cannot change the firewall.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import socket
 import threading
 from pathlib import Path
-from typing import Any
 
 from waitress.server import create_server
 
-from appliance.actions.registry import error_from_wire
 from appliance.config.model import MamoriConfig
-from appliance.errors import MamoriError
 from appliance.paths import Paths
 from appliance.revisions import live_config
 from appliance.storage import Database
@@ -34,7 +30,7 @@ from vpn.policy import Decision
 from vpn.portal import create_portal_app
 from vpn.sessions import Session, SessionManager
 from vpn.store import Device
-from webui.actions import Actions, SocketActions
+from webui.actions import Actions, SocketActions, call_with
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +55,15 @@ class DaemonSessions:
     def pending(self) -> list[Session]:
         return self.reader.pending()
 
-    def _call(self, name: str, **args: Any) -> dict[str, Any]:
-        raw = self.actions.send(json.dumps({"action": name, "args": args}, ensure_ascii=False).encode())
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            raise MamoriError(
-                "本体から答えがありませんでした", "no answer from the daemon", code="action.no_answer"
-            )
-        if not answer.get("ok"):
-            raise error_from_wire(answer.get("error") or {})
-        return answer.get("result") or {}
-
     def sign_in(self, remote_ip: str, password: str, code: str) -> Decision:
-        result = self._call(
-            "vpn.portal.sign_in", remote=remote_ip[:64], password=password[:256], code=code[:16]
+        result = call_with(
+            self.actions, "vpn.portal.sign_in", remote=remote_ip[:64], password=password[:256], code=code[:16]
         )
         return Decision(bool(result["allowed"]), str(result["reason"]), float(result.get("expires", 0.0)))
 
     def logout(self, remote_ip: str) -> int:
         """How many sessions of the address ended (0: none was open, or its cut failed and is retried)."""
-        return int(self._call("vpn.portal.logout", remote=remote_ip[:64])["ended"])
+        return int(call_with(self.actions, "vpn.portal.logout", remote=remote_ip[:64])["ended"])
 
 
 def serve_until(server, stop: threading.Event, tick: float = 0.5) -> None:

@@ -99,15 +99,24 @@ class SocketActions:
 
 def call(name: str, /, **args: Any) -> dict[str, Any]:
     """Run action `name` with `args`; its result, or the MamoriError it raised (as its own type)."""
-    result, fd = call_fd(name, **args)
+    return call_with(current_app.config["MAMORI_ACTIONS"], name, **args)
+
+
+def call_fd(name: str, /, **args: Any) -> tuple[dict[str, Any], int | None]:
+    """`call`, and the open file the daemon handed back with the answer (the caller closes it), if any."""
+    return call_fd_with(current_app.config["MAMORI_ACTIONS"], name, **args)
+
+
+def call_with(actions: Actions, name: str, /, **args: Any) -> dict[str, Any]:
+    """`call` through the given `actions`, outside a Flask request (the VPN portal's process)."""
+    result, fd = call_fd_with(actions, name, **args)
     if fd is not None:
         os.close(fd)
     return result
 
 
-def call_fd(name: str, /, **args: Any) -> tuple[dict[str, Any], int | None]:
-    """`call`, and the open file the daemon handed back with the answer (the caller closes it), if any."""
-    actions: Actions = current_app.config["MAMORI_ACTIONS"]
+def call_fd_with(actions: Actions, name: str, /, **args: Any) -> tuple[dict[str, Any], int | None]:
+    """`call_fd` through the given `actions`."""
     raw, fds = actions.send_fds(json.dumps({"action": name, "args": args}, ensure_ascii=False).encode())
     fd = fds[0] if fds else None
     for extra in fds[1:]:
