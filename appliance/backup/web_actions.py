@@ -59,15 +59,20 @@ def _listed(env: ActionEnv, name: str) -> Path:
     return path
 
 
-def _secret(env: ActionEnv, typed: str, use_stored: bool) -> str:
-    if not use_stored:
-        if not typed:
-            raise ActionError("パスフレーズがありません", "no passphrase given")
-        return typed
+def _stored_secret(env: ActionEnv) -> str:
+    """The box's stored backup passphrase (never sent to the web UI)."""
     secret = passphrase_mod.load_passphrase(env.ctx.paths)
     if secret is None:
         raise NO_PASSPHRASE
     return secret
+
+
+def _secret(env: ActionEnv, typed: str, use_stored: bool) -> str:
+    if use_stored:
+        return _stored_secret(env)
+    if not typed:
+        raise ActionError("パスフレーズがありません", "no passphrase given")
+    return typed
 
 
 def _port_map(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -108,9 +113,7 @@ def create(env: ActionEnv, args: CreateArgs) -> dict[str, Any]:
     from appliance.backup import create_backup
 
     require(env, args.actor, PERMISSION)
-    secret = passphrase_mod.load_passphrase(env.ctx.paths)
-    if secret is None:
-        raise NO_PASSPHRASE
+    secret = _stored_secret(env)
     out_dir, keep = _dir_and_keep(env)
     path = Path(create_backup(env.ctx, secret, out_dir, keep=keep, actor=args.actor, source="web"))
     return {"archive": path.name}
@@ -129,9 +132,7 @@ def test(env: ActionEnv, args: TestArgs) -> dict[str, Any]:
 
     require(env, args.actor, PERMISSION)
     path = _listed(env, args.archive)
-    secret = passphrase_mod.load_passphrase(env.ctx.paths)
-    if secret is None:
-        raise NO_PASSPHRASE
+    secret = _stored_secret(env)
     result = test_backup(env.ctx, path, secret, actor=args.actor, source="web")
     return {"ok": result.ok, "ja": result.text("ja")}
 
