@@ -6,6 +6,7 @@ A power cut at any moment leaves either the old or the new file, never a torn on
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -64,3 +65,18 @@ def create_once(path: Path, data: bytes | str, mode: int = 0o600) -> bool:
         os.unlink(tmp)
     _fsync_dir(path.parent)
     return True
+
+
+def open_regular(path: Path) -> int:
+    """A descriptor of the regular file at `path`, opened for reading, to hand to a less trusted reader: a
+    symlink is refused, never followed (O_NOFOLLOW), and a FIFO or device cannot hang the opener
+    (O_NONBLOCK, then refused as not a regular file). OSError for anything else than a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -8,13 +8,13 @@ the answer (registry.FD_KEY). Viewing needs audit.view, as the checklist page.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.actions.registry import FD_KEY, ActionEnv, ActionError, action
+from appliance.fileio import open_regular
 from webui.action_accounts import require
 
 ACTION_NAMES = ("reports.monthly_list", "reports.monthly_open")
@@ -60,13 +60,7 @@ def monthly_open(env: ActionEnv, args: OpenArgs) -> dict[str, Any]:
     if not REPORT_NAME.match(args.name):
         raise NO_REPORT
     try:
-        fd = os.open(
-            reports_dir(env.ctx) / args.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        )
+        fd = open_regular(reports_dir(env.ctx) / args.name)
     except OSError:
         raise NO_REPORT from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NO_REPORT
-    os.set_blocking(fd, True)
     return {"name": args.name, FD_KEY: fd}

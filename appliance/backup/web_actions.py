@@ -23,6 +23,7 @@ from typing import Any
 from appliance.actions.registry import FD_KEY, ActionEnv, ActionError, action
 from appliance.backup import passphrase as passphrase_mod
 from appliance.backup import store
+from appliance.fileio import open_regular
 from webui.action_accounts import require
 
 ACTION_NAMES = (
@@ -148,7 +149,7 @@ def open_archive(env: ActionEnv, args: OpenArgs) -> dict[str, Any]:
     """A listed archive opened for reading, handed over as a descriptor (the web UI's download streams it)."""
     require(env, args.actor, PERMISSION)
     path = _listed(env, args.archive)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = open_regular(path)
     return {"archive": path.name, "size": os.fstat(fd).st_size, FD_KEY: fd}
 
 

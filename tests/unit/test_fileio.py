@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 WRITER = r"""
 import sys
 from pathlib import Path
@@ -60,3 +62,18 @@ def test_create_once_never_replaces_and_leaves_no_temp_files(tmp_path) -> None: 
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
     assert create_once(path, "another\n") is False and path.read_text() != "another\n"
     assert [p.name for p in path.parent.iterdir()] == ["secret.key"]
+
+
+def test_open_regular_reads_a_file_and_refuses_links_and_fifos(tmp_path: Path) -> None:
+    from appliance.fileio import open_regular
+
+    real = tmp_path / "report.pdf"
+    real.write_bytes(b"%PDF-1.7\n")
+    fd = open_regular(real)
+    with os.fdopen(fd, "rb") as fh:
+        assert fh.read() == b"%PDF-1.7\n"
+    (tmp_path / "link.pdf").symlink_to(real)
+    os.mkfifo(tmp_path / "fifo.pdf")  # no writer: a blocking open would hang here
+    for name in ("link.pdf", "fifo.pdf", "missing.pdf"):
+        with pytest.raises(OSError):
+            open_regular(tmp_path / name)
