@@ -38,6 +38,10 @@ class Area:
     # modules with ACTION_NAMES, whose handlers the daemon runs for the web UI (appliance.actions)
     actions: tuple[str, ...] = ()
     retention: str | None = None  # module with retain(db, policy) (appliance.retention)
+    # module with before_web_start(ctx, account): what the daemon, as root, makes or opens to the web UI's
+    # account (None: none exists) before each start of the web UI, which cannot write the key directory
+    # itself (appliance.webserver, appliance.child_access)
+    web_start: str | None = None
     retention_share: float = 0.0  # its share of storage.max_db_mb
 
 

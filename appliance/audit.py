@@ -74,7 +74,7 @@ def _canonical(
 class AuditLog:
     def __init__(self, db: Database, key_path: Path | None = None) -> None:
         self.db = db
-        self.key_path = key_path or db.path.parent / "keys" / "audit.key"
+        self.key_path = key_path or db.state_dir / "keys" / "audit.key"
 
     def _key(self) -> bytes:
         try:
@@ -90,7 +90,7 @@ class AuditLog:
     def _create_key(self) -> bytes:
         """Made once and never replaced (appliance.fileio.create_once): a racing process either wins or reads
         the complete key of the winner, never an empty or partial file."""
-        create_once(self.key_path, secrets.token_bytes(KEY_BYTES), mode=0o600)
+        create_once(self.key_path, secrets.token_bytes(KEY_BYTES), mode=0o640)  # the web UI's group reads it
         return self.key_path.read_bytes()
 
     def _head(self, key: bytes, count: int, last: str) -> str:

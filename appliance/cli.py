@@ -220,9 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx = Context(
-        Paths(Path(args.config), Path(args.state_dir)), Database(Path(args.state_dir) / "mamori.db")
-    )
+    paths = Paths(Path(args.config), Path(args.state_dir))
+    ctx = Context(paths, Database(paths.db))
     try:
         return args.func(args, ctx)
     except ConfigError as exc:

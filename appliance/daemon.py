@@ -207,7 +207,9 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self.stop_all.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_all.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
-        self.start_workers(self.reconcile())
+        cfg = self.reconcile()
+        holder = self.ctx.db.hold()  # before the web UI and the portal start (appliance.storage)
+        self.start_workers(cfg)
         self.start_persistent()
         atomic_write(pidfile, f"{os.getpid()}\n")  # written when ready: the lab and tests wait for it
         sd_notify("READY=1\nSTATUS=running")
@@ -221,6 +223,9 @@ class Daemon:
                 current = self.service.current()
                 changed = (current.id if current else None) != self.live_revision
                 if self.reload.is_set() or changed:
+                    if self.reload.is_set():
+                        holder.close()  # after a restore: hold the restored database, not the one set aside
+                        holder = self.ctx.db.hold()
                     if self.reload.is_set() and self.web is not None:
                         # A reload (SIGHUP, e.g. after a restore) also restarts the web UI process: it reads
                         # its certificate and cookie key at start. A revision change alone does not.
@@ -235,6 +240,7 @@ class Daemon:
             for s in self.persistent:
                 if s.thread:
                     s.thread.join(timeout=20)
+            holder.close()  # the web UI has stopped with its worker: this is the last connection
             pidfile.unlink(missing_ok=True)
             os.close(lock)
         log.info("stopped")

@@ -15,8 +15,13 @@ class Paths:
     state_dir: Path = DEFAULT_STATE_DIR
 
     @property
+    def db_dir(self) -> Path:
+        """The database's own directory: who writes the database must write here (appliance.storage)."""
+        return self.state_dir / "db"
+
+    @property
     def db(self) -> Path:
-        return self.state_dir / "mamori.db"
+        return self.db_dir / "mamori.db"
 
     @property
     def run_dir(self) -> Path:

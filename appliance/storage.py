@@ -2,13 +2,21 @@
 
 Each subsystem registers its own tables as numbered migrations in `SCHEMA` (append only: a released
 migration is never edited, so a box upgraded from any version ends with the same schema).
-The database holds password hashes, TOTP secrets and the audit log: it is created 0600 whatever the umask
-(SQLite gives its -wal and -shm files the database file's mode), and `migrate` narrows a database made
-0644 by an older version.
+The database holds password hashes, TOTP secrets and the audit log: it is created 0660 whatever the umask
+(SQLite gives its -wal and -shm files the database file's mode), nothing for others; `migrate` narrows a
+database made 0644 by an older version. Its group is root's, except on a box where the daemon gives the
+database's own directory to the `mamori-db` group (appliance/child_access.py): the web UI and the VPN portal
+run as accounts of that group and write it.
+
+The database lives in a directory of its own (`<state>/db/`, appliance.paths): SQLite makes the -wal and
+-shm files beside it whenever no connection holds them, so whoever opens it needs write access to that
+directory, and write access to the state directory itself would let them rename `keys/`. A state directory
+of an older version (or restored from its backup) has it at its top: the first connection moves it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -23,7 +31,37 @@ from appliance.areas import hooks
 # Versions are per area, keyed by the schema module's package ("firewall", "appliance.backup").
 SCHEMA_MODULES: tuple[str, ...] = tuple(hooks("schema"))
 
-FILE_MODE = 0o600
+FILE_MODE = 0o660
+DB_DIR_NAME = "db"
+
+
+def adopt_legacy_location(path: Path) -> None:
+    """Move `<state>/mamori.db` (an older version's place) to `path` = `<state>/db/mamori.db` if only the old
+    one exists. Its WAL is checkpointed into it first, so the one file moved holds everything; the state
+    directory's lock keeps two processes from moving it at once."""
+    if path.parent.name != DB_DIR_NAME or path.exists():
+        return
+    legacy = path.parent.parent / path.name
+    if not legacy.exists():
+        return
+    lock = os.open(path.parent.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists() or not legacy.exists():  # the other process moved it
+            return
+        conn = sqlite3.connect(f"file:{legacy}?mode=rw", uri=True, timeout=30)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("-wal", "-shm", ""):  # the main file last: it is what says "moved"
+            try:
+                os.rename(f"{legacy}{suffix}", f"{path}{suffix}")
+            except FileNotFoundError:
+                continue
+    finally:
+        os.close(lock)
 
 
 def _schemas() -> dict[str, list[str]]:
@@ -36,15 +74,38 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    @property
+    def state_dir(self) -> Path:
+        """The state directory this database belongs to (its keys are under it): the parent of its own
+        `db/` directory, or, for a database placed elsewhere (tests, staging), its directory."""
+        return self.path.parent.parent if self.path.parent.name == DB_DIR_NAME else self.path.parent
+
     def connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        adopt_legacy_location(self.path)
         if not self.path.exists():  # made here with its mode, not by sqlite with the umask's
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)  # the umask (0077 in the daemon's unit) took the group's bits
+            finally:
+                os.close(fd)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def hold(self) -> sqlite3.Connection:
+        """A connection the daemon keeps open for as long as it runs, so that the daemon, never the web UI or
+        the portal, is the last to close the database while they run. The last connection to close deletes
+        the -wal and -shm files; the web UI's account cannot delete those of root in the sticky `db/`
+        directory (appliance.child_access), and a WAL left behind is replayed and then appended to at every
+        later open, so it would grow without end (and opening raced its deletion)."""
+        conn = self.connect()
+        conn.execute(
+            "SELECT count(*) FROM sqlite_master"
+        ).fetchone()  # maps the -shm; no transaction stays open
         return conn
 
     def migrate(self) -> dict[str, int]:
@@ -79,8 +140,8 @@ class Database:
     def _narrow_modes(self) -> None:
         for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
             try:
-                if p.stat().st_mode & 0o077:
-                    os.chmod(p, FILE_MODE)
+                if p.stat().st_mode & 0o007:
+                    os.chmod(p, p.stat().st_mode & FILE_MODE)
             except FileNotFoundError:
                 continue
 

@@ -14,8 +14,10 @@ So /proc/PID/status of the child shows CapEff, CapPrm, CapBnd, CapAmb 0 and NoNe
 nftables, interfaces, routes, raw sockets, mounts or modules, bind a port under 1024, read or write another
 account's files past their modes, or trace the daemon.
 
-Not done here (a later step, docs/architecture.md): the uid. The child is still uid 0, so it still owns every
-file root owns (the database, the config, /etc); that needs the switch to the `mamori-web` account.
+`start` with an account also switches uid and gid (`--reuid`, `--regid`, and `--groups` or `--clear-groups`):
+the web UI runs as `mamori-web`, the portal as `mamori-portal` (appliance.child_access says which files are
+opened to them). Without an account (a developer machine without `make setup`) the child stays uid 0,
+without capabilities, so it still owns every file root owns.
 Non-goal: a sandbox of the file system (systemd's ProtectSystem etc.); the box's unit does not have one yet.
 """
 
@@ -30,6 +32,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from appliance.accounts import Account
 from appliance.errors import MamoriError
 
 log = logging.getLogger(__name__)
@@ -54,9 +57,14 @@ def setpriv() -> str:
     return found
 
 
-def command(argv: Sequence[str]) -> list[str]:
-    """`argv` run through setpriv without any capability."""
-    return [setpriv(), *SETPRIV_FLAGS, "--", *argv]
+def command(argv: Sequence[str], account: Account | None = None, groups: Sequence[int] = ()) -> list[str]:
+    """`argv` run through setpriv without any capability; as `account` (its primary group, and `groups` as
+    the only supplementary ones) if given."""
+    ids: list[str] = []
+    if account is not None:
+        ids = [f"--reuid={account.uid}", f"--regid={account.gid}",
+               f"--groups={','.join(str(g) for g in groups)}" if groups else "--clear-groups"]  # fmt: skip
+    return [setpriv(), *ids, *SETPRIV_FLAGS, "--", *argv]
 
 
 def listen(bind: str) -> socket.socket:
@@ -76,13 +84,20 @@ def listen(bind: str) -> socket.socket:
     return sock
 
 
-def start(argv: Sequence[str], fds: Sequence[int], log_path: Path) -> subprocess.Popen:
-    """Start `argv` without capabilities, with the descriptors `fds` open under the same numbers (every
-    other one closed), stdout and stderr appended to `log_path`."""
+def start(
+    argv: Sequence[str],
+    fds: Sequence[int],
+    log_path: Path,
+    account: Account | None = None,
+    groups: Sequence[int] = (),
+) -> subprocess.Popen:
+    """Start `argv` without capabilities (as `account`, in `groups`, if given), with the descriptors `fds`
+    open under the same numbers (every other one closed), stdout and stderr appended to `log_path` (opened
+    here, by the daemon: the child needs no access to run/)."""
     log_file = open(log_path, "ab")
     try:
         return subprocess.Popen(
-            command(argv), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            command(argv, account, groups), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             pass_fds=tuple(fds), close_fds=True,
         )  # fmt: skip
     finally:

@@ -9,7 +9,9 @@ of port 443 in the lab, in tests and on the box. A separate process, not a threa
 the daemon's firewall and IDS work.
 
 The daemon binds the listening sockets (every HTTPS address, and port 80 for the redirect) and passes them in;
-the child runs without any capability (appliance.unprivileged). The sockets stay with the daemon while the
+the child runs without any capability, as the `mamori-web` account (appliance.unprivileged); before each start
+the daemon opens its files to it (appliance.child_access) and runs the areas' `web_start` hooks (the web UI's
+certificate and cookie key, which it cannot make itself). The sockets stay with the daemon while the
 addresses stay the same: a restarted web UI accepts on them again, and connections made in between wait in
 the backlog instead of being refused.
 """
@@ -24,8 +26,11 @@ import sys
 import threading
 import time
 
-from appliance import unprivileged
+from appliance import child_access, unprivileged
+from appliance.accounts import Account
 from appliance.actions.server import socket_path
+from appliance.area import load
+from appliance.areas import hooks
 from appliance.config.model import MamoriConfig
 from appliance.ports import WEB_REDIRECT_PORT  # plain HTTP, redirect only; the firewall opens it too
 from appliance.revisions import live_config
@@ -34,6 +39,8 @@ from appliance.subsystem import Context
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
 SETUP_PORT = 443
+# Every area's before_web_start(ctx, account) (appliance.area): run by the daemon before each start of the web UI.
+WEB_START_MODULES: tuple[str, ...] = tuple(hooks("web_start"))
 
 
 def web_addresses(cfg: MamoriConfig) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -133,11 +140,16 @@ class WebServerWorker:
         for sock in https:
             argv += ["--fd", str(sock.fileno())]
         argv += ["--http-fd", str(http.fileno())]
+        account, groups = child_access.prepare(self.ctx.paths, "web", self._before_start)
         self.child = unprivileged.start(
-            argv, [s.fileno() for s in self.sockets], self.ctx.paths.run_dir / "webui.log"
+            argv, [s.fileno() for s in self.sockets], self.ctx.paths.run_dir / "webui.log", account, groups
         )
         self.binds = binds
         log.info("web UI started (pid %d) on %s", self.child.pid, ", ".join(binds))
+
+    def _before_start(self, account: Account | None) -> None:
+        for module in WEB_START_MODULES:
+            load(module).before_web_start(self.ctx, account)
 
     def _stop_child(self) -> None:
         unprivileged.stop(self.child)

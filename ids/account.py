@@ -24,92 +24,25 @@ goes live) runs as the account too: `open_tree_read_only` lets it read the stage
 
 from __future__ import annotations
 
-import errno
-import grp
 import logging
 import os
-import pwd
 import stat
-import struct
-from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.accounts import Account, can_traverse, reach
+from appliance.accounts import lookup as lookup_account
 from ids.render import SuricataPaths
 
 log = logging.getLogger(__name__)
 
 IDS_ACCOUNT = "mamori-ids"
+IdsAccount = Account  # the name the IDS's callers use
+__all__ = ["IDS_ACCOUNT", "IdsAccount", "can_traverse", "lookup", "open_tree_read_only", "prepare"]
 
 
-@dataclass(frozen=True)
-class IdsAccount:
-    user: str
-    group: str
-    uid: int
-    gid: int
-
-
-def lookup(name: str | None = None) -> IdsAccount | None:
+def lookup(name: str | None = None) -> Account | None:
     """The account (default IDS_ACCOUNT) and its primary group, or None when the account does not exist."""
-    name = name or IDS_ACCOUNT
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    try:
-        group = grp.getgrgid(pw.pw_gid).gr_name
-    except KeyError:
-        group = str(pw.pw_gid)
-    return IdsAccount(user=name, group=group, uid=pw.pw_uid, gid=pw.pw_gid)
-
-
-# -- POSIX access ACLs (linux/posix_acl_xattr.h): no acl package on the box, the format is four fields ----
-_ACL_XATTR = "system.posix_acl_access"
-_ACL_VERSION = 2
-_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-_NO_ID = 0xFFFFFFFF
-_X = 1
-
-
-def _read_acl(path: Path, mode: int) -> dict[tuple[int, int], int]:
-    """(tag, id) -> permission bits; the mode's three classes when the file has no ACL."""
-    try:
-        raw = os.getxattr(path, _ACL_XATTR)
-    except OSError as exc:
-        if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
-            raise
-        raw = b""
-    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != _ACL_VERSION:
-        return {(_USER_OBJ, _NO_ID): (mode >> 6) & 7, (_GROUP_OBJ, _NO_ID): (mode >> 3) & 7,
-                (_OTHER, _NO_ID): mode & 7}  # fmt: skip
-    return {(tag, ident): perm for tag, perm, ident in struct.iter_unpack("<HHI", raw[4:])}
-
-
-def _write_acl(path: Path, entries: dict[tuple[int, int], int]) -> None:
-    body = b"".join(struct.pack("<HHI", tag, entries[(tag, ident)], ident) for tag, ident in sorted(entries))
-    os.setxattr(path, _ACL_XATTR, struct.pack("<I", _ACL_VERSION) + body)
-
-
-def can_traverse(path: Path, account: IdsAccount) -> bool:
-    """Whether the account may search the directory (owner, named ACL entry under the mask, group, other)."""
-    st = os.stat(path)
-    if st.st_uid == account.uid:
-        return bool(st.st_mode & stat.S_IXUSR)
-    acl = _read_acl(path, st.st_mode)
-    if (_USER, account.uid) in acl:
-        return bool(acl[(_USER, account.uid)] & acl.get((_MASK, _NO_ID), 7) & _X)
-    if st.st_gid == account.gid:
-        return bool(st.st_mode & stat.S_IXGRP)
-    return bool(st.st_mode & stat.S_IXOTH)
-
-
-def grant_traverse(path: Path, account: IdsAccount) -> None:
-    """Add `user:<account>:--x` to the directory's ACL (and x to its mask); nothing else changes."""
-    st = os.stat(path)
-    acl = _read_acl(path, st.st_mode)
-    acl[(_USER, account.uid)] = acl.get((_USER, account.uid), 0) | _X
-    acl[(_MASK, _NO_ID)] = acl.get((_MASK, _NO_ID), acl[(_GROUP_OBJ, _NO_ID)]) | _X
-    _write_acl(path, acl)
+    return lookup_account(name or IDS_ACCOUNT)
 
 
 def _open_dir(directory: Path, account: IdsAccount, mode: int) -> None:
@@ -138,10 +71,8 @@ def prepare(live: SuricataPaths, account: IdsAccount | None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     if account is None:
         return
-    for ancestor in reversed(live.base.resolve().parents):
-        if not can_traverse(ancestor, account):
-            grant_traverse(ancestor, account)
-            log.info("%s may now traverse %s to reach Suricata's files", account.user, ancestor)
+    for ancestor in reach(live.base.parent, account):
+        log.info("%s may now traverse %s to reach Suricata's files", account.user, ancestor)
     _open_dir(live.base, account, 0o750)
     _open_dir(live.rules.parent, account, 0o750)
     _open_dir(live.log_dir, account, 0o2770)

@@ -11,5 +11,6 @@ AREA = Area(
     cli="ids.cli",
     actions=("ids.web_actions",),
     retention="ids.retention",
+    web_start="ids.web_start",
     retention_share=0.80,  # IDS events and alerts are nearly all of the volume
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pwd
 import re
 import subprocess
 import sys
@@ -43,7 +44,9 @@ class Box:
     def start_daemon(self, wait: float = 60) -> subprocess.Popen:
         log_path = self.log_path or self.state_dir / "daemon.log"
         argv = [*self.entry, "--config", str(self.config), "--state-dir", str(self.state_dir), "daemon"]
-        self.daemon = self.lab.spawn("box", argv, log_path=log_path)
+        # UMask=0077 as in the box's unit (image/systemd/mamori.service): every file the daemon makes is root's
+        # alone unless it opens it to an account itself, so the lab sees what the children may really read.
+        self.daemon = self.lab.spawn("box", argv, log_path=log_path, umask=0o077)
         pidfile = self.state_dir / "run" / "mamori.pid"
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -105,6 +108,11 @@ def privileges(pid: int) -> dict[str, str]:
     keep = {"Uid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"}
     lines = Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines()
     return {k: v.strip() for k, _, v in (line.partition(":") for line in lines) if k in keep}
+
+
+def runs_as(pid: int, user: str) -> bool:
+    """Every uid of the process (real, effective, saved, file system) is `user`'s."""
+    return privileges(pid)["Uid"].split() == [str(pwd.getpwnam(user).pw_uid)] * 4
 
 
 def without_capabilities(pid: int) -> bool:

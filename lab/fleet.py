@@ -147,7 +147,7 @@ class Fleet(BuiltWhole):
         clinic.public_key = key.group(1)
         with self._hub_lock:
             hub.add_peer(clinic.public_key, [f"{clinic.link}/32"])
-        live = yaml.safe_load(RevisionStore(Database(box.state_dir / "mamori.db")).live().config_text)
+        live = yaml.safe_load(RevisionStore(Database(box.state_dir / "db" / "mamori.db")).live().config_text)
         live["metrics"] = {"listen": [clinic.target]}
         live["siem"] = {"enabled": True, "collector": HUB_TUNNEL, "permitted_peer": SIEM_PEER, "via": "mgmt",
                         "collector_ca": self.pki.ca_cert.read_text(), "box_id": clinic.box_id,

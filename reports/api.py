@@ -15,19 +15,20 @@ from reports.answers import set_answer
 from reports.checklist import Item, build_checklist, summary
 from reports.gather import gather_snapshot
 from reports.render import render_html
+from timesvc.status import ClockState
 
 LEDGER_COLUMNS = ("名前", "IPアドレス", "MACアドレス", "ゾーン", "説明", "出どころ")
 
 
-def checklist(ctx: Context, now: float | None = None) -> list[Item]:
-    """Every checklist item with its state and evidence, judged now."""
-    return build_checklist(gather_snapshot(ctx, wall() if now is None else now))
+def checklist(ctx: Context, now: float | None = None, clock: ClockState | None = None) -> list[Item]:
+    """Every checklist item with its state and evidence, judged now (`clock`: reports.gather_snapshot)."""
+    return build_checklist(gather_snapshot(ctx, wall() if now is None else now, clock))
 
 
-def checklist_html(ctx: Context, now: float | None = None) -> str:
+def checklist_html(ctx: Context, now: float | None = None, clock: ClockState | None = None) -> str:
     """A self-contained printable page (A4, Japanese) of the checklist."""
     now = wall() if now is None else now
-    snap = gather_snapshot(ctx, now)
+    snap = gather_snapshot(ctx, now, clock)
     items = build_checklist(snap)
     return render_html("checklist.html", clinic=snap.clinic or "（未設定）", generated=now, tz=snap.timezone,
                        revision=snap.config_revision, items=items, counts=summary(items))  # fmt: skip
@@ -39,9 +40,9 @@ def _cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def ledger_csv(ctx: Context) -> str:
+def ledger_csv(ctx: Context, clock: ClockState | None = None) -> str:
     """The device ledger (2①) as CSV with a BOM, so that Excel on a clinic PC opens the Japanese correctly."""
-    item = next(i for i in checklist(ctx) if i.key == "2-1")
+    item = next(i for i in checklist(ctx, clock=clock) if i.key == "2-1")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(LEDGER_COLUMNS)

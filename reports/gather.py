@@ -33,6 +33,7 @@ from reports.snapshot import (
     VpnUserRow,
     WebAccountRow,
 )
+from timesvc.status import ClockState
 from vpn import queries as vpn_queries
 
 log = logging.getLogger(__name__)
@@ -185,11 +186,12 @@ def audit_state(ctx: Context) -> AuditState:
     return AuditState(result.ok, result.checked, result.text("ja"))
 
 
-def clock_info(ctx: Context, cfg: MamoriConfig | None) -> ClockInfo | None:
-    """The clock as chronyd reports it; with NTP on in the config but no chronyd rendering, it is "not running"."""
+def clock_info(ctx: Context, cfg: MamoriConfig | None, st: ClockState | None = None) -> ClockInfo | None:
+    """The clock as chronyd reports it (`st`: as the daemon read it for the web UI, whose account may not ask
+    chronyd); with NTP on in the config but no chronyd rendering, it is "not running"."""
     from timesvc import status
 
-    st = status.clock_state(ctx)
+    st = st if st is not None else status.clock_state(ctx)
     if cfg is not None and cfg.ntp.enabled and not st.enabled:
         st = dataclasses.replace(st, enabled=True, running=False)
     return ClockInfo(
@@ -197,7 +199,9 @@ def clock_info(ctx: Context, cfg: MamoriConfig | None) -> ClockInfo | None:
     )
 
 
-def gather_snapshot(ctx: Context, now: float) -> Snapshot:
+def gather_snapshot(ctx: Context, now: float, clock: ClockState | None = None) -> Snapshot:
+    """Everything the checklist judges; `clock`: chronyd's state if the caller has it (the web UI asks the
+    daemon, timesvc.web_actions), else read here."""
     ctx.db.migrate()
     cfg, rev = live_config(ctx)
     from vpn import credentials as vpn_creds
@@ -214,5 +218,5 @@ def gather_snapshot(ctx: Context, now: float) -> Snapshot:
         port_forwards=[(str(p.port), p.to_host, p.comment) for p in cfg.firewall.port_forwards] if cfg else None,
         web_zones=tuple(cfg.web.zones) if cfg else None, software=software(ctx),
         backup=backup_state(ctx, cfg), audit=audit_state(ctx), answers=answers_mod.load(ctx.db),
-        clock=clock_info(ctx, cfg), rules_max_age_days=cfg.ids.rules_max_age_days if cfg else 7,
+        clock=clock_info(ctx, cfg, clock), rules_max_age_days=cfg.ids.rules_max_age_days if cfg else 7,
     )  # fmt: skip

@@ -19,6 +19,7 @@ from reports import api
 from reports.answers import set_answer
 from reports.checklist import summary
 from reports.render import fmt_ts
+from timesvc.status import ClockState
 from webui import actions
 from webui import context as wctx
 from webui.context import requires
@@ -30,7 +31,7 @@ _REPORT_NAME = re.compile(r"^(\d{4}-\d{2})\.(html|pdf)$")
 @bp.route("/")
 @requires("audit.view")
 def index() -> Any:
-    items = api.checklist(wctx.ctx(), wctx.now())
+    items = api.checklist(wctx.ctx(), wctx.now(), _clock())
     return render_template("reports/web_checklist.html", items=items, counts=summary(items),
                            can_answer=wctx.can("accounts.manage"), monthly=_monthly_files())  # fmt: skip
 
@@ -38,14 +39,14 @@ def index() -> Any:
 @bp.route("/checklist.html")
 @requires("audit.view")
 def printable() -> Any:
-    return Response(api.checklist_html(wctx.ctx(), wctx.now()), mimetype="text/html")
+    return Response(api.checklist_html(wctx.ctx(), wctx.now(), _clock()), mimetype="text/html")
 
 
 @bp.route("/ledger.csv")
 @requires("audit.view")
 def ledger() -> Any:
     wctx.audit("reports.ledger_export")
-    return Response(api.ledger_csv(wctx.ctx()), mimetype="text/csv; charset=utf-8",
+    return Response(api.ledger_csv(wctx.ctx(), _clock()), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=ledger.csv"})  # fmt: skip
 
 
@@ -60,6 +61,11 @@ def answer() -> Any:
                remote=wctx.remote())  # fmt: skip
     flash("回答を記録しました。", "ok")
     return redirect(url_for("reports.index"))
+
+
+def _clock() -> ClockState:
+    """chronyd's state as the daemon reads it (timesvc.web_actions): its socket is root's and _chrony's."""
+    return ClockState.from_dict(actions.call("time.status", actor=wctx.actor_name())["state"])
 
 
 def _monthly_files() -> list[tuple[str, str, str]]:

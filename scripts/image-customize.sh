@@ -19,7 +19,7 @@ install_suricata() {
   in_root apt-get install -y -q --no-install-recommends -t bookworm-backports suricata suricata-update >/dev/null
 }
 
-ids_account() {
+service_accounts() {
   # Suricata parses hostile traffic: the daemon runs it as this system account, never as root
   # (ids/account.py). Same name and options as scripts/setup.sh. If an update gives it another uid, the
   # daemon opens Suricata's directories on the state partition to the new one at the next start.
@@ -27,6 +27,15 @@ ids_account() {
     in_root useradd --system --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin --comment "Mamori IDS (Suricata)" mamori-ids
   fi
+  # The web UI and the VPN portal (appliance/child_access.py); same as scripts/setup.sh.
+  in_root getent group mamori-db >/dev/null || in_root groupadd --system mamori-db
+  local account
+  for account in mamori-web:"Mamori web UI" mamori-portal:"Mamori VPN portal"; do
+    if ! in_root getent passwd "${account%%:*}" >/dev/null; then
+      in_root useradd --system --user-group --groups mamori-db --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "${account#*:}" "${account%%:*}"
+    fi
+  done
 }
 
 install_mamori() {
@@ -170,7 +179,7 @@ check_tidy() {
 }
 
 install_suricata
-ids_account
+service_accounts
 install_mamori
 install_system_files
 if [ "$ARCH" = amd64 ]; then partitions_amd64; else read_only_root_fstab "PARTUUID=${RPI_DISK_ID#0x}-07"; fi

@@ -87,6 +87,15 @@ if ! getent passwd "$IDS_ACCOUNT" >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
     --comment "Mamori IDS (Suricata)" "$IDS_ACCOUNT"
 fi
+# The web UI and the VPN portal run as these, never as root; both write the state database through the group
+# mamori-db (appliance/child_access.py). Same names and options as the image (scripts/image-customize.sh).
+getent group mamori-db >/dev/null || groupadd --system mamori-db
+for account in mamori-web:"Mamori web UI" mamori-portal:"Mamori VPN portal"; do
+  if ! getent passwd "${account%%:*}" >/dev/null; then
+    useradd --system --user-group --groups mamori-db --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin --comment "${account#*:}" "${account%%:*}"
+  fi
+done
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import nftables" 2>/dev/null; then
   rm -rf .venv

@@ -12,6 +12,7 @@ import logging
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.subsystem import Context
 from timesvc.render import conf_path, socket_path
@@ -50,6 +51,11 @@ class ClockState:
     leap: str = ""
     sources: list[Source] = field(default_factory=list)
     problem: str = ""  # why the state is unknown (English, for logs); empty when it was read
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ClockState:
+        """The state from its dataclasses.asdict form (the action `time.status`, timesvc.web_actions)."""
+        return cls(**{**raw, "sources": [Source(**s) for s in raw.get("sources", [])]})
 
     def summary_ja(self) -> str:
         if not self.enabled:

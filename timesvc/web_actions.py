@@ -26,5 +26,5 @@ def status(env: ActionEnv, args: StatusArgs) -> dict[str, Any]:
     """timesvc.status.clock_state, as a dict."""
     from timesvc.status import clock_state
 
-    require(env, args.actor, "settings.view")
+    require(env, args.actor, "settings.view", "audit.view")  # the settings page, the checklist (reports)
     return {"state": asdict(clock_state(env.ctx, timeout=CHRONYC_TIMEOUT))}

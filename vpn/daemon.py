@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from appliance import clockwatch, unprivileged
+from appliance import child_access, clockwatch, unprivileged
 from appliance.actions.server import socket_path
 from appliance.config.model import MamoriConfig
 from appliance.subsystem import Context
@@ -59,7 +59,10 @@ class PortalWorker:
         backoff = 1.0
         try:
             while not stop.is_set():
-                child = unprivileged.start(argv, [sock.fileno()], self.ctx.paths.run_dir / "vpn-portal.log")
+                account, groups = child_access.prepare(self.ctx.paths, "portal")
+                child = unprivileged.start(
+                    argv, [sock.fileno()], self.ctx.paths.run_dir / "vpn-portal.log", account, groups
+                )
                 started = time.monotonic()
                 log.info("vpn portal started (pid %d) on http://%s:%d/", child.pid, host, self.port)
                 while child.poll() is None and not stop.wait(self.poll):

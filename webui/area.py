@@ -11,5 +11,6 @@ AREA = Area(
     cli="webui.cli",
     actions=("webui.web_actions", "webui.notify_actions", "webui.setup_actions"),
     retention="webui.retention",
+    web_start="webui.web_start",
     retention_share=0.01,
 )

@@ -21,7 +21,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def load_secret_key(keys_dir: Path) -> bytes:
-    """The cookie-signing key, created once (0600) so sessions survive a restart of the web server."""
+    """The cookie-signing key, created once so sessions survive a restart of the web server. On a box the
+    daemon makes it before the web UI starts (appliance.child_access): the web UI cannot write keys/."""
     path = keys_dir / "web_secret.key"
     try:
         return path.read_bytes()
@@ -29,7 +30,7 @@ def load_secret_key(keys_dir: Path) -> bytes:
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = secrets.token_bytes(32)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         except FileExistsError:
             return path.read_bytes()
         with os.fdopen(fd, "wb") as fh:

@@ -26,7 +26,7 @@ from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from webui.actions import SocketActions
-from webui.tls import CertReloader, ensure_certificate
+from webui.tls import CertReloader, cert_paths, ensure_certificate
 
 log = logging.getLogger(__name__)
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[[0-9A-Fa-f:.]{2,45}\]$")
@@ -40,7 +40,8 @@ class _Gunicorn(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings or key != "control_socket_disable":  # that one: gunicorn >= 25.1
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         return self.application
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
     actions = SocketActions(args.actions) if args.actions else None
     app = create_app(ctx, confirm_seconds=args.confirm_seconds or None, actions=actions)
-    cert, key = ensure_certificate(paths.keys_dir)
+    cert, key = cert_paths(paths.keys_dir)
+    if not (cert.exists() and key.exists()):  # a stand-alone server (tests); the daemon makes them first
+        cert, key = ensure_certificate(paths.keys_dir)
     binds = [f"fd://{fd}" for fd in args.fd] or args.bind or ["0.0.0.0:443"]
     https_port = _port(args.fd[0]) if args.fd else int(binds[0].rsplit(":", 1)[1])
     if args.http_bind or args.http_fd is not None:
@@ -158,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         "bind": binds, "workers": 1, "worker_class": "gthread", "threads": args.threads,
         "certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context_factory(CertReloader(cert, key)),
         "accesslog": "-", "errorlog": "-", "timeout": 60, "graceful_timeout": 5, "forwarded_allow_ips": "",
+        # gunicorn's runtime control socket (under $HOME or $XDG_RUNTIME_DIR): nothing here manages the
+        # server through it, and the web UI's account has no home to put it in
+        "control_socket_disable": True,
     }  # fmt: skip
     _Gunicorn(app, options).run()
     return 0

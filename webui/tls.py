@@ -7,8 +7,9 @@ ChaCha20-Poly1305). No RSA key exchange, no CBC, no SHA-1 MACs, no 3DES/RC4.
 The box's own certificate is ECDSA P-256, made with `cryptography`, valid `VALID_DAYS` (397, the longest a
 browser accepts for a server certificate) and renewed by the daemon before it ends or when the names the
 clinic types change (`tlssvc`). An uploaded certificate (`install_certificate`) is marked as the clinic's
-and never replaced automatically. Files are kept in the keys directory (key 0600) and always written under
-one lock, key first, so that two writers never leave a key of one certificate beside another.
+and never replaced automatically. Files are kept in the keys directory (the key 0640: root's, readable by the
+web UI's group) and always written under one lock, key first, so that two writers never leave a key of one
+certificate beside another.
 `CertReloader` gives the server a context that follows the files: a renewal or an upload takes effect on
 the next connection, without a restart.
 """
@@ -45,6 +46,8 @@ VALID_DAYS = 397
 BACKDATE = datetime.timedelta(days=1)
 OWN_ORGANIZATION = "Mamori (self-signed)"
 UPLOADED_MARKER = "web.uploaded"
+# The private key: root's and, through keys/' group (setgid, appliance.child_access), the web UI's to read.
+KEY_MODE = 0o640
 DEFAULT_DNS = ("mamori.local",)
 DEFAULT_IPS = ("127.0.0.1",)
 
@@ -157,7 +160,7 @@ def make_self_signed(
                                 serialization.NoEncryption())  # fmt: skip
     cert_path, key_path = cert_paths(keys_dir)
     with _locked(keys_dir):
-        atomic_write(key_path, key_pem, mode=0o600)
+        atomic_write(key_path, key_pem, mode=KEY_MODE)
         atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         (keys_dir / UPLOADED_MARKER).unlink(missing_ok=True)
     log.info("wrote a self-signed web certificate in %s (%s)", cert_path, ", ".join(dns + ips))
@@ -197,7 +200,7 @@ def install_certificate(keys_dir: Path, cert_pem: bytes, key_pem: bytes) -> None
     cert_path, key_path = cert_paths(keys_dir)
     with _locked(keys_dir):
         atomic_write(keys_dir / UPLOADED_MARKER, b"uploaded\n", mode=0o600)
-        atomic_write(key_path, key_pem, mode=0o600)
+        atomic_write(key_path, key_pem, mode=KEY_MODE)
         atomic_write(cert_path, cert_pem, mode=0o644)
 
 

@@ -150,10 +150,13 @@ def parse_args(cls: type, raw: Any) -> Any:
     return cls(**values)
 
 
-def dispatch(env: ActionEnv, name: Any, raw_args: Any) -> dict[str, Any]:
-    """Run one allowed action; an ActionError when `name` is not on the list or its arguments do not fit."""
+def dispatch(
+    env: ActionEnv, name: Any, raw_args: Any, may: Callable[[str], bool] = lambda name: True
+) -> dict[str, Any]:
+    """Run one allowed action; an ActionError when `name` is not on the list, or not one the peer `may` ask
+    for (appliance.actions.server.peers), or its arguments do not fit."""
     _load_actions()
-    act = ACTIONS.get(name) if isinstance(name, str) else None
+    act = ACTIONS.get(name) if isinstance(name, str) and may(name) else None
     if act is None:
         shown = str(name)[:64]
         raise _refuse(f"許可されていない操作です: {shown}", f"action not allowed: {shown}")
@@ -216,8 +219,11 @@ def handle_request(env: ActionEnv, data: bytes) -> bytes:
     return answer
 
 
-def handle_request_fds(env: ActionEnv, data: bytes) -> tuple[bytes, list[int]]:
-    """`handle_request`, and the descriptor the handler handed back (FD_KEY), which the caller now owns."""
+def handle_request_fds(
+    env: ActionEnv, data: bytes, may: Callable[[str], bool] = lambda name: True
+) -> tuple[bytes, list[int]]:
+    """`handle_request`, and the descriptor the handler handed back (FD_KEY), which the caller now owns;
+    `may`: which actions this peer may ask for."""
     fds: list[int] = []
     try:
         if len(data) > MAX_REQUEST:
@@ -228,7 +234,7 @@ def handle_request_fds(env: ActionEnv, data: bytes) -> tuple[bytes, list[int]]:
             raise _refuse("要求を読めません（JSON ではありません）", "request is not JSON") from None
         if not isinstance(request, dict) or set(request) - {"action", "args"}:
             raise _refuse("要求の形が違います", 'a request is {"action": ..., "args": {...}}')
-        result = dispatch(env, request.get("action"), request.get("args", {}))
+        result = dispatch(env, request.get("action"), request.get("args", {}), may)
         if FD_KEY in result:
             result = dict(result)
             fds.append(int(result.pop(FD_KEY)))

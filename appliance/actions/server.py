@@ -1,9 +1,12 @@
 """The daemon's end of the action socket: a unix stream socket in the run directory, one request per
 connection (a JSON object, then the client shuts its writing side), one answer back.
 
-Who may connect: the file is 0660, owned by root and the web UI's group (`mamori-web`, when the account
-exists); and every connection's peer credentials (SO_PEERCRED) must be root or the web UI's account, else
-the connection is closed unanswered and logged. A request over `MAX_REQUEST` bytes is refused unread.
+Who may connect: the file is 0660, owned by root and the group `mamori-db` of the web UI's and the portal's
+accounts (appliance.child_access; 0600 where they do not exist); and every connection's peer credentials
+(SO_PEERCRED) must be one of `peers()`, else the connection is closed unanswered and logged. Each peer has its
+own list: root every action; the web UI (`mamori-web`) every action but the portal's; the VPN portal
+(`mamori-portal`) only the portal's two (`vpn.portal.*`), so a portal taken over cannot ask for a config
+change or a backup. An action outside the peer's list is refused as one that does not exist. A request over `MAX_REQUEST` bytes is refused unread.
 Each connection gets a thread; a slow client is cut after `TIMEOUT` seconds. Changes serialise on the one
 apply lock inside the handlers (ConfigService), not here.
 """
@@ -11,22 +14,21 @@ apply lock inside the handlers (ConfigService), not here.
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
-import pwd
 import socket
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from appliance.actions.registry import MAX_REQUEST, ActionEnv, handle_request_fds
+from appliance.child_access import lookup_children
 from appliance.subsystem import Context, Subsystem
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "actions.sock"
-WEB_ACCOUNT = "mamori-web"  # nothing makes it yet: it comes with the uid switch (docs/architecture.md)
+PORTAL_ACTIONS_PREFIX = "vpn.portal."  # the portal's actions (vpn.portal_actions)
 TIMEOUT = 600.0  # a rules update or restore can take minutes; a stuck client must not hold a thread forever
 
 
@@ -34,16 +36,26 @@ def socket_path(ctx: Context) -> Path:
     return ctx.paths.run_dir / SOCKET_NAME
 
 
-def web_ids() -> tuple[int, int] | None:
-    """(uid, gid) of the web UI's account, or None where it does not exist (a dev machine without setup)."""
-    try:
-        entry = pwd.getpwnam(WEB_ACCOUNT)
-    except KeyError:
-        return None
-    try:
-        return entry.pw_uid, grp.getgrnam(WEB_ACCOUNT).gr_gid
-    except KeyError:
-        return entry.pw_uid, entry.pw_gid
+def any_action(name: str) -> bool:
+    return True
+
+
+def web_action(name: str) -> bool:
+    return not name.startswith(PORTAL_ACTIONS_PREFIX)
+
+
+def portal_action(name: str) -> bool:
+    return name.startswith(PORTAL_ACTIONS_PREFIX)
+
+
+def peers() -> dict[int, Callable[[str], bool]]:
+    """uid -> which actions that peer may ask for (the module docstring)."""
+    out: dict[int, Callable[[str], bool]] = {0: any_action}
+    children = lookup_children()
+    if children is not None:
+        out[children.web.uid] = web_action
+        out[children.portal.uid] = portal_action
+    return out
 
 
 @contextlib.contextmanager
@@ -64,11 +76,6 @@ def peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid
-
-
-def allowed_uids() -> frozenset[int]:
-    ids = web_ids()
-    return frozenset({0} | ({ids[0]} if ids else set()))
 
 
 def read_request(conn: socket.socket) -> bytes | None:
@@ -93,9 +100,9 @@ class ActionServer:
         self,
         ctx: Context,
         subsystems: Sequence[Subsystem] | None = None,
-        allowed: frozenset[int] | None = None,
+        allowed: Mapping[int, Callable[[str], bool]] | None = None,
     ) -> None:
-        """`allowed`: the peer uids let in (default: root and the web UI's account)."""
+        """`allowed`: the peer uids let in, each with what it may ask for (default: `peers()`)."""
         self.ctx = ctx
         self.subsystems = subsystems
         self.allowed = allowed
@@ -106,7 +113,9 @@ class ActionServer:
         from appliance.actions import spool
 
         self.ctx.paths.ensure()
-        spool.provision(self.ctx.paths.state_dir, web_ids())  # the web UI's uploads, before it starts
+        children = lookup_children()
+        web = (children.web.uid, children.web.gid) if children else None
+        spool.provision(self.ctx.paths.state_dir, web)  # the web UI's uploads, before it starts
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -114,9 +123,8 @@ class ActionServer:
         # x bits): until listen() below, nobody can connect, whatever the file's mode; it is set first.
         with short_path(self.path) as name:
             sock.bind(name)
-        ids = web_ids()
-        if ids is not None:
-            os.chown(self.path, 0, ids[1])
+        if children is not None:
+            os.chown(self.path, 0, children.db_gid)
             os.chmod(self.path, 0o660)
         else:
             os.chmod(self.path, 0o600)
@@ -127,7 +135,7 @@ class ActionServer:
     def run(self, stop: threading.Event) -> None:
         sock = self.bind()
         self.ready.set()
-        allowed = self.allowed if self.allowed is not None else allowed_uids()
+        allowed = self.allowed if self.allowed is not None else peers()
         log.info("action socket at %s", self.path)
         try:
             while not stop.is_set():
@@ -141,7 +149,7 @@ class ActionServer:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
 
-    def _serve(self, conn: socket.socket, allowed: frozenset[int]) -> None:
+    def _serve(self, conn: socket.socket, allowed: Mapping[int, Callable[[str], bool]]) -> None:
         with conn:
             uid = peer_uid(conn)
             if uid not in allowed:
@@ -151,7 +159,8 @@ class ActionServer:
             try:
                 data = read_request(conn)
                 env = ActionEnv(self.ctx, self.subsystems, uid)
-                answer, fds = handle_request_fds(env, data if data is not None else b"x" * (MAX_REQUEST + 1))
+                request = data if data is not None else b"x" * (MAX_REQUEST + 1)
+                answer, fds = handle_request_fds(env, request, allowed[uid])
                 try:
                     send_answer(conn, answer, fds)
                 finally:

@@ -57,9 +57,11 @@ def provision(state_dir: Path, owner: tuple[int, int] | None) -> None:
         st = os.lstat(d)
         if not stat.S_ISDIR(st.st_mode):
             raise OSError(f"{d} is not a directory")
-        if (st.st_uid, st.st_gid) != owner:
+        if (st.st_uid, st.st_gid) != owner or stat.S_IMODE(st.st_mode) != 0o700:
+            # root's first: the daemon's unit has no CAP_FOWNER, so it may chmod only what root owns
+            os.chown(d, 0, 0, follow_symlinks=False)
+            os.chmod(d, 0o700)
             os.chown(d, *owner, follow_symlinks=False)
-        os.chmod(d, 0o700)
 
 
 def name_pattern(kind: str) -> re.Pattern[str]:

@@ -30,6 +30,7 @@ from appliance.backup.passphrase import check_strength
 from appliance.backup.ports import PortPlan
 from appliance.backup.restore import Unpacked, swap_in, unpack
 from appliance.backup.store import default_dir, new_path, prune
+from appliance.child_access import hand_over, lookup_children
 from appliance.clock import show, wall
 from appliance.config.load import load_config
 from appliance.errors import MamoriError
@@ -223,7 +224,12 @@ def restore_backup(
                 "backup: undo after a failed restore did not finish; the old state is in %s", previous
             )
     manifest = unpacked.manifest
-    ctx.db.migrate()
+    ctx.db.migrate()  # an older version's database moves into db/ here (appliance.storage)
+    children = lookup_children()
+    if (
+        children is not None
+    ):  # the restored files are root's alone: the running web UI and portal write the database
+        hand_over(ctx.paths, children, make_keys=False)
     detail = {"archive": str(archive), "created": manifest.created, "software_version": manifest.software_version,
               "files": len(manifest.files), "ports": plan.renames}  # fmt: skip
     with ctx.db.transaction() as conn:

@@ -40,12 +40,26 @@ EXCLUDED_DIRS = frozenset({"run", "backups", "cache", "caches", "tmp"})
 # Caches of other areas, relative to the state dir: re-created on demand, often large.
 CACHE_PATHS = frozenset({"ids/suricata-update"})
 EXCLUDED_SUFFIXES = (".tmp", ".lock", ".pid", ".sock", "-wal", "-shm", "-journal")
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _is_sqlite(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(16) == SQLITE_MAGIC
+    """Asked of SQLite itself, never by opening the file here: closing a descriptor of a database file drops
+    every POSIX lock this process holds on it, those of the daemon's own connections included (SQLite's
+    documented caveat), and another process (the web UI) could then write beside them. SQLite's own opens
+    share one record per file within the process and never drop another connection's lock."""
+    if path.stat().st_size < 512:  # not even one page (an empty file would open as an empty database)
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
 
 
 def snapshot_sqlite(src: Path, dst: Path) -> None:

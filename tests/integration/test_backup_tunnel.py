@@ -114,8 +114,8 @@ def test_bad_archives_are_refused_while_the_box_keeps_running(
     bad = mamori(ctx, "--lang", "en", "backup", "restore", "--yes", str(damaged), stdin=PASS + "\n")
     assert bad.returncode == 1 and "damaged or was tampered with" in bad.stderr
     after = files_of(ctx)
-    assert {k: v for k, v in after.items() if k != "mamori.db"} == {
-        k: v for k, v in before.items() if k != "mamori.db"
+    assert {k: v for k, v in after.items() if k != "db/mamori.db"} == {
+        k: v for k, v in before.items() if k != "db/mamori.db"
     }
     assert lab.ping("doctor", "10.99.0.1", count=3, wait=1), "the running tunnel was disturbed"
     listed = mamori(ctx, "audit", "list", "--search", "backup.restore_refused")

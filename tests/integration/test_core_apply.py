@@ -34,7 +34,7 @@ def changed_config(box: Box, **edits: object) -> Path:
 
 
 def statuses(box: Box) -> dict[int, str]:
-    with sqlite3.connect(box.state_dir / "mamori.db") as conn:
+    with sqlite3.connect(box.state_dir / "db" / "mamori.db") as conn:
         return dict(conn.execute("SELECT id, status FROM revisions"))
 
 
@@ -161,7 +161,7 @@ def test_tampered_audit_entry_is_detected(box: Box) -> None:
     box.mamori("config", "apply", "--file", str(candidate), "-m", "二回目")
     ok = box.mamori("audit", "verify")
     assert "改ざんされていません" in ok.stdout
-    with sqlite3.connect(box.state_dir / "mamori.db") as conn:
+    with sqlite3.connect(box.state_dir / "db" / "mamori.db") as conn:
         conn.execute("UPDATE audit SET actor = 'intruder' WHERE id = 1")
     res = box.mamori("audit", "verify", check=False)
     assert res.returncode == 3

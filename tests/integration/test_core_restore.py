@@ -35,7 +35,7 @@ def peers(box: Box) -> dict[str, str]:
 
 
 def users(box: Box) -> list[tuple]:
-    with sqlite3.connect(box.state_dir / "mamori.db") as conn:
+    with sqlite3.connect(box.state_dir / "db" / "mamori.db") as conn:
         devices = conn.execute(
             "SELECT user, device, public_key, ip4, ip6 FROM vpn_devices ORDER BY id"
         ).fetchall()

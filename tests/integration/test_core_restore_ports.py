@@ -40,7 +40,7 @@ def files(box: Box) -> dict[str, bytes]:
 
 def records(box: Box) -> tuple[list, list]:
     """The revisions and the audit trail of the box's database."""
-    conn = sqlite3.connect(box.state_dir / "mamori.db", timeout=30)
+    conn = sqlite3.connect(box.state_dir / "db" / "mamori.db", timeout=30)
     try:
         return (conn.execute("SELECT * FROM revisions ORDER BY id").fetchall(),
                 conn.execute("SELECT * FROM audit ORDER BY id").fetchall())  # fmt: skip

@@ -43,7 +43,7 @@ def _fill(disk: Path) -> Path:
 
 
 def _revisions(box: Box) -> int:
-    with sqlite3.connect(f"file:{box.state_dir / 'mamori.db'}?mode=ro", uri=True) as conn:
+    with sqlite3.connect(f"file:{box.state_dir / 'db' / 'mamori.db'}?mode=ro", uri=True) as conn:
         return conn.execute("SELECT COUNT(*) FROM revisions").fetchone()[0]
 
 
@@ -93,7 +93,7 @@ def test_a_full_disk_stops_the_records_never_the_firewall(lab: Lab, small_disk: 
         assert wait_until(lambda: "guest>lan" in box.mamori("fw", "drops").stdout, timeout=15) is not None
         box.mamori("config", "apply", "--file", str(candidate), "-m", "ルール追加")
         assert _revisions(box) == before + 1
-        with sqlite3.connect(box.state_dir / "mamori.db") as conn:
+        with sqlite3.connect(box.state_dir / "db" / "mamori.db") as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         box.mamori("audit", "verify")
         assert box.daemon.poll() is None

@@ -119,7 +119,7 @@ def state_ctx(state_dir: str) -> Any:
     from appliance.storage import Database
     from appliance.subsystem import Context
 
-    ctx = Context(Paths(state_dir=Path(state_dir)), Database(Path(state_dir) / "mamori.db"))
+    ctx = Context(Paths(state_dir=Path(state_dir)), Database(Path(state_dir) / "db" / "mamori.db"))
     ctx.paths.ensure()
     ctx.db.migrate()
     return ctx

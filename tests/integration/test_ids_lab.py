@@ -56,7 +56,9 @@ def lab(tmp_path: Path):
 def test_attack_is_detected_explained_blocked_and_suricata_supervised(lab: Lab, tmp_path: Path) -> None:
     box = make_box(lab, tmp_path / "state", config_text())
     box.start_daemon(wait=180)
-    ctx = Context(Paths(config=box.config, state_dir=box.state_dir), Database(box.state_dir / "mamori.db"))
+    ctx = Context(
+        Paths(config=box.config, state_dir=box.state_dir), Database(box.state_dir / "db" / "mamori.db")
+    )
     status = wait_running(ctx, timeout=120)
     suri_log = box.state_dir / "run" / "suricata" / "suricata.log"
     assert status.state == "running", (

@@ -49,7 +49,7 @@ def seed(config: Path, state_dir: Path) -> None:
     from vpn.sessions import SessionManager
     from vpn.windows import WindowStore
 
-    ctx = Context(Paths(config, state_dir), Database(state_dir / "mamori.db"))
+    ctx = Context(Paths(config, state_dir), Database(state_dir / "db" / "mamori.db"))
     cfg = parse_config(config.read_text(encoding="utf-8")).model
     rdp = next(i for i in list_incidents(ctx.db, limit=100) if i.sid == RDP_SID)
     note = "ルーターの設定を確認し、外部からのRDPは届かないことを確認"
@@ -140,13 +140,13 @@ def _attack(box) -> None:  # type: ignore[no-untyped-def]
     from appliance.subsystem import Context
     from ids.supervisor import wait_running
 
-    ctx = Context(Paths(box.config, box.state_dir), Database(box.state_dir / "mamori.db"))
+    ctx = Context(Paths(box.config, box.state_dir), Database(box.state_dir / "db" / "mamori.db"))
     assert wait_running(ctx, timeout=120).state == "running"
     # Suricata's control socket answers before its capture is bound, and the page behind the forward was
     # just started: wait until the forward answers and Suricata has counted its packets on wan0.
     assert wait_for(lambda: box.lab.tcp_connect("attacker", BOX_WAN, 8443) and capturing(box.state_dir, "wan0"),
                     timeout=60), "the forward does not answer or Suricata does not capture on wan0"  # fmt: skip
-    db = box.state_dir / "mamori.db"
+    db = box.state_dir / "db" / "mamori.db"
 
     def seen() -> bool:
         with sqlite3.connect(db) as conn:
@@ -208,7 +208,7 @@ def _check_report(box, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert "データがありません（機能未提供）" in text  # sources not built yet are named, not invented
 
     start, end = _month_bounds(month)
-    db = _db_numbers(box.state_dir / "mamori.db", start, end)
+    db = _db_numbers(box.state_dir / "db" / "mamori.db", start, end)
     assert (
         db["incidents"] >= 1 and db["alerts"] >= db["incidents"] and db["blocks"] >= 2 and db["sessions"] == 2
     )

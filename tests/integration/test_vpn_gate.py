@@ -17,7 +17,7 @@ import pyotp
 import pytest
 import yaml
 
-from lab.box import EXAMPLE_CONFIG, Box, make_box, privileges, without_capabilities
+from lab.box import EXAMPLE_CONFIG, Box, make_box, privileges, runs_as, without_capabilities
 from lab.topology import Lab
 from lab.waiting import wait_for
 from tests import notify_receiver as receiver
@@ -189,8 +189,10 @@ def test_portal_and_web_ui_run_without_capabilities(clinic):
     assert portal_pid, "no portal process of the daemon listens on 8443"
     assert "vpn.portal_serve" in open(f"/proc/{portal_pid}/cmdline").read()
     assert without_capabilities(portal_pid), privileges(portal_pid)
+    assert runs_as(portal_pid, "mamori-portal"), privileges(portal_pid)  # not the web UI's account
     web = wait_for(lambda: box.listener(443), 60)
     assert web and without_capabilities(web), web and privileges(web)
+    assert runs_as(web, "mamori-web"), privileges(web)
     assert portal(lab, "doctor", "get")[0] == 200
     os.kill(portal_pid, signal.SIGKILL)  # the portal crashes: the daemon starts it again, on the same socket
     again = wait_for(lambda: (p := box.listener(8443)) and p != portal_pid and p, 60)

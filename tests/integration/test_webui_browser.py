@@ -208,7 +208,7 @@ def test_wizard_sign_in_and_inert_alert_text(served: Served, driver: webdriver.C
         index = ipr.link_lookup(ifname="lan0")[0]
         assert "192.168.10.1" in [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)]
 
-    _seed_hostile_incident(served.state / "mamori.db")
+    _seed_hostile_incident(served.state / "db" / "mamori.db")
     d.get(served.url + "/alerts/")
     shot(d, "08-alerts")
     d.get(served.url + "/alerts/7")

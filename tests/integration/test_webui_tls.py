@@ -81,7 +81,7 @@ def test_default_client_gets_tls13(served: Served) -> None:
 
 def test_certificate_is_self_signed_ecdsa_and_key_private(served: Served) -> None:
     key = served.state / "keys" / "web.key"
-    assert key.stat().st_mode & 0o077 == 0
+    assert key.stat().st_mode & 0o037 == 0  # root's; its group (on a box mamori-web, child_access) may read
     assert b"BEGIN PRIVATE KEY" in key.read_bytes()
     pem = ssl.get_server_certificate(("127.0.0.1", served.https_port))
     assert pem.strip() == (served.state / "keys" / "web.crt").read_text().strip()
@@ -107,7 +107,7 @@ def test_https_serves_the_app_with_headers(served: Served) -> None:
     assert r.status == 302 and r.getheader("Location").endswith("/setup/")  # fresh box: the wizard first
     assert "frame-ancestors 'none'" in r.getheader("Content-Security-Policy")
     assert r.getheader("Strict-Transport-Security")
-    assert Path(served.state / "mamori.db").exists()
+    assert Path(served.state / "db" / "mamori.db").exists()
 
 
 def test_a_renewal_is_served_at_once_with_the_lan_address(served: Served) -> None:
@@ -130,7 +130,8 @@ def test_a_renewal_is_served_at_once_with_the_lan_address(served: Served) -> Non
     before = served_cert()
     assert "192.168.10.1" not in {str(ip) for ip in _san_ips(before)}
     ctx = Context(
-        paths=Paths(config=served.config, state_dir=served.state), db=Database(served.state / "mamori.db")
+        paths=Paths(config=served.config, state_dir=served.state),
+        db=Database(served.state / "db" / "mamori.db"),
     )
     renewal = renew_if_due(ctx, load_config(EXAMPLE).model, "mamori", time.time(), actor="test", source="cli")
     # "names" at the real time; under MAMORI_TEST_NOW the server's first certificate (made at the real time)

@@ -70,7 +70,7 @@ def append_alerts(box: Box, numbers: range) -> None:
 
 
 def db_rows(box: Box, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(box.state_dir / "mamori.db", timeout=30)
+    conn = sqlite3.connect(box.state_dir / "db" / "mamori.db", timeout=30)
     try:
         return conn.execute(sql).fetchall()
     finally:

@@ -76,7 +76,7 @@ def test_every_event_arrives_once_across_a_collector_outage(box: Box, tmp_path: 
     collector.start()
     enable(box, pki.ca_cert)
     box.start_daemon()
-    db = Database(box.state_dir / "mamori.db")
+    db = Database(box.state_dir / "db" / "mamori.db")
     audit = AuditLog(db)
     try:
         assert wait_until(lambda: (box.state_dir / "run" / "rsyslogd-siem.state").exists(), timeout=30)

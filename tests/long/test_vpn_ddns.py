@@ -148,7 +148,7 @@ def test_the_name_follows_a_renumbered_prefix_and_the_doctor_gets_in_again(clini
     renumber(lab)
     assert wait_until(lambda: c.ddns().get("address") == NEW[1], timeout=30) is not None, c.ddns()
     assert c.dns.aaaa(NAME) == {NEW[1]}  # the old address is gone from the name, not added beside it
-    with sqlite3.connect(c.box.state_dir / "mamori.db") as db:
+    with sqlite3.connect(c.box.state_dir / "db" / "mamori.db") as db:
         audit = [
             json.loads(r[0]) for r in db.execute("SELECT detail FROM audit WHERE action = 'vpn.ddns.updated'")
         ]

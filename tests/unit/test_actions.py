@@ -6,8 +6,10 @@ real server on a real unix socket in a directory deeper than sun_path allows, as
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import yaml
 
 from appliance.actions import registry
 from appliance.actions.registry import ActionEnv, ActionError, handle_request, parse_args
-from appliance.actions.server import ActionServer, short_path
+from appliance.actions.server import ActionServer, any_action, portal_action, short_path
 from appliance.audit import AuditLog
 from appliance.config.authority import ConfigRefused
 from appliance.revisions import RevisionStore
@@ -142,7 +144,7 @@ def test_argument_records_are_parsed_strictly() -> None:
 
 
 def _serve(
-    ctx: Context, allowed: frozenset[int] | None
+    ctx: Context, allowed: Mapping[int, Callable[[str], bool]] | None
 ) -> tuple[ActionServer, threading.Event, threading.Thread]:
     server = ActionServer(ctx, subsystems=[], allowed=allowed)
     stop = threading.Event()
@@ -191,7 +193,7 @@ def test_the_socket_answers_the_allowed_peer(deep_ctx: Context) -> None:
 def test_the_socket_closes_on_a_peer_it_does_not_know(deep_ctx: Context) -> None:
     """SO_PEERCRED: a process of any other account gets no answer and nothing runs."""
     make_account(deep_ctx, "boss", "admin")
-    server, stop, thread = _serve(deep_ctx, frozenset({987654}))  # not this test's uid
+    server, stop, thread = _serve(deep_ctx, {987654: any_action})  # not this test's uid
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, short_path(server.path) as name:
             sock.connect(name)
@@ -253,3 +255,24 @@ def test_area_actions_check_the_account_and_take_no_path(ctx: Context, admin: st
     assert not [
         e for e in AuditLog(ctx.db).search(limit=50) if e.action.startswith(("ids.", "vpn.", "backup."))
     ]
+
+
+def test_a_peer_with_the_portals_list_may_ask_only_for_the_portals_actions(deep_ctx: Context) -> None:
+    """The portal's uid (appliance.actions.server.peers): a config change is refused as if it did not exist,
+    and nothing is applied; its own action is dispatched (and answers that this box has no VPN)."""
+    make_account(deep_ctx, "boss", "admin")
+    server, stop, thread = _serve(deep_ctx, {os.getuid(): portal_action})
+    try:
+        client = SocketActions(server.path)
+        refused = json.loads(
+            client.send(json.dumps({"action": "config.apply", "args": apply_args("boss")}).encode())
+        )
+        assert refused["ok"] is False and refused["error"]["code"] == "action.refused", refused
+        assert "config.apply" in refused["error"]["en"]
+        own = json.loads(
+            client.send(json.dumps({"action": "vpn.portal.logout", "args": {"remote": "x"}}).encode())
+        )
+        assert own["error"]["en"] == "the VPN is not enabled", own  # it ran: this box has no VPN
+    finally:
+        _stop(stop, thread)
+    assert RevisionStore(deep_ctx.db).live() is None

@@ -93,7 +93,7 @@ def test_every_area_py_is_listed_once():
 # What each kind of hook must offer once imported.
 EXPECTED = {"schema": "SCHEMA", "subsystems": "subsystems", "workers": "daemon_workers",
             "clock_step": "on_clock_step", "cli": "register", "blueprints": "bp", "retention": "retain",
-            "actions": "ACTION_NAMES"}  # fmt: skip
+            "actions": "ACTION_NAMES", "web_start": "before_web_start"}  # fmt: skip
 
 
 @pytest.mark.parametrize("module", areas.AREA_MODULES)

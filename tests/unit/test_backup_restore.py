@@ -23,6 +23,7 @@ from appliance.backup import api, crypto, ports, restore
 from appliance.backup.crypto import EncryptingWriter, decrypt_stream
 from appliance.backup.errors import BackupError, CorruptArchiveError, RestoreError, WrongPassphraseError
 from appliance.backup.records import backup_status
+from appliance.child_access import lookup_children
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
@@ -145,7 +146,11 @@ def test_round_trip_restores_identical_state(box: Context, tmp_path: Path) -> No
     assert box.paths.config.read_bytes() == config
     assert (box.paths.state_dir / "tls" / "cert.pem").read_text().startswith("-----BEGIN CERTIFICATE")
     assert not (box.paths.state_dir / "run").exists() and not (box.paths.state_dir / "cache").exists()
-    assert {f.path for f in manifest.files} >= {"config.yaml", "state/mamori.db", "state/keys/wg-server.key"}
+    assert {f.path for f in manifest.files} >= {
+        "config.yaml",
+        "state/db/mamori.db",
+        "state/keys/wg-server.key",
+    }
     assert manifest.clinic and manifest.software_version
     assert leftovers(box) == []
 
@@ -159,7 +164,8 @@ def test_restore_onto_a_fresh_box(archive: Path, box: Context, tmp_path: Path) -
     assert (fresh_paths.keys_dir / "wg-server.key").read_bytes() == (
         box.paths.keys_dir / "wg-server.key"
     ).read_bytes()
-    assert (fresh_paths.keys_dir.stat().st_mode & 0o777) == 0o700
+    # root's alone, or, where the web UI's account exists, traversable by its group (appliance.child_access)
+    assert (fresh_paths.keys_dir.stat().st_mode & 0o7777) == (0o2710 if lookup_children() else 0o700)
 
 
 def test_wrong_passphrase_changes_nothing(archive: Path, box: Context) -> None:
@@ -241,7 +247,7 @@ def _manifest_listing(path: str) -> Callable[[str, bytes], tuple[str, bytes]]:
         (lambda n, d: (n, bytes(32)) if n.endswith("wg-server.key") else (n, d), "fails its sha256"),
         (lambda n, d: (n, b"evil key") if n.endswith("wg-server.key") else (n, d), "wrong size"),
         (lambda n, d: None if n.endswith("audit.key") else (n, d), "members missing"),
-        (lambda n, d: (n, d[:-1] + b"x") if n == "state/mamori.db" else (n, d), "fails its sha256"),
+        (lambda n, d: (n, d[:-1] + b"x") if n == "state/db/mamori.db" else (n, d), "fails its sha256"),
         (_manifest_listing("state/../../../etc/evil"), "unsafe member name"),
         (_manifest_listing("/etc/evil"), "unsafe member name"),
         (lambda n, d: ("state/extra", d) if n.endswith("cert.pem") else (n, d), "not in the manifest"),

@@ -69,7 +69,7 @@ def test_status_alerts_rules_and_errors(state, capsys) -> None:
     assert code == 1 and "インシデント 9999 はありません" in err
     code, _, err = run(capsys, [*base, "ids", "update", "--source", "/nonexistent/rules"])
     assert code == 1 and "エラー" in err
-    with Database(Path(base[3]) / "mamori.db").connection() as conn:
+    with Database(Path(base[3]) / "db" / "mamori.db").connection() as conn:
         rows = [json.loads(r[0]) for r in conn.execute("SELECT detail FROM audit WHERE action LIKE 'ids.%'")]
     assert rows and rows[-1]["src"] == "/nonexistent/rules"
 
@@ -80,7 +80,7 @@ def test_status_warns_of_a_refused_eve_file(state, capsys) -> None:
     assert code == 0 and "拒否" not in out
     link = tmp / "eve.json"
     link.symlink_to(FIXTURE)  # what a compromised Suricata could put in its log directory
-    assert EveReader(Database(Path(base[3]) / "mamori.db"), link).poll() == 0
+    assert EveReader(Database(Path(base[3]) / "db" / "mamori.db"), link).poll() == 0
     code, out, _ = run(capsys, [*base, "ids", "status"])
     assert "読み込みを拒否しました（1回）" in out and "保守業者に連絡してください" in out
     code, out, _ = run(capsys, [*base, "--lang", "en", "ids", "status"])

@@ -33,7 +33,7 @@ def fail_for_a_while(db: Database, at: float) -> None:
 def test_ids_status_says_which_channel_cannot_deliver(tmp_path: Path, capsys) -> None:
     import time
 
-    db = Database(tmp_path / "state" / "mamori.db")
+    db = Database(tmp_path / "state" / "db" / "mamori.db")
     db.migrate()
     base = ["--config", str(tmp_path / "none.yaml"), "--state-dir", str(tmp_path / "state")]
     assert main([*base, "ids", "status"]) == 0

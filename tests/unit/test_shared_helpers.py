@@ -81,4 +81,4 @@ def test_audit_log_of_a_box_keeps_its_key_in_the_state_keys(ctx: Context) -> Non
     assert log.key_path == ctx.paths.keys_dir / "audit.key"
     log.record("院長", "config.apply", {"revision": 1}, "cli")
     assert audit_log(ctx).verify().ok
-    assert (ctx.paths.keys_dir / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert (ctx.paths.keys_dir / "audit.key").stat().st_mode & 0o777 == 0o640  # the web UI's group reads it

@@ -1,5 +1,7 @@
 """The state database holds password hashes, TOTP secrets and the audit log: it and its -wal and -shm files
-are 0600 after a fresh migrate, whatever the umask (issue 18 item 10), and an older 0644 one is narrowed."""
+are 0660 after a fresh migrate, whatever the umask, with nothing for others (issue 18 item 10; the group is
+root's, or on a box `mamori-db`, appliance.child_access), and an older 0644 one is narrowed. An older
+version's database at the top of the state directory moves into `db/` with everything in its WAL."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.paths import Paths
 from appliance.storage import Database
 
 
@@ -26,14 +29,14 @@ def mode(p: Path) -> int:
     return stat.S_IMODE(p.stat().st_mode)
 
 
-def test_a_fresh_database_and_its_wal_and_shm_are_0600(tmp_path: Path, open_umask: None) -> None:
+def test_a_fresh_database_and_its_wal_and_shm_are_0660(tmp_path: Path, open_umask: None) -> None:
     db = Database(tmp_path / "state" / "mamori.db")
     db.migrate()
     with db.connection() as conn:  # while a connection is open, the -wal and -shm files exist
         conn.execute("INSERT INTO kv(key, value) VALUES ('k', 'v')")
         files = [db.path, Path(f"{db.path}-wal"), Path(f"{db.path}-shm")]
         assert all(p.exists() for p in files)
-        assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+        assert {p.name: mode(p) for p in files} == {p.name: 0o660 for p in files}
 
 
 def test_a_database_made_0644_by_an_older_version_is_narrowed(tmp_path: Path, open_umask: None) -> None:
@@ -41,7 +44,7 @@ def test_a_database_made_0644_by_an_older_version_is_narrowed(tmp_path: Path, op
     Database(path).migrate()
     path.chmod(0o644)
     Database(path).migrate()
-    assert mode(path) == 0o600
+    assert mode(path) == 0o640
 
 
 def test_kv_items_match_a_prefix_literally_and_kv_writes_join_a_transaction(tmp_path: Path) -> None:
@@ -57,3 +60,20 @@ def test_kv_items_match_a_prefix_literally_and_kv_writes_join_a_transaction(tmp_
         assert db.get_kv("webui.proposal.a", conn) is None
         raise RuntimeError("roll back")
     assert db.get_kv("webui.proposal.a") == "a"
+
+
+def test_an_older_versions_database_moves_into_its_own_directory_with_its_wal(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    old = Database(state / "mamori.db")  # where versions before the db/ directory kept it
+    old.migrate()
+    holder = old.connect()  # an open connection keeps the last write in the WAL, not the main file
+    try:
+        holder.execute("PRAGMA wal_autocheckpoint=0")
+        old.set_kv("written", "before the move")
+        assert Path(f"{old.path}-wal").stat().st_size > 0
+    finally:
+        holder.close()
+    new = Database(Paths(state_dir=state).db)
+    assert new.path == state / "db" / "mamori.db" and new.state_dir == state
+    assert new.get_kv("written") == "before the move"
+    assert not old.path.exists() and not Path(f"{old.path}-wal").exists()

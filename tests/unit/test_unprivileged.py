@@ -14,6 +14,8 @@ import sys
 import pytest
 
 from appliance import unprivileged
+from appliance.accounts import group_id, lookup
+from appliance.child_access import DB_GROUP, WEB_USER
 from lab.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon's side runs as root; this needs it")
@@ -36,20 +38,31 @@ def status(pid: int) -> dict[str, str]:
         return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
 
 
-def test_the_child_has_no_capability_and_gets_the_socket(tmp_path) -> None:
+@pytest.mark.parametrize("as_account", [False, True], ids=["uid0", "mamori-web"])
+def test_the_child_has_no_capability_and_gets_the_socket(tmp_path, as_account: bool) -> None:
+    """With an account (the web UI's, `make setup` makes it): every uid and gid of the child are the
+    account's, and its only supplementary group is the one given. Without: uid 0, still no capability."""
+    account, groups = None, ()
+    if as_account:
+        account, db_gid = lookup(WEB_USER), group_id(DB_GROUP)
+        if account is None or db_gid is None:
+            pytest.skip("no mamori-web account here (`make setup` makes it)")
+        groups = (db_gid,)
     listener = unprivileged.listen("127.0.0.1:0")
     other = socket.socket()  # open in the parent, not passed: the child must not have it
     port = listener.getsockname()[1]
     log = tmp_path / "child.log"
     child = unprivileged.start(
-        [sys.executable, "-I", "-c", CHILD, str(listener.fileno())], [listener.fileno()], log
+        [sys.executable, "-I", "-c", CHILD, str(listener.fileno())], [listener.fileno()], log, account, groups
     )
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as conn:
             conn.settimeout(WAIT_S)
             accepted = int(conn.makefile().readline())  # the child answered: it runs python, on our socket
             seen = status(child.pid)
-            assert seen["Uid"].split()[0] == "0"  # still root's uid: the switch to mamori-web is a later step
+            uid, gid = (account.uid, account.gid) if account else (0, 0)
+            assert seen["Uid"].split() == [str(uid)] * 4 and seen["Gid"].split() == [str(gid)] * 4, seen
+            assert seen["Groups"].split() == [str(g) for g in groups], seen["Groups"]
             for cap in ("CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"):
                 assert int(seen[cap], 16) == 0, (cap, seen[cap])
             assert seen["NoNewPrivs"] == "1"

@@ -149,7 +149,7 @@ def test_set_secret_works_on_a_box_with_no_config_yet(tmp_path, monkeypatch, cap
     assert main(argv) == 0, capsys.readouterr()
     assert "TSIG の鍵を保存しました" in capsys.readouterr().out
     assert load_secret(state / "keys") == SECRET
-    entries = AuditLog(Database(state / "mamori.db")).search(text="vpn.ddns.secret_set")
+    entries = AuditLog(Database(state / "db" / "mamori.db")).search(text="vpn.ddns.secret_set")
     assert [(e.action, e.detail) for e in entries] == [("vpn.ddns.secret_set", {"key_name": ""})]
     assert SECRET not in json.dumps([e.detail for e in entries])
 

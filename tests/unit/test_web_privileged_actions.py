@@ -20,7 +20,7 @@ import pytest
 
 from appliance.actions import registry, spool
 from appliance.actions.registry import ActionEnv, handle_request_fds
-from appliance.actions.server import ActionServer
+from appliance.actions.server import ActionServer, any_action
 from appliance.audit import AuditLog
 from appliance.backup import create_backup
 from appliance.backup.passphrase import set_passphrase
@@ -80,7 +80,7 @@ def test_a_file_over_the_answer_cap_travels_as_a_descriptor_through_the_socket(t
     body = os.urandom(registry.MAX_REQUEST + 1024 * 1024)
     reports_dir(ctx).mkdir(parents=True)
     (reports_dir(ctx) / "2026-11.pdf").write_bytes(body)
-    server = ActionServer(ctx, subsystems=[], allowed=frozenset({os.getuid()}))
+    server = ActionServer(ctx, subsystems=[], allowed={os.getuid(): any_action})
     stop = threading.Event()
     thread = threading.Thread(target=server.run, args=(stop,), daemon=True)
     thread.start()

@@ -386,7 +386,7 @@ def test_certificate_upload_checks_the_key(box: Box, tmp_path: Path) -> None:
     assert upload(first[0], first[1]) == 302
     installed = box.ctx.paths.keys_dir / "web.crt"
     assert installed.read_bytes() == first[0].read_bytes()
-    assert (box.ctx.paths.keys_dir / "web.key").stat().st_mode & 0o077 == 0
+    assert (box.ctx.paths.keys_dir / "web.key").stat().st_mode & 0o037 == 0  # group: read only
     assert "web.certificate_replaced" in audit_actions(box, "admin")
 
 

@@ -51,10 +51,9 @@ def read_clock(ctx: Context) -> ClockView:
 
 def asked_clock() -> ClockView:
     """chronyd's state as the daemon reads it (timesvc.web_actions): its socket is root's and _chrony's."""
-    from timesvc.status import ClockState, Source
+    from timesvc.status import ClockState
 
-    raw = actions.call("time.status", actor=wctx.actor_name())["state"]
-    return clock_view(ClockState(**{**raw, "sources": [Source(**s) for s in raw.get("sources", [])]}))
+    return clock_view(ClockState.from_dict(actions.call("time.status", actor=wctx.actor_name())["state"]))
 
 
 def clock_view(state: ClockState) -> ClockView:
