@@ -91,7 +91,10 @@ def test_first_boot_made_this_box_its_own_keys(booted: tuple[VM, SerialConsole])
     assert sh(console, "systemctl is-active mamori-firstboot.service").strip() == "active"
     cert = sh(console, "openssl x509 -in /var/lib/mamori/keys/web.crt -noout -subject -ext subjectAltName")
     assert "Mamori" in cert and "DNS:mamori.local" in cert
-    # root's; its group is the web UI's account's, which reads it and nothing else of keys/ (child_access)
+    # root's; its group is the web UI's account's, which reads it and nothing else of keys/: the daemon
+    # hands it over before it starts the web UI (appliance/child_access.py), so wait until that listens.
+    sh(console, "for i in $(seq 1 120); do ss -Htln 'sport = :443' | grep -q . && break; sleep 1; done; "
+                "ss -Htln 'sport = :443' | grep -q .", timeout=180)  # fmt: skip
     assert sh(console, "stat -c %a:%U:%G /var/lib/mamori/keys/web.key").strip() == "640:root:mamori-web"
     # The root is read-only: no host key in /etc/ssh; the daemon makes its own when SSH is enabled (below).
     assert not [k for k in sh(console, "ls /etc/ssh/").split() if k.startswith("ssh_host_")]
