@@ -115,9 +115,8 @@ def reach(directory: Path, account: Account) -> list[Path]:
 
 
 def own_dir(directory: Path, gid: int, mode: int) -> None:
-    """`directory` made if missing, root:`gid` with `mode`. chmod before any chown away from root would not
-    matter here (root keeps the owner), but the order stays the safe one: the daemon's unit has no
-    CAP_FOWNER, so it can chmod only what root owns."""
+    """`directory` made if missing, root:`gid` with `mode` (chown first: the daemon's unit has no CAP_FOWNER,
+    so it may chmod only what root owns)."""
     directory.mkdir(parents=True, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode):

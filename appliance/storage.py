@@ -103,9 +103,7 @@ class Database:
         directory (appliance.child_access), and a WAL left behind is replayed and then appended to at every
         later open, so it would grow without end (and opening raced its deletion)."""
         conn = self.connect()
-        conn.execute(
-            "SELECT count(*) FROM sqlite_master"
-        ).fetchone()  # maps the -shm; no transaction stays open
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the -shm; holds no transaction
         return conn
 
     def migrate(self) -> dict[str, int]:
@@ -140,8 +138,9 @@ class Database:
     def _narrow_modes(self) -> None:
         for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
             try:
-                if p.stat().st_mode & 0o007:
-                    os.chmod(p, p.stat().st_mode & FILE_MODE)
+                mode = p.stat().st_mode
+                if mode & 0o007:
+                    os.chmod(p, mode & FILE_MODE)
             except FileNotFoundError:
                 continue
 

@@ -29,7 +29,7 @@ import os
 import stat
 from pathlib import Path
 
-from appliance.accounts import Account, can_traverse, reach
+from appliance.accounts import Account, can_traverse, own_dir, reach
 from appliance.accounts import lookup as lookup_account
 from ids.render import SuricataPaths
 
@@ -46,9 +46,7 @@ def lookup(name: str | None = None) -> Account | None:
 
 
 def _open_dir(directory: Path, account: IdsAccount, mode: int) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chown(directory, 0, account.gid)
-    os.chmod(directory, mode)
+    own_dir(directory, account.gid, mode)
 
 
 def open_tree_read_only(top: Path, account: IdsAccount) -> None:

@@ -226,9 +226,7 @@ def restore_backup(
     manifest = unpacked.manifest
     ctx.db.migrate()  # an older version's database moves into db/ here (appliance.storage)
     children = lookup_children()
-    if (
-        children is not None
-    ):  # the restored files are root's alone: the running web UI and portal write the database
+    if children is not None:  # the restored files are root's alone; the running web UI and portal use them
         hand_over(ctx.paths, children, make_keys=False)
     detail = {"archive": str(archive), "created": manifest.created, "software_version": manifest.software_version,
               "files": len(manifest.files), "ports": plan.renames}  # fmt: skip
