@@ -70,7 +70,7 @@ def running_vm(vm: VM) -> Iterator[tuple[VM, SerialConsole]]:
     console = None
     try:
         vm.start()
-        console = SerialConsole(str(vm.serial_socket))
+        console = SerialConsole(str(vm.serial_socket), reconnect_s=120.0)
         setup_shell(console)
         yield vm, console
     finally:
@@ -78,7 +78,7 @@ def running_vm(vm: VM) -> Iterator[tuple[VM, SerialConsole]]:
             console.close()
         vm.stop()
         if vm.firmware_resets:
-            warnings.warn(f"the VM's firmware hung after a reboot and was reset at {', '.join(vm.firmware_resets)} "
+            warnings.warn(f"the VM's firmware hung after a reboot and was power-cycled at {', '.join(vm.firmware_resets)} "
                           "(vm.py, firmware watchdog)", stacklevel=1)  # fmt: skip
         keep = os.environ.get("MAMORI_VM_KEEP_LOG")
         if keep and vm.serial_log.exists():

@@ -3,6 +3,10 @@
 Why markers: the console also carries kernel and systemd messages and echoes what is typed. Each command's
 output is framed by a random token that is printed by the shell but never typed literally (it is split
 in the command line), so the echo of the command cannot be mistaken for its output.
+
+Why reconnect: the VM's firmware watchdog may power-cycle a VM whose firmware hung (vm.py), i.e. start a new
+qemu that listens on the same socket path. Reading goes on where it was; only a VM that stays gone for
+`reconnect_s` ends the wait with EOFError.
 """
 
 from __future__ import annotations
@@ -21,19 +25,24 @@ class Result:
 
 
 class SerialConsole:
-    def __init__(self, path: str, connect_timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + connect_timeout
+    def __init__(self, path: str, connect_timeout: float = 30.0, reconnect_s: float = 0.0) -> None:
+        self.path = path
+        self.reconnect_s = reconnect_s
+        self._connect(connect_timeout)
+        self.buf = b""
+
+    def _connect(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
+                self.sock.connect(self.path)
                 break
             except OSError:
                 self.sock.close()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        self.buf = b""
 
     def close(self) -> None:
         self.sock.close()
@@ -57,7 +66,12 @@ class SerialConsole:
             except TimeoutError:
                 continue
             if not data:
-                raise EOFError("serial console closed (the VM stopped)")
+                self.sock.close()
+                try:
+                    self._connect(self.reconnect_s)
+                except OSError:
+                    raise EOFError("serial console closed (the VM stopped)") from None
+                continue
             self.buf += data
 
     def wait_for(self, text: str, timeout: float) -> None:
