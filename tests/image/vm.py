@@ -14,16 +14,15 @@ qemu what the guest is doing when the serial console stays silent.
 
 The reset itself stops that watchdog, so nothing covers the firmware. OVMF with two vCPUs hung after a
 reboot twice: once under TCG for over 15 minutes (both vCPUs at one RIP range in OVMF's code, no SMM), once
-in CI through two QMP `system_reset`s in a row (25 minutes silent since "reboot: Restarting system"). That
-is the wake-up of the second CPU: OVMF's BSP spins without a timeout until the AP takes its start-up IPI,
-and on a loaded host it may never do (tianocore/edk2 pull request 13164, "Ovmf ap sipi resend"). So:
-- the VM has one vCPU: no AP, nothing to wait for. The appliance's own code has no SMP-only path the tests
-  would miss; the daemon's workers are processes either way;
-- the VM's firmware watchdog does what a person would do with a real box that stays dark: it pulls the plug.
-  When the console has been silent for FIRMWARE_SILENCE_S right after the kernel's "Restarting system", it
-  stops qemu and starts it again on the same disk and the same firmware variables (a cold start; a warm
-  `system_reset` did not help), at most MAX_FIRMWARE_RESETS times, and says so as a pytest warning
-  (conftest.running_vm): never silently. The serial console reconnects by itself (serialconsole.py).
+in CI through two QMP `system_reset`s in a row (25 minutes silent since "reboot: Restarting system"); most
+likely the wake-up of the second CPU, which OVMF's boot CPU awaits without a timeout (tianocore/edk2 pull
+request 13164, "Ovmf ap sipi resend"). One vCPU would avoid it, but a run with one vCPU failed otherwise
+(the serial stream the test reads lacked a line the serial log has), so the VM keeps two and the VM's
+firmware watchdog does what a person would do with a real box that stays dark: it pulls the plug. When the
+console has been silent for FIRMWARE_SILENCE_S right after the kernel's "Restarting system", it stops qemu
+and starts it again on the same disk and the same firmware variables (a cold start; a warm `system_reset` did
+not help), at most MAX_FIRMWARE_RESETS times, and says so as a pytest warning (conftest.running_vm): never
+silently. The serial console reconnects by itself (serialconsole.py).
 """
 
 from __future__ import annotations
@@ -107,7 +106,7 @@ class VM:
         cpu = "host" if accel == "kvm" else "max"
         fwd = f"hostfwd=tcp:127.0.0.1:{self.https_port}-:443"
         return [
-            "qemu-system-x86_64", "-machine", f"q35,accel={accel}", "-cpu", cpu, "-smp", "1",
+            "qemu-system-x86_64", "-machine", f"q35,accel={accel}", "-cpu", cpu, "-smp", "2",
             "-m", str(self.memory_mb), "-display", "none", "-monitor", "none", "-nodefaults",
             "-global", "ICH9-LPC.noreboot=false",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
