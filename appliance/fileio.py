@@ -1,6 +1,8 @@
 """Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
 
-A power cut at any moment leaves either the old or the new file, never a torn one.
+A power cut at any moment leaves either the old or the new file, never a torn one. And the daemon's safe
+ways to touch a file in a directory a less trusted account may write: hand it over for reading
+(`open_regular`), change its owner or mode (`change_regular`).
 """
 
 from __future__ import annotations
@@ -80,3 +82,30 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def change_regular(path: Path, mode: int, owner: tuple[int, int] | None = None) -> bool:
+    """Give the regular file at `path` `owner` (uid, gid; None: as it is) and then `mode`; False, changing
+    nothing, when nothing is there or it is not a regular file (a link planted there is never followed).
+
+    The file is held by an O_PATH descriptor and changed through its /proc/self/fd name, never opened for
+    reading: closing an ordinary descriptor of a SQLite database drops every POSIX lock this process holds on
+    it, those of its own connections included (SQLite's documented caveat), while an O_PATH descriptor's
+    close drops none; and what it names cannot be swapped for a link between the check and the change.
+    The owner goes first: a process without CAP_FOWNER may chmod only what it owns."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        name = f"/proc/self/fd/{fd}"
+        if owner is not None and (st.st_uid, st.st_gid) != owner:
+            os.chown(name, *owner)
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(name, mode)
+        return True
+    finally:
+        os.close(fd)

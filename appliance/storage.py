@@ -5,8 +5,8 @@ migration is never edited, so a box upgraded from any version ends with the same
 The database holds password hashes, TOTP secrets and the audit log: it is created 0660 whatever the umask
 (SQLite gives its -wal and -shm files the database file's mode), nothing for others; `migrate` narrows a
 database made 0644 by an older version. Its group is root's, except on a box where the daemon gives the
-database's own directory to the `mamori-db` group (appliance/child_access.py): the web UI and the VPN portal
-run as accounts of that group and write it.
+database's own directory to the `mamori-db` group (appliance/child_access.py): the web UI runs as an account
+of that group and writes it (the VPN portal opens no database).
 
 The database lives in a directory of its own (`<state>/db/`, appliance.paths): SQLite makes the -wal and
 -shm files beside it whenever no connection holds them, so whoever opens it needs write access to that
@@ -19,12 +19,14 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.area import load
 from appliance.areas import hooks
+from appliance.fileio import change_regular
 
 # Every area keeps its own append-only list of migrations in its `schema` module (appliance.area; a
 # released migration is never edited, so a box upgraded from any version ends with the same schema).
@@ -97,8 +99,8 @@ class Database:
         return conn
 
     def hold(self) -> sqlite3.Connection:
-        """A connection the daemon keeps open for as long as it runs, so that the daemon, never the web UI or
-        the portal, is the last to close the database while they run. The last connection to close deletes
+        """A connection the daemon keeps open for as long as it runs, so that the daemon, never the web UI, is
+        the last to close the database while it runs. The last connection to close deletes
         the -wal and -shm files; the web UI's account cannot delete those of root in the sticky `db/`
         directory (appliance.child_access), and a WAL left behind is replayed and then appended to at every
         later open, so it would grow without end (and opening raced its deletion)."""
@@ -136,13 +138,15 @@ class Database:
         return versions
 
     def _narrow_modes(self) -> None:
+        """Take "other" bits off the database's files, never following a link: the web UI's account may
+        create files in `db/`, and a link planted as `-wal` must not have root chmod what it points to."""
         for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
             try:
-                mode = p.stat().st_mode
-                if mode & 0o007:
-                    os.chmod(p, mode & FILE_MODE)
+                mode = os.lstat(p).st_mode
             except FileNotFoundError:
                 continue
+            if mode & 0o007:
+                change_regular(p, stat.S_IMODE(mode) & FILE_MODE)
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:

@@ -47,6 +47,24 @@ def test_a_database_made_0644_by_an_older_version_is_narrowed(tmp_path: Path, op
     assert mode(path) == 0o640
 
 
+def test_a_link_planted_as_the_wal_is_not_followed(tmp_path: Path, open_umask: None) -> None:
+    """The web UI's account may create files in `db/`: a link it plants as `-wal` or `-shm`, pointing at a
+    file readable by all, must not have the root daemon take that file's bits away (appliance.fileio)."""
+    path = tmp_path / "db" / "mamori.db"
+    Database(path).migrate()
+    path.chmod(0o644)
+    outside = tmp_path / "passwd"
+    outside.write_text("root:x:0:0\n")
+    outside.chmod(0o644)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+        Path(f"{path}{suffix}").symlink_to(outside)
+    Database(path)._narrow_modes()
+    assert mode(outside) == 0o644  # the target, untouched
+    assert mode(path) == 0o640  # the database itself, narrowed as before
+    assert Path(f"{path}-wal").is_symlink()
+
+
 def test_kv_items_match_a_prefix_literally_and_kv_writes_join_a_transaction(tmp_path: Path) -> None:
     """kv is reached through appliance.storage only (test_area_tables): a prefix is text, never a LIKE
     pattern, and a write through a caller's connection is undone with its transaction."""
