@@ -58,6 +58,7 @@ _ACL_VERSION = 2
 _USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _NO_ID = 0xFFFFFFFF
 _X = 1
+_W = 2
 
 
 def _read_acl(path: Path, mode: int) -> dict[tuple[int, int], int]:
@@ -95,10 +96,20 @@ def can_traverse(path: Path, account: Account) -> bool:
 
 def grant_traverse(path: Path, account: Account) -> None:
     """Add `user:<account>:--x` to the directory's ACL (and x to its mask); nothing else changes."""
+    _grant(path, account, _X)
+
+
+def grant_write(path: Path, account: Account) -> None:
+    """Add `user:<account>:-w-` to the file's ACL (and w to its mask): what connecting to a unix socket
+    needs. A later chmod of the file narrows the mask again: grant after it."""
+    _grant(path, account, _W)
+
+
+def _grant(path: Path, account: Account, perm: int) -> None:
     st = os.stat(path)
     acl = _read_acl(path, st.st_mode)
-    acl[(_USER, account.uid)] = acl.get((_USER, account.uid), 0) | _X
-    acl[(_MASK, _NO_ID)] = acl.get((_MASK, _NO_ID), acl[(_GROUP_OBJ, _NO_ID)]) | _X
+    acl[(_USER, account.uid)] = acl.get((_USER, account.uid), 0) | perm
+    acl[(_MASK, _NO_ID)] = acl.get((_MASK, _NO_ID), acl[(_GROUP_OBJ, _NO_ID)]) | perm
     _write_acl(path, acl)
 
 

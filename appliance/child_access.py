@@ -3,22 +3,23 @@
 Both parse what came from the network, so neither runs as root (appliance.unprivileged starts them without
 any capability, under these accounts). Three accounts, made by scripts/setup.sh and the image build:
 - `mamori-web` (the web UI): its own group; in `mamori-db`.
-- `mamori-portal` (the VPN portal): its own group; in `mamori-db`.
-- the group `mamori-db`: may write the state database.
+- `mamori-portal` (the VPN portal): its own group only.
+- the group `mamori-db`: may write the state database, and connect to the action socket.
 
 What each may do, and no more (the daemon's unit has UMask=0077, so every grant is explicit, made again by
 `hand_over` before each start: a restore or an update with other uids may have changed owners):
-- both traverse the state directory, its ancestors and run/ (named ACL entries `user:<account>:--x`,
-  appliance.accounts.reach): the action socket is in run/ (root:mamori-db 0660, appliance.actions.server);
-- both write the database: `db/` is root:mamori-db 3770 (setgid: new -wal and -shm files are the group's;
-  sticky: neither can remove or rename the database, which is root's), its files root:mamori-db 0660;
+- the web UI traverses the state directory and its ancestors, both traverse run/ and its ancestors (named
+  ACL entries `user:<account>:--x`, appliance.accounts.reach): the action socket is in run/ (root:mamori-db
+  0660, and `user:mamori-portal:-w-` for the portal: appliance.actions.server);
+- the web UI writes the database: `db/` is root:mamori-db 3770 (setgid: new -wal and -shm files are the
+  group's; sticky: it cannot remove or rename the database, which is root's), its files root:mamori-db 0660;
 - the web UI reads keys/web.crt, web.key, web_secret.key and audit.key: keys/ is root:mamori-web 2710
   (traverse, no listing), those four root:mamori-web 0640; every other key stays 0600, root's alone. The
   daemon makes web_secret.key and audit.key before the web UI starts, so the web UI never writes there;
 - the web UI writes its upload spool (`uploads/`, its own 0700: appliance.actions.spool).
-What the portal cannot: read any key (the web UI's cookie key would let it forge a sign-in), call any action
-but its two (appliance.actions.server's per-uid list). Written down as a trade-off: both write the
-database, so either, taken over, could change rows the other reads (docs/architecture.md).
+What the portal cannot: open the database (it is the one page a device reaches before its user signs in;
+the daemon answers its questions, vpn.portal_view), read any key (the web UI's cookie key would let it forge
+a sign-in), call any action but its four (appliance.actions.server's per-uid list).
 
 Where the accounts do not exist (a developer machine without `make setup`) both run as uid 0 without
 capabilities, as before, and the daemon says so in its log.
@@ -29,13 +30,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.accounts import Account, group_id, lookup, own_dir, reach
-from appliance.fileio import create_once
+from appliance.fileio import change_regular, create_once
 from appliance.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -67,39 +67,23 @@ def lookup_children() -> ChildAccounts | None:
 
 
 def _own_file(path: Path, gid: int, mode: int) -> None:
-    """root:`gid` with `mode` if it is a regular file; a link or anything else planted there is left and
-    logged (SQLite opens its files with O_NOFOLLOW, so such a link only breaks the database, it never
-    redirects a write).
-
-    The file is held by an O_PATH descriptor and changed through its /proc/self/fd name: never opened for
-    reading. Closing an ordinary descriptor of the database would drop every POSIX lock this process holds
-    on it, those of the daemon's own SQLite connections included (SQLite's documented caveat), and another
-    process could then write beside them and corrupt it. An O_PATH descriptor's close drops no lock; and
-    what it names cannot be swapped for a link between the check and the change."""
-    try:
-        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            log.error("%s is not a regular file; left as it is", path)
-            return
-        name = f"/proc/self/fd/{fd}"
-        if (st.st_uid, st.st_gid) != (0, gid):
-            os.chown(name, 0, gid)  # first: the daemon's unit may chmod only what root owns (no CAP_FOWNER)
-        if stat.S_IMODE(st.st_mode) != mode:
-            os.chmod(name, mode)
-    finally:
-        os.close(fd)
+    """root:`gid` with `mode` if it is a regular file (appliance.fileio.change_regular: through an O_PATH
+    descriptor, which drops none of the daemon's own SQLite locks); a link or anything else planted there is
+    left and logged (SQLite opens its files with O_NOFOLLOW, so such a link only breaks the database, it never
+    redirects a write)."""
+    if not change_regular(path, mode, (0, gid)) and os.path.lexists(path):
+        log.error("%s is not a regular file; left as it is", path)
 
 
 def hand_over(paths: Paths, children: ChildAccounts, make_keys: bool = True) -> None:
     """Open to the web UI and the portal what the module docstring says; called before each start and after
     a restore (it makes no key then: a restore gives back the box's own; nor run/, which comes back with the
     daemon's next start, and this again before the web UI's)."""
-    for account in (children.web, children.portal):
-        for directory in (paths.state_dir, paths.run_dir):
+    for account, directories in (
+        (children.web, (paths.state_dir, paths.run_dir)),
+        (children.portal, (paths.run_dir,)),
+    ):
+        for directory in directories:
             if directory.is_dir():
                 for path in reach(directory, account):
                     log.info("%s may now traverse %s", account.user, path)
@@ -125,6 +109,10 @@ def prepare(
                     WEB_USER, PORTAL_USER, DB_GROUP, role)  # fmt: skip
         before(None)
         return None, ()
-    before(children.web if role == "web" else children.portal)
+    if role == "web":
+        before(children.web)
+        hand_over(paths, children)
+        return children.web, (children.db_gid,)
+    before(children.portal)
     hand_over(paths, children)
-    return (children.web if role == "web" else children.portal), (children.db_gid,)
+    return children.portal, ()  # its own group alone: no database

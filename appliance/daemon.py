@@ -208,7 +208,7 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop_all.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
         cfg = self.reconcile()
-        holder = self.ctx.db.hold()  # before the web UI and the portal start (appliance.storage)
+        holder = self.ctx.db.hold()  # before the web UI starts (appliance.storage)
         self.start_workers(cfg)
         self.start_persistent()
         atomic_write(pidfile, f"{os.getpid()}\n")  # written when ready: the lab and tests wait for it

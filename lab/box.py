@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import pwd
 import re
 import subprocess
@@ -104,8 +105,9 @@ def make_box(lab: Lab, state_dir: Path, config_text: str | None = None) -> Box:
 
 
 def privileges(pid: int) -> dict[str, str]:
-    """What /proc/PID/status says of a process's privileges: Uid, CapInh/Prm/Eff/Bnd/Amb, NoNewPrivs."""
-    keep = {"Uid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"}
+    """What /proc/PID/status says of a process's privileges: Uid, Gid, Groups, CapInh/Prm/Eff/Bnd/Amb,
+    NoNewPrivs."""
+    keep = {"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"}
     lines = Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines()
     return {k: v.strip() for k, _, v in (line.partition(":") for line in lines) if k in keep}
 
@@ -113,6 +115,12 @@ def privileges(pid: int) -> dict[str, str]:
 def runs_as(pid: int, user: str) -> bool:
     """Every uid of the process (real, effective, saved, file system) is `user`'s."""
     return privileges(pid)["Uid"].split() == [str(pwd.getpwnam(user).pw_uid)] * 4
+
+
+def in_group(pid: int, group: str) -> bool:
+    """Whether `group` is the process's gid or among its supplementary groups."""
+    seen = privileges(pid)
+    return str(grp.getgrnam(group).gr_gid) in {*seen["Gid"].split(), *seen["Groups"].split()}
 
 
 def without_capabilities(pid: int) -> bool:

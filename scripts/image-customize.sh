@@ -27,13 +27,15 @@ service_accounts() {
     in_root useradd --system --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin --comment "Mamori IDS (Suricata)" mamori-ids
   fi
-  # The web UI and the VPN portal (appliance/child_access.py); same as scripts/setup.sh.
+  # The web UI (in mamori-db: it writes the database) and the VPN portal (its own group only); same as
+  # scripts/setup.sh and appliance/child_access.py.
   in_root getent group mamori-db >/dev/null || in_root groupadd --system mamori-db
-  local account
-  for account in mamori-web:"Mamori web UI" mamori-portal:"Mamori VPN portal"; do
-    if ! in_root getent passwd "${account%%:*}" >/dev/null; then
-      in_root useradd --system --user-group --groups mamori-db --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin --comment "${account#*:}" "${account%%:*}"
+  local account name groups comment
+  for account in "mamori-web:mamori-db:Mamori web UI" "mamori-portal::Mamori VPN portal"; do
+    IFS=: read -r name groups comment <<<"$account"
+    if ! in_root getent passwd "$name" >/dev/null; then
+      in_root useradd --system --user-group ${groups:+--groups "$groups"} --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "$comment" "$name"
     fi
   done
 }

@@ -87,15 +87,21 @@ if ! getent passwd "$IDS_ACCOUNT" >/dev/null; then
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
     --comment "Mamori IDS (Suricata)" "$IDS_ACCOUNT"
 fi
-# The web UI and the VPN portal run as these, never as root; both write the state database through the group
-# mamori-db (appliance/child_access.py). Same names and options as the image (scripts/image-customize.sh).
+# The web UI and the VPN portal run as these, never as root. The web UI writes the state database through the
+# group mamori-db; the portal opens no database (appliance/child_access.py). Same as the image
+# (scripts/image-customize.sh).
 getent group mamori-db >/dev/null || groupadd --system mamori-db
-for account in mamori-web:"Mamori web UI" mamori-portal:"Mamori VPN portal"; do
-  if ! getent passwd "${account%%:*}" >/dev/null; then
-    useradd --system --user-group --groups mamori-db --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin --comment "${account#*:}" "${account%%:*}"
+for account in "mamori-web:mamori-db:Mamori web UI" "mamori-portal::Mamori VPN portal"; do
+  IFS=: read -r name groups comment <<<"$account"
+  if ! getent passwd "$name" >/dev/null; then
+    useradd --system --user-group ${groups:+--groups "$groups"} --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin --comment "$comment" "$name"
   fi
 done
+# A machine set up while the portal was in mamori-db: out of it (the daemon starts it without the group anyway).
+if id -nG mamori-portal | tr ' ' '\n' | grep -qx mamori-db; then
+  gpasswd -d mamori-portal mamori-db >/dev/null
+fi
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import nftables" 2>/dev/null; then
   rm -rf .venv

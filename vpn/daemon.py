@@ -52,8 +52,7 @@ class PortalWorker:
                 raise RuntimeError(f"{iface.name} does not exist; the portal cannot listen on {host}")
         sock = unprivileged.listen(f"{host}:{self.port}")
         # -I: never import from the working directory (a folder named vpn there would run in the portal).
-        argv = [sys.executable, "-I", "-m", "vpn.portal_serve", "--config", str(self.ctx.paths.config),
-                "--state-dir", str(self.ctx.paths.state_dir), "--actions", str(socket_path(self.ctx)),
+        argv = [sys.executable, "-I", "-m", "vpn.portal_serve", "--actions", str(socket_path(self.ctx)),
                 "--fd", str(sock.fileno())]  # fmt: skip
         child = None
         backoff = 1.0

@@ -1,9 +1,11 @@
 """The VPN portal: the one page a connected device can reach before its user signs in (password + TOTP).
 
 Served on the box's VPN address, port `PORTAL_PORT` (the firewall opens exactly that from the VPN zone), by
-a process of its own without capabilities (vpn.portal_serve; its sign-ins and logouts are the daemon's). Plain Japanese, one column, large inputs: it is used on a phone. The user is identified
-by the tunnel address of the request (`REMOTE_ADDR`; no proxy headers are trusted), the form proves it.
-Form input comes from the network: lengths are capped and nothing from it is echoed back.
+a process of its own without capabilities, database or config (vpn.portal_serve): what it shows and what it
+does, the daemon answers and does (vpn.portal_view, vpn.portal_actions). Plain Japanese, one column, large
+inputs: it is used on a phone. The user is identified by the tunnel address of the request (`REMOTE_ADDR`;
+no proxy headers are trusted), the form proves it. Form input comes from the network: lengths are capped
+and nothing from it is echoed back.
 
 The portal is plain HTTP, so a page the doctor opens elsewhere could DNS-rebind its own name to the
 portal's address and post to it (log him out, or lock him with wrong sign-ins). Every request must
@@ -17,16 +19,16 @@ import hmac
 import ipaddress
 import logging
 import secrets
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from appliance.clock import show
-from appliance.config.model import MamoriConfig
 from appliance.errors import MamoriError
 from vpn.policy import REASONS, Decision
+from vpn.portal_view import PortalSite, PortalView
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +41,17 @@ bp = Blueprint("vpn_portal", __name__, template_folder="templates")
 
 
 class PortalSessions(Protocol):
-    """What the pages use of the sessions: vpn.sessions.SessionManager in-process (tests), or
-    vpn.portal_serve.DaemonSessions in the portal's own process (sign-in and logout by the daemon)."""
+    """What the pages use: vpn.portal_view.LocalPortal in-process (tests, and the daemon behind the actions),
+    or vpn.portal_serve.DaemonPortal in the portal's own process (every answer from the daemon)."""
 
-    def config(self) -> MamoriConfig: ...
+    def site(self) -> PortalSite: ...
 
-    def who(self, remote_ip: str) -> tuple[Any, Any]: ...
-
-    def current(self, remote_ip: str) -> Any: ...
-
-    def pending(self) -> list[Any]: ...
+    def view(self, remote_ip: str) -> PortalView: ...
 
     def sign_in(self, remote_ip: str, password: str, code: str) -> Decision: ...
 
-    def logout(self, remote_ip: str) -> Any:
-        """What ended (a list or a count): true when something did."""
+    def logout(self, remote_ip: str) -> int:
+        """How many sessions of the address ended."""
         ...
 
 
@@ -63,14 +61,12 @@ def _manager() -> PortalSessions:
 
 def _own_hosts() -> frozenset[str]:
     """The Host values that name this portal: its VPN addresses, bare or with the port it listens on."""
-    cfg = _manager().config()
     port = current_app.config["MAMORI_PORTAL_PORT"]
     hosts: set[str] = set()
-    for address in (cfg.vpn.address, cfg.vpn.address6):
-        if address:
-            ip = ipaddress.ip_interface(address).ip
-            host = str(ip) if ip.version == 4 else f"[{ip}]"
-            hosts |= {host, f"{host}:{port}"}
+    for address in _manager().site().addresses:
+        ip = ipaddress.ip_interface(address).ip
+        host = str(ip) if ip.version == 4 else f"[{ip}]"
+        hosts |= {host, f"{host}:{port}"}
     return frozenset(hosts)
 
 
@@ -98,6 +94,13 @@ def _same_portal() -> tuple[str, int, dict[str, str]] | None:
     return None
 
 
+@bp.errorhandler(MamoriError)
+def _daemon_unreachable(exc: MamoriError) -> tuple[str, int, dict[str, str]]:
+    """Every page asks the daemon (vpn.portal_view): when it cannot answer, say so plainly."""
+    log.error("vpn portal: the daemon did not answer: %s", exc.text("en"))
+    return _refused("いまこの画面を表示できません。しばらくしてから開き直してください。", 503)
+
+
 def _refused(text: str, status: int) -> tuple[str, int, dict[str, str]]:
     return text, status, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
 
@@ -113,20 +116,28 @@ def _csrf_ok() -> bool:
     return bool(sent) and hmac.compare_digest(sent, session.get("csrf", ""))
 
 
-def _page(message: str = "", ok: bool = False, status: int = 200) -> tuple[str, int]:
+def _page(
+    message: str = "", ok: bool = False, status: int = 200, view: PortalView | None = None
+) -> tuple[str, int]:
     mgr = _manager()
-    ip = request.remote_addr or ""
-    dev, user = mgr.who(ip)
-    current = mgr.current(ip) if dev else None
-    cfg = mgr.config()
-    until = ""
-    if current:
-        until = show(current.expires, cfg.clinic.timezone, "%m月%d日 %H:%M")
+    if view is None:
+        view = mgr.view(request.remote_addr or "")
+    site = mgr.site()
+    until = show(view.expires, site.timezone, "%m月%d日 %H:%M") if view.expires is not None else ""
     html = render_template(
-        "vpn/portal.html", clinic=cfg.clinic.name, user=user, session=current, until=until, csrf=_csrf(),
-        user_label=(user.display_name or user.name) if user else "", message=message, ok=ok,
+        "vpn/portal.html", clinic=site.clinic, known=bool(view.user_label), signed_in=view.expires is not None,
+        until=until, csrf=_csrf(), user_label=view.user_label, message=message, ok=ok,
     )  # fmt: skip
     return html, status
+
+
+def _failed(message: str) -> tuple[str, int] | tuple[str, int, dict[str, str]]:
+    """A 503 saying what could not be done: on the page when the daemon still answers (e.g. the firewall
+    refused an admission), as plain text when it does not."""
+    try:
+        return _page(message, status=503)
+    except MamoriError:
+        return _refused(message, 503)
 
 
 @bp.get("/")
@@ -135,7 +146,7 @@ def index() -> tuple[str, int]:
 
 
 @bp.post("/login")
-def login() -> tuple[str, int] | Response:
+def login() -> tuple[str, int] | tuple[str, int, dict[str, str]] | Response:
     if not _csrf_ok():
         return _page("画面を開き直してからもう一度お試しください。", status=400)
     try:
@@ -146,7 +157,7 @@ def login() -> tuple[str, int] | Response:
         )
     except MamoriError as exc:  # e.g. the firewall refused the admission: say so, admit nothing
         log.error("vpn sign-in could not be completed: %s", exc.text("en"))
-        return _page("いまサインインを完了できませんでした。医院の担当者にお知らせください。", status=503)
+        return _failed("いまサインインを完了できませんでした。医院の担当者にお知らせください。")
     if decision.allowed:
         return redirect(url_for("vpn_portal.index"))
     status = 403 if decision.reason in ("no_window", "outside_hours", "disabled", "unknown_device") else 401
@@ -154,7 +165,7 @@ def login() -> tuple[str, int] | Response:
 
 
 @bp.post("/logout")
-def logout() -> tuple[str, int]:
+def logout() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     if not _csrf_ok():
         return _page("画面を開き直してからもう一度お試しください。", status=400)
     mgr = _manager()
@@ -163,14 +174,14 @@ def logout() -> tuple[str, int]:
         ended = mgr.logout(ip)
     except MamoriError as exc:  # the daemon could not be asked: nothing ended, say so
         log.error("vpn logout could not be completed: %s", exc.text("en"))
-        return _page(
-            "いまログアウトを完了できませんでした。しばらくしてからもう一度お試しください。", status=503
-        )
-    dev, _ = mgr.who(ip)
-    if not ended and dev and any(s.tunnel_ip == dev.ip4 for s in mgr.pending()):
+        return _failed("いまログアウトを完了できませんでした。しばらくしてからもう一度お試しください。")
+    view = mgr.view(ip)
+    if not ended and view.cutting:
         # the kernel refused the cut: say so rather than "not signed in"; the daemon keeps retrying
-        return _page("接続の切断を処理中です。しばらくしてから画面を開き直してください。", status=503)
-    return _page("接続を終えました。" if ended else "サインインしていません。", ok=bool(ended))
+        return _page(
+            "接続の切断を処理中です。しばらくしてから画面を開き直してください。", status=503, view=view
+        )
+    return _page("接続を終えました。" if ended else "サインインしていません。", ok=bool(ended), view=view)
 
 
 def create_portal_app(manager: PortalSessions, port: int = PORTAL_PORT) -> Flask:

@@ -1,12 +1,14 @@
 """The VPN portal's own process: waitress on a listening socket the daemon bound and passed in.
 
-    python -m vpn.portal_serve --config C --state-dir S --actions RUN/actions.sock --fd N
+    python -m vpn.portal_serve --actions RUN/actions.sock --fd N
 
-The daemon (vpn.daemon.PortalWorker) binds the box's VPN address, starts this without any capability
-(appliance.unprivileged), restarts it with back-off if it dies and stops it (SIGTERM) with its worker
-generation, so the portal always serves the live revision's config, read here at start. The portal reads
-the sessions from the database itself; a sign-in and a logout are the daemon's (vpn.portal_actions, over
-the action socket): this process cannot change the firewall.
+The daemon (vpn.daemon.PortalWorker) binds the box's VPN address, starts this without any capability as
+`mamori-portal` (appliance.unprivileged, appliance.child_access), restarts it with back-off if it dies and
+stops it (SIGTERM) with its worker generation, so the portal always serves the live revision: what the box
+is (clinic, time zone, VPN addresses) it asks once at start. It opens no database and reads no config:
+every page asks the daemon for the device's state, and a sign-in and a logout are the daemon's
+(vpn.portal_actions, over the action socket, which lets this uid ask for those four alone). This process
+can change nothing on the box, and read nothing of it but what its pages show.
 """
 
 from __future__ import annotations
@@ -20,40 +22,27 @@ from pathlib import Path
 
 from waitress.server import create_server
 
-from appliance.config.model import MamoriConfig
-from appliance.paths import Paths
-from appliance.revisions import live_config
-from appliance.storage import Database
-from appliance.subsystem import Context
-from vpn.model import VpnUser
+from appliance.errors import MamoriError
 from vpn.policy import Decision
 from vpn.portal import create_portal_app
-from vpn.sessions import Session, SessionManager
-from vpn.store import Device
+from vpn.portal_view import PortalSite, PortalView
 from webui.actions import Actions, SocketActions, call_with
 
 log = logging.getLogger(__name__)
 
 
-class DaemonSessions:
-    """What the portal pages use of the sessions: read here (`reader`, the database), changed by the daemon
-    through `actions` (vpn.portal_actions)."""
+class DaemonPortal:
+    """The portal's four questions asked of the daemon (vpn.portal_actions); what the box is, once."""
 
-    def __init__(self, reader: SessionManager, actions: Actions) -> None:
-        self.reader = reader
+    def __init__(self, actions: Actions) -> None:
         self.actions = actions
+        self._site = PortalSite.from_dict(call_with(actions, "vpn.portal.site"))
 
-    def config(self) -> MamoriConfig:
-        return self.reader.config()
+    def site(self) -> PortalSite:
+        return self._site
 
-    def who(self, remote_ip: str) -> tuple[Device | None, VpnUser | None]:
-        return self.reader.who(remote_ip)
-
-    def current(self, remote_ip: str) -> Session | None:
-        return self.reader.current(remote_ip)
-
-    def pending(self) -> list[Session]:
-        return self.reader.pending()
+    def view(self, remote_ip: str) -> PortalView:
+        return PortalView.from_dict(call_with(self.actions, "vpn.portal.view", remote=remote_ip[:64]))
 
     def sign_in(self, remote_ip: str, password: str, code: str) -> Decision:
         result = call_with(
@@ -83,22 +72,18 @@ def serve_until(server, stop: threading.Event, tick: float = 0.5) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vpn.portal_serve", description="Mamori VPN portal")
-    parser.add_argument("--config", type=Path, default=Paths().config)
-    parser.add_argument("--state-dir", type=Path, default=Paths().state_dir)
     parser.add_argument("--actions", type=Path, required=True, help="the daemon's action socket")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket the daemon bound")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    paths = Paths(config=args.config, state_dir=args.state_dir)
-    ctx = Context(paths=paths, db=Database(paths.db))
-    cfg = live_config(ctx.db)
-    if cfg is None or not cfg.vpn.enabled:
-        log.error("no live revision with the VPN enabled: nothing to serve")
+    try:
+        portal = DaemonPortal(SocketActions(args.actions))
+    except MamoriError as exc:  # e.g. the VPN is not enabled in the live revision
+        log.error("the daemon did not say what to serve: %s", exc.text("en"))
         return 2
     sock = socket.socket(fileno=args.fd)
     host, port = sock.getsockname()[:2]
-    sessions = DaemonSessions(SessionManager(ctx, lambda: cfg), SocketActions(args.actions))
-    app = create_portal_app(sessions, port=port)
+    app = create_portal_app(portal, port=port)
     server = create_server(app, sockets=[sock], threads=4, ident="mamori-vpn")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

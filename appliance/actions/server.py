@@ -1,12 +1,12 @@
 """The daemon's end of the action socket: a unix stream socket in the run directory, one request per
 connection (a JSON object, then the client shuts its writing side), one answer back.
 
-Who may connect: the file is 0660, owned by root and the group `mamori-db` of the web UI's and the portal's
-accounts (appliance.child_access; 0600 where they do not exist); and every connection's peer credentials
-(SO_PEERCRED) must be one of `peers()`, else the connection is closed unanswered and logged. Each peer has its
-own list: root every action; the web UI (`mamori-web`) every action but the portal's; the VPN portal
-(`mamori-portal`) only the portal's two (`vpn.portal.*`), so a portal taken over cannot ask for a config
-change or a backup. An action outside the peer's list is refused as one that does not exist. A request over
+Who may connect: the file is 0660, owned by root and the group `mamori-db` of the web UI's account, with a
+named ACL entry for the portal's (appliance.child_access; 0600 where they do not exist); and every
+connection's peer credentials (SO_PEERCRED) must be one of `peers()`, else the connection is closed
+unanswered and logged. Each peer has its own list: root every action; the web UI (`mamori-web`) every action
+but the portal's; the VPN portal (`mamori-portal`) only the portal's four (`vpn.portal.*`), so a portal taken
+over cannot ask for a config change or a backup. An action outside the peer's list is refused as one that does not exist. A request over
 `MAX_REQUEST` bytes is refused unread.
 Each connection gets a thread; a slow client is cut after `TIMEOUT` seconds. Changes serialise on the one
 apply lock inside the handlers (ConfigService), not here.
@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from appliance.accounts import grant_write
 from appliance.actions.registry import MAX_REQUEST, ActionEnv, handle_request_fds
 from appliance.child_access import lookup_children
 from appliance.subsystem import Context, Subsystem
@@ -127,6 +128,7 @@ class ActionServer:
         if children is not None:
             os.chown(self.path, 0, children.db_gid)
             os.chmod(self.path, 0o660)
+            grant_write(self.path, children.portal)  # the portal is not in mamori-db (appliance.child_access)
         else:
             os.chmod(self.path, 0o600)
         sock.listen(16)

@@ -17,7 +17,7 @@ import pyotp
 import pytest
 import yaml
 
-from lab.box import EXAMPLE_CONFIG, Box, make_box, privileges, runs_as, without_capabilities
+from lab.box import EXAMPLE_CONFIG, Box, in_group, make_box, privileges, runs_as, without_capabilities
 from lab.topology import Lab
 from lab.waiting import wait_for
 from tests import notify_receiver as receiver
@@ -190,6 +190,7 @@ def test_portal_and_web_ui_run_without_capabilities(clinic):
     assert "vpn.portal_serve" in open(f"/proc/{portal_pid}/cmdline").read()
     assert without_capabilities(portal_pid), privileges(portal_pid)
     assert runs_as(portal_pid, "mamori-portal"), privileges(portal_pid)  # not the web UI's account
+    assert not in_group(portal_pid, "mamori-db"), privileges(portal_pid)  # it opens no database
     web = wait_for(lambda: box.listener(443), 60)
     assert web and without_capabilities(web), web and privileges(web)
     assert runs_as(web, "mamori-web"), privileges(web)

@@ -1,7 +1,9 @@
 """appliance.child_access: what the web UI's and the portal's accounts may do with the state directory after
-`hand_over`, tried as those accounts (setpriv, as the daemon starts them) on a real state directory whose
-parents are 0700 (pytest's): each may reach and write the database, neither may remove it; only the web UI
-reads its four keys; neither reads another key, lists the key directory or writes there."""
+`prepare`, tried as those accounts (setpriv, with the groups the daemon starts them with) on a real state
+directory whose parents are 0700 (pytest's), with the daemon's action socket bound there: both may connect
+to the socket; the web UI may reach and write the database, not remove it, and read its four keys; the
+portal may not open the database at all, nor read any key; neither reads another key, lists the key
+directory or writes there."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pytest
 
 from appliance import unprivileged
 from appliance.accounts import Account
-from appliance.child_access import ChildAccounts, hand_over, lookup_children
+from appliance.actions.server import ActionServer
+from appliance.child_access import ChildAccounts, hand_over, lookup_children, prepare
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="hands files over to o
 
 # Each probe prints "ok" or the error's name, one line per step.
 PROBE = """
-import os, sqlite3, sys
+import os, socket, sqlite3, sys
 state = sys.argv[1]
 def step(name, fn):
     try:
@@ -36,6 +39,10 @@ def write_db():
     conn.execute("INSERT INTO kv(key, value) VALUES (?, 'x')", (os.environ.get("WHO", "?"),))
     conn.commit()
     conn.close()
+def connect_actions():
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(os.path.join(state, "run", "actions.sock"))
+step("connect_actions", connect_actions)
 step("write_db", write_db)
 step("remove_db", lambda: os.rename(os.path.join(state, "db", "mamori.db"), os.path.join(state, "db", "x")))
 step("read_web_key", lambda: open(os.path.join(state, "keys", "web.key"), "rb").read())
@@ -71,15 +78,20 @@ def test_each_account_gets_what_it_needs_and_no_more(tmp_path: Path, children: C
         (paths.keys_dir / name).write_bytes(b"k")
         os.chmod(paths.keys_dir / name, 0o600)
     os.chmod(tmp_path, 0o700)
-    hand_over(paths, children)
-
-    web = probe(paths.state_dir, children.web, (children.db_gid,))
-    portal = probe(paths.state_dir, children.portal, (children.db_gid,))
-    assert web == {"write_db": "ok", "remove_db": "PermissionError", "read_web_key": "ok", "read_secret": "ok",
-                   "read_other_key": "PermissionError", "list_keys": "PermissionError",
-                   "write_keys": "PermissionError", "rename_keys": "PermissionError"}  # fmt: skip
-    assert portal == {**web, "read_web_key": "PermissionError", "read_secret": "PermissionError"}
-    assert {k for k, _ in db.kv_items("mamori-")} == {"mamori-web", "mamori-portal"}
+    with ActionServer(
+        Context(paths, db), subsystems=[]
+    ).bind():  # listening: a connection waits in its backlog
+        web = probe(paths.state_dir, *prepare(paths, "web"))
+        portal_account, portal_groups = prepare(paths, "portal")
+        assert portal_groups == ()  # not in mamori-db: the daemon answers the portal's questions
+        portal = probe(paths.state_dir, portal_account, portal_groups)
+    assert web == {"connect_actions": "ok", "write_db": "ok", "remove_db": "PermissionError",
+                   "read_web_key": "ok", "read_secret": "ok", "read_other_key": "PermissionError",
+                   "list_keys": "PermissionError", "write_keys": "PermissionError",
+                   "rename_keys": "PermissionError"}  # fmt: skip
+    assert portal == {**web, "write_db": "OperationalError", "read_web_key": "PermissionError",
+                      "read_secret": "PermissionError"}  # fmt: skip
+    assert {k for k, _ in db.kv_items("mamori-")} == {"mamori-web"}
     assert (paths.keys_dir / "audit.key").stat().st_size == 32  # made by hand_over for the web UI
 
 

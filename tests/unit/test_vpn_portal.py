@@ -17,6 +17,7 @@ from vpn.credentials import Credentials
 from vpn.keys import generate_keypair
 from vpn.monitor import HANDSHAKE_GAP_S, LARGE_TRANSFER, _Track, changes
 from vpn.portal import create_portal_app
+from vpn.portal_view import LocalPortal
 from vpn.sessions import SessionManager
 from vpn.store import Device, DeviceStore
 from vpn.wg import DumpState, PeerState
@@ -49,7 +50,7 @@ PORTAL = "http://10.99.0.1:8443"  # the example's vpn.address and the portal's p
 
 def client(ctx, ip):
     """A test client and the request arguments of a device at tunnel address `ip` opening the portal."""
-    app = create_portal_app(SessionManager(ctx, lambda: CFG), port=8443)
+    app = create_portal_app(LocalPortal(SessionManager(ctx, lambda: CFG)), port=8443)
     return app.test_client(), {"environ_base": {"REMOTE_ADDR": ip}, "base_url": PORTAL}
 
 

@@ -1,6 +1,7 @@
-"""The portal in its own process asks the daemon to sign in and out (vpn.portal_actions), on the paths that
-admit nothing: the daemon's checks decide (policy, password, code), the audit entries are the daemon's, and
-the portal's pages read the same. The success path (the kernel's sets) is tests/integration/test_vpn_gate.py.
+"""The portal in its own process asks the daemon everything (vpn.portal_actions): what the box is, the
+device's state, a sign-in and a logout, on the paths that admit nothing: the daemon's checks decide (policy,
+password, code), the audit entries are the daemon's. The success path (the kernel's sets) is
+tests/integration/test_vpn_gate.py.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import pyotp
 import pytest
 
 from appliance.actions.registry import ActionEnv, handle_request
+from appliance.errors import MamoriError
 from appliance.paths import Paths
 from appliance.storage import Database
 from appliance.subsystem import Context
 from vpn.credentials import Credentials
 from vpn.keys import generate_keypair
 from vpn.portal import create_portal_app
-from vpn.portal_serve import DaemonSessions
+from vpn.portal_serve import DaemonPortal
 from vpn.sessions import SessionManager
 from vpn.store import DeviceStore
-from webui.actions import LocalActions
+from webui.actions import LocalActions, call_with
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "clinic.yaml").read_text(encoding="utf-8")
 PASSWORD = "correct horse battery"
@@ -53,10 +55,9 @@ def people(ctx):
 
 
 def portal(ctx, cfg, ip):
-    """The portal as its own process builds it: reads here, sign-in and logout through the actions (run in
-    this process by the same registry the daemon runs)."""
-    sessions = DaemonSessions(SessionManager(ctx, lambda: cfg), LocalActions(ctx))
-    app = create_portal_app(sessions, port=8443)
+    """The portal as its own process builds it: every question through the actions (run in this process by
+    the same registry the daemon runs)."""
+    app = create_portal_app(DaemonPortal(LocalActions(ctx)), port=8443)
     return app.test_client(), {"environ_base": {"REMOTE_ADDR": ip}, "base_url": PORTAL}
 
 
@@ -101,17 +102,48 @@ def test_the_daemon_is_unreachable_so_the_portal_says_so(ctx, people, tmp_path, 
     import webui.actions
 
     monkeypatch.setattr(webui.actions, "CONNECT_WAIT", 0.0)  # not waiting for a daemon that never comes
-    cfg, doc = people[0], people[1]
-    sessions = DaemonSessions(
-        SessionManager(ctx, lambda: cfg), webui.actions.SocketActions(tmp_path / "no.sock")
-    )
-    c = create_portal_app(sessions, port=8443).test_client()
+    doc = people[1]
+    daemon = DaemonPortal(LocalActions(ctx))
+    c = create_portal_app(daemon, port=8443).test_client()
     env = {"environ_base": {"REMOTE_ADDR": doc.ip4}, "base_url": PORTAL}
-    r = c.post("/login", data={"csrf": csrf(c, env), "password": PASSWORD, "code": "000000"}, **env)
+    token = csrf(c, env)
+    daemon.actions = webui.actions.SocketActions(tmp_path / "no.sock")  # the daemon goes away
+    r = c.get("/", **env)
+    assert r.status_code == 503 and "いまこの画面を表示できません" in r.get_data(as_text=True)
+    r = c.post("/login", data={"csrf": token, "password": PASSWORD, "code": "000000"}, **env)
     assert r.status_code == 503
-    r = c.post("/logout", data={"csrf": csrf(c, env)}, **env)
+    r = c.post("/logout", data={"csrf": token}, **env)
     assert r.status_code == 503 and "ログアウトを完了できません" in r.get_data(as_text=True)
     assert audit(ctx) == []  # nothing was decided without the daemon
+
+
+def test_the_portal_learns_only_the_device_it_names(ctx, people) -> None:
+    """vpn.portal.view answers for one tunnel address: the user's name, nothing of the secrets; an address
+    no device has (or no address at all) is simply not registered."""
+    cfg, doc = people[0], people[1]
+    daemon = DaemonPortal(LocalActions(ctx))
+    assert daemon.site().clinic == cfg.clinic.name and cfg.vpn.address in daemon.site().addresses
+    answer = call_with(LocalActions(ctx), "vpn.portal.view", remote=doc.ip4)
+    assert set(answer) == {"user_label", "expires", "cutting"}
+    assert answer["expires"] is None and answer["cutting"] is False
+    user = next(u for u in cfg.vpn.users if u.name == "yamada")
+    assert answer["user_label"] == (user.display_name or user.name)
+    for remote in ("10.99.0.250", "not an address", ""):
+        assert daemon.view(remote).user_label == ""
+
+
+def test_a_portal_without_the_vpn_is_told_so(ctx, people) -> None:
+    """A live revision without the VPN: the daemon refuses the portal's questions (it then exits, see
+    vpn.portal_serve.main) rather than serving a page for a VPN that is off."""
+    ctx.paths.config.write_text(
+        ctx.paths.config.read_text(encoding="utf-8").replace(
+            "vpn:\n  enabled: true", "vpn:\n  enabled: false"
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(MamoriError) as exc:
+        DaemonPortal(LocalActions(ctx))
+    assert "VPN" in exc.value.text("ja")
 
 
 @pytest.mark.parametrize(

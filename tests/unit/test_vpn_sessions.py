@@ -165,10 +165,11 @@ def test_failed_insert_admits_nothing(rig):
 
 def test_portal_logout_says_when_the_cut_is_still_pending(rig):
     from vpn.portal import create_portal_app
+    from vpn.portal_view import LocalPortal
 
     mgr, gate, dev, secret, now = rig
     sign_in(mgr, dev, secret, now)
-    c, env = create_portal_app(mgr).test_client(), {"REMOTE_ADDR": dev.ip4}
+    c, env = create_portal_app(LocalPortal(mgr)).test_client(), {"REMOTE_ADDR": dev.ip4}
     page = c.get("/", environ_base=env, base_url=PORTAL).get_data(as_text=True)
     token = page.split('name="csrf" value="')[1].split('"')[0]
     gate.fail_revoke = 1
@@ -182,12 +183,13 @@ def test_portal_logout_says_when_the_cut_is_still_pending(rig):
 def test_a_rebound_or_foreign_page_cannot_log_the_doctor_out(rig):
     """DNS rebinding (another name for the portal's address) and a form posted from another site."""
     from vpn.portal import create_portal_app
+    from vpn.portal_view import LocalPortal
 
     mgr, gate, dev, secret, now = rig
     sign_in(mgr, dev, secret, now)
     admitted = set(gate.admitted)
     assert admitted
-    c, env = create_portal_app(mgr).test_client(), {"REMOTE_ADDR": dev.ip4}
+    c, env = create_portal_app(LocalPortal(mgr)).test_client(), {"REMOTE_ADDR": dev.ip4}
     page = c.get("/", environ_base=env, base_url=PORTAL).get_data(as_text=True)
     token = page.split('name="csrf" value="')[1].split('"')[0]
     res = c.post("/logout", data={"csrf": token}, environ_base=env, base_url="http://rebind.example:8443")
