@@ -15,6 +15,7 @@ import argparse
 import logging
 import re
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,7 @@ from webui.actions import SocketActions
 from webui.tls import CertReloader, cert_paths, ensure_certificate
 
 log = logging.getLogger(__name__)
+REDIRECT_TIMEOUT_S = 10.0
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}$|^\[[0-9A-Fa-f:.]{2,45}\]$")
 
 
@@ -63,6 +65,7 @@ def redirect_handler(https_port: int) -> type[BaseHTTPRequestHandler]:
 
         server_version = "Mamori"
         sys_version = ""
+        timeout = REDIRECT_TIMEOUT_S  # a client that connects and says nothing does not keep its thread
 
         def _redirect(self) -> None:
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0] if "]" not in (self.headers.get("Host") or "") \
@@ -85,7 +88,19 @@ def redirect_handler(https_port: int) -> type[BaseHTTPRequestHandler]:
     return Redirect
 
 
-class _RedirectServer(ThreadingHTTPServer):
+class _QuietServer(ThreadingHTTPServer):
+    """A client that resets or times out its connection is its own business: logged at debug level, not a
+    traceback on stderr (socketserver's default) at every port scan; anything else is still an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # ConnectionResetError, BrokenPipeError, TimeoutError
+            log.debug("http redirect: connection from %s ended: %s", client_address, exc)
+        else:
+            log.exception("http redirect: request from %s failed", client_address)
+
+
+class _RedirectServer(_QuietServer):
     """The redirect server on a socket bound already (by the daemon): its family, its address."""
 
     def __init__(self, sock: socket.socket, handler: type[BaseHTTPRequestHandler]) -> None:
@@ -101,7 +116,7 @@ def start_redirect(bind: str, https_port: int, fd: int | None = None) -> Threadi
         server: ThreadingHTTPServer = _RedirectServer(socket.socket(fileno=fd), redirect_handler(https_port))
     else:
         host, port = bind.rsplit(":", 1)
-        server = ThreadingHTTPServer((host.strip("[]"), int(port)), redirect_handler(https_port))
+        server = _QuietServer((host.strip("[]"), int(port)), redirect_handler(https_port))
     threading.Thread(target=server.serve_forever, name="http-redirect", daemon=True).start()
     return server
 
