@@ -26,6 +26,7 @@ from webui import core
 from webui.permissions import permissions_of
 
 TTL = 3600
+PROPOSAL_PREFIX = "webui.proposal."  # kv keys of proposed changes (pruned by webui.retention)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def propose(text: str, comment: str, permission: str) -> str:
     token = secrets.token_urlsafe(16)
     data = {"text": text, "comment": comment, "permission": permission,
             "author": wctx.user().name, "created": wctx.now()}  # fmt: skip
-    wctx.ctx().db.set_kv(f"webui.proposal.{token}", json.dumps(data, ensure_ascii=False))
+    wctx.ctx().db.set_kv(f"{PROPOSAL_PREFIX}{token}", json.dumps(data, ensure_ascii=False))
     session["proposal"] = token
     return token
 
@@ -65,7 +66,7 @@ def propose(text: str, comment: str, permission: str) -> str:
 def load(token: str) -> Proposal | None:
     if not token or session.get("proposal") != token:
         return None
-    raw = wctx.ctx().db.get_kv(f"webui.proposal.{token}")
+    raw = wctx.ctx().db.get_kv(f"{PROPOSAL_PREFIX}{token}")
     if raw is None:
         return None
     data = json.loads(raw)
@@ -75,5 +76,5 @@ def load(token: str) -> Proposal | None:
 
 
 def discard(token: str) -> None:
-    wctx.ctx().db.set_kv(f"webui.proposal.{token}", None)
+    wctx.ctx().db.set_kv(f"{PROPOSAL_PREFIX}{token}", None)
     session.pop("proposal", None)

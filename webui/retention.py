@@ -15,7 +15,7 @@ import json
 from typing import TYPE_CHECKING
 
 from appliance.storage import Database
-from webui.changes import TTL
+from webui.changes import PROPOSAL_PREFIX, TTL
 from webui.passwords import HISTORY
 from webui.throttle import forget_old
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from appliance.retention import Policy
 
 DAY = 86400
-PROPOSAL_PREFIX = "webui.proposal."  # the keys webui.changes stores proposed changes under
 
 
 def retain(db: Database, policy: Policy) -> dict[str, int]:

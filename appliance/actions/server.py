@@ -6,8 +6,8 @@ named ACL entry for the portal's (appliance.child_access; 0600 where they do not
 connection's peer credentials (SO_PEERCRED) must be one of `peers()`, else the connection is closed
 unanswered and logged. Each peer has its own list: root every action; the web UI (`mamori-web`) every action
 but the portal's; the VPN portal (`mamori-portal`) only the portal's four (`vpn.portal.*`), so a portal taken
-over cannot ask for a config change or a backup. An action outside the peer's list is refused as one that does not exist. A request over
-`MAX_REQUEST` bytes is refused unread.
+over cannot ask for a config change or a backup. An action outside the peer's list is refused as one that
+does not exist. A request over `MAX_REQUEST` bytes is refused unread.
 Each connection gets a thread; a slow client is cut after `TIMEOUT` seconds. Changes serialise on the one
 apply lock inside the handlers (ConfigService), not here.
 """
