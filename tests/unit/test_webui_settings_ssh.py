@@ -27,7 +27,9 @@ def test_off_by_default_then_enabled_through_review_and_audited(box: Box) -> Non
     box.login(client, "admin")
     page = client.get("/settings/ssh").get_data(as_text=True)
     assert (
-        "無効です" in page and "院内のネットワーク" in page and "パスワードでのログインもできません" in page
+        "無効です" in page
+        and "「院内」と「管理用」のネットワークからだけ" in page
+        and "パスワードでのログインもできません" in page
     )
     assert "<code>192.168.10.1</code>" in page and "203.0.113.2" not in page  # lan only, never wan
     assert "保守用の遠隔ログイン（SSH）" in client.get("/settings/").get_data(as_text=True)
