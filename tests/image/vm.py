@@ -12,14 +12,14 @@ off by default): the image arms it (RuntimeWatchdogSec, RebootWatchdogSec), as o
 hangs, also in the middle of a reboot, comes back by itself as a real box would. A QMP socket lets a test ask
 qemu what the guest is doing when the serial console stays silent.
 
-The reset itself stops that watchdog, so nothing covers the firmware. OVMF with two vCPUs hung after a
-reboot twice: once under TCG for over 15 minutes (both vCPUs at one RIP range in OVMF's code, no SMM), once
-in CI through two QMP `system_reset`s in a row (25 minutes silent since "reboot: Restarting system"); most
-likely the wake-up of the second CPU, which OVMF's boot CPU awaits without a timeout (tianocore/edk2 pull
-request 13164, "Ovmf ap sipi resend"). One vCPU would avoid it, but its one run under TCG was much slower
-(and lost a line of the serial stream, which serialconsole.py's reader thread now prevents), so the VM keeps two, and the VM's firmware watchdog does what a person would do with a
-real box that stays dark: it pulls the plug. When the
-console has been silent for FIRMWARE_SILENCE_S right after the kernel's "Restarting system", it stops qemu
+The reset itself stops that watchdog, so nothing covers the firmware. OVMF with two vCPUs hung after a reboot
+twice: once under TCG for over 15 minutes (both vCPUs at one RIP range in OVMF's code, no SMM), once in CI
+through two QMP `system_reset`s in a row (25 minutes silent since "reboot: Restarting system"); most likely
+the wake-up of the second CPU, which OVMF's boot CPU awaits without a timeout (tianocore/edk2 pull request
+13164, "Ovmf ap sipi resend"). One vCPU would avoid it, but its one run under TCG was much slower (and lost a
+line of the serial stream, which serialconsole.py's reader thread now prevents), so the VM keeps two, and the
+VM's firmware watchdog does what a person would do with a real box that stays dark: it pulls the plug. When
+the console has been silent for FIRMWARE_SILENCE_S right after the kernel's "Restarting system", it stops qemu
 and starts it again on the same disk and the same firmware variables (a cold start; a warm `system_reset` did
 not help), at most MAX_FIRMWARE_RESETS times, and says so as a pytest warning (conftest.running_vm): never
 silently. The serial console reconnects by itself (serialconsole.py).
