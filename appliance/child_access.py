@@ -109,10 +109,8 @@ def prepare(
                     WEB_USER, PORTAL_USER, DB_GROUP, role)  # fmt: skip
         before(None)
         return None, ()
-    if role == "web":
-        before(children.web)
-        hand_over(paths, children)
-        return children.web, (children.db_gid,)
-    before(children.portal)
+    # The portal gets its own group alone: no database.
+    account, groups = (children.web, (children.db_gid,)) if role == "web" else (children.portal, ())
+    before(account)
     hand_over(paths, children)
-    return children.portal, ()  # its own group alone: no database
+    return account, groups

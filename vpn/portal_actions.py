@@ -12,7 +12,7 @@ name of the user of an address it names. The audit entries are the session manag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from appliance.actions.registry import ActionEnv, ActionError, action
@@ -54,15 +54,13 @@ def _portal(env: ActionEnv) -> LocalPortal:
 @action("vpn.portal.site", SiteArgs)
 def site(env: ActionEnv, args: SiteArgs) -> dict[str, Any]:
     """The clinic's name, its time zone and the VPN addresses the portal answers as."""
-    s = _portal(env).site()
-    return {"clinic": s.clinic, "timezone": s.timezone, "addresses": list(s.addresses)}
+    return asdict(_portal(env).site())  # PortalSite.from_dict reads it back
 
 
 @action("vpn.portal.view", ViewArgs)
 def view(env: ActionEnv, args: ViewArgs) -> dict[str, Any]:
     """The device at the address: its user's name, its session's end, a cut still being retried."""
-    v = _portal(env).view(args.remote)
-    return {"user_label": v.user_label, "expires": v.expires, "cutting": v.cutting}
+    return asdict(_portal(env).view(args.remote))  # PortalView.from_dict reads it back
 
 
 @action("vpn.portal.sign_in", SignInArgs)
