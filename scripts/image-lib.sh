@@ -3,7 +3,7 @@
 
 # Debian packages the build host needs (installed by `make image` itself; the main test suite needs none).
 IMAGE_BUILD_TOOLS=(mmdebstrap dosfstools mtools fdisk e2fsprogs zstd python3-pip python3-venv git ca-certificates)
-IMAGE_BUILD_TOOLS_ARM64=(qemu-user-static binfmt-support arch-test)
+IMAGE_BUILD_TOOLS_ARM64=(qemu-user-static binfmt-support arch-test patchelf)
 IMAGE_TEST_TOOLS=(qemu-system-x86 qemu-utils ovmf)
 
 # Fixed identifiers: the same build gives the same partition table and file-system UUIDs. Every box gets
@@ -236,13 +236,19 @@ SFDISK
 # made once in out/keys/. Only its public half goes into the image.
 ensure_update_key() {
   UPDATE_KEY=${MAMORI_UPDATE_KEY:-$OUT/keys/update-signing.key}
-  if [ ! -s "$UPDATE_KEY" ]; then
-    log "no MAMORI_UPDATE_KEY: making a development signing key in $UPDATE_KEY (not for shipping)"
-    mkdir -p "$(dirname "$UPDATE_KEY")"
-    (umask 077 && openssl genpkey -algorithm ed25519 -out "$UPDATE_KEY")
-  fi
   MAMORI_UPDATE_PUBKEY=$OUT/keys/update-signing.pub.pem
-  openssl pkey -in "$UPDATE_KEY" -pubout -out "$MAMORI_UPDATE_PUBKEY"
+  mkdir -p "$OUT/keys"
+  # Under a lock: CI builds both images at once, and both must sign with the one key they embed.
+  (
+    flock 9
+    if [ ! -s "$UPDATE_KEY" ]; then
+      log "no MAMORI_UPDATE_KEY: making a development signing key in $UPDATE_KEY (not for shipping)"
+      mkdir -p "$(dirname "$UPDATE_KEY")"
+      (umask 077 && openssl genpkey -algorithm ed25519 -out "$UPDATE_KEY.new" && mv "$UPDATE_KEY.new" "$UPDATE_KEY")
+    fi
+    openssl pkey -in "$UPDATE_KEY" -pubout -out "$MAMORI_UPDATE_PUBKEY.new"
+    mv "$MAMORI_UPDATE_PUBKEY.new" "$MAMORI_UPDATE_PUBKEY"
+  ) 9>"$OUT/keys/.lock"
   export UPDATE_KEY MAMORI_UPDATE_PUBKEY
 }
 
