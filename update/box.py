@@ -96,6 +96,16 @@ class BoxInfo:
     arch: str
     boot: dict | None  # boot.json, as the root side wrote it
 
+    def rolled_back(self, version: str) -> bool:
+        """Did `version` fail its trial boot here (the box fell back)? boot.json keeps the last trial: a staged
+        bundle of that version would fail the same way, so it is not offered or installed again."""
+        trial = (self.boot or {}).get("trial")
+        return (
+            isinstance(trial, dict)
+            and trial.get("outcome") == "rolled-back"
+            and trial.get("version") == version
+        )
+
     @property
     def has_fallback_slot(self) -> bool:
         """False only when boot.json says there is no second slot (a first boot that did not add it)."""

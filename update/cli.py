@@ -60,7 +60,13 @@ def _lines(s: UpdateStatus, lang: str) -> list[str]:
         lines.append(f"installing {s.in_progress.get('version')}: {s.percent} %" if en else
                       f"更新中 {s.in_progress.get('version')}: {s.percent} %")  # fmt: skip
     if s.staged:
-        lines.append(("staged: " if en else "受け取り済み: ") + s.staged["version"])
+        failed = (
+            " (failed its check here: not installed again)"
+            if en
+            else "（この機器で確認に失敗した版です。入れません）"
+        )
+        lines.append(("staged: " if en else "受け取り済み: ") + s.staged["version"]
+                     + (failed if s.staged_rolled_back else ""))  # fmt: skip
     if s.last_check:
         when = show(s.last_check.get("at"))
         o = s.last_check.get("outcome", "")

@@ -44,6 +44,16 @@ def downgrade(new: str, running: str) -> UpdateRefused:
     )
 
 
+def failed_here(version: str) -> UpdateRefused:
+    return UpdateRefused(
+        f"版 {version} は、この機器で更新後の確認に失敗して元の版に戻ったため、もう一度は入れません。"
+        "保守業者に直した版を依頼してください。",
+        f"version {version} failed its health check on this box and was rolled back: it is not installed again"
+        " (a fixed release has a new version)",
+        code="update.failed_here",
+    )
+
+
 def same(version: str) -> UpdateRefused:
     return UpdateRefused(f"版 {version} はすでに動いています。更新の必要はありません。",
                          f"version {version} is already running", code="update.same")  # fmt: skip

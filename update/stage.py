@@ -167,8 +167,8 @@ def in_progress(upaths: UpdatePaths) -> dict | None:
 
 def request_install(upaths: UpdatePaths, box: BoxInfo, reboot: str, actor: str) -> dict:
     """Ask the root side to install the staged bundle: write request.json (atomically). `reboot` is "now" or
-    "at:<UTC ISO>". Refused on a box that is not an image box, while another install runs, or with
-    nothing staged."""
+    "at:<UTC ISO>". Refused on a box that is not an image box, while another install runs, with nothing
+    staged, or when the staged version already failed its trial boot here."""
     check_can_install(box)
     if in_progress(upaths):
         raise errors.busy()
@@ -176,6 +176,8 @@ def request_install(upaths: UpdatePaths, box: BoxInfo, reboot: str, actor: str) 
     if staged is None:
         raise errors.UpdateRefused("入れる更新がありません。先に確認するか、更新ファイルを読み込んでください。",
                                    "nothing is staged: check or upload first", code="update.nothing")  # fmt: skip
+    if box.rolled_back(staged.version):
+        raise errors.failed_here(staged.version)
     if not (reboot == "now" or reboot.startswith("at:")):
         raise ValueError(f"bad reboot value {reboot!r}")
     request = {

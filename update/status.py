@@ -31,6 +31,7 @@ class UpdateStatus:
     waiting: bool = False  # the request is not taken by the root side yet (it can still be withdrawn)
     progress: list[dict] = field(default_factory=list)
     staged: dict | None = None
+    staged_rolled_back: bool = False  # the staged version already failed its trial boot here: not offered
     last_check: dict | None = None
     source: str | None = None
     auto: str = "notify"
@@ -74,6 +75,7 @@ def update_status(ctx: Context, cfg: MamoriConfig | None = None) -> UpdateStatus
         waiting=upaths.request.exists(),
         progress=stage.progress(upaths, pending.get("id") if pending else None, limit=50),
         staged=asdict(staged) if staged else None,
+        staged_rolled_back=bool(staged and box.rolled_back(staged.version)),
         last_check=actions.last_check(ctx),
         source=ucfg.source,
         auto=ucfg.auto,

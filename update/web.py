@@ -135,7 +135,13 @@ def upload() -> Any:
             raise
         flash(exc.text("ja") + " 何も保存していません。", "error")
         return redirect(url_for("update.index"))
-    flash(
-        f"版 {staged['version']} の更新ファイルの署名を確認し、保存しました。下のボタンで更新できます。", "ok"
-    )
+    if update_status().staged_rolled_back:
+        flash(
+            f"版 {staged['version']} は、この機器で更新後の確認に失敗した版のため、入れられません。", "error"
+        )
+    else:
+        flash(
+            f"版 {staged['version']} の更新ファイルの署名を確認し、保存しました。下のボタンで更新できます。",
+            "ok",
+        )
     return redirect(url_for("update.index"))

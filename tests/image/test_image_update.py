@@ -396,3 +396,5 @@ def test_broken_v3_falls_back_to_v2_by_itself(
     # The control plane reads the same outcome (what the web UI shows as 「…元の版に戻しました」).
     upd = json.loads(sh(console, "mamori --lang en update status --json").strip().splitlines()[-1])
     assert upd["running"] == f"{bundles['v1']}.2" and upd["trial"]["outcome"] == "rolled-back", upd
+    # v3 is still staged, and neither offered nor installed again (update.box.BoxInfo.rolled_back).
+    assert upd["staged"]["version"] == f"{bundles['v1']}.3" and upd["staged_rolled_back"] is True, upd

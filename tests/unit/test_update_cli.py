@@ -99,6 +99,20 @@ def test_install_on_an_image_box_writes_the_request_and_status_shows_it(box, cap
     assert "新しい版が確認に失敗したため、元の版に戻しました" in capsys.readouterr().out
 
 
+def test_a_version_that_rolled_back_here_is_refused(box, capsys) -> None:
+    setup, run, tmp = box
+    key = setup("2026.12.1")
+    (tmp / "state/update").mkdir(parents=True)
+    (tmp / "state/update/boot.json").write_text(json.dumps({
+        "running": {"slot": "a", "version": "2026.12.1"}, "fallback": {"slot": "b", "version": "2026.12.2"},
+        "trial": {"version": "2026.12.2", "outcome": "rolled-back"}}))  # fmt: skip
+    assert run("--lang", "en", "update", "install", str(make_bundle(tmp / "b.tar", key, "2026.12.2"))) == 1
+    assert "failed its health check on this box and was rolled back" in capsys.readouterr().err
+    assert not (tmp / "state/update/request.json").exists()
+    assert run("update", "status") == 0
+    assert "受け取り済み: 2026.12.2（この機器で確認に失敗した版です。入れません）" in capsys.readouterr().out
+
+
 def test_check_without_source_is_refused(box, capsys) -> None:
     setup, run, _ = box
     setup("2026.12.1")

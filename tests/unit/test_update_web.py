@@ -128,6 +128,32 @@ def test_rollback_is_shown_in_plain_japanese(box: Box, key) -> None:
     assert "新しい版が確認に失敗したため、元の版に戻しました" in page and "2026.12.2" in page
 
 
+def test_a_version_that_rolled_back_here_is_not_offered_again(box: Box, key, tmp_path) -> None:
+    """The staged bundle of the version whose trial boot just failed would fail the same way: the page says
+    so instead of offering it, an install is refused in Japanese, and a newer bundle is offered again."""
+    upaths = UpdatePaths.of(box.ctx.paths)
+    upaths.ensure()
+    upaths.boot.write_text(json.dumps({
+        "running": {"slot": "a", "version": "2026.12.1"}, "fallback": {"slot": "b", "version": "2026.12.2"},
+        "trial": {"version": "2026.12.2", "outcome": "rolled-back"}}))  # fmt: skip
+    client = box.client()
+    box.login(client, "admin")
+    page = _upload(client, make_bundle(tmp_path / "b.tar", key, "2026.12.2").read_bytes()).get_data(
+        as_text=True
+    )
+    assert 'id="update-failed-here"' in page and "今すぐ更新" not in page and "今夜 02:00 に更新" not in page
+    assert "この機器で更新後の確認に失敗した版のため、入れられません" in page and "下のボタンで" not in page
+    r = client.post("/update/install", data={"csrf_token": session_token(client), "when": "now"},
+                    follow_redirects=True)  # fmt: skip
+    assert "確認に失敗して元の版に戻ったため、もう一度は入れません" in r.get_data(as_text=True)
+    assert not upaths.request.exists()
+    assert audit_actions(box, "admin").count("update.refused") == 1
+    page = _upload(client, make_bundle(tmp_path / "c.tar", key, "2026.12.3").read_bytes()).get_data(
+        as_text=True
+    )
+    assert 'id="update-failed-here"' not in page and "今すぐ更新" in page
+
+
 def test_not_an_image_box_has_no_install_buttons(box: Box, tmp_path, monkeypatch) -> None:
     root = system_root(tmp_path / "plain", None)
     monkeypatch.setenv("MAMORI_UPDATE_ROOT", str(root))
