@@ -120,6 +120,13 @@ first_boot_identity() {
   # even for a valid key.
   in_root usermod -p '*' root
   echo mamori > "$ROOT/etc/hostname"
+  # mmdebstrap copied the build host's resolv.conf in for the build; the box asks its own dnsmasq instead
+  # (it listens on loopback too, and forwards to dhcp.dns_upstreams). Until the daemon runs dnsmasq, a
+  # lookup fails at once instead of waiting on a server that is not there.
+  rm -f "$ROOT/etc/resolv.conf"
+  printf '# Mamori: the box resolves names through its own dnsmasq (dhcp.dns_upstreams).\nnameserver 127.0.0.1\n' \
+    > "$ROOT/etc/resolv.conf"
+  chmod 0644 "$ROOT/etc/resolv.conf"
   printf '127.0.0.1\tlocalhost\n127.0.1.1\tmamori\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$ROOT/etc/hosts"
   ln -sf /usr/share/zoneinfo/Asia/Tokyo "$ROOT/etc/localtime"
   echo Asia/Tokyo > "$ROOT/etc/timezone"

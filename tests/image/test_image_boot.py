@@ -32,6 +32,7 @@ interfaces:
   - {name: enp0s4, zone: lan, address: 192.168.10.1/24}
 hosts:
   - {name: 電子カルテ, ip: 192.168.10.10}
+  - {name: nas, ip: 192.168.10.20}
 firewall:
   rules:
     - {src: lan, dst: 電子カルテ, service: HTTPS}
@@ -188,6 +189,9 @@ def test_daemon_replaces_fail_closed_with_mamoris_table(booted: tuple[VM, Serial
     assert "192.168.10.10" in table, "the rule to 電子カルテ is in the live table"
     assert sh(console, "nft list ruleset") != sh(console, "cat /run/mamori-test/ruleset-before-daemon.nft")
     assert sh(console, "systemctl is-active mamori.service").strip() == "active"
+    # The box's own lookups go to its dnsmasq (resolv.conf: 127.0.0.1), which knows the clinic's hosts.
+    sh(console, "for i in $(seq 1 30); do getent hosts nas.clinic.lan && break; sleep 2; done", timeout=120)
+    assert sh(console, "getent hosts nas.clinic.lan").split()[:2] == ["192.168.10.20", "nas.clinic.lan"]
 
     # sshd, run by the daemon, listens on the lan address only and lets the key in, although root's
     # password stays locked (no password anywhere on the box).

@@ -64,6 +64,14 @@ def test_nothing_unique_or_secret_in_the_image(parts: dict[str, Path]) -> None:
     assert root_hash.startswith(("!", "*")), "root must have no password in the production image"
 
 
+def test_the_box_resolves_through_its_own_dnsmasq(parts: dict[str, Path]) -> None:
+    """Not through the build host's resolver, which mmdebstrap copies in for the build."""
+    resolv = debugfs(parts["mamori-root-a"], "cat /etc/resolv.conf")
+    assert [line.split() for line in resolv.splitlines() if line and not line.startswith("#")] == [
+        ["nameserver", "127.0.0.1"]
+    ], resolv
+
+
 def test_no_test_hook_in_the_production_image(parts: dict[str, Path]) -> None:
     root = parts["mamori-root-a"]
     assert (
