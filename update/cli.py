@@ -60,13 +60,14 @@ def _lines(s: UpdateStatus, lang: str) -> list[str]:
         lines.append(f"installing {s.in_progress.get('version')}: {s.percent} %" if en else
                       f"更新中 {s.in_progress.get('version')}: {s.percent} %")  # fmt: skip
     if s.staged:
-        failed = (
-            " (failed its check here: not installed again)"
-            if en
-            else "（この機器で確認に失敗した版です。入れません）"
-        )
-        lines.append(("staged: " if en else "受け取り済み: ") + s.staged["version"]
-                     + (failed if s.staged_rolled_back else ""))  # fmt: skip
+        staged = ("staged: " if en else "受け取り済み: ") + s.staged["version"]
+        if s.staged_rolled_back:
+            staged += (
+                " (failed its check here: not installed again)"
+                if en
+                else "（この機器で確認に失敗した版です。入れません）"
+            )
+        lines.append(staged)
     if s.last_check:
         when = show(s.last_check.get("at"))
         o = s.last_check.get("outcome", "")

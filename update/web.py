@@ -135,7 +135,7 @@ def upload() -> Any:
             raise
         flash(exc.text("ja") + " 何も保存していません。", "error")
         return redirect(url_for("update.index"))
-    if update_status().staged_rolled_back:
+    if staged["rolled_back"]:
         flash(
             f"版 {staged['version']} は、この機器で更新後の確認に失敗した版のため、入れられません。", "error"
         )

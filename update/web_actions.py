@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance.actions.registry import ActionEnv, ActionError, action
 from update import actions
+from update.box import UpdatePaths, box_info
 from update.stage import DEFAULT_LIMIT
 from webui.action_accounts import require
 
@@ -104,11 +105,13 @@ class UploadArgs:
 
 @action("update.upload", UploadArgs)
 def upload(env: ActionEnv, args: UploadArgs) -> dict[str, Any]:
-    """Verify and stage a spooled bundle (update.actions.take_file, from the opened descriptor only)."""
+    """Verify and stage a spooled bundle (update.actions.take_file, from the opened descriptor only); says
+    whether its version already failed its trial boot here (then the page offers no install)."""
     from appliance.actions import spool
 
     require(env, args.actor, INSTALL)
     limit = upload_limit(env)
     with spool.open_spooled(env.ctx, "update", args.upload, limit) as src:
         staged = actions.take_file(env.ctx, src, args.actor, "web", args.remote[:64], limit=limit)
-    return {"version": staged.version, "name": staged.name}
+    rolled_back = box_info(UpdatePaths.of(env.ctx.paths)).rolled_back(staged.version)
+    return {"version": staged.version, "name": staged.name, "rolled_back": rolled_back}
